@@ -1,0 +1,43 @@
+# Every target installs what it needs into .venv first; a fresh clone needs only python3.11.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint typecheck pytest openapi bench-micro clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: database created if missing (embedded PostgreSQL if none answers), migrated,
+## demo data loaded if empty, then served on http://127.0.0.1:8000
+run: $(STAMP)
+	$(BIN)/python -m server serve --prepare
+
+## make test: lint, format check, strict typing, then the whole suite
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+openapi: $(STAMP)
+	$(BIN)/python -m server openapi --out openapi.json
+
+bench-micro: $(STAMP)
+	$(BIN)/pytest bench/micro --benchmark-only --benchmark-columns=min,median,mean,ops -s
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache

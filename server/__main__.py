@@ -1,0 +1,80 @@
+"""python -m server: serve | migrate | seed | openapi."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from server.logs import configure_logging
+from server.settings import Settings, SettingsError, load_settings
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise SystemExit(str(exc)) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP server (granian)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.add_argument(
+        "--prepare",
+        action="store_true",
+        help="first create the database if missing, migrate, and load demo data if empty",
+    )
+
+    commands.add_parser("migrate", help="apply pending migrations")
+
+    seed = commands.add_parser("seed", help="load demo data into an empty database")
+    seed.add_argument("--users", type=int, default=1000, help="bulk accounts to add")
+
+    openapi = commands.add_parser("openapi", help="write the OpenAPI document")
+    openapi.add_argument("--out", type=Path, default=None, help="file (default: stdout)")
+
+    args = parser.parse_args(argv)
+    if args.command == "openapi":
+        return _openapi(args.out)
+    settings = _settings()
+    logger = configure_logging(settings.log_level)
+    if args.command == "serve":
+        from server.serve import serve_forever
+
+        return serve_forever(
+            settings,
+            logger,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            prepare=args.prepare,
+        )
+    from server import tasks
+
+    if args.command == "migrate":
+        return asyncio.run(tasks.migrate_command(settings, logger))
+    return asyncio.run(tasks.seed_command(settings, logger, users=args.users))
+
+
+def _openapi(out: Path | None) -> int:
+    from server.app import create_app
+    from server.settings import Settings
+
+    app = create_app(Settings(secret_key="x" * 32), logger=configure_logging("warning"))
+    document = app.state.openapi_document()
+    if out is None:
+        sys.stdout.buffer.write(document + b"\n")
+    else:
+        out.write_bytes(document + b"\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

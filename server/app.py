@@ -1,0 +1,109 @@
+"""create_app: the Starlette application, its middleware stack and its lifespan."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.types import ASGIApp
+from structlog.typing import FilteringBoundLogger
+
+from middleware.metrics import HttpMetrics
+from middleware.stack import build_stack
+from server import __version__
+from server.container import ContainerFactory, build_container
+from server.health.service import DrainState
+from server.logs import configure_logging
+from server.metrics import exposition_registry, mark_worker_gone
+from server.openapi import build_openapi
+from server.problem import exception_handlers, middleware_error_renderer
+from server.responses import dumps
+from server.routes import build_routes
+from server.settings import Settings
+
+
+class HotpathApp(Starlette):
+    """Starlette with our middleware *outside* its error middleware, so even a 500 answer
+    carries the request id, security headers and a metrics sample."""
+
+    def __init__(self, *, wrap: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._wrap = wrap
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return self._wrap(super().build_middleware_stack())  # type: ignore[no-any-return]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    container_factory: ContainerFactory = build_container,
+    logger: FilteringBoundLogger | None = None,
+    drain: DrainState | None = None,
+) -> HotpathApp:
+    log = logger or configure_logging(settings.log_level)
+    drain_state = drain or DrainState()
+    registry = CollectorRegistry(auto_describe=True)
+    http_metrics = HttpMetrics(registry=registry)
+    document: list[bytes] = []
+
+    def openapi_document() -> bytes:
+        if not document:
+            spec = build_openapi(
+                app.routes,
+                title="hotpath",
+                version=__version__,
+                description="A production REST API server built for throughput.",
+            )
+            document.append(dumps(spec))
+        return document[0]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with container_factory(settings, log, drain_state) as container:
+            app.state.container = container
+            log.info("started", env=settings.env, version=__version__)
+            # Start-up objects live for the whole process: keep them out of every GC pass.
+            gc.collect()
+            gc.freeze()
+            try:
+                yield
+            finally:
+                drain_state.draining = True
+                mark_worker_gone()
+        log.info("stopped")
+
+    def wrap(inner: ASGIApp) -> ASGIApp:
+        return build_stack(
+            inner,
+            logger=log,
+            access_log=settings.access_log,
+            metrics=http_metrics,
+            hsts=settings.hsts,
+            max_body_bytes=settings.max_body_bytes,
+            on_error=middleware_error_renderer,
+        )
+
+    app = HotpathApp(
+        wrap=wrap,
+        routes=build_routes(openapi_document),
+        exception_handlers=exception_handlers(log),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.logger = log
+    app.state.drain = drain_state
+    app.state.metrics_registry = exposition_registry(registry)
+    app.state.openapi_document = openapi_document
+    return app
+
+
+def app_from_env() -> HotpathApp:
+    """granian's factory target: settings from the environment of the worker process."""
+    from server.settings import load_settings
+
+    return create_app(load_settings())

@@ -1,0 +1,32 @@
+"""HTTP in/out for the probes."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server.apidoc import api
+from server.health.schemas import Liveness, ReadinessView
+from server.responses import JSONResponse
+
+_NO_STORE = {"cache-control": "no-store"}
+
+
+@api(summary="Liveness probe", tags=("health",), responses={200: Liveness})
+async def livez(request: Request) -> Response:
+    return JSONResponse({"status": "ok"}, headers=_NO_STORE)
+
+
+@api(
+    summary="Readiness probe",
+    description="PostgreSQL reachable, migrations current, Redis when configured; "
+    "503 while the process drains after SIGTERM.",
+    tags=("health",),
+    responses={200: ReadinessView, 503: ReadinessView},
+)
+async def readyz(request: Request) -> Response:
+    readiness = await request.app.state.container.health.readiness()
+    body = {"status": "ready" if readiness.ready else "not_ready", "checks": readiness.checks}
+    if readiness.ready:
+        return JSONResponse(body, headers=_NO_STORE)
+    return JSONResponse(body, status_code=503, headers={**_NO_STORE, "retry-after": "1"})

@@ -1,0 +1,86 @@
+"""Liveness and readiness: what a load balancer or orchestrator asks before sending traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from server.db import Database
+from server.errors import ServiceUnavailable
+from server.migrate import status as migration_status
+from server.redis_link import RedisLink
+
+DRAIN_FILE_ENV = "HOTPATH_DRAIN_FILE"
+
+
+@dataclass(slots=True)
+class DrainState:
+    """Set when the process is going away; /readyz answers 503 from then on.
+
+    ``python -m server serve`` creates the drain file on SIGTERM, so every granian worker sees
+    the same flag during the drain period before the server stops accepting connections.
+    """
+
+    draining: bool = False
+    drain_file: Path | None = field(
+        default_factory=lambda: Path(p) if (p := os.environ.get(DRAIN_FILE_ENV)) else None
+    )
+
+    def is_draining(self) -> bool:
+        return self.draining or (self.drain_file is not None and self.drain_file.exists())
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    ready: bool
+    checks: dict[str, str]
+
+
+class HealthService:
+    def __init__(
+        self,
+        db: Database,
+        redis: RedisLink,
+        *,
+        drain: DrainState,
+        migrations_dir: Path,
+        redis_required: bool,
+        timeout: float,
+    ) -> None:
+        self.db = db
+        self.redis = redis
+        self.drain = drain
+        self.migrations_dir = migrations_dir
+        self.redis_required = redis_required
+        self.timeout = timeout
+
+    async def readiness(self) -> Readiness:
+        checks: dict[str, str] = {}
+        ready = True
+        if self.drain.is_draining():
+            checks["process"] = "draining"
+            ready = False
+        db_state = await self._database()
+        checks["postgres"], checks["migrations"] = db_state
+        ready = ready and db_state == ("ok", "current")
+        if self.redis.configured:
+            if await self.redis.ping():
+                checks["redis"] = "ok"
+            else:
+                checks["redis"] = "unavailable"
+                ready = ready and not self.redis_required
+        else:
+            checks["redis"] = "single-node"
+        return Readiness(ready, checks)
+
+    async def _database(self) -> tuple[str, str]:
+        try:
+            async with asyncio.timeout(self.timeout * 2), self.db.connection() as conn:
+                state = await migration_status(conn, self.migrations_dir)
+        except (ServiceUnavailable, TimeoutError, OSError):
+            return "unavailable", "unknown"
+        if state.mismatched:
+            return "ok", "mismatched"
+        return "ok", "current" if state.current else "pending"

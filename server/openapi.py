@@ -1,0 +1,253 @@
+"""OpenAPI 3.1 document built from the route table and the handlers' `@api` declarations."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import http
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
+
+import msgspec
+from starlette.convertors import (
+    Convertor,
+    FloatConvertor,
+    IntegerConvertor,
+    UUIDConvertor,
+)
+from starlette.routing import BaseRoute, Host, Mount, Route
+
+from server.apidoc import EndpointDoc, endpoint_doc
+
+__all__ = ["PROBLEM_SCHEMA", "build_openapi"]
+
+_REF = "#/components/schemas/{name}"
+_PROBLEM_REF = {"$ref": _REF.format(name="Problem")}
+_PROBLEM_MEDIA_TYPE = "application/problem+json"
+# OpenAPI 3.1 knows no QUERY method; HEAD is implied by GET.
+_METHODS = ("GET", "PUT", "POST", "DELETE", "OPTIONS", "PATCH", "TRACE")
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "An RFC 9457 problem details object.",
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "format": "uri-reference"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 100, "maximum": 599},
+        "detail": {"type": "string"},
+        "instance": {"type": "string", "format": "uri-reference"},
+        "request_id": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "pointer": {"type": "string", "description": "JSON Pointer (RFC 6901)"},
+                    "detail": {"type": "string"},
+                },
+                "required": ["pointer", "detail"],
+            },
+        },
+    },
+    "required": ["type", "title", "status"],
+}
+
+_BEARER = {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+
+
+def build_openapi(
+    routes: Sequence[BaseRoute], *, title: str, version: str, description: str = ""
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for `routes`; raises ValueError on an undocumented route."""
+    endpoints = sorted(_endpoints(routes, "", {}), key=lambda e: (e.path, _METHODS.index(e.method)))
+    types = _collect_types(e.doc for e in endpoints)
+    schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
+    schema_of = dict(zip(types, schemas, strict=True))
+    if "Problem" in components:
+        raise ValueError("a schema named 'Problem' clashes with the problem+json component")
+
+    paths: dict[str, dict[str, Any]] = {}
+    op_ids: set[str] = set()
+    for e in endpoints:
+        op = _operation(e, schema_of, components)
+        if op["operationId"] in op_ids:
+            raise ValueError(f"duplicate operationId {op['operationId']!r} at {e.path}")
+        op_ids.add(op["operationId"])
+        ops = paths.setdefault(e.path, {})
+        if e.method.lower() in ops:
+            raise ValueError(f"{e.method} {e.path} is routed twice")
+        ops[e.method.lower()] = op
+
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": {**components, "Problem": PROBLEM_SCHEMA},
+            "securitySchemes": _BEARER,
+        },
+    }
+    if description:
+        document["info"]["description"] = description
+    _drop_unreferenced(document, {e.doc.query for e in endpoints} - {None}, schema_of)
+    document["components"]["schemas"] = dict(sorted(document["components"]["schemas"].items()))
+    # Operations share schema dicts and module constants: hand out a tree nothing aliases.
+    return copy.deepcopy(document)
+
+
+class _Endpoint(NamedTuple):
+    path: str
+    method: str
+    convertors: dict[str, Convertor[Any]]
+    name: str
+    doc: EndpointDoc
+    shared: bool  # the handler serves several methods, so its name alone is not unique
+
+
+def _endpoints(
+    routes: Sequence[BaseRoute], prefix: str, convertors: dict[str, Convertor[Any]]
+) -> Iterator[_Endpoint]:
+    for route in routes:
+        if isinstance(route, Mount):
+            # Mount has no include_in_schema; an opaque app (StaticFiles) has no routes.
+            inner = {**convertors, **route.param_convertors}
+            inner.pop("path", None)
+            yield from _endpoints(
+                route.routes, prefix + route.path_format[: -len("/{path}")], inner
+            )
+        elif isinstance(route, Host):
+            yield from _endpoints(route.routes, prefix, convertors)
+        elif isinstance(route, Route) and route.include_in_schema:
+            yield from _route_endpoints(route, prefix, convertors)
+
+
+def _route_endpoints(
+    route: Route, prefix: str, convertors: dict[str, Convertor[Any]]
+) -> Iterator[_Endpoint]:
+    path = prefix + route.path_format
+    handler: Any = route.endpoint
+    while isinstance(handler, functools.partial):
+        handler = handler.func
+    doc = endpoint_doc(handler)
+    if doc is None:
+        raise ValueError(f"route {path} has no @api(...) documentation")
+    if route.methods is None:
+        raise ValueError(f"route {path} has no methods: only function endpoints are supported")
+    methods = sorted(route.methods - {"HEAD"})
+    unknown = set(methods) - set(_METHODS)
+    if unknown:
+        raise ValueError(f"route {path}: OpenAPI 3.1 cannot describe {sorted(unknown)}")
+    for method in methods:
+        name = getattr(handler, "__name__", route.name)
+        params = {**convertors, **route.param_convertors}
+        yield _Endpoint(path, method, params, name, doc, len(methods) > 1)
+
+
+def _collect_types(docs: Iterator[EndpointDoc]) -> list[Any]:
+    types: dict[Any, None] = {}  # ordered set: the same type appears once
+    for doc in docs:
+        for t in (doc.body, doc.query, *doc.responses.values()):
+            if t is not None:
+                types[t] = None
+    return list(types)
+
+
+def _operation(
+    e: _Endpoint, schema_of: dict[Any, dict[str, Any]], components: dict[str, Any]
+) -> dict[str, Any]:
+    doc = e.doc
+    op_id = doc.operation_id or (f"{e.name}_{e.method.lower()}" if e.shared else e.name)
+    op: dict[str, Any] = {"operationId": op_id, "summary": doc.summary}
+    if doc.description:
+        op["description"] = doc.description
+    if doc.tags:
+        op["tags"] = list(doc.tags)
+    params = [
+        {"name": key, "in": "path", "required": True, "schema": _path_schema(conv)}
+        for key, conv in e.convertors.items()
+    ]
+    if doc.query is not None:
+        params.extend(_query_params(doc.query, schema_of[doc.query], components))
+    params.extend(
+        {"name": h, "in": "header", "required": req, "description": d, "schema": {"type": "string"}}
+        for h, d, req in doc.request_headers
+    )
+    if params:
+        op["parameters"] = params
+    if doc.body is not None:
+        content = {"application/json": {"schema": schema_of[doc.body]}}
+        op["requestBody"] = {"required": True, "content": content}
+
+    responses: dict[int, dict[str, Any]] = {}
+    for status, body in doc.responses.items():
+        responses[status] = {"description": _phrase(status)}
+        if body is not None:
+            responses[status]["content"] = {doc.response_media_type: {"schema": schema_of[body]}}
+    problems = {*doc.errors, 500} | ({401} if doc.auth else set())
+    for status in problems - set(responses):
+        content = {_PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_REF}}
+        responses[status] = {"description": _phrase(status), "content": content}
+    op["responses"] = {str(s): responses[s] for s in sorted(responses)}
+    if doc.auth:
+        op["security"] = [{"bearerAuth": []}]
+    return op
+
+
+def _path_schema(convertor: Convertor[Any]) -> dict[str, Any]:
+    # Starlette's int and float convertors match digits only, so values are never negative.
+    if isinstance(convertor, IntegerConvertor):
+        return {"type": "integer", "minimum": 0}
+    if isinstance(convertor, FloatConvertor):
+        return {"type": "number", "minimum": 0}
+    if isinstance(convertor, UUIDConvertor):
+        return {"type": "string", "format": "uuid"}
+    return {"type": "string"}
+
+
+def _query_params(
+    query: Any, ref: dict[str, Any], components: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
+    schema = components.get(ref.get("$ref", "").rpartition("/")[2])
+    if schema is None or schema.get("type") != "object":
+        raise ValueError(f"query type {query!r} must be a msgspec Struct")
+    required = set(schema.get("required", ()))
+    for key, prop in schema["properties"].items():
+        prop = dict(prop)
+        param: dict[str, Any] = {"name": key, "in": "query", "required": key in required}
+        if "description" in prop:
+            param["description"] = prop.pop("description")
+        param["schema"] = prop
+        yield param
+
+
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return f"Status {status}"
+
+
+def _drop_unreferenced(
+    document: dict[str, Any], queries: set[Any], schema_of: dict[Any, dict[str, Any]]
+) -> None:
+    # Query structs become parameters; their components stay only if something else refers
+    # to them, so the schema list shows bodies and responses, not query containers.
+    schemas = document["components"]["schemas"]
+    for query in queries:
+        name = schema_of[query].get("$ref", "").rpartition("/")[2]
+        definition = schemas.pop(name, None)
+        if definition is not None and _REF.format(name=name) in _refs(document):
+            schemas[name] = definition
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)

@@ -1,0 +1,7 @@
+"""Where the files that ship beside the package live."""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SQL_DIR = ROOT / "sql"
+MIGRATIONS_DIR = ROOT / "migrations"

@@ -1,0 +1,108 @@
+"""The Redis connection, or its absence.
+
+With no Redis configured (or none answering) hotpath runs in single-node mode: callers see
+``client is None`` and use their in-process structures. A configured Redis that is down at
+start-up is retried in the background, so the process upgrades by itself when it comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import coredis
+from structlog.typing import FilteringBoundLogger
+
+_RETRY_SECONDS = 2.0
+
+
+class RedisLink:
+    def __init__(self, url: str | None, *, timeout: float, logger: FilteringBoundLogger) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.logger = logger
+        self.client: coredis.Redis[str] | None = None
+        self._connected = asyncio.Event()
+        self._stop = asyncio.Event()
+
+    @property
+    def configured(self) -> bool:
+        return self.url is not None
+
+    async def wait_connected(self, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        return self.client is not None
+
+    async def ping(self) -> bool:
+        client = self.client
+        if client is None:
+            return False
+        try:
+            async with asyncio.timeout(self.timeout):
+                await client.ping()
+        except Exception:
+            return False
+        return True
+
+    async def run(self) -> None:
+        """Hold the client open (coredis wants ``async with``), reconnecting after failures."""
+        assert self.url is not None
+        announced_down = False
+        while not self._stop.is_set():
+            client: coredis.Redis[str] = coredis.Redis.from_url(
+                self.url,
+                decode_responses=True,
+                connect_timeout=self.timeout,
+                stream_timeout=self.timeout,
+            )
+            try:
+                async with client:
+                    await client.ping()
+                    self.client = client
+                    self._connected.set()
+                    self.logger.info("redis_connected", mode="shared")
+                    announced_down = False
+                    await self._stop.wait()
+            except Exception as exc:
+                self.client = None
+                if not announced_down:
+                    self.logger.warning(
+                        "redis_unavailable",
+                        mode="single-node",
+                        detail="cache, limits and revocation fan-out use in-process structures",
+                        error=type(exc).__name__,
+                    )
+                    announced_down = True
+                self._connected.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), _RETRY_SECONDS)
+            finally:
+                self.client = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+@contextlib.asynccontextmanager
+async def open_redis(
+    url: str | None, *, timeout: float, logger: FilteringBoundLogger
+) -> AsyncIterator[RedisLink]:
+    link = RedisLink(url, timeout=timeout, logger=logger)
+    if url is None:
+        logger.info(
+            "redis_not_configured",
+            mode="single-node",
+            detail="cache, limits and revocation fan-out use in-process structures",
+        )
+        yield link
+        return
+    task = asyncio.create_task(link.run(), name="redis-link")
+    await link.wait_connected(timeout * 4)
+    try:
+        yield link
+    finally:
+        link.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, timeout=5)

@@ -1,0 +1,92 @@
+"""orjson responses and the one way handlers read a JSON body."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import re
+import uuid
+from typing import Any, TypeVar
+
+import msgspec
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server import errors
+
+T = TypeVar("T")
+
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_UTC_Z
+_MSGSPEC_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_FIELD_IN_MESSAGE = re.compile(r"(?:required|unknown) field `([^`]+)`")
+_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, msgspec.Struct):
+        return msgspec.to_builtins(value)
+    if isinstance(value, uuid.UUID | dt.date):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, str):  # str subclasses (enums) pass through OPT_PASSTHROUGH_SUBCLASS
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def dumps(content: Any) -> bytes:
+    return orjson.dumps(content, default=_default, option=_ORJSON_OPTIONS)
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content)
+
+
+def _decoder(kind: type[T]) -> msgspec.json.Decoder[T]:
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        decoder = _decoders[kind] = msgspec.json.Decoder(kind)
+    return decoder
+
+
+def json_pointer(message: str) -> tuple[str, str]:
+    """Split a msgspec error message into (RFC 6901 pointer, human detail)."""
+    match = _MSGSPEC_PATH.search(message)
+    path = match.group("path") if match else ""
+    detail = message[: match.start()] if match else message
+    parts = [name if name is not None else index for name, index in _PATH_PART.findall(path)]
+    field = _FIELD_IN_MESSAGE.search(detail)
+    if field:
+        parts.append(field.group(1))
+    pointer = "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
+    return pointer, detail
+
+
+def decode_json(body: bytes, kind: type[T]) -> T:
+    try:
+        return _decoder(kind).decode(body)
+    except msgspec.ValidationError as exc:
+        pointer, detail = json_pointer(str(exc))
+        raise errors.ValidationFailed(
+            "The request body does not match the schema.",
+            errors=[{"pointer": pointer, "detail": detail}],
+        ) from None
+    except msgspec.DecodeError as exc:
+        raise errors.MalformedJson(f"The request body is not valid JSON: {exc}") from None
+
+
+async def read_json(request: Request, kind: type[T]) -> T:
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise errors.UnsupportedMediaType("Send the body as application/json.")
+    return decode_json(await request.body(), kind)

@@ -1,0 +1,96 @@
+"""Demo data: two real logins plus as many bulk accounts as asked for.
+
+The demo passwords are random per install (no default credentials) and kept in
+``<data_dir>/demo_logins.json`` (mode 0600) so ``make run`` can print them again.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import orjson
+
+from server.db import Database
+from server.users.passwords import hash_password
+from server.users.repository import NewUser, UsersRepository
+
+DEMO_ACCOUNTS = (("admin@example.com", "Demo Admin", ("admin",)),)
+DEMO_ACCOUNTS += (("user@example.com", "Demo User", ("user",)),)
+_BATCH = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class SeedResult:
+    created: int
+    logins: dict[str, str]
+
+
+def logins_file(data_dir: Path) -> Path:
+    return data_dir / "demo_logins.json"
+
+
+def read_logins(data_dir: Path) -> dict[str, str]:
+    path = logins_file(data_dir)
+    if not path.exists():
+        return {}
+    data: dict[str, str] = orjson.loads(path.read_bytes())
+    return data
+
+
+def _save_logins(data_dir: Path, logins: dict[str, str]) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = logins_file(data_dir)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(orjson.dumps(logins, option=orjson.OPT_INDENT_2))
+
+
+def _progress(done: int, total: int) -> None:
+    if total and sys.stderr.isatty():
+        width = 30
+        filled = width * done // total
+        sys.stderr.write(f"\r  users [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+async def seed(db: Database, repo: UsersRepository, data_dir: Path, *, users: int) -> SeedResult:
+    """Load demo data into an empty database; a database with accounts is left alone."""
+    async with db.transaction() as conn:
+        # Serialise concurrent seeders; the transaction-scoped lock ends with the transaction.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('hotpath.seed'))")
+        if await repo.count(conn) > 0:
+            return SeedResult(0, read_logins(data_dir))
+        logins: dict[str, str] = {}
+        for email, name, roles in DEMO_ACCOUNTS:
+            password = secrets.token_urlsafe(12)
+            digest = await hash_password(password)
+            await repo.create(conn, NewUser(email, digest, name, roles=roles))
+            logins[email] = password
+        created = len(DEMO_ACCOUNTS) + await _bulk_users(conn, repo, users)
+    _save_logins(data_dir, logins)
+    return SeedResult(created, logins)
+
+
+async def _bulk_users(conn: asyncpg.Connection, repo: UsersRepository, total: int) -> int:
+    if total <= 0:
+        return 0
+    # One hash for every bulk account: nobody logs in as them, and argon2 per row would take
+    # minutes. Their password is random and discarded.
+    shared_hash = await hash_password(secrets.token_urlsafe(24))
+    done = 0
+    while done < total:
+        size = min(_BATCH, total - done)
+        batch = (
+            NewUser(f"member{n:07d}@example.com", shared_hash, f"Member {n}", roles=("user",))
+            for n in range(done + 1, done + size + 1)
+        )
+        done += await repo.copy_many(conn, batch)
+        _progress(done, total)
+    return done

@@ -1,0 +1,215 @@
+"""Configuration: one frozen object read from the environment.
+
+``DATABASE_URL`` and ``REDIS_URL`` keep their standard names; everything else is ``HOTPATH_*``.
+Every bad value is reported at once, and secrets never appear in a repr.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+Environment = Literal["development", "test", "production"]
+T = TypeVar("T")
+
+DEV_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/hotpath"
+DEV_REDIS_URL = "redis://127.0.0.1:6379/0"
+_MIN_SECRET_LENGTH = 32
+
+
+class SettingsError(ValueError):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid settings:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    env: Environment = "development"
+    database_url: str = field(default=DEV_DATABASE_URL, repr=False)
+    database_url_explicit: bool = False
+    redis_url: str | None = field(default=DEV_REDIS_URL, repr=False)
+    redis_required: bool = False
+    secret_key: str = field(default="", repr=False)
+    metrics_token: str | None = field(default=None, repr=False)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    data_dir: Path = Path(".devdata")
+    embedded_db: bool = True
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    db_acquire_timeout: float = 1.0
+    db_command_timeout: float = 5.0
+    db_connect_timeout: float = 3.0
+    redis_timeout: float = 0.5
+    max_body_bytes: int = 1_048_576
+    access_log: bool = True
+    log_level: str = "info"
+    hsts: bool = False
+    drain_seconds: float = 0.0
+    trusted_proxies: tuple[str, ...] = ()
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Read every variable; raise one SettingsError listing every problem."""
+        reader = _Reader(environ)
+        env = reader.choice("HOTPATH_ENV", ("development", "test", "production"), "development")
+        production = env == "production"
+        database_url = reader.text("DATABASE_URL", "")
+        redis_url = reader.raw("REDIS_URL")
+        secret_key = reader.text("HOTPATH_SECRET_KEY", "")
+        if database_url and not database_url.startswith(("postgresql://", "postgres://")):
+            reader.problems.append("DATABASE_URL must be a postgresql:// URL")
+        if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            reader.problems.append("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        if secret_key and len(secret_key) < _MIN_SECRET_LENGTH:
+            reader.problems.append(
+                f"HOTPATH_SECRET_KEY must be at least {_MIN_SECRET_LENGTH} characters"
+            )
+        if production:
+            if not database_url:
+                reader.problems.append("DATABASE_URL is required when HOTPATH_ENV=production")
+            if not secret_key:
+                reader.problems.append("HOTPATH_SECRET_KEY is required when HOTPATH_ENV=production")
+        metrics_token = reader.text("HOTPATH_METRICS_TOKEN", "") or None
+        if metrics_token is not None and len(metrics_token) < 16:
+            reader.problems.append("HOTPATH_METRICS_TOKEN must be at least 16 characters")
+        settings = cls(
+            env=env,
+            database_url=database_url or DEV_DATABASE_URL,
+            database_url_explicit=bool(database_url),
+            # Unset: the local default in development, none in production. Set but empty: none.
+            redis_url=(redis_url or None)
+            if redis_url is not None
+            else (None if production else DEV_REDIS_URL),
+            redis_required=bool(redis_url),
+            secret_key=secret_key,
+            metrics_token=metrics_token,
+            host=reader.text("HOTPATH_HOST", "127.0.0.1"),
+            port=reader.integer("HOTPATH_PORT", 8000, 1, 65535),
+            workers=reader.integer("HOTPATH_WORKERS", 1, 1, 256),
+            data_dir=Path(reader.text("HOTPATH_DATA_DIR", ".devdata")),
+            embedded_db=reader.boolean("HOTPATH_EMBEDDED_DB", not production),
+            db_pool_min=reader.integer("HOTPATH_DB_POOL_MIN", 2, 0, 1000),
+            db_pool_max=reader.integer("HOTPATH_DB_POOL_MAX", 10, 1, 1000),
+            db_acquire_timeout=reader.number("HOTPATH_DB_ACQUIRE_TIMEOUT", 1.0, 0.01, 60),
+            db_command_timeout=reader.number("HOTPATH_DB_COMMAND_TIMEOUT", 5.0, 0.01, 3600),
+            db_connect_timeout=reader.number("HOTPATH_DB_CONNECT_TIMEOUT", 3.0, 0.1, 60),
+            redis_timeout=reader.number("HOTPATH_REDIS_TIMEOUT", 0.5, 0.01, 30),
+            max_body_bytes=reader.integer("HOTPATH_MAX_BODY_BYTES", 1_048_576, 1, 1 << 30),
+            access_log=reader.boolean("HOTPATH_ACCESS_LOG", True),
+            log_level=reader.choice(
+                "HOTPATH_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"
+            ),
+            hsts=reader.boolean("HOTPATH_HSTS", production),
+            drain_seconds=reader.number(
+                "HOTPATH_DRAIN_SECONDS", 5.0 if production else 0.0, 0, 300
+            ),
+            trusted_proxies=reader.networks("HOTPATH_TRUSTED_PROXIES"),
+        )
+        if settings.db_pool_min > settings.db_pool_max:
+            reader.problems.append("HOTPATH_DB_POOL_MIN must not exceed HOTPATH_DB_POOL_MAX")
+        if reader.problems:
+            raise SettingsError(reader.problems)
+        return settings
+
+    def with_dev_secrets(self) -> Settings:
+        """Outside production, fill a missing secret key from ``data_dir`` (made once)."""
+        if self.secret_key or self.production:
+            return self
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+        return replace(self, secret_key=path.read_text().strip())
+
+    def with_database_url(self, url: str) -> Settings:
+        return replace(self, database_url=url)
+
+    def with_pool_size(self, low: int, high: int) -> Settings:
+        return replace(self, db_pool_min=low, db_pool_max=high)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    return Settings.from_env(os.environ if environ is None else environ).with_dev_secrets()
+
+
+class _Reader:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        value = self.environ.get(name)
+        return None if value is None else value.strip()
+
+    def text(self, name: str, default: str) -> str:
+        value = self.raw(name)
+        return default if value is None else value
+
+    def _parse(self, name: str, default: T, parse: Callable[[str], T], what: str) -> T:
+        value = self.raw(name)
+        if value is None or value == "":
+            return default
+        try:
+            return parse(value)
+        except ValueError:
+            self.problems.append(f"{name} must be {what}, got {value!r}")
+            return default
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        def parse(value: str) -> int:
+            number = int(value)
+            if not low <= number <= high:
+                raise ValueError
+            return number
+
+        return self._parse(name, default, parse, f"an integer from {low} to {high}")
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        def parse(value: str) -> float:
+            number = float(value)
+            if not low <= number <= high:
+                raise ValueError
+            return number
+
+        return self._parse(name, default, parse, f"a number from {low} to {high}")
+
+    def boolean(self, name: str, default: bool) -> bool:
+        table = {"1": True, "true": True, "yes": True, "on": True}
+        table |= {"0": False, "false": False, "no": False, "off": False}
+
+        def parse(value: str) -> bool:
+            try:
+                return table[value.lower()]
+            except KeyError:
+                raise ValueError(value) from None
+
+        return self._parse(name, default, parse, "true or false")
+
+    def choice(self, name: str, options: tuple[Any, ...], default: Any) -> Any:
+        def parse(value: str) -> str:
+            if value.lower() not in options:
+                raise ValueError
+            return value.lower()
+
+        return self._parse(name, default, parse, "one of " + ", ".join(options))
+
+    def networks(self, name: str) -> tuple[str, ...]:
+        def parse(value: str) -> tuple[str, ...]:
+            items = [item.strip() for item in value.split(",") if item.strip()]
+            return tuple(str(ipaddress.ip_network(item, strict=False)) for item in items)
+
+        return self._parse(name, (), parse, "a comma-separated list of IP networks")

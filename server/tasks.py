@@ -1,0 +1,58 @@
+"""The one-off commands: migrate and seed (and the preparation ``make run`` does)."""
+
+from __future__ import annotations
+
+from structlog.typing import FilteringBoundLogger
+
+from server.db import Database, create_pool
+from server.devdb import resolve_database
+from server.migrate import migrate
+from server.paths import MIGRATIONS_DIR
+from server.seed import SeedResult, seed
+from server.settings import Settings
+from server.sqlfiles import load_queries
+from server.users.repository import UsersRepository
+
+
+async def apply_migrations(settings: Settings, logger: FilteringBoundLogger) -> None:
+    applied = await migrate(
+        settings.database_url, MIGRATIONS_DIR, log=lambda line: logger.info("migrate", step=line)
+    )
+    logger.info("migrations_current", applied=[m.name for m in applied])
+
+
+async def load_demo_data(settings: Settings, *, users: int) -> SeedResult:
+    pool = await create_pool(settings.with_pool_size(1, 2))
+    db = Database(pool, acquire_timeout=settings.db_acquire_timeout)
+    try:
+        return await seed(db, UsersRepository(load_queries()), settings.data_dir, users=users)
+    finally:
+        await db.close()
+
+
+async def prepare(settings: Settings, logger: FilteringBoundLogger, *, users: int) -> Settings:
+    """Database there, schema current, demo data in: what ``make run`` needs before serving."""
+    settings = await resolve_database(settings, logger)
+    await apply_migrations(settings, logger)
+    result = await load_demo_data(settings, users=users)
+    if result.created:
+        logger.info("demo_data_loaded", accounts=result.created)
+    return settings
+
+
+async def migrate_command(settings: Settings, logger: FilteringBoundLogger) -> int:
+    if not settings.production:
+        settings = await resolve_database(settings, logger)
+    await apply_migrations(settings, logger)
+    return 0
+
+
+async def seed_command(settings: Settings, logger: FilteringBoundLogger, *, users: int) -> int:
+    if not settings.production:
+        settings = await resolve_database(settings, logger)
+    result = await load_demo_data(settings, users=users)
+    if result.created:
+        logger.info("demo_data_loaded", accounts=result.created)
+    else:
+        logger.info("demo_data_present", detail="the database already has accounts")
+    return 0

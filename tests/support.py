@@ -1,0 +1,55 @@
+"""Test helpers: run an ASGI app's lifespan around a block, and talk to it with httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from starlette.types import ASGIApp, Message
+
+
+@asynccontextmanager
+async def lifespan(app: ASGIApp, *, timeout: float = 30) -> AsyncIterator[None]:
+    """Drive the ASGI lifespan protocol the way granian does."""
+    inbox: asyncio.Queue[Message] = asyncio.Queue()
+    outbox: asyncio.Queue[Message] = asyncio.Queue()
+    scope: dict[str, Any] = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+
+    async def receive() -> Message:
+        return await inbox.get()
+
+    async def send(message: Message) -> None:
+        await outbox.put(message)
+
+    task = asyncio.create_task(app(scope, receive, send))
+    await inbox.put({"type": "lifespan.startup"})
+    started = await asyncio.wait_for(outbox.get(), timeout)
+    if started["type"] != "lifespan.startup.complete":
+        task.cancel()
+        raise RuntimeError(f"lifespan start-up failed: {started.get('message')}")
+    try:
+        yield
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        await asyncio.wait_for(outbox.get(), timeout)
+        await asyncio.wait_for(task, timeout)
+
+
+@asynccontextmanager
+async def client_for(
+    app: ASGIApp, *, client: tuple[str, int] = ("127.0.0.1", 50000)
+) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=client)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
