@@ -16,10 +16,12 @@ __all__ = ["ASSETS_DIR", "DOCS_CSP", "docs_routes"]
 
 ASSETS_DIR = Path(__file__).parent / "static" / "docs"
 
-# Swagger UI 5 needs no eval and no inline script (init.js boots it); it sets style
-# attributes, and its stylesheet draws icons from data: URIs.
+# Checked in headless Chromium against Swagger UI 5.35 (browse, try it out, authorize, models):
+# no eval and no inline script (init.js boots it); React sets styles through the CSSOM, which
+# CSP allows, but rendered Markdown tables carry style="text-align" attributes, hence
+# style-src-attr; the stylesheet draws its icons from data: URIs.
 DOCS_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; "
     "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
     "frame-ancestors 'none'"
 )

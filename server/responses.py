@@ -63,7 +63,7 @@ def json_pointer(message: str) -> tuple[str, str]:
     match = _MSGSPEC_PATH.search(message)
     path = match.group("path") if match else ""
     detail = message[: match.start()] if match else message
-    parts = [name if name is not None else index for name, index in _PATH_PART.findall(path)]
+    parts = [name or index for name, index in _PATH_PART.findall(path)]
     field = _FIELD_IN_MESSAGE.search(detail)
     if field:
         parts.append(field.group(1))

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+
+import msgspec
+import orjson
+import pytest
+
+from server import errors
+from server.responses import decode_json, dumps, json_pointer
+
+
+class Item(msgspec.Struct, forbid_unknown_fields=True):
+    product_id: int
+    quantity: int
+
+
+class Order(msgspec.Struct, forbid_unknown_fields=True):
+    items: list[Item]
+    note: str = ""
+
+
+def test_validation_error_points_at_the_bad_field() -> None:
+    with pytest.raises(errors.ValidationFailed) as caught:
+        decode_json(b'{"items": [{"product_id": 1, "quantity": "two"}]}', Order)
+    (error,) = caught.value.extra["errors"]
+    assert error["pointer"] == "/items/0/quantity"
+    assert "Expected `int`, got `str`" in error["detail"]
+
+
+def test_missing_and_unknown_fields_point_at_the_field() -> None:
+    with pytest.raises(errors.ValidationFailed) as missing:
+        decode_json(b'{"items": [{"product_id": 1}]}', Order)
+    assert missing.value.extra["errors"][0]["pointer"] == "/items/0/quantity"
+    with pytest.raises(errors.ValidationFailed) as unknown:
+        decode_json(b'{"items": [], "admin": true}', Order)
+    assert unknown.value.extra["errors"][0]["pointer"] == "/admin"
+
+
+def test_malformed_json_is_a_400_not_a_422() -> None:
+    with pytest.raises(errors.MalformedJson):
+        decode_json(b'{"items": [', Order)
+
+
+def test_pointer_escapes_per_rfc6901() -> None:
+    assert json_pointer("Expected `int` - at `$.a/b.c~d`")[0] == "/a~1b/c~0d"
+    assert json_pointer("Expected `object`, got `array`") == ("", "Expected `object`, got `array`")
+
+
+def test_dumps_handles_database_types() -> None:
+    value = {
+        "price": decimal.Decimal("12.30"),
+        "id": uuid.UUID(int=1),
+        "at": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+        "day": dt.date(2026, 1, 2),
+        "tags": frozenset({"a"}),
+        "item": Item(1, 2),
+    }
+    decoded = orjson.loads(dumps(value))
+    assert decoded["price"] == "12.30"
+    assert decoded["id"] == "00000000-0000-0000-0000-000000000001"
+    assert decoded["at"] == "2026-01-02T03:04:05Z"
+    assert decoded["day"] == "2026-01-02"
+    assert decoded["tags"] == ["a"]
+    assert decoded["item"] == {"product_id": 1, "quantity": 2}
