@@ -7,8 +7,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
+
 from server.db import Database
 from server.errors import ServiceUnavailable
+from server.migrate import MigrationError
 from server.migrate import status as migration_status
 from server.redis_link import RedisLink
 
@@ -79,8 +82,10 @@ class HealthService:
         try:
             async with asyncio.timeout(self.timeout * 2), self.db.connection() as conn:
                 state = await migration_status(conn, self.migrations_dir)
-        except (ServiceUnavailable, TimeoutError, OSError):
+        except (ServiceUnavailable, TimeoutError, OSError, asyncpg.PostgresError):
             return "unavailable", "unknown"
+        except MigrationError:
+            return "ok", "unreadable"
         if state.mismatched:
             return "ok", "mismatched"
         return "ok", "current" if state.current else "pending"

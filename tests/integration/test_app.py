@@ -93,9 +93,7 @@ async def test_readyz_drain_file_is_seen(
 async def test_readyz_is_503_with_pending_migrations(
     settings: Settings, logger: FilteringBoundLogger, empty_db: str
 ) -> None:
-    app = create_app(
-        Settings(**{**_fields(settings), "database_url": empty_db}), logger=logger
-    )
+    app = create_app(Settings(**{**_fields(settings), "database_url": empty_db}), logger=logger)
     async with lifespan(app), client_for(app) as http:
         response = await http.get("/readyz")
     assert response.status_code == 503
@@ -185,7 +183,9 @@ async def test_security_headers_and_no_store_on_authenticated_requests(
     client: httpx.AsyncClient,
 ) -> None:
     response = await client.get("/livez", headers={"authorization": "Bearer abc"})
-    assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert (
+        response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    )
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["cache-control"] == "no-store"

@@ -1,0 +1,95 @@
+"""Pool timeouts: exhaustion and a missing database answer fast with DatabaseUnavailable."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+
+import httpx
+import pytest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from structlog.typing import FilteringBoundLogger
+
+from server.app import create_app
+from server.db import Database, create_pool
+from server.errors import DatabaseUnavailable
+from server.responses import JSONResponse
+from server.settings import Settings
+from tests.support import client_for, free_port, lifespan
+
+
+async def test_exhausted_pool_fails_fast(settings: Settings) -> None:
+    small = replace(settings, db_pool_min=1, db_pool_max=1, db_acquire_timeout=0.2)
+    db = Database(await create_pool(small), acquire_timeout=small.db_acquire_timeout)
+    try:
+        async with db.connection():
+            started = time.perf_counter()
+            with pytest.raises(DatabaseUnavailable):
+                async with db.connection():
+                    pass
+            assert time.perf_counter() - started < 1.0
+        async with db.connection() as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await db.close()
+
+
+async def test_statement_timeout_becomes_unavailable(settings: Settings) -> None:
+    quick = replace(settings, db_command_timeout=0.2)
+    db = Database(await create_pool(quick), acquire_timeout=1.0)
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            async with db.connection() as conn:
+                await conn.execute("SELECT pg_sleep(5)")
+        async with db.transaction() as conn:
+            assert await conn.fetchval("SELECT 2") == 2
+    finally:
+        await db.close()
+
+
+async def test_unreachable_database_fails_fast(settings: Settings) -> None:
+    nowhere = replace(
+        settings,
+        database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/x",
+        db_connect_timeout=0.5,
+    )
+    started = time.perf_counter()
+    with pytest.raises(DatabaseUnavailable):
+        await create_pool(nowhere)
+    assert time.perf_counter() - started < 2.0
+
+
+async def test_exhaustion_answers_503_with_retry_after(
+    settings: Settings, logger: FilteringBoundLogger
+) -> None:
+    gate = asyncio.Event()
+
+    async def hold(request: Request) -> Response:
+        async with request.app.state.container.db.connection():
+            await gate.wait()
+        return JSONResponse({"held": True})
+
+    async def query(request: Request) -> Response:
+        async with request.app.state.container.db.connection() as conn:
+            return JSONResponse({"one": await conn.fetchval("SELECT 1")})
+
+    small = replace(settings, db_pool_min=1, db_pool_max=1, db_acquire_timeout=0.2)
+    app = create_app(small, logger=logger)
+    app.router.routes.extend([Route("/test/hold", hold), Route("/test/query", query)])
+    async with lifespan(app), client_for(app) as http:
+        holder = asyncio.create_task(http.get("/test/hold"))
+        await asyncio.sleep(0.1)
+        started = time.perf_counter()
+        blocked: httpx.Response = await http.get("/test/query")
+        elapsed = time.perf_counter() - started
+        gate.set()
+        assert (await holder).status_code == 200
+        after = await http.get("/test/query")
+    assert blocked.status_code == 503
+    assert blocked.headers["retry-after"] == "1"
+    assert blocked.json()["type"] == "urn:hotpath:problem:database-unavailable"
+    assert elapsed < 1.0
+    assert after.json() == {"one": 1}

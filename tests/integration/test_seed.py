@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import stat
+from dataclasses import replace
+from pathlib import Path
+
+import asyncpg
+from argon2 import PasswordHasher
+
+from server.db import Database, create_pool
+from server.migrate import migrate
+from server.paths import MIGRATIONS_DIR
+from server.seed import logins_file, seed
+from server.settings import Settings
+from server.sqlfiles import load_queries
+from server.users.repository import UsersRepository
+
+
+async def test_seed_loads_demo_data_once(settings: Settings, empty_db: str, tmp_path: Path) -> None:
+    await migrate(empty_db, MIGRATIONS_DIR)
+    fresh = replace(settings, database_url=empty_db)
+    db = Database(await create_pool(fresh), acquire_timeout=1.0)
+    repo = UsersRepository(load_queries())
+    try:
+        first = await seed(db, repo, tmp_path, users=2500)
+        second = await seed(db, repo, tmp_path, users=2500)
+    finally:
+        await db.close()
+    assert first.created == 2502
+    assert second.created == 0
+    assert second.logins == first.logins
+    assert set(first.logins) == {"admin@example.com", "user@example.com"}
+    assert stat.S_IMODE(logins_file(tmp_path).stat().st_mode) == 0o600
+    conn = await asyncpg.connect(empty_db)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM users") == 2502
+        admin = await conn.fetchrow(
+            "SELECT password_hash, roles FROM users WHERE email = 'admin@example.com'"
+        )
+    finally:
+        await conn.close()
+    assert admin is not None
+    assert admin["roles"] == ["admin"]
+    assert PasswordHasher().verify(admin["password_hash"], first.logins["admin@example.com"])
+    assert first.logins["admin@example.com"] != first.logins["user@example.com"]
