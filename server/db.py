@@ -17,6 +17,9 @@ import orjson
 from server.errors import DatabaseUnavailable
 from server.settings import Settings
 
+# What repositories receive: a pooled connection proxy, or a plain connection in tools and tests.
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
 # Connection failures that mean "the database is not there right now", not "the query is wrong".
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
@@ -30,7 +33,7 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
-class FastResetConnection(asyncpg.Connection):  # type: ignore[misc]
+class FastResetConnection(asyncpg.Connection):
     """Skips asyncpg's per-release reset query (a third of a primary-key lookup's cost).
 
     asyncpg still ends any open transaction on release. This is safe because request code never
@@ -80,7 +83,7 @@ class Database:
         self.acquire_timeout = acquire_timeout
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
         try:
             conn = await self.pool.acquire(timeout=self.acquire_timeout)
         except _UNAVAILABLE as exc:
@@ -93,7 +96,7 @@ class Database:
             await self.pool.release(conn)
 
     @asynccontextmanager
-    async def transaction(self, **options: Any) -> AsyncIterator[asyncpg.Connection]:
+    async def transaction(self, **options: Any) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
         async with self.connection() as conn, conn.transaction(**options):
             yield conn
 

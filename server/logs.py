@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import IO, Any
+from typing import Any, BinaryIO
 
 import orjson
 import structlog
@@ -29,7 +29,7 @@ def _json(_: WrappedLogger, __: str, event: EventDict) -> bytes:
     return orjson.dumps(event, default=repr)
 
 
-def configure_logging(level: str = "info", stream: IO[bytes] | None = None) -> FilteringBoundLogger:
+def configure_logging(level: str = "info", stream: BinaryIO | None = None) -> FilteringBoundLogger:
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

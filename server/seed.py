@@ -12,15 +12,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import orjson
 
-from server.db import Database
+from server.db import Connection, Database
 from server.users.passwords import hash_password
 from server.users.repository import NewUser, UsersRepository
 
-DEMO_ACCOUNTS = (("admin@example.com", "Demo Admin", ("admin",)),)
-DEMO_ACCOUNTS += (("user@example.com", "Demo User", ("user",)),)
+DEMO_ACCOUNTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("admin@example.com", "Demo Admin", ("admin",)),
+    ("user@example.com", "Demo User", ("user",)),
+)
 _BATCH = 5_000
 
 
@@ -78,7 +79,7 @@ async def seed(db: Database, repo: UsersRepository, data_dir: Path, *, users: in
     return SeedResult(created, logins)
 
 
-async def _bulk_users(conn: asyncpg.Connection, repo: UsersRepository, total: int) -> int:
+async def _bulk_users(conn: Connection, repo: UsersRepository, total: int) -> int:
     if total <= 0:
         return 0
     # One hash for every bulk account: nobody logs in as them, and argon2 per row would take

@@ -25,7 +25,10 @@ async def lifespan(app: ASGIApp, *, timeout: float = 30) -> AsyncIterator[None]:
     async def send(message: Message) -> None:
         await outbox.put(message)
 
-    task = asyncio.create_task(app(scope, receive, send))
+    async def run() -> None:
+        await app(scope, receive, send)
+
+    task = asyncio.create_task(run())
     await inbox.put({"type": "lifespan.startup"})
     started = await asyncio.wait_for(outbox.get(), timeout)
     if started["type"] != "lifespan.startup.complete":

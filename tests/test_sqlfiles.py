@@ -44,7 +44,7 @@ def test_rejects_bad_files(text: str, message: str) -> None:
 def test_duplicate_names_across_files_fail_at_load(tmp_path: Path) -> None:
     (tmp_path / "a.sql").write_text("-- name: get_x :val\nSELECT 1;\n")
     (tmp_path / "b.sql").write_text("-- name: get_x :val\nSELECT 2;\n")
-    with pytest.raises(QueryFileError, match="a.sql and b.sql"):
+    with pytest.raises(QueryFileError, match=r"a\.sql and b\.sql"):
         load_queries(tmp_path)
 
 

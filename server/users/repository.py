@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from server.db import Connection
 from server.errors import Conflict
 from server.sqlfiles import Queries
 
@@ -58,19 +59,19 @@ class UsersRepository:
         self._get_by_email = queries.sql("get_user_by_email")
         self._create = queries.sql("create_user")
 
-    async def count(self, conn: asyncpg.Connection) -> int:
+    async def count(self, conn: Connection) -> int:
         value: int = await conn.fetchval(self._count)
         return value
 
-    async def get_by_id(self, conn: asyncpg.Connection, user_id: int) -> User | None:
+    async def get_by_id(self, conn: Connection, user_id: int) -> User | None:
         record = await conn.fetchrow(self._get_by_id, user_id)
         return None if record is None else _user(record)
 
-    async def get_by_email(self, conn: asyncpg.Connection, email: str) -> User | None:
+    async def get_by_email(self, conn: Connection, email: str) -> User | None:
         record = await conn.fetchrow(self._get_by_email, email)
         return None if record is None else _user(record)
 
-    async def create(self, conn: asyncpg.Connection, new: NewUser) -> User:
+    async def create(self, conn: Connection, new: NewUser) -> User:
         try:
             record = await conn.fetchrow(
                 self._create,
@@ -87,7 +88,7 @@ class UsersRepository:
         assert record is not None
         return _user(record)
 
-    async def copy_many(self, conn: asyncpg.Connection, users: Iterable[NewUser]) -> int:
+    async def copy_many(self, conn: Connection, users: Iterable[NewUser]) -> int:
         """Bulk load with COPY: orders of magnitude faster than row-by-row inserts."""
         rows: Sequence[tuple[object, ...]] = [
             (u.email, u.password_hash, u.display_name, u.status, list(u.roles)) for u in users

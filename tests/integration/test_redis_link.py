@@ -50,7 +50,8 @@ async def test_unreachable_redis_degrades_then_recovers(
         assert link.client is None
         assert not await link.ping()
         assert any(e["event"] == "redis_unavailable" for e in events(log_stream))
-        subprocess.run(
+        await asyncio.to_thread(
+            subprocess.run,
             [
                 "redis-server",
                 "--port",
