@@ -9,12 +9,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import msgspec
-from starlette.convertors import (
-    Convertor,
-    FloatConvertor,
-    IntegerConvertor,
-    UUIDConvertor,
-)
+from starlette.convertors import Convertor, FloatConvertor, IntegerConvertor, UUIDConvertor
 from starlette.routing import BaseRoute, Host, Mount, Route
 
 from server.apidoc import EndpointDoc, endpoint_doc
@@ -92,7 +87,7 @@ def build_openapi(
         document["info"]["description"] = description
     _drop_unreferenced(document, {e.doc.query for e in endpoints} - {None}, schema_of)
     document["components"]["schemas"] = dict(sorted(document["components"]["schemas"].items()))
-    # Operations share schema dicts and module constants: hand out a tree nothing aliases.
+    # The tree holds module constants (PROBLEM_SCHEMA): a caller editing it must not change them.
     return copy.deepcopy(document)
 
 
@@ -138,9 +133,9 @@ def _route_endpoints(
     unknown = set(methods) - set(_METHODS)
     if unknown:
         raise ValueError(f"route {path}: OpenAPI 3.1 cannot describe {sorted(unknown)}")
+    name = getattr(handler, "__name__", route.name)
+    params = {**convertors, **route.param_convertors}
     for method in methods:
-        name = getattr(handler, "__name__", route.name)
-        params = {**convertors, **route.param_convertors}
         yield _Endpoint(path, method, params, name, doc, len(methods) > 1)
 
 

@@ -1,0 +1,117 @@
+"""The command line as an operator uses it."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from openapi_spec_validator import validate
+
+from tests.conftest import database_url, drop_database
+from tests.e2e.test_granian import wait_until_live
+from tests.support import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def run(
+    args: list[str], env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def base_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPATH_")}
+    env.pop("DATABASE_URL", None)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env["HOTPATH_DATA_DIR"] = str(tmp_path / "data")
+    env["HOTPATH_ENV"] = "test"
+    return env
+
+
+@pytest.fixture
+async def fresh_database_url() -> Iterator[str]:
+    url = database_url(f"hotpath_cli_{secrets.token_hex(4)}")
+    yield url
+    await drop_database(url)
+
+
+def test_openapi_command_writes_a_valid_document(base_env: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "openapi.json"
+    result = run(["openapi", "--out", str(out)], base_env)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(out.read_bytes())
+    validate(document)
+    assert "/readyz" in document["paths"]
+
+
+def test_bad_settings_are_all_reported_and_nothing_starts(base_env: dict[str, str]) -> None:
+    env = {**base_env, "HOTPATH_PORT": "http", "HOTPATH_ENV": "production"}
+    result = run(["migrate"], env)
+    assert result.returncode != 0
+    for name in ("HOTPATH_PORT", "DATABASE_URL", "HOTPATH_SECRET_KEY"):
+        assert name in result.stderr
+
+
+async def test_migrate_creates_the_database_and_is_idempotent(
+    base_env: dict[str, str], fresh_database_url: str
+) -> None:
+    env = {**base_env, "DATABASE_URL": fresh_database_url}
+    first = run(["migrate"], env)
+    assert first.returncode == 0, first.stderr + first.stdout
+    second = run(["migrate"], env)
+    assert second.returncode == 0, second.stderr + second.stdout
+    conn = await asyncpg.connect(fresh_database_url)
+    try:
+        versions = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
+    finally:
+        await conn.close()
+    assert [r["version"] for r in versions] == [1, 2]
+
+
+async def test_serve_prepare_is_what_make_run_does(
+    base_env: dict[str, str], fresh_database_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {**base_env, "DATABASE_URL": fresh_database_url, "HOTPATH_ACCESS_LOG": "false"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server", "serve", "--prepare", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_live(base, process, seconds=60)
+        assert httpx.get(base + "/readyz", timeout=5).status_code == 200
+        assert httpx.get(base + "/docs", timeout=5).status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert f"hotpath serving on {base}" in output
+    assert f"{base}/docs" in output
+    logins = json.loads((tmp_path / "data" / "demo_logins.json").read_text())
+    assert set(logins) == {"admin@example.com", "user@example.com"}
+    for email, password in logins.items():
+        assert f"{email}  {password}" in output
+    assert "secret_key" not in output
