@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 
 Environment = Literal["development", "test", "production"]
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 DEV_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/hotpath"
 DEV_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -169,23 +170,20 @@ class _Reader:
             self.problems.append(f"{name} must be {what}, got {value!r}")
             return default
 
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
-        def parse(value: str) -> int:
-            number = int(value)
+    def _ranged(self, name: str, default: N, low: N, high: N, kind: type[N], what: str) -> N:
+        def parse(value: str) -> N:
+            number = kind(value)
             if not low <= number <= high:
-                raise ValueError
+                raise ValueError(value)
             return number
 
-        return self._parse(name, default, parse, f"an integer from {low} to {high}")
+        return self._parse(name, default, parse, f"{what} from {low} to {high}")
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        return self._ranged(name, default, low, high, int, "an integer")
 
     def number(self, name: str, default: float, low: float, high: float) -> float:
-        def parse(value: str) -> float:
-            number = float(value)
-            if not low <= number <= high:
-                raise ValueError
-            return number
-
-        return self._parse(name, default, parse, f"a number from {low} to {high}")
+        return self._ranged(name, default, low, high, float, "a number")
 
     def boolean(self, name: str, default: bool) -> bool:
         table = {"1": True, "true": True, "yes": True, "on": True}
