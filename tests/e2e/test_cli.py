@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,10 +48,10 @@ def base_env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-async def fresh_database_url() -> Iterator[str]:
+def fresh_database_url() -> Iterator[str]:
     url = database_url(f"hotpath_cli_{secrets.token_hex(4)}")
     yield url
-    await drop_database(url)
+    asyncio.run(drop_database(url))
 
 
 def test_openapi_command_writes_a_valid_document(base_env: dict[str, str], tmp_path: Path) -> None:
@@ -87,7 +87,7 @@ async def test_migrate_creates_the_database_and_is_idempotent(
     assert [r["version"] for r in versions] == [1, 2]
 
 
-async def test_serve_prepare_is_what_make_run_does(
+def test_serve_prepare_is_what_make_run_does(
     base_env: dict[str, str], fresh_database_url: str, tmp_path: Path
 ) -> None:
     port = free_port()

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ from tests.support import free_port
 pytestmark = pytest.mark.slow
 
 
-def wait_until_live(base: str, process: subprocess.Popen[bytes], seconds: float = 30) -> None:
+def wait_until_live(base: str, process: subprocess.Popen[Any], seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -1,0 +1,23 @@
+"""Pure ASGI middleware for hotpath; collaborators come in through constructors."""
+
+from middleware.access_log import AccessLogMiddleware
+from middleware.body_limit import BodyLimitMiddleware
+from middleware.metrics import HttpMetrics, MetricsMiddleware
+from middleware.request_id import RequestIdMiddleware
+from middleware.security_headers import SecurityHeadersMiddleware
+from middleware.stack import build_stack
+from middleware.types import BadContentLength, InfoLogger, OnError, PayloadTooLarge
+
+__all__ = [
+    "AccessLogMiddleware",
+    "BadContentLength",
+    "BodyLimitMiddleware",
+    "HttpMetrics",
+    "InfoLogger",
+    "MetricsMiddleware",
+    "OnError",
+    "PayloadTooLarge",
+    "RequestIdMiddleware",
+    "SecurityHeadersMiddleware",
+    "build_stack",
+]

@@ -1,0 +1,57 @@
+"""Types shared by the middleware, and the exceptions the server maps to responses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Scope
+
+OnError = Callable[[Exception], ASGIApp]
+"""Turns an exception into an ASGI app that answers it (the server's problem+json renderer)."""
+
+UNMATCHED_ROUTE = "unmatched"
+
+
+class InfoLogger(Protocol):
+    """The part of a structlog bound logger the access log needs."""
+
+    def info(self, event: str, **kw: Any) -> Any: ...
+
+
+class PayloadTooLarge(Exception):
+    """The request body is larger than the configured limit (the server answers 413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body exceeds {limit} bytes")
+        self.limit = limit
+
+
+class BadContentLength(Exception):
+    """The Content-Length header is not a single non-negative integer (the server answers 400)."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid Content-Length header")
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template (`/v1/items/{id}`), never the raw path.
+
+    Starlette's router stores the matched route in `scope["route"]`; a nested router under a
+    Mount overwrites it with its own route and extends `root_path` with the mount prefix.
+    """
+    route = scope.get("route")
+    if route is None:
+        return UNMATCHED_ROUTE
+    if isinstance(route, Mount):
+        # A Mount is left as the route when its inner router found nothing (a 404 under the
+        # prefix); a mounted plain app (static files) is labelled by its prefix.
+        if route.routes:
+            return UNMATCHED_ROUTE
+        return scope.get("root_path") or "/"
+    template = getattr(route, "path_format", None)
+    if not isinstance(template, str):
+        return UNMATCHED_ROUTE
+    root_path: str = scope.get("root_path", "")
+    return root_path + template if root_path else template
