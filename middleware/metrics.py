@@ -1,11 +1,23 @@
-"""HTTP server metrics under OpenTelemetry's semantic-convention names."""
+"""HTTP server metrics under OpenTelemetry's semantic-convention names.
+
+A request only touches plain Python counters (a dict lookup, a bisect, two additions);
+prometheus_client's own objects take a lock per update and cost several times that. The
+counters are exported by a collector on the registry, or, in prometheus multiprocess mode
+(several granian workers), flushed into prometheus_client's per-process files by ``flush()``,
+which the server calls every second and before each scrape.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import os
+from bisect import bisect_left
+from collections.abc import Awaitable, Iterator
 from time import perf_counter
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from middleware.types import route_template
@@ -16,48 +28,92 @@ KNOWN_METHODS = frozenset(
     ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE")
 )
 OTHER_METHOD = "_OTHER"
+DURATION = "http_server_request_duration_seconds"
+DURATION_HELP = "Duration of HTTP server requests."
+ACTIVE = "http_server_active_requests"
+ACTIVE_HELP = "Number of active HTTP server requests."
+_LABELS = ("http_request_method", "http_route", "http_response_status_code")
+_BOUNDS = [*(floatToGoString(b) for b in DURATION_BUCKETS), "+Inf"]  # type: ignore[no-untyped-call]
 
 
-class HttpMetrics:
-    """The HTTP collectors, registered on `registry` (None: not registered anywhere).
+class _Series:
+    """One (method, route, status) histogram: per-bucket (not cumulative) counts and a sum."""
 
-    Under prometheus multiprocess mode (PROMETHEUS_MULTIPROC_DIR set before prometheus_client
-    is imported) each process writes its own files and the scrape sums them.
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(DURATION_BUCKETS) + 1)
+        self.total = 0.0
+
+
+class HttpMetrics(Collector):
+    """The HTTP request histogram and the in-flight gauge.
+
+    ``registry`` receives this object as a collector (None: not registered). Under
+    multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set) nothing is registered: ``flush()``
+    writes to prometheus_client's files and a MultiProcessCollector reads every worker's.
     """
 
-    def __init__(self, *, registry: CollectorRegistry | None) -> None:
-        self.request_duration = Histogram(
-            "http_server_request_duration_seconds",
-            "Duration of HTTP server requests.",
-            ("http_request_method", "http_route", "http_response_status_code"),
-            registry=registry,
-            buckets=DURATION_BUCKETS,
-        )
-        self.active_requests = Gauge(
-            "http_server_active_requests",
-            "Number of active HTTP server requests.",
-            ("http_request_method",),
-            registry=registry,
-            multiprocess_mode="livesum",
-        )
-        # .labels() validates and hashes on every call; children are reused instead.
-        self._durations: dict[tuple[str, str, int], Histogram] = {}
-        self._actives: dict[str, Gauge] = {}
-
-    def active(self, method: str) -> Gauge:
-        """The active-requests gauge of a (normalised) method."""
-        child = self._actives.get(method)
-        if child is None:
-            child = self._actives[method] = self.active_requests.labels(method)
-        return child
+    def __init__(
+        self, *, registry: CollectorRegistry | None, multiprocess: bool | None = None
+    ) -> None:
+        if multiprocess is None:
+            multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.multiprocess = multiprocess
+        self.series: dict[tuple[str, str, int], _Series] = {}
+        self.active: dict[str, int] = {}
+        self._flushed: dict[tuple[str, str, int], tuple[list[int], float]] = {}
+        if multiprocess:
+            self._histogram = Histogram(
+                DURATION, DURATION_HELP, _LABELS, registry=None, buckets=DURATION_BUCKETS
+            )
+            self._gauge = Gauge(
+                ACTIVE, ACTIVE_HELP, ("http_request_method",), registry=None,
+                multiprocess_mode="livesum",
+            )  # fmt: skip
+        elif registry is not None:
+            registry.register(self)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Record one finished request; `route` must be a template, never a raw path."""
         key = (method, route, status)
-        child = self._durations.get(key)
-        if child is None:
-            child = self._durations[key] = self.request_duration.labels(method, route, str(status))
-        child.observe(seconds)
+        series = self.series.get(key)
+        if series is None:
+            series = self.series[key] = _Series()
+        series.counts[bisect_left(DURATION_BUCKETS, seconds)] += 1
+        series.total += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        histogram = HistogramMetricFamily(DURATION, DURATION_HELP, labels=_LABELS)
+        for (method, route, status), series in list(self.series.items()):
+            cumulative, running = [], 0
+            for bound, count in zip(_BOUNDS, series.counts, strict=True):
+                running += count
+                cumulative.append((bound, float(running)))
+            histogram.add_metric([method, route, str(status)], cumulative, series.total)
+        yield histogram
+        gauge = GaugeMetricFamily(ACTIVE, ACTIVE_HELP, labels=("http_request_method",))
+        for method, value in list(self.active.items()):
+            gauge.add_metric([method], float(value))
+        yield gauge
+
+    def flush(self) -> None:
+        """Multiprocess mode: push what changed since the last flush into the shared files."""
+        if not self.multiprocess:
+            return
+        for key, series in list(self.series.items()):
+            counts, total = self._flushed.get(key) or ([0] * len(series.counts), 0.0)
+            if counts == series.counts:
+                continue
+            child = self._histogram.labels(key[0], key[1], str(key[2]))
+            # prometheus_client has no bulk observe; its per-bucket values take increments.
+            for index, (now, before) in enumerate(zip(series.counts, counts, strict=True)):
+                if now != before:
+                    child._buckets[index].inc(now - before)
+            child._sum.inc(series.total - total)
+            self._flushed[key] = (list(series.counts), series.total)
+        for method, value in list(self.active.items()):
+            self._gauge.labels(method).set(value)
 
 
 class MetricsMiddleware:
@@ -78,8 +134,8 @@ class MetricsMiddleware:
         if method not in KNOWN_METHODS:
             method = OTHER_METHOD
         metrics = self.metrics
-        active = metrics.active(method)
-        status = 0
+        active = metrics.active
+        status = 500  # an app that returns or raises without answering gets a 500
 
         def send_observing(message: Message) -> Awaitable[None]:
             nonlocal status
@@ -87,15 +143,15 @@ class MetricsMiddleware:
                 status = message["status"]
             return send(message)
 
-        active.inc()
+        active[method] = active.get(method, 0) + 1
         start = perf_counter()
         try:
             await self.app(scope, receive, send_observing)
         except Exception:
-            metrics.observe(method, route_template(scope), status or 500, perf_counter() - start)
+            metrics.observe(method, route_template(scope), status, perf_counter() - start)
             raise
         else:
-            # An app that returns without answering gets a 500 from the server.
-            metrics.observe(method, route_template(scope), status or 500, perf_counter() - start)
+            metrics.observe(method, route_template(scope), status, perf_counter() - start)
         finally:
-            active.dec()
+            # A cancelled request (client gone) leaves the gauge but is not counted as an answer.
+            active[method] -= 1

@@ -18,7 +18,7 @@ from server import __version__
 from server.container import ContainerFactory, build_container
 from server.health.service import DrainState
 from server.logs import configure_logging
-from server.metrics import exposition_registry, mark_worker_gone
+from server.metrics import exposition_registry, start_metrics_flusher, stop_metrics_flusher
 from server.openapi import build_openapi
 from server.problem import exception_handlers, middleware_error_renderer
 from server.responses import dumps
@@ -70,11 +70,12 @@ def create_app(
             # Start-up objects live for the whole process: keep them out of every GC pass.
             gc.collect()
             gc.freeze()
+            flusher = start_metrics_flusher(http_metrics)
             try:
                 yield
             finally:
                 drain_state.draining = True
-                mark_worker_gone()
+                await stop_metrics_flusher(flusher, http_metrics)
         log.info("stopped")
 
     def wrap(inner: ASGIApp) -> ASGIApp:
@@ -98,6 +99,7 @@ def create_app(
     app.state.logger = log
     app.state.drain = drain_state
     app.state.metrics_registry = exposition_registry(registry)
+    app.state.http_metrics = http_metrics
     app.state.openapi_document = openapi_document
     return app
 

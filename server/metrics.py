@@ -7,6 +7,8 @@ scrape aggregates all of them, so one scrape sees the whole server.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import ipaddress
 import os
@@ -16,10 +18,12 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 
+from middleware.metrics import HttpMetrics
 from server.apidoc import api
 from server.errors import Forbidden, Unauthorized
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+FLUSH_SECONDS = 1.0
 
 
 def multiprocess_mode() -> bool:
@@ -34,10 +38,28 @@ def exposition_registry(app_registry: CollectorRegistry) -> CollectorRegistry:
     return registry
 
 
-def mark_worker_gone() -> None:
-    """Drop this worker's live gauges from the aggregate when it stops."""
-    if multiprocess_mode():
-        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+def start_metrics_flusher(metrics: HttpMetrics) -> asyncio.Task[None] | None:
+    """Multiprocess mode: write this worker's counters to the shared files every second."""
+    if not metrics.multiprocess:
+        return None
+
+    async def flush_forever() -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            metrics.flush()
+
+    return asyncio.create_task(flush_forever(), name="metrics-flush")
+
+
+async def stop_metrics_flusher(task: asyncio.Task[None] | None, metrics: HttpMetrics) -> None:
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    metrics.flush()
+    # Drop this worker's live gauges from the aggregate as it stops.
+    multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
 def _loopback(host: str | None) -> bool:
@@ -73,5 +95,6 @@ def check_scrape_allowed(request: Request, token: str | None) -> None:
 async def metrics_endpoint(request: Request) -> Response:
     state = request.app.state
     check_scrape_allowed(request, state.settings.metrics_token)
+    state.http_metrics.flush()
     body = generate_latest(state.metrics_registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"cache-control": "no-store"})

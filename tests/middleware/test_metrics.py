@@ -153,6 +153,10 @@ WORKER = textwrap.dedent(
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             for _ in range(count):
                 await http.get("/ok")
+            metrics.flush()
+            await http.get("/ok")
+            metrics.flush()
+            metrics.flush()  # nothing new: must not count twice
 
     asyncio.run(main(int(sys.argv[1])))
     """
@@ -172,5 +176,7 @@ def test_multiprocess_mode_sums_the_workers(tmp_path: Path) -> None:
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(tmp_path))  # type: ignore[no-untyped-call]
-    assert registry.get_sample_value(DURATION_COUNT, labels("GET", "/ok", 200)) == 7
+    assert registry.get_sample_value(DURATION_COUNT, labels("GET", "/ok", 200)) == 9
+    bucket = {**labels("GET", "/ok", 200), "le": "+Inf"}
+    assert registry.get_sample_value(DURATION_COUNT.replace("count", "bucket"), bucket) == 9
     assert registry.get_sample_value(ACTIVE, {"http_request_method": "GET"}) == 0
