@@ -45,5 +45,6 @@ def configure_logging(level: str = "info", stream: BinaryIO | None = None) -> Fi
     )
     # Library loggers (asyncpg, granian) go to stderr at warning and above.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    logger: FilteringBoundLogger = structlog.get_logger("hotpath")
+    # bind() resolves structlog's lazy proxy now; the proxy costs ~0.5 us on every call.
+    logger: FilteringBoundLogger = structlog.get_logger("hotpath").bind()
     return logger
