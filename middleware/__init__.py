@@ -3,6 +3,7 @@
 from middleware.access_log import AccessLogMiddleware
 from middleware.body_limit import BodyLimitMiddleware
 from middleware.metrics import HttpMetrics, MetricsMiddleware
+from middleware.proxy_headers import ProxyHeadersMiddleware
 from middleware.request_id import RequestIdMiddleware
 from middleware.security_headers import SecurityHeadersMiddleware
 from middleware.stack import build_stack
@@ -17,6 +18,7 @@ __all__ = [
     "MetricsMiddleware",
     "OnError",
     "PayloadTooLarge",
+    "ProxyHeadersMiddleware",
     "RequestIdMiddleware",
     "SecurityHeadersMiddleware",
     "build_stack",

@@ -7,6 +7,7 @@ from starlette.types import ASGIApp
 from middleware.access_log import AccessLogMiddleware
 from middleware.body_limit import BodyLimitMiddleware
 from middleware.metrics import HttpMetrics, MetricsMiddleware
+from middleware.proxy_headers import ProxyHeadersMiddleware
 from middleware.request_id import RequestIdMiddleware
 from middleware.security_headers import SecurityHeadersMiddleware
 from middleware.types import InfoLogger, OnError
@@ -21,8 +22,10 @@ def build_stack(
     hsts: bool,
     max_body_bytes: int,
     on_error: OnError,
+    trusted_proxies: tuple[str, ...] = (),
 ) -> ASGIApp:
-    """Wrap `app`, outermost first: request id, access log, metrics, security headers, body limit.
+    """Wrap `app`, outermost first: proxy headers (when proxies are trusted), request id,
+    access log, metrics, security headers, body limit.
 
     The request id is outermost so every log line and every answer (a 500 from the app's error
     middleware, a 413 from the body limit) carries it; the body limit is innermost so the
@@ -34,4 +37,8 @@ def build_stack(
     if access_log:
         # Left out rather than disabled: a disabled layer would still cost a call per request.
         app = AccessLogMiddleware(app, logger=logger)
-    return RequestIdMiddleware(app)
+    app = RequestIdMiddleware(app)
+    if trusted_proxies:
+        # Outermost, so the log line, the metrics endpoint and limits all see the real client.
+        app = ProxyHeadersMiddleware(app, trusted=trusted_proxies)
+    return app

@@ -87,6 +87,7 @@ def create_app(
             hsts=settings.hsts,
             max_body_bytes=settings.max_body_bytes,
             on_error=middleware_error_renderer,
+            trusted_proxies=settings.trusted_proxies,
         )
 
     app = HotpathApp(

@@ -245,3 +245,16 @@ async def test_openapi_documents_every_route(app: HotpathApp, client: httpx.Asyn
     docs = await client.get("/docs")
     assert docs.status_code == 200
     assert "text/html" in docs.headers["content-type"]
+
+
+async def test_trusted_proxy_headers_reach_the_access_log(
+    settings: Settings, logger: FilteringBoundLogger, log_stream: io.BytesIO
+) -> None:
+    app = create_app(replace(settings, trusted_proxies=("127.0.0.1/32",)), logger=logger)
+    async with lifespan(app), client_for(app) as http:
+        await http.get("/livez", headers={"x-forwarded-for": "203.0.113.5"})
+        metrics = await http.get("/metrics", headers={"x-forwarded-for": "203.0.113.5"})
+    lines = [orjson.loads(line) for line in log_stream.getvalue().splitlines()]
+    access = [line for line in lines if line["event"] == "http_request"]
+    assert access[0]["client_ip"] == "203.0.113.5"
+    assert_problem(metrics, 403, "forbidden")

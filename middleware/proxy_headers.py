@@ -1,0 +1,67 @@
+"""Client address and scheme from X-Forwarded-For/-Proto, believed only from trusted proxies."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_FORWARDED_FOR = b"x-forwarded-for"
+_FORWARDED_PROTO = b"x-forwarded-proto"
+_SCHEMES = {b"http": "http", b"https": "https"}
+
+
+class ProxyHeadersMiddleware:
+    """Rewrite ``scope["client"]`` (and ``scope["scheme"]``) when the peer is a trusted proxy.
+
+    X-Forwarded-For is read right to left, skipping trusted proxies: the first address that is
+    not one of ours is the client. Anything left of it was written by the client and is ignored,
+    so a client cannot choose its own address (which rate limits and logs rely on).
+    """
+
+    def __init__(self, app: ASGIApp, *, trusted: Iterable[str]) -> None:
+        self.app = app
+        self.networks: tuple[Network, ...] = tuple(
+            ipaddress.ip_network(network, strict=False) for network in trusted
+        )
+        if not self.networks:
+            raise ValueError("trusted must name at least one network")
+
+    def trusted(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        if scope["type"] == "http" and client and self.trusted(client[0]):
+            forwarded: list[bytes] = []
+            proto = None
+            for name, value in scope["headers"]:
+                if name == _FORWARDED_FOR:
+                    forwarded.append(value)
+                elif name == _FORWARDED_PROTO:
+                    proto = value.strip().lower()
+            if forwarded:
+                scope["client"] = (self._client(b",".join(forwarded), client[0]), 0)
+            if proto in _SCHEMES:
+                scope["scheme"] = _SCHEMES[proto]
+        await self.app(scope, receive, send)
+
+    def _client(self, header: bytes, peer: str) -> str:
+        client = peer
+        for hop in reversed(header.decode("latin-1").split(",")):
+            hop = hop.strip()
+            try:
+                ipaddress.ip_address(hop)
+            except ValueError:
+                break
+            client = hop
+            if not self.trusted(hop):
+                break
+        return client

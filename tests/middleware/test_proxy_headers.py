@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from middleware import ProxyHeadersMiddleware
+
+
+async def whoami(request: Request) -> Response:
+    client = request.client.host if request.client else None
+    return JSONResponse({"client": client, "scheme": request.url.scheme})
+
+
+def client(
+    peer: str, trusted: tuple[str, ...] = ("10.0.0.0/8", "127.0.0.1/32")
+) -> httpx.AsyncClient:
+    app = ProxyHeadersMiddleware(Starlette(routes=[Route("/", whoami)]), trusted=trusted)
+    transport = httpx.ASGITransport(app=app, client=(peer, 1234))
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+async def test_trusted_proxy_forwards_the_client_and_scheme() -> None:
+    async with client("10.0.0.2") as http:
+        response = await http.get(
+            "/", headers={"x-forwarded-for": "203.0.113.7", "x-forwarded-proto": "https"}
+        )
+    assert response.json() == {"client": "203.0.113.7", "scheme": "https"}
+
+
+async def test_untrusted_peer_cannot_choose_its_address() -> None:
+    async with client("198.51.100.9") as http:
+        response = await http.get(
+            "/", headers={"x-forwarded-for": "1.2.3.4", "x-forwarded-proto": "https"}
+        )
+    assert response.json() == {"client": "198.51.100.9", "scheme": "http"}
+
+
+async def test_client_written_hops_left_of_the_first_untrusted_are_ignored() -> None:
+    # The client sent "X-Forwarded-For: 1.2.3.4"; our two proxies appended what they saw.
+    async with client("10.0.0.2") as http:
+        response = await http.get(
+            "/", headers={"x-forwarded-for": "1.2.3.4, 198.51.100.9, 10.0.0.3"}
+        )
+    assert response.json()["client"] == "198.51.100.9"
+
+
+async def test_garbage_hops_stop_the_walk() -> None:
+    async with client("127.0.0.1") as http:
+        response = await http.get("/", headers={"x-forwarded-for": "1.2.3.4, not-an-ip, 10.0.0.3"})
+    assert response.json()["client"] == "10.0.0.3"
+
+
+def test_needs_at_least_one_network() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        ProxyHeadersMiddleware(Starlette(), trusted=())
