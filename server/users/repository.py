@@ -55,21 +55,11 @@ def _user(record: asyncpg.Record) -> User:
 class UsersRepository:
     def __init__(self, queries: Queries) -> None:
         self._count = queries.sql("count_users")
-        self._get_by_id = queries.sql("get_user_by_id")
-        self._get_by_email = queries.sql("get_user_by_email")
         self._create = queries.sql("create_user")
 
     async def count(self, conn: Connection) -> int:
         value: int = await conn.fetchval(self._count)
         return value
-
-    async def get_by_id(self, conn: Connection, user_id: int) -> User | None:
-        record = await conn.fetchrow(self._get_by_id, user_id)
-        return None if record is None else _user(record)
-
-    async def get_by_email(self, conn: Connection, email: str) -> User | None:
-        record = await conn.fetchrow(self._get_by_email, email)
-        return None if record is None else _user(record)
 
     async def create(self, conn: Connection, new: NewUser) -> User:
         try:

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import secrets
 import stat
 from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
+import pytest
 from argon2 import PasswordHasher
 
 from server.db import Database, create_pool
@@ -13,7 +15,7 @@ from server.paths import MIGRATIONS_DIR
 from server.seed import logins_file, seed
 from server.settings import Settings
 from server.sqlfiles import load_queries
-from server.users.repository import UsersRepository
+from server.users.repository import EmailTaken, NewUser, UsersRepository
 
 
 async def test_seed_loads_demo_data_once(settings: Settings, empty_db: str, tmp_path: Path) -> None:
@@ -43,3 +45,18 @@ async def test_seed_loads_demo_data_once(settings: Settings, empty_db: str, tmp_
     assert admin["roles"] == ["admin"]
     assert PasswordHasher().verify(admin["password_hash"], first.logins["admin@example.com"])
     assert first.logins["admin@example.com"] != first.logins["user@example.com"]
+
+
+async def test_duplicate_email_in_any_case_is_email_taken(settings: Settings) -> None:
+    db = Database(await create_pool(settings), acquire_timeout=1.0)
+    repo = UsersRepository(load_queries())
+    email = f"Dup-{secrets.token_hex(4)}@Example.com"
+    try:
+        async with db.transaction() as conn:
+            created = await repo.create(conn, NewUser(email, "hash", "First"))
+        assert created.email == email
+        with pytest.raises(EmailTaken):
+            async with db.transaction() as conn:
+                await repo.create(conn, NewUser(email.lower(), "hash", "Second"))
+    finally:
+        await db.close()
