@@ -60,6 +60,7 @@ async def test_one_line_per_request_with_every_field() -> None:
         "bytes": len(response.content),
         "client_ip": "127.0.0.1",
         "user_agent": "probe/2",
+        "error": None,
     }
 
 
