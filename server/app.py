@@ -14,16 +14,19 @@ from structlog.typing import FilteringBoundLogger
 
 from middleware.metrics import HttpMetrics
 from middleware.stack import build_stack
-from server import __version__
+from server import __version__, background
 from server.container import ContainerFactory, build_container
 from server.health.service import DrainState
-from server.logs import configure_logging
-from server.metrics import exposition_registry, start_metrics_flusher, stop_metrics_flusher
+from server.logs import configure_logging, flush_logs
+from server.metrics import exposition_registry, retire_worker
 from server.openapi import build_openapi
 from server.problem import exception_handlers, middleware_error_renderer
 from server.responses import dumps
 from server.routes import build_routes
 from server.settings import Settings
+
+# Info log lines and other workers' metrics are at most this late.
+HOUSEKEEPING_SECONDS = 0.5
 
 
 class HotpathApp(Starlette):
@@ -62,6 +65,10 @@ def create_app(
             document.append(dumps(spec))
         return document[0]
 
+    def housekeep() -> None:
+        http_metrics.flush()
+        flush_logs()
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with container_factory(settings, log, drain_state) as container:
@@ -70,12 +77,16 @@ def create_app(
             # Start-up objects live for the whole process: keep them out of every GC pass.
             gc.collect()
             gc.freeze()
-            flusher = start_metrics_flusher(http_metrics)
+            housekeeping = background.run_every(
+                HOUSEKEEPING_SECONDS, housekeep, name="housekeeping"
+            )
             try:
                 yield
             finally:
                 drain_state.draining = True
-                await stop_metrics_flusher(flusher, http_metrics)
+                await background.stop(housekeeping)
+                retire_worker(http_metrics)
+                flush_logs()
         log.info("stopped")
 
     def wrap(inner: ASGIApp) -> ASGIApp:

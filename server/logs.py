@@ -29,7 +29,36 @@ def _json(_: WrappedLogger, __: str, event: EventDict) -> bytes:
     return orjson.dumps(event, default=repr)
 
 
+class BufferedBytesLogger(structlog.BytesLogger):
+    """Lines go into the stream's buffer; warnings and errors flush it at once.
+
+    A flush per line is a write(2) per request, and under granian each one costs far more
+    than the in-process numbers suggest (measured: ~8 us of server CPU per request). The app
+    flushes every half second (``flush_logs``), so info lines are at most that late.
+    """
+
+    def msg(self, message: bytes) -> None:
+        self._write(message + b"\n")
+
+    def urgent(self, message: bytes) -> None:
+        self._write(message + b"\n")
+        self._flush()
+
+    debug = info = log = msg
+    warn = warning = error = err = critical = exception = fatal = failure = urgent
+
+
+def flush_logs() -> None:
+    for handler in _STREAMS:
+        handler.flush()
+
+
+_STREAMS: list[BinaryIO] = []
+
+
 def configure_logging(level: str = "info", stream: BinaryIO | None = None) -> FilteringBoundLogger:
+    target = stream or sys.stdout.buffer
+    _STREAMS[:] = [target]
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -40,7 +69,7 @@ def configure_logging(level: str = "info", stream: BinaryIO | None = None) -> Fi
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.BytesLoggerFactory(stream or sys.stdout.buffer),
+        logger_factory=lambda *_: BufferedBytesLogger(target),
         cache_logger_on_first_use=True,
     )
     # Library loggers (asyncpg, granian) go to stderr at warning and above.

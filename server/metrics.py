@@ -7,8 +7,6 @@ scrape aggregates all of them, so one scrape sees the whole server.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
 import ipaddress
 import os
@@ -23,7 +21,6 @@ from server.apidoc import api
 from server.errors import Forbidden, Unauthorized
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-FLUSH_SECONDS = 1.0
 
 
 def multiprocess_mode() -> bool:
@@ -38,28 +35,11 @@ def exposition_registry(app_registry: CollectorRegistry) -> CollectorRegistry:
     return registry
 
 
-def start_metrics_flusher(metrics: HttpMetrics) -> asyncio.Task[None] | None:
-    """Multiprocess mode: write this worker's counters to the shared files every second."""
-    if not metrics.multiprocess:
-        return None
-
-    async def flush_forever() -> None:
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
-            metrics.flush()
-
-    return asyncio.create_task(flush_forever(), name="metrics-flush")
-
-
-async def stop_metrics_flusher(task: asyncio.Task[None] | None, metrics: HttpMetrics) -> None:
-    if task is None:
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    metrics.flush()
-    # Drop this worker's live gauges from the aggregate as it stops.
-    multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+def retire_worker(metrics: HttpMetrics) -> None:
+    """Last flush, then drop this worker's live gauges from the aggregate as it stops."""
+    if metrics.multiprocess:
+        metrics.flush()
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
 def _loopback(host: str | None) -> bool:

@@ -21,6 +21,7 @@ from types import FrameType
 from structlog.typing import FilteringBoundLogger
 
 from server.health.service import DRAIN_FILE_ENV
+from server.logs import flush_logs
 from server.metrics import MULTIPROC_ENV
 from server.seed import read_logins
 from server.settings import Settings
@@ -98,6 +99,7 @@ def serve_forever(
         if stopping and child.poll() is None:
             (runtime / "draining").touch()
             logger.info("draining", seconds=settings.drain_seconds)
+            flush_logs()
             time.sleep(settings.drain_seconds)
             child.send_signal(signal.SIGTERM)
             try:
