@@ -21,7 +21,14 @@ _LEVELS["error"] = logging.ERROR
 
 def _timestamp(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     # A float epoch is an order of magnitude cheaper than formatting ISO 8601 on every line.
-    event["ts"] = round(time.time(), 6)
+    event["ts"] = time.time()
+    return event
+
+
+def _exceptions(logger: WrappedLogger, name: str, event: EventDict) -> EventDict:
+    # Only lines that carry exc_info pay for formatting it.
+    if "exc_info" in event:
+        return structlog.processors.format_exc_info(logger, name, event)
     return event
 
 
@@ -63,7 +70,7 @@ def configure_logging(level: str = "info", stream: BinaryIO | None = None) -> Fi
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         _timestamp,
-        structlog.processors.format_exc_info,
+        _exceptions,
         _json,
     ]
     structlog.configure(
