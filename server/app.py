@@ -86,8 +86,8 @@ def create_app(
                 drain_state.draining = True
                 await background.stop(housekeeping)
                 retire_worker(http_metrics)
-                flush_logs()
         log.info("stopped")
+        flush_logs()
 
     def wrap(inner: ASGIApp) -> ASGIApp:
         return build_stack(
