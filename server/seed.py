@@ -20,7 +20,7 @@ from server.users.repository import NewUser, UsersRepository
 
 DEMO_ACCOUNTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("admin@example.com", "Demo Admin", ("admin",)),
-    ("user@example.com", "Demo User", ("user",)),
+    ("user@example.com", "Demo User", ("customer",)),
 )
 _BATCH = 5_000
 
@@ -89,7 +89,7 @@ async def _bulk_users(conn: Connection, repo: UsersRepository, total: int) -> in
     while done < total:
         size = min(_BATCH, total - done)
         batch = (
-            NewUser(f"member{n:07d}@example.com", shared_hash, f"Member {n}", roles=("user",))
+            NewUser(f"member{n:07d}@example.com", shared_hash, f"Member {n}", roles=("customer",))
             for n in range(done + 1, done + size + 1)
         )
         done += await repo.copy_many(conn, batch)
