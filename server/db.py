@@ -7,15 +7,19 @@ does not answer becomes ``DatabaseUnavailable`` (503 + Retry-After), fast, never
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
 
 from server.errors import DatabaseUnavailable
 from server.settings import Settings
+
+T = TypeVar("T")
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 # What repositories receive: a pooled connection proxy, or a plain connection in tools and tests.
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -102,3 +106,11 @@ class Database:
 
     async def close(self) -> None:
         await asyncio.wait_for(self.pool.close(), timeout=10)
+
+
+def record_to(kind: type[T], record: asyncpg.Record) -> T:
+    """Build a frozen dataclass from a record's columns of the same names (records stay here)."""
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(kind))  # type: ignore[arg-type]
+    return kind(*[record[name] for name in names])

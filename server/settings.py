@@ -55,6 +55,24 @@ class Settings:
     hsts: bool = False
     drain_seconds: float = 0.0
     trusted_proxies: tuple[str, ...] = ()
+    jwt_algorithm: str = "EdDSA"
+    jwt_keys_dir: Path | None = None
+    jwt_active_kid: str | None = None
+    jwt_issuer: str = "hotpath"
+    jwt_audience: str = "hotpath-api"
+    access_token_ttl: int = 600
+    refresh_grace_seconds: float = 10.0
+    session_idle_seconds: int = 14 * 86400
+    session_lifetime_seconds: int = 30 * 86400
+    password_hash_concurrency: int = 4
+    smtp_url: str | None = field(default=None, repr=False)
+    mail_from: str = "hotpath <no-reply@localhost>"
+    public_url: str = "http://127.0.0.1:8000"
+
+    @property
+    def keys_dir(self) -> Path:
+        """Where the token signing keys live (generated under data_dir in development)."""
+        return self.jwt_keys_dir or self.data_dir / "jwt"
 
     @property
     def production(self) -> bool:
@@ -82,6 +100,12 @@ class Settings:
                 reader.problems.append("DATABASE_URL is required when HOTPATH_ENV=production")
             if not secret_key:
                 reader.problems.append("HOTPATH_SECRET_KEY is required when HOTPATH_ENV=production")
+        keys_dir = reader.text("HOTPATH_JWT_KEYS_DIR", "")
+        if production and not keys_dir:
+            reader.problems.append("HOTPATH_JWT_KEYS_DIR is required when HOTPATH_ENV=production")
+        smtp_url = reader.text("HOTPATH_SMTP_URL", "") or None
+        if smtp_url and not smtp_url.startswith(("smtp://", "smtps://")):
+            reader.problems.append("HOTPATH_SMTP_URL must be an smtp:// or smtps:// URL")
         metrics_token = reader.text("HOTPATH_METRICS_TOKEN", "") or None
         if metrics_token is not None and len(metrics_token) < 16:
             reader.problems.append("HOTPATH_METRICS_TOKEN must be at least 16 characters")
@@ -117,6 +141,25 @@ class Settings:
                 "HOTPATH_DRAIN_SECONDS", 5.0 if production else 0.0, 0, 300
             ),
             trusted_proxies=reader.networks("HOTPATH_TRUSTED_PROXIES"),
+            jwt_algorithm=reader.choice("HOTPATH_JWT_ALGORITHM", ("eddsa", "hs256"), "eddsa")
+            .replace("eddsa", "EdDSA")
+            .replace("hs256", "HS256"),
+            jwt_keys_dir=Path(keys_dir) if keys_dir else None,
+            jwt_active_kid=reader.text("HOTPATH_JWT_ACTIVE_KID", "") or None,
+            jwt_issuer=reader.text("HOTPATH_JWT_ISSUER", "hotpath"),
+            jwt_audience=reader.text("HOTPATH_JWT_AUDIENCE", "hotpath-api"),
+            access_token_ttl=reader.integer("HOTPATH_ACCESS_TOKEN_TTL", 600, 60, 900),
+            refresh_grace_seconds=reader.number("HOTPATH_REFRESH_GRACE_SECONDS", 10.0, 0, 60),
+            session_idle_seconds=reader.integer(
+                "HOTPATH_SESSION_IDLE_SECONDS", 14 * 86400, 300, 365 * 86400
+            ),
+            session_lifetime_seconds=reader.integer(
+                "HOTPATH_SESSION_LIFETIME_SECONDS", 30 * 86400, 300, 365 * 86400
+            ),
+            password_hash_concurrency=reader.integer("HOTPATH_PASSWORD_HASH_CONCURRENCY", 4, 1, 64),
+            smtp_url=smtp_url,
+            mail_from=reader.text("HOTPATH_MAIL_FROM", "hotpath <no-reply@localhost>"),
+            public_url=reader.text("HOTPATH_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
         )
         if settings.db_pool_min > settings.db_pool_max:
             reader.problems.append("HOTPATH_DB_POOL_MIN must not exceed HOTPATH_DB_POOL_MAX")

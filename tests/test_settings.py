@@ -52,6 +52,7 @@ def test_production_refuses_to_start_without_explicit_secrets() -> None:
         Settings.from_env({"HOTPATH_ENV": "production"})
     assert any("HOTPATH_SECRET_KEY" in p for p in caught.value.problems)
     assert any("DATABASE_URL" in p for p in caught.value.problems)
+    assert any("HOTPATH_JWT_KEYS_DIR" in p for p in caught.value.problems)
 
 
 def test_production_with_secrets_is_hardened() -> None:
@@ -60,6 +61,7 @@ def test_production_with_secrets_is_hardened() -> None:
             "HOTPATH_ENV": "production",
             "DATABASE_URL": "postgresql://app:pw@db/hotpath",
             "HOTPATH_SECRET_KEY": SECRET,
+            "HOTPATH_JWT_KEYS_DIR": "/run/secrets/jwt",
         }
     )
     assert settings.production

@@ -1,0 +1,62 @@
+"""Resolve the request's credentials into a principal before routing.
+
+The collaborator does the work: ``authenticate(authorization_header)`` returns a principal or
+raises; this class only finds the header, stores the result in ``scope["principal"]`` (None for
+anonymous requests) and answers the failures it is told about (``handled``) through the injected
+``on_error``; anything else propagates, so a bug is a logged 500. It never falls back to
+anonymous when credentials were sent but did not verify.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from middleware.types import OnError
+
+_AUTHORIZATION = b"authorization"
+_API_KEY = b"x-api-key"
+
+Authenticate = Callable[[str], Any]
+
+
+class AuthenticationMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        authenticate: Authenticate,
+        on_error: OnError,
+        handled: tuple[type[Exception], ...],
+    ) -> None:
+        if not callable(authenticate) or not callable(on_error):
+            raise TypeError("authenticate and on_error must be callable")
+        self.app = app
+        self.authenticate = authenticate
+        self.on_error = on_error
+        self.handled = handled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        credentials: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == _AUTHORIZATION:
+                credentials = value
+                break
+            if name == _API_KEY:
+                # An API key in its own header is presented as a bearer credential.
+                credentials = b"Bearer " + value
+                break
+        if credentials is None:
+            scope["principal"] = None
+        else:
+            try:
+                scope["principal"] = self.authenticate(credentials.decode("latin-1"))
+            except self.handled as exc:
+                await self.on_error(exc)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -1,0 +1,80 @@
+"""Who may call a route, declared next to its path in routes.py; deny by default.
+
+``guarded_route(path, endpoint, methods, access)`` is the only way routes.py builds an endpoint
+route: the access rule wraps the handler, and the OpenAPI document learns it from the same rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.apidoc import API_ATTR, EndpointDoc
+from server.auth.principal import Principal
+from server.errors import Forbidden, Unauthorized
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    kind: str  # "public", "authenticated" or "permission"
+    permission: str | None = None
+
+
+PUBLIC = Access("public")
+AUTHENTICATED = Access("authenticated")
+
+
+def permission(name: str) -> Access:
+    return Access("permission", name)
+
+
+def principal_of(request: Request) -> Principal:
+    """The caller of a guarded route (the guard already refused anonymous requests)."""
+    principal = request.scope.get("principal")
+    if not isinstance(principal, Principal):
+        raise Unauthorized("Authentication required.", headers={"www-authenticate": "Bearer"})
+    return principal
+
+
+def _guard(endpoint: Endpoint, access: Access) -> Endpoint:
+    if access.kind == "public":
+        return endpoint
+
+    @functools.wraps(endpoint)
+    async def guarded(request: Request) -> Response:
+        principal = principal_of(request)
+        if access.permission is not None and not principal.can(access.permission):
+            raise Forbidden(f"This needs the {access.permission} permission.")
+        return await endpoint(request)
+
+    doc: EndpointDoc | None = getattr(endpoint, API_ATTR, None)
+    if doc is not None:
+        errors = {*doc.errors, 401} | ({403} if access.permission else set())
+        note = f"Requires the `{access.permission}` permission." if access.permission else ""
+        description = " ".join(part for part in (doc.description, note) if part)
+        setattr(
+            guarded,
+            API_ATTR,
+            dataclasses.replace(
+                doc, auth=True, errors=tuple(sorted(errors)), description=description
+            ),
+        )
+    return guarded
+
+
+class GuardedRoute(Route):
+    def __init__(self, path: str, endpoint: Endpoint, *, methods: list[str], access: Access):
+        super().__init__(path, _guard(endpoint, access), methods=methods)
+        self.access = access
+
+
+def guarded_route(path: str, endpoint: Endpoint, methods: list[str], access: Access) -> Route:
+    return GuardedRoute(path, endpoint, methods=methods, access=access)

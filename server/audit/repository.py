@@ -1,0 +1,91 @@
+"""The append-only audit trail: events in, pages of events out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.db import Connection, record_to
+from server.sqlfiles import Queries
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    id: int
+    occurred_at: dt.datetime
+    action: str
+    outcome: str
+    actor_id: int | None
+    target_type: str
+    target_id: str
+    ip: str
+    user_agent: str
+    request_id: str
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class NewAuditEvent:
+    action: str
+    outcome: str
+    actor_id: int | None = None
+    target_type: str = ""
+    target_id: str = ""
+    ip: str = ""
+    user_agent: str = ""
+    request_id: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    actor_id: int | None = None
+    action: str | None = None
+    target_type: str | None = None
+    target_id: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+
+class AuditRepository:
+    def __init__(self, queries: Queries) -> None:
+        self._create = queries.sql("create_audit_event")
+        self._list = queries.sql("list_audit_events")
+
+    async def add(self, conn: Connection, event: NewAuditEvent) -> None:
+        await conn.execute(
+            self._create,
+            event.action,
+            event.outcome,
+            event.actor_id,
+            event.target_type,
+            event.target_id,
+            event.ip,
+            event.user_agent,
+            event.request_id,
+            event.details,
+        )
+
+    async def page(
+        self,
+        conn: Connection,
+        *,
+        before: tuple[dt.datetime, int] | None,
+        where: AuditFilter,
+        limit: int,
+    ) -> list[AuditEvent]:
+        occurred, last_id = before if before else (None, None)
+        records = await conn.fetch(
+            self._list,
+            occurred,
+            last_id,
+            where.actor_id,
+            where.action,
+            where.target_type,
+            where.target_id,
+            where.since,
+            where.until,
+            limit,
+        )
+        return [record_to(AuditEvent, r) for r in records]

@@ -1,0 +1,100 @@
+"""Sessions (refresh-token families) and their refresh tokens in PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from server.db import Connection, record_to
+from server.sqlfiles import Queries
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: uuid.UUID
+    user_id: int
+    created_at: dt.datetime
+    last_used_at: dt.datetime
+    idle_expires_at: dt.datetime
+    expires_at: dt.datetime
+    user_agent: str
+    ip: str
+    revoked_at: dt.datetime | None
+
+    def live(self, now: dt.datetime) -> bool:
+        return self.revoked_at is None and now < self.expires_at and now < self.idle_expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshToken:
+    token_hash: bytes
+    session_id: uuid.UUID
+    generation: int
+    created_at: dt.datetime
+    rotated_at: dt.datetime | None
+    successor_sealed: bytes | None
+
+
+class SessionsRepository:
+    def __init__(self, queries: Queries) -> None:
+        q = queries.sql
+        self._create = q("create_session")
+        self._lock = q("get_session_for_update")
+        self._live = q("list_live_sessions")
+        self._used = q("update_session_used")
+        self._revoke = q("update_session_revoked")
+        self._revoke_user = q("update_user_sessions_revoked")
+        self._create_token = q("create_refresh_token")
+        self._get_token = q("get_refresh_token")
+        self._rotated = q("update_refresh_token_rotated")
+        self._clear = q("update_refresh_successor_cleared")
+
+    async def create(
+        self,
+        conn: Connection,
+        *,
+        user_id: int,
+        idle_expires_at: dt.datetime,
+        expires_at: dt.datetime,
+        user_agent: str,
+        ip: str,
+    ) -> Session:
+        record = await conn.fetchrow(
+            self._create, uuid.uuid4(), user_id, idle_expires_at, expires_at, user_agent, ip
+        )
+        assert record is not None
+        return record_to(Session, record)
+
+    async def lock(self, conn: Connection, session_id: uuid.UUID) -> Session | None:
+        record = await conn.fetchrow(self._lock, session_id)
+        return None if record is None else record_to(Session, record)
+
+    async def live_for_user(self, conn: Connection, user_id: int) -> list[Session]:
+        return [record_to(Session, r) for r in await conn.fetch(self._live, user_id)]
+
+    async def touch(self, conn: Connection, session_id: uuid.UUID, idle_until: dt.datetime) -> None:
+        await conn.execute(self._used, session_id, idle_until)
+
+    async def revoke(self, conn: Connection, session_id: uuid.UUID, reason: str) -> bool:
+        return await conn.execute(self._revoke, session_id, reason) == "UPDATE 1"
+
+    async def revoke_all(
+        self, conn: Connection, user_id: int, *, keep: uuid.UUID | None, reason: str
+    ) -> list[uuid.UUID]:
+        return [r["id"] for r in await conn.fetch(self._revoke_user, user_id, keep, reason)]
+
+    async def add_token(
+        self, conn: Connection, token_hash: bytes, session_id: uuid.UUID, generation: int
+    ) -> None:
+        await conn.execute(self._create_token, token_hash, session_id, generation)
+
+    async def token(self, conn: Connection, token_hash: bytes) -> RefreshToken | None:
+        record = await conn.fetchrow(self._get_token, token_hash)
+        return None if record is None else record_to(RefreshToken, record)
+
+    async def mark_rotated(self, conn: Connection, token_hash: bytes, sealed: bytes) -> bool:
+        return await conn.execute(self._rotated, token_hash, sealed) == "UPDATE 1"
+
+    async def clear_old_successors(self, conn: Connection, grace_seconds: float) -> None:
+        await conn.execute(self._clear, grace_seconds)
