@@ -71,10 +71,40 @@ def _guard(endpoint: Endpoint, access: Access) -> Endpoint:
 
 
 class GuardedRoute(Route):
-    def __init__(self, path: str, endpoint: Endpoint, *, methods: list[str], access: Access):
-        super().__init__(path, _guard(endpoint, access), methods=methods)
+    def __init__(
+        self,
+        path: str,
+        endpoint: Endpoint,
+        *,
+        methods: list[str],
+        access: Access,
+        name: str | None = None,
+        include_in_schema: bool = True,
+    ) -> None:
+        super().__init__(
+            path,
+            _guard(endpoint, access),
+            methods=methods,
+            name=name,
+            include_in_schema=include_in_schema,
+        )
         self.access = access
 
 
-def guarded_route(path: str, endpoint: Endpoint, methods: list[str], access: Access) -> Route:
-    return GuardedRoute(path, endpoint, methods=methods, access=access)
+def guarded_route(
+    path: str,
+    endpoint: Endpoint,
+    methods: list[str],
+    access: Access,
+    *,
+    name: str | None = None,
+    include_in_schema: bool = True,
+) -> Route:
+    return GuardedRoute(
+        path,
+        endpoint,
+        methods=methods,
+        access=access,
+        name=name,
+        include_in_schema=include_in_schema,
+    )

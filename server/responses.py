@@ -90,3 +90,25 @@ async def read_json(request: Request, kind: type[T]) -> T:
     if media != "application/json" and not media.endswith("+json"):
         raise errors.UnsupportedMediaType("Send the body as application/json.")
     return decode_json(await request.body(), kind)
+
+
+def read_query(request: Request, kind: type[T]) -> T:
+    """Query parameters into a Struct: unknown or repeated parameters are a 400, bad values 422."""
+    params = request.query_params
+    values: dict[str, str] = {}
+    for name, value in params.multi_items():
+        if name in values:
+            raise errors.UnknownParameter(f"The parameter {name!r} is given more than once.")
+        values[name] = value
+    fields = getattr(kind, "__struct_fields__", ())
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise errors.UnknownParameter(f"Unknown query parameters: {', '.join(unknown)}.")
+    try:
+        return msgspec.convert(values, kind, strict=False)
+    except msgspec.ValidationError as exc:
+        pointer, detail = json_pointer(str(exc))
+        raise errors.ValidationFailed(
+            "The query parameters are not valid.",
+            errors=[{"pointer": pointer, "detail": detail}],
+        ) from None

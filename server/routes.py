@@ -1,20 +1,70 @@
-"""The whole URL map in one place."""
+"""The whole URL map in one place, each route with who may call it (deny by default)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 
+from server.access import AUTHENTICATED, PUBLIC, guarded_route, permission
+from server.audit import handlers as audit
+from server.auth import handlers as auth
 from server.docs import docs_routes
 from server.health import handlers as health
 from server.metrics import metrics_endpoint
+from server.roles import handlers as roles
+from server.users import handlers as users
+
+GET, POST, PATCH, PUT, DELETE = ["GET"], ["POST"], ["PATCH"], ["PUT"], ["DELETE"]
 
 
 def build_routes(openapi_document: Callable[[], bytes]) -> list[BaseRoute]:
+    r = guarded_route
     return [
-        Route("/livez", health.livez, methods=["GET"]),
-        Route("/readyz", health.readyz, methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
-        *docs_routes(openapi_document),
+        r("/livez", health.livez, GET, PUBLIC),
+        r("/readyz", health.readyz, GET, PUBLIC),
+        # Scrape access is checked inside (a token or a direct loopback client).
+        r("/metrics", metrics_endpoint, GET, PUBLIC),
+        r("/.well-known/jwks.json", auth.jwks, GET, PUBLIC),
+        r("/v1/auth/register", auth.register, POST, PUBLIC),
+        r("/v1/auth/login", auth.login, POST, PUBLIC),
+        r("/v1/auth/refresh", auth.refresh, POST, PUBLIC),
+        r("/v1/auth/logout", auth.logout, POST, AUTHENTICATED),
+        r("/v1/auth/logout-all", auth.logout_all, POST, AUTHENTICATED),
+        r("/v1/auth/sessions", auth.list_sessions, GET, AUTHENTICATED),
+        r("/v1/auth/sessions/{session_id}", auth.delete_session, DELETE, AUTHENTICATED),
+        r("/v1/auth/password/forgot", auth.forgot_password, POST, PUBLIC),
+        r("/v1/auth/password/reset", auth.reset_password, POST, PUBLIC),
+        r("/v1/auth/password/change", auth.change_password, POST, AUTHENTICATED),
+        r("/v1/auth/email/verify", auth.verify_email, POST, PUBLIC),
+        r("/v1/auth/email/verify/resend", auth.resend_verification, POST, AUTHENTICATED),
+        r("/v1/users/me", users.get_me, GET, AUTHENTICATED),
+        r("/v1/users/me", users.patch_me, PATCH, AUTHENTICATED),
+        r("/v1/users/me", users.delete_me, DELETE, AUTHENTICATED),
+        r("/v1/users", users.list_users, GET, permission("users:read")),
+        r("/v1/users/{user_id}", users.get_user, GET, permission("users:read")),
+        r("/v1/users/{user_id}", users.patch_user, PATCH, permission("users:write")),
+        r("/v1/users/{user_id}/roles/{role}", users.grant_role, PUT, permission("users:write")),
+        r("/v1/users/{user_id}/roles/{role}", users.revoke_role, DELETE, permission("users:write")),
+        r("/v1/roles", roles.list_roles, GET, permission("users:read")),
+        r("/v1/roles", roles.create_role, POST, permission("roles:write")),
+        r("/v1/roles/{name}", roles.patch_role, PATCH, permission("roles:write")),
+        r("/v1/audit-events", audit.list_audit_events, GET, permission("audit:read")),
+        *[_public(route) for route in docs_routes(openapi_document)],
     ]
+
+
+def _public(route: BaseRoute) -> BaseRoute:
+    """The docs page, its assets and the OpenAPI document are public by design."""
+    if isinstance(route, Route) and route.methods:
+        methods = sorted(route.methods - {"HEAD"})
+        return guarded_route(
+            route.path,
+            route.endpoint,
+            methods,
+            PUBLIC,
+            name=route.name,
+            include_in_schema=route.include_in_schema,
+        )
+    assert isinstance(route, Mount)
+    return route

@@ -1,0 +1,36 @@
+"""HTTP in/out for the audit trail."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server.apidoc import api
+from server.audit import schemas
+from server.audit.repository import AuditFilter
+from server.pagination import page_response, split_page
+from server.responses import read_query
+
+_LIST_SCOPE = "audit"
+
+
+@api(
+    summary="Audit events, newest first",
+    description="Filters: `actor_id`, `action`, `target_type`, `target_id`, `since`, `until` "
+    "(RFC 3339). Keyset pagination with `limit` and `cursor`.",
+    tags=("audit",),
+    query=schemas.AuditQuery,
+    responses={200: schemas.AuditList},
+    errors=(400, 422),
+)
+async def list_audit_events(request: Request) -> Response:
+    query = read_query(request, schemas.AuditQuery)
+    container = request.app.state.container
+    before = container.cursors.decode(_LIST_SCOPE, query.cursor) if query.cursor else None
+    where = AuditFilter(
+        query.actor_id, query.action, query.target_type, query.target_id, query.since, query.until
+    )
+    rows = await container.audit.page(before=before, where=where, limit=query.limit + 1)
+    page, last = split_page(rows, query.limit)
+    cursor = container.cursors.encode(_LIST_SCOPE, (last.occurred_at, last.id)) if last else None
+    return page_response(request, [schemas.event_view(e) for e in page], cursor)

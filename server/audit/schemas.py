@@ -1,0 +1,45 @@
+"""Shapes of the audit endpoint."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+import msgspec
+
+from server.audit.repository import AuditEvent
+from server.auth.schemas import Strict
+
+
+class AuditEventView(msgspec.Struct):
+    id: int
+    occurred_at: dt.datetime
+    action: str
+    outcome: str
+    actor_id: int | None
+    target_type: str
+    target_id: str
+    ip: str
+    user_agent: str
+    request_id: str
+    details: dict[str, Any]
+
+
+class AuditList(msgspec.Struct):
+    data: list[AuditEventView]
+    next_cursor: str | None
+
+
+class AuditQuery(Strict):
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
+    cursor: str | None = None
+    actor_id: int | None = None
+    action: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    target_type: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    target_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+
+def event_view(event: AuditEvent) -> AuditEventView:
+    return AuditEventView(**{f: getattr(event, f) for f in AuditEventView.__struct_fields__})

@@ -1,0 +1,261 @@
+"""The account owner's own actions: register, verify email, reset or change the password,
+read and edit the profile, delete the account."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import Coroutine
+from typing import Any
+
+from structlog.typing import FilteringBoundLogger
+
+from server.audit.repository import AuditRepository, NewAuditEvent
+from server.auth.one_time_tokens import OneTimeTokens
+from server.auth.password_policy import password_problems
+from server.auth.passwords import PasswordHasher
+from server.auth.principal import Principal
+from server.auth.revoker import Revoker
+from server.context import RequestContext
+from server.db import Connection, Database
+from server.errors import BadRequest, NotFound, ValidationFailed
+from server.mail import Mailer, OutgoingEmail
+from server.users.repository import EmailTaken, NewUser, User, UsersRepository
+
+VERIFY_TTL = dt.timedelta(hours=48)
+RESET_TTL = dt.timedelta(minutes=30)
+
+
+class InvalidOneTimeToken(BadRequest):
+    slug = "invalid-token"
+    title = "Invalid or expired token"
+
+
+class WrongPassword(BadRequest):
+    slug = "wrong-password"
+    title = "The current password is wrong"
+
+
+def check_password(password: str, email: str, pointer: str = "/password") -> None:
+    problems = password_problems(password, email=email)
+    if problems:
+        raise ValidationFailed(
+            "The password does not meet the policy.",
+            errors=[{"pointer": pointer, "detail": problem} for problem in problems],
+        )
+
+
+class AccountService:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        users: UsersRepository,
+        tokens: OneTimeTokens,
+        audit: AuditRepository,
+        revoker: Revoker,
+        passwords: PasswordHasher,
+        mailer: Mailer,
+        public_url: str,
+        logger: FilteringBoundLogger,
+    ) -> None:
+        self.db = db
+        self.users = users
+        self.tokens = tokens
+        self.audit = audit
+        self.revoker = revoker
+        self.passwords = passwords
+        self.mailer = mailer
+        self.public_url = public_url
+        self.logger = logger
+        self._background: set[asyncio.Task[None]] = set()
+
+    def _later(self, job: Coroutine[Any, Any, None]) -> None:
+        """Work whose duration must not show in the response time (it would reveal accounts)."""
+        task = asyncio.create_task(self._guarded(job))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _guarded(self, job: Coroutine[Any, Any, None]) -> None:
+        try:
+            await job
+        except Exception as exc:
+            self.logger.error("account_background_failed", error=type(exc).__name__)
+
+    async def drain(self) -> None:
+        """Wait for background work (tests, shutdown)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def register(
+        self, email: str, password: str, display_name: str, ctx: RequestContext
+    ) -> None:
+        """Same answer and the same work whether or not the email is taken."""
+        check_password(password, email)
+        digest = await self.passwords.hash(password)
+        try:
+            async with self.db.transaction() as conn:
+                user = await self.users.create(conn, NewUser(email, digest, display_name))
+                token = await self.tokens.issue(conn, user.id, "email_verify", _now() + VERIFY_TTL)
+                await self._record(conn, "auth.register", "success", ctx, user.id, user.id)
+        except EmailTaken:
+            self._later(self._notify_taken(email))
+            return
+        self._later(self._send_verification(user.email, token))
+
+    async def _notify_taken(self, email: str) -> None:
+        await self.mailer.send(
+            OutgoingEmail(
+                to=email,
+                subject="Someone tried to register with your email",
+                text="Somebody (maybe you) tried to create an account with this address, which "
+                "already has one. If that was you, sign in or reset your password at "
+                f"{self.public_url}/docs. Otherwise you can ignore this message.",
+            )
+        )
+
+    async def _send_verification(self, email: str, token: str) -> None:
+        await self.mailer.send(
+            OutgoingEmail(
+                to=email,
+                subject="Confirm your email",
+                text="Confirm your email address by sending this token to "
+                f"POST {self.public_url}/v1/auth/email/verify:\n\n{token}\n\n"
+                "It expires in 48 hours.",
+            )
+        )
+
+    async def verify_email(self, token: str, ctx: RequestContext) -> None:
+        async with self.db.transaction() as conn:
+            user_id = await self.tokens.redeem(conn, token, "email_verify")
+            if user_id is None:
+                raise InvalidOneTimeToken("The verification token is invalid or expired.")
+            await self.users.mark_email_verified(conn, user_id)
+            await self._record(conn, "auth.email_verified", "success", ctx, user_id, user_id)
+
+    async def resend_verification(self, principal: Principal) -> None:
+        async with self.db.transaction() as conn:
+            user = await self._user(conn, principal.user_id)
+            if user.email_verified_at is not None:
+                return
+            token = await self.tokens.issue(conn, user.id, "email_verify", _now() + VERIFY_TTL)
+        self._later(self._send_verification(user.email, token))
+
+    async def forgot_password(self, email: str, ctx: RequestContext) -> None:
+        """Answers at once for any email; a known one gets a reset link in the background."""
+        self._later(self._send_reset(email, ctx))
+
+    async def _send_reset(self, email: str, ctx: RequestContext) -> None:
+        async with self.db.transaction() as conn:
+            found = await self.users.credentials(conn, email)
+            if found is None or found.user.status != "active":
+                return
+            user = found.user
+            token = await self.tokens.issue(conn, user.id, "password_reset", _now() + RESET_TTL)
+            await self._record(conn, "auth.password_reset_requested", "success", ctx, None, user.id)
+        await self.mailer.send(
+            OutgoingEmail(
+                to=user.email,
+                subject="Reset your password",
+                text="Set a new password by sending this token with it to "
+                f"POST {self.public_url}/v1/auth/password/reset:\n\n{token}\n\n"
+                "It works once and expires in 30 minutes. If you did not ask for it, "
+                "ignore this message.",
+            )
+        )
+
+    async def reset_password(self, token: str, password: str, ctx: RequestContext) -> None:
+        async with self.db.transaction() as conn:
+            user_id = await self.tokens.redeem(conn, token, "password_reset")
+            user = await self.users.get(conn, user_id) if user_id is not None else None
+            if user is None or user.status != "active":
+                raise InvalidOneTimeToken("The reset token is invalid or expired.")
+            # A policy failure rolls the transaction back, so the token stays usable.
+            check_password(password, user.email)
+            await self.users.set_password(conn, user.id, await self.passwords.hash(password))
+            revoked = await self.revoker.end_all_sessions(conn, user.id, "password_reset")
+            await self._record(conn, "auth.password_reset", "success", ctx, user.id, user.id)
+        await self.revoker.announce(revoked)
+
+    async def change_password(
+        self, principal: Principal, current: str, new: str, ctx: RequestContext
+    ) -> None:
+        async with self.db.connection() as conn:
+            user = await self._user(conn, principal.user_id)
+            stored = await self.users.password_hash(conn, user.id)
+        if stored is None or not (await self.passwords.verify(stored, current)).ok:
+            async with self.db.transaction() as conn:
+                await self._record(conn, "auth.password_change", "failure", ctx, user.id, user.id)
+            raise WrongPassword("The current password is wrong.")
+        check_password(new, user.email, "/new_password")
+        digest = await self.passwords.hash(new)
+        keep = principal.session_id
+        async with self.db.transaction() as conn:
+            await self.users.set_password(conn, user.id, digest)
+            revoked = await self.revoker.end_all_sessions(
+                conn, user.id, "password_change", keep=_uuid(keep)
+            )
+            await self._record(conn, "auth.password_change", "success", ctx, user.id, user.id)
+        await self.revoker.announce(revoked)
+
+    async def profile(self, principal: Principal) -> User:
+        async with self.db.connection() as conn:
+            return await self._user(conn, principal.user_id)
+
+    async def update_profile(self, principal: Principal, display_name: str) -> User:
+        async with self.db.transaction() as conn:
+            await self._user(conn, principal.user_id)
+            return await self.users.update_profile(conn, principal.user_id, display_name)
+
+    async def delete_account(
+        self, principal: Principal, password: str, ctx: RequestContext
+    ) -> None:
+        async with self.db.connection() as conn:
+            stored = await self.users.password_hash(conn, principal.user_id)
+        if stored is None or not (await self.passwords.verify(stored, password)).ok:
+            raise WrongPassword("The password is wrong.")
+        async with self.db.transaction() as conn:
+            revoked = await self.revoker.end_all_sessions(conn, principal.user_id, "deleted")
+            await self._record(
+                conn, "user.deleted", "success", ctx, principal.user_id, principal.user_id
+            )
+            await self.users.delete(conn, principal.user_id)
+        await self.revoker.announce(revoked)
+
+    async def _user(self, conn: Connection, user_id: int) -> User:
+        user = await self.users.get(conn, user_id)
+        if user is None:
+            raise NotFound("No such user.")
+        return user
+
+    async def _record(
+        self,
+        conn: Connection,
+        action: str,
+        outcome: str,
+        ctx: RequestContext,
+        actor_id: int | None,
+        user_id: int,
+    ) -> None:
+        await self.audit.add(
+            conn,
+            NewAuditEvent(
+                action=action,
+                outcome=outcome,
+                actor_id=actor_id,
+                target_type="user",
+                target_id=str(user_id),
+                ip=ctx.ip,
+                user_agent=ctx.user_agent,
+                request_id=ctx.request_id,
+            ),
+        )
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _uuid(value: str | None) -> uuid.UUID | None:
+    return uuid.UUID(value) if value else None

@@ -1,0 +1,282 @@
+"""Revocations: durable in PostgreSQL, fanned out to every replica's in-process denylist.
+
+A service writes the row inside its own transaction (``RevocationStore.create``) and hands it to
+``RevocationFeed.publish`` once committed. Redis pub/sub carries it to the other replicas at once;
+a poll of PostgreSQL by id delivers it within ``poll_interval`` whenever the subscription is down,
+and every ``safety_poll_interval`` otherwise, so a Redis outage delays it by under a second and
+never loses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import random
+import time
+from collections.abc import Sequence
+
+import asyncpg
+import orjson
+from structlog.typing import FilteringBoundLogger
+
+from server.auth.denylist import Denylist, Revocation, RevocationKind
+from server.db import Connection, Database
+from server.redis_link import RedisLink
+from server.sqlfiles import Queries
+
+_PAGE = 1000
+_MAX_BACKOFF = 2.0
+_PRUNE_SECONDS = 30.0
+_CLEANUP_SECONDS = 300.0
+# A dead subscription that got no RST (a network partition) is found by coredis' PING this soon.
+_KEEPALIVE_SECONDS = 5.0
+# Ids a poll skipped are re-read this long (in-flight transactions), then taken as rolled back.
+_GAP_SECONDS = 60.0
+_MAX_GAPS = 1000
+
+
+def _revocation(record: asyncpg.Record) -> Revocation:
+    return Revocation(
+        id=record["id"],
+        kind=record["kind"],
+        subject=record["subject"],
+        not_before=record["not_before"].timestamp(),
+        expires_at=record["expires_at"].timestamp(),
+    )
+
+
+class RevocationStore:
+    def __init__(self, queries: Queries) -> None:
+        self._create = queries.sql("create_revocation")
+        self._list_after = queries.sql("list_revocations_after")
+        self._list_by_id = queries.sql("list_revocations_by_id")
+        self._delete_expired = queries.sql("delete_expired_revocations")
+
+    async def create(
+        self,
+        conn: Connection,
+        kind: RevocationKind,
+        subject: str,
+        not_before: dt.datetime,
+        expires_at: dt.datetime,
+    ) -> Revocation:
+        record = await conn.fetchrow(self._create, kind, subject, not_before, expires_at)
+        assert record is not None
+        return _revocation(record)
+
+    async def list_after(self, conn: Connection, last_id: int, limit: int) -> list[Revocation]:
+        return [_revocation(r) for r in await conn.fetch(self._list_after, last_id, limit)]
+
+    async def list_by_id(self, conn: Connection, ids: Sequence[int]) -> list[Revocation]:
+        return [_revocation(r) for r in await conn.fetch(self._list_by_id, list(ids))]
+
+    async def delete_expired(self, conn: Connection) -> int:
+        status = await conn.execute(self._delete_expired)
+        return int(status.rpartition(" ")[2])
+
+
+class _Cursor:
+    """Where the poll resumes: after the highest id read, plus the skipped ids still pending."""
+
+    def __init__(self) -> None:
+        self.high = 0
+        self._gaps: dict[int, float] = {}
+
+    def advance(self, rev_id: int, now: float) -> None:
+        if rev_id <= self.high:
+            self._gaps.pop(rev_id, None)
+            return
+        # Ids below the first row read at start-up belong to expired rows, not to open transactions.
+        first = max(self.high + 1, rev_id - _MAX_GAPS) if self.high else rev_id
+        for missing in range(first, rev_id):
+            self._gaps[missing] = now + _GAP_SECONDS
+        self.high = rev_id
+        if len(self._gaps) > _MAX_GAPS:
+            # Transactions still in flight hold the newest ids; the oldest gaps go first.
+            for old in sorted(self._gaps)[: len(self._gaps) - _MAX_GAPS]:
+                del self._gaps[old]
+
+    def pending(self, now: float) -> list[int]:
+        self._gaps = {rev_id: until for rev_id, until in self._gaps.items() if until > now}
+        return sorted(self._gaps)
+
+
+def _decode(data: object) -> Revocation:
+    if not isinstance(data, str | bytes):
+        raise TypeError(f"unexpected payload type {type(data).__name__}")
+    raw = orjson.loads(data)
+    if raw["kind"] not in ("session", "user"):
+        raise ValueError("unknown revocation kind")
+    return Revocation(
+        int(raw["id"]),
+        raw["kind"],
+        str(raw["subject"]),
+        float(raw["not_before"]),
+        float(raw["expires_at"]),
+    )
+
+
+def _error_name(exc: BaseException) -> str:
+    # coredis runs on anyio task groups: the real error arrives wrapped in exception groups.
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return type(exc).__name__
+
+
+def _backoff(failures: int) -> float:
+    return min(_MAX_BACKOFF, 0.25 * 2.0**failures)
+
+
+class RevocationFeed:
+    """Keeps ``denylist`` current: loaded at start, then pub/sub, with a PostgreSQL poll behind."""
+
+    def __init__(
+        self,
+        db: Database,
+        redis: RedisLink,
+        store: RevocationStore,
+        denylist: Denylist,
+        logger: FilteringBoundLogger,
+        *,
+        channel: str = "hotpath:revocations",
+        poll_interval: float = 0.5,
+        safety_poll_interval: float = 5.0,
+    ) -> None:
+        self.db = db
+        self.redis = redis
+        self.store = store
+        self.denylist = denylist
+        self.logger = logger
+        self.channel = channel
+        self.poll_interval = poll_interval
+        self.safety_poll_interval = safety_poll_interval
+        self._cursor = _Cursor()
+        self._subscribed = False
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def subscribed(self) -> bool:
+        return self._subscribed
+
+    async def start(self) -> None:
+        """Load every unexpired revocation, then follow; raises if PostgreSQL cannot answer."""
+        await self._catch_up()
+        self.logger.info("revocations_loaded", count=len(self.denylist), last_id=self._cursor.high)
+        self._tasks.append(asyncio.create_task(self._poll_forever(), name="revocation-poll"))
+        if self.redis.configured:
+            task = asyncio.create_task(self._subscribe_forever(), name="revocation-subscribe")
+            self._tasks.append(task)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._subscribed = False
+
+    async def publish(self, rev: Revocation) -> None:
+        """Call after the revoking transaction committed: local at once, then every replica."""
+        self.denylist.apply(rev)
+        client = self.redis.client
+        if client is None:
+            return
+        try:
+            async with asyncio.timeout(self.redis.timeout):
+                await client.publish(self.channel, orjson.dumps(rev).decode())
+        except Exception as exc:
+            self.logger.warning(
+                "revocation_publish_failed",
+                revocation_id=rev.id,
+                error=_error_name(exc),
+                detail="other replicas get it from the PostgreSQL poll",
+            )
+
+    async def _catch_up(self) -> None:
+        now = time.monotonic()
+        async with self.db.connection() as conn:
+            if pending := self._cursor.pending(now):
+                for rev in await self.store.list_by_id(conn, pending):
+                    self._take(rev, now)
+            while True:
+                page = await self.store.list_after(conn, self._cursor.high, _PAGE)
+                for rev in page:
+                    self._take(rev, now)
+                if len(page) < _PAGE:
+                    return
+
+    def _take(self, rev: Revocation, now: float) -> None:
+        # Only PostgreSQL moves the cursor: a stray message on the channel cannot make us skip ids.
+        self.denylist.apply(rev)
+        self._cursor.advance(rev.id, now)
+
+    def _set_subscribed(self, subscribed: bool) -> None:
+        if subscribed != self._subscribed:
+            self._subscribed = subscribed
+            self._wake.set()  # the poller catches up at once and picks its new pace
+
+    async def _poll_forever(self) -> None:
+        failures = 0
+        next_prune = time.monotonic() + _PRUNE_SECONDS
+        next_cleanup = time.monotonic()
+        while True:
+            pace = self.safety_poll_interval if self._subscribed else self.poll_interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(pace, _backoff(failures)))
+            self._wake.clear()
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + _PRUNE_SECONDS
+                self.denylist.prune(time.time())
+            try:
+                await self._catch_up()
+                if time.monotonic() >= next_cleanup:
+                    # Spread out so replicas started together do not all delete at once.
+                    next_cleanup = time.monotonic() + _CLEANUP_SECONDS * random.uniform(0.5, 1.5)
+                    async with self.db.connection() as conn:
+                        deleted = await self.store.delete_expired(conn)
+                    if deleted:
+                        self.logger.info("revocations_expired_deleted", count=deleted)
+            except Exception as exc:
+                log = self.logger.warning if failures == 0 else self.logger.debug
+                log("revocation_poll_failed", error=_error_name(exc), failures=failures + 1)
+                failures += 1
+            else:
+                if failures:
+                    self.logger.info("revocation_poll_recovered", failures=failures)
+                failures = 0
+
+    async def _subscribe_forever(self) -> None:
+        failures = 0
+        while True:
+            client = self.redis.client
+            if client is not None:
+                try:
+                    # retry_policy=None: coredis' default retries a lost connection forever,
+                    # silently, leaving us blind to an outage the poll should cover.
+                    async with client.pubsub(
+                        channels=[self.channel],
+                        ignore_subscribe_messages=True,
+                        retry_policy=None,
+                        max_idle_seconds=_KEEPALIVE_SECONDS,
+                    ) as pubsub:
+                        self._set_subscribed(True)
+                        self.logger.info("revocation_subscribed", channel=self.channel)
+                        failures = 0
+                        async for message in pubsub:
+                            self._on_message(message["data"])
+                except Exception as exc:
+                    log = self.logger.warning if failures == 0 else self.logger.debug
+                    log("revocation_subscription_failed", error=_error_name(exc))
+                finally:
+                    self._set_subscribed(False)
+            failures += 1
+            await asyncio.sleep(_backoff(failures))
+
+    def _on_message(self, data: object) -> None:
+        try:
+            rev = _decode(data)
+        except (ValueError, TypeError, KeyError) as exc:
+            self.logger.warning("revocation_message_invalid", error=type(exc).__name__)
+            return
+        self.denylist.apply(rev)

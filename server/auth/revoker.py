@@ -1,0 +1,59 @@
+"""Ending sessions: durable in PostgreSQL inside the caller's transaction, announced after it.
+
+``end_session``/``end_all_sessions`` run in the service's transaction and return the revocation
+rows they wrote; the service calls ``announce`` once that transaction committed, which updates
+this process's denylist at once and fans the rows out to every other replica.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+from server.auth.revocation import Revocation, RevocationFeed, RevocationStore
+from server.auth.sessions import SessionsRepository
+from server.db import Connection
+
+# Revocation rows outlive every access token they could affect, plus the verifier's leeway.
+_LEEWAY = dt.timedelta(seconds=30)
+
+
+class Revoker:
+    def __init__(
+        self,
+        sessions: SessionsRepository,
+        store: RevocationStore,
+        feed: RevocationFeed,
+        *,
+        access_token_ttl: int,
+    ) -> None:
+        self.sessions = sessions
+        self.store = store
+        self.feed = feed
+        self.ttl = dt.timedelta(seconds=access_token_ttl) + _LEEWAY
+
+    async def end_session(
+        self, conn: Connection, session_id: uuid.UUID, reason: str
+    ) -> list[Revocation]:
+        if not await self.sessions.revoke(conn, session_id, reason):
+            return []
+        now = dt.datetime.now(dt.UTC)
+        return [await self.store.create(conn, "session", str(session_id), now, now + self.ttl)]
+
+    async def end_all_sessions(
+        self, conn: Connection, user_id: int, reason: str, *, keep: uuid.UUID | None = None
+    ) -> list[Revocation]:
+        """Every session of the user (but ``keep``); with no ``keep``, every token issued so far."""
+        ended = await self.sessions.revoke_all(conn, user_id, keep=keep, reason=reason)
+        now = dt.datetime.now(dt.UTC)
+        rows = [
+            await self.store.create(conn, "session", str(sid), now, now + self.ttl) for sid in ended
+        ]
+        if keep is None:
+            rows.append(await self.store.create(conn, "user", str(user_id), now, now + self.ttl))
+        return rows
+
+    async def announce(self, revocations: Sequence[Revocation]) -> None:
+        for revocation in revocations:
+            await self.feed.publish(revocation)

@@ -1,0 +1,90 @@
+"""Request and response shapes of the auth endpoints (msgspec: strict, no unknown fields)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import msgspec
+
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
+# Length rules beyond these bounds are the password policy's (it reports every problem).
+Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+Token = Annotated[str, msgspec.Meta(min_length=16, max_length=512)]
+DisplayName = Annotated[str, msgspec.Meta(max_length=100)]
+
+
+class Strict(msgspec.Struct, forbid_unknown_fields=True):
+    pass
+
+
+class RegisterBody(Strict):
+    email: Email
+    password: Password
+    display_name: DisplayName = ""
+
+
+class LoginBody(Strict):
+    email: Email
+    password: Password
+
+
+class RefreshBody(Strict):
+    refresh_token: Token
+
+
+class EmailBody(Strict):
+    email: Email
+
+
+class TokenBody(Strict):
+    token: Token
+
+
+class ResetBody(Strict):
+    token: Token
+    password: Password
+
+
+class ChangePasswordBody(Strict):
+    current_password: Password
+    new_password: Password
+
+
+class TokenResponse(msgspec.Struct):
+    access_token: str
+    token_type: str
+    expires_in: int
+    refresh_token: str
+
+
+class Accepted(msgspec.Struct):
+    status: str
+    detail: str
+
+
+class SessionView(msgspec.Struct):
+    id: str
+    created_at: dt.datetime
+    last_used_at: dt.datetime
+    expires_at: dt.datetime
+    user_agent: str
+    ip: str
+    current: bool
+
+
+class SessionList(msgspec.Struct):
+    data: list[SessionView]
+
+
+class Jwk(msgspec.Struct, omit_defaults=True):
+    kty: str
+    kid: str
+    alg: str = ""
+    use: str = ""
+    crv: str = ""
+    x: str = ""
+
+
+class Jwks(msgspec.Struct):
+    keys: list[Jwk]

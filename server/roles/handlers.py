@@ -1,0 +1,56 @@
+"""HTTP in/out for roles."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server.access import principal_of
+from server.apidoc import api
+from server.context import request_context
+from server.responses import JSONResponse, read_json
+from server.roles import schemas
+
+
+@api(summary="List roles and their permissions", tags=("roles",), responses={200: schemas.RoleList})
+async def list_roles(request: Request) -> Response:
+    roles = await request.app.state.container.roles.all()
+    return JSONResponse({"data": [schemas.role_view(r) for r in roles]})
+
+
+@api(
+    summary="Create a role",
+    tags=("roles",),
+    body=schemas.NewRoleBody,
+    responses={201: schemas.RoleView},
+    errors=(400, 409, 422),
+)
+async def create_role(request: Request) -> Response:
+    body = await read_json(request, schemas.NewRoleBody)
+    role = await request.app.state.container.roles.create(
+        principal_of(request),
+        body.name,
+        body.description,
+        body.permissions,
+        request_context(request),
+    )
+    return JSONResponse(schemas.role_view(role), status_code=201)
+
+
+@api(
+    summary="Set a role's permissions",
+    tags=("roles",),
+    body=schemas.RolePatch,
+    responses={200: schemas.RoleView},
+    errors=(400, 404, 422),
+)
+async def patch_role(request: Request) -> Response:
+    body = await read_json(request, schemas.RolePatch)
+    role = await request.app.state.container.roles.update(
+        principal_of(request),
+        request.path_params["name"],
+        body.permissions,
+        body.description,
+        request_context(request),
+    )
+    return JSONResponse(schemas.role_view(role))

@@ -1,0 +1,38 @@
+"""Shapes of the role endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from server.auth.schemas import Strict
+from server.roles.repository import Role
+
+RoleName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]{1,31}$")]
+Permissions = Annotated[list[str], msgspec.Meta(max_length=64)]
+
+
+class RoleView(msgspec.Struct):
+    name: str
+    description: str
+    permissions: list[str]
+
+
+class RoleList(msgspec.Struct):
+    data: list[RoleView]
+
+
+class NewRoleBody(Strict):
+    name: RoleName
+    permissions: Permissions
+    description: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class RolePatch(Strict):
+    permissions: Permissions
+    description: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+
+
+def role_view(role: Role) -> RoleView:
+    return RoleView(role.name, role.description, list(role.permissions))

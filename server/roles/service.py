@@ -1,0 +1,79 @@
+"""Roles and their permissions (the admin's view)."""
+
+from __future__ import annotations
+
+from server.audit.repository import AuditRepository, NewAuditEvent
+from server.auth.permissions import KNOWN_PERMISSIONS
+from server.auth.principal import Principal
+from server.context import RequestContext
+from server.db import Connection, Database
+from server.errors import NotFound, ValidationFailed
+from server.roles.repository import Role, RolesRepository
+
+
+def _check(permissions: list[str]) -> None:
+    unknown = sorted(set(permissions) - KNOWN_PERMISSIONS)
+    if unknown:
+        raise ValidationFailed(
+            "Unknown permissions.",
+            errors=[{"pointer": "/permissions", "detail": f"unknown: {', '.join(unknown)}"}],
+        )
+
+
+class RolesService:
+    def __init__(self, db: Database, *, roles: RolesRepository, audit: AuditRepository) -> None:
+        self.db = db
+        self.roles = roles
+        self.audit = audit
+
+    async def all(self) -> list[Role]:
+        async with self.db.connection() as conn:
+            return await self.roles.all(conn)
+
+    async def create(
+        self,
+        actor: Principal,
+        name: str,
+        description: str,
+        permissions: list[str],
+        ctx: RequestContext,
+    ) -> Role:
+        _check(permissions)
+        async with self.db.transaction() as conn:
+            role = await self.roles.create(conn, name, description, permissions)
+            await self._record(conn, "role.created", actor, role, ctx)
+            return role
+
+    async def update(
+        self,
+        actor: Principal,
+        name: str,
+        permissions: list[str],
+        description: str | None,
+        ctx: RequestContext,
+    ) -> Role:
+        _check(permissions)
+        async with self.db.transaction() as conn:
+            role = await self.roles.set_permissions(conn, name, permissions, description)
+            if role is None:
+                raise NotFound(f"No role named {name!r}.")
+            await self._record(conn, "role.updated", actor, role, ctx)
+            return role
+
+    async def _record(
+        self, conn: Connection, action: str, actor: Principal, role: Role, ctx: RequestContext
+    ) -> None:
+        await self.audit.add(
+            conn,
+            NewAuditEvent(
+                action=action,
+                outcome="success",
+                actor_id=actor.user_id,
+                target_type="role",
+                target_id=role.name,
+                ip=ctx.ip,
+                user_agent=ctx.user_agent,
+                request_id=ctx.request_id,
+                details={"permissions": list(role.permissions)},
+            ),
+        )

@@ -1,0 +1,130 @@
+"""HTTP in/out for accounts: the owner's /users/me and the admin's /users."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server.access import principal_of
+from server.apidoc import api
+from server.context import request_context
+from server.errors import NotFound
+from server.pagination import page_response, split_page
+from server.responses import JSONResponse, read_json, read_query
+from server.users import schemas
+from server.users.repository import UserFilter
+
+_LIST_SCOPE = "users"
+
+
+def _user_id(request: Request) -> int:
+    try:
+        return int(request.path_params["user_id"])
+    except ValueError:
+        raise NotFound("No such user.") from None
+
+
+@api(summary="This account", tags=("users",), responses={200: schemas.UserView})
+async def get_me(request: Request) -> Response:
+    user = await request.app.state.container.accounts.profile(principal_of(request))
+    return JSONResponse(schemas.user_view(user))
+
+
+@api(
+    summary="Edit this account's profile",
+    description="Only `display_name`; email, roles and status cannot be changed here.",
+    tags=("users",),
+    body=schemas.ProfilePatch,
+    responses={200: schemas.UserView},
+    errors=(400, 422),
+)
+async def patch_me(request: Request) -> Response:
+    body = await read_json(request, schemas.ProfilePatch)
+    accounts = request.app.state.container.accounts
+    user = await accounts.update_profile(principal_of(request), body.display_name)
+    return JSONResponse(schemas.user_view(user))
+
+
+@api(
+    summary="Delete this account",
+    description="Needs the password in the body; ends every session.",
+    tags=("users",),
+    body=schemas.DeleteAccountBody,
+    responses={204: None},
+    errors=(400, 422),
+)
+async def delete_me(request: Request) -> Response:
+    body = await read_json(request, schemas.DeleteAccountBody)
+    accounts = request.app.state.container.accounts
+    await accounts.delete_account(principal_of(request), body.password, request_context(request))
+    return Response(status_code=204)
+
+
+@api(
+    summary="List accounts",
+    description="Keyset pagination (`limit`, `cursor`); filters `status`, `role`, `email_prefix`.",
+    tags=("users",),
+    query=schemas.UserQuery,
+    responses={200: schemas.UserList},
+    errors=(400, 422),
+)
+async def list_users(request: Request) -> Response:
+    query = read_query(request, schemas.UserQuery)
+    container = request.app.state.container
+    after = container.cursors.decode(_LIST_SCOPE, query.cursor) if query.cursor else None
+    rows = await container.users_admin.page(
+        after=after,
+        where=UserFilter(query.status, query.role, query.email_prefix),
+        limit=query.limit + 1,
+    )
+    page, last = split_page(rows, query.limit)
+    cursor = container.cursors.encode(_LIST_SCOPE, (last.created_at, last.id)) if last else None
+    return page_response(request, [schemas.user_view(u) for u in page], cursor)
+
+
+@api(summary="One account", tags=("users",), responses={200: schemas.UserView}, errors=(404,))
+async def get_user(request: Request) -> Response:
+    user = await request.app.state.container.users_admin.get(_user_id(request))
+    return JSONResponse(schemas.user_view(user))
+
+
+@api(
+    summary="Edit an account",
+    description="`display_name` and `status`; disabling ends every session of the account.",
+    tags=("users",),
+    body=schemas.AdminUserPatch,
+    responses={200: schemas.UserView},
+    errors=(400, 404, 409, 422),
+)
+async def patch_user(request: Request) -> Response:
+    body = await read_json(request, schemas.AdminUserPatch)
+    user = await request.app.state.container.users_admin.update(
+        principal_of(request),
+        _user_id(request),
+        display_name=body.display_name,
+        status=body.status,
+        ctx=request_context(request),
+    )
+    return JSONResponse(schemas.user_view(user))
+
+
+@api(summary="Grant a role", tags=("users",), responses={200: schemas.UserView}, errors=(404,))
+async def grant_role(request: Request) -> Response:
+    user = await request.app.state.container.users_admin.grant(
+        principal_of(request),
+        _user_id(request),
+        request.path_params["role"],
+        request_context(request),
+    )
+    return JSONResponse(schemas.user_view(user))
+
+
+@api(summary="Remove a role", tags=("users",), responses={200: schemas.UserView}, errors=(404, 409))
+async def revoke_role(request: Request) -> Response:
+    user = await request.app.state.container.users_admin.revoke(
+        principal_of(request),
+        _user_id(request),
+        request.path_params["role"],
+        request_context(request),
+    )
+    return JSONResponse(schemas.user_view(user))

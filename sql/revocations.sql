@@ -1,0 +1,25 @@
+-- name: create_revocation :one
+-- Runs inside the revoking service's transaction; the caller publishes the row after commit.
+INSERT INTO revocations (kind, subject, not_before, expires_at)
+VALUES ($1, $2, $3, $4)
+RETURNING id, kind, subject, not_before, expires_at;
+
+-- name: list_revocations_after :many
+-- The replicas' poll: unexpired revocations past a known id, oldest first, one page at a time.
+SELECT id, kind, subject, not_before, expires_at
+FROM revocations
+WHERE id > $1 AND expires_at > now()
+ORDER BY id
+LIMIT $2;
+
+-- name: list_revocations_by_id :many
+-- Re-reads ids a poll skipped: an id is taken at INSERT but visible at COMMIT, so a poll can
+-- see id 11 before id 10 commits.
+SELECT id, kind, subject, not_before, expires_at
+FROM revocations
+WHERE id = ANY($1::bigint[]) AND expires_at > now()
+ORDER BY id;
+
+-- name: delete_expired_revocations :execrows
+-- Once expires_at passed, no access token the row could affect is still valid.
+DELETE FROM revocations WHERE expires_at <= now();
