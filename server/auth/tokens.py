@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 import jwt
 
@@ -31,6 +31,15 @@ _FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "crit"})
 _COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _MAX_TOKEN_LENGTH = 8192
 _MAX_LEEWAY = 30
+_MAX_SHARED = 4096
+# Time claims are checked against the codec's clock (injectable), so pyjwt skips its own.
+_OPTIONS: Options = {
+    "require": ["exp", "iat", "iss", "aud", "sub", "jti"],
+    "verify_exp": False,
+    "verify_nbf": False,
+    "verify_iat": False,
+}
+H = TypeVar("H", tuple[str, ...], frozenset[str])
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +86,9 @@ class AccessTokenCodec:
         self._cache_size = cache_size
         self._clock = clock
         self._cache: dict[str, AccessClaims] = {}
-        # Time claims are checked here against the injected clock, not by pyjwt's own.
-        self._options: Options = {
-            "require": ["exp", "iat", "iss", "aud", "sub", "jti"],
-            "verify_exp": False,
-            "verify_nbf": False,
-            "verify_iat": False,
-        }
+        # Tokens mostly carry one of a few role and permission sets: keeping one copy of each
+        # instead of one per cached token saves about 600 bytes an entry.
+        self._shared: dict[Any, Any] = {}
 
     def issue(
         self, *, sub: str, sid: str, roles: Iterable[str], permissions: Iterable[str]
@@ -119,7 +124,7 @@ class AccessTokenCodec:
         return jwt.encode(payload, key.private, algorithm=key.algorithm, headers=headers), claims
 
     def verify(self, token: str) -> AccessClaims:
-        claims = self._cache.get(token.rsplit(".", 1)[0])
+        claims = self._cache.get(token)
         if claims is not None:
             if claims.exp + self.leeway > self._clock():
                 return claims
@@ -128,7 +133,7 @@ class AccessTokenCodec:
         claims = self._verify_signed(token)
         if len(self._cache) >= self._cache_size:
             self._shrink()
-        self._cache[token.rsplit(".", 1)[0]] = claims
+        self._cache[token] = claims
         return claims
 
     def forget(self, token: str) -> None:
@@ -163,7 +168,7 @@ class AccessTokenCodec:
                 algorithms=[self.keyring.algorithm],
                 audience=self.audience,
                 issuer=self.issuer,
-                options=self._options,
+                options=_OPTIONS,
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"rejected: {exc}") from None
@@ -186,7 +191,16 @@ class AccessTokenCodec:
             raise InvalidToken("sub, sid and jti must be non-empty strings")
         if not (_texts(roles) and _texts(perms)):
             raise InvalidToken("roles and perms must be lists of strings")
-        return AccessClaims(sub, sid, jti, iat, exp, tuple(roles), frozenset(perms))
+        roles_, perms_ = self._share(tuple(roles)), self._share(frozenset(perms))
+        return AccessClaims(sub, sid, jti, iat, exp, roles_, perms_)
+
+    def _share(self, value: H) -> H:
+        shared: H | None = self._shared.get(value)
+        if shared is None:
+            if len(self._shared) >= _MAX_SHARED:
+                self._shared.clear()
+            shared = self._shared[value] = value
+        return shared
 
     def _shrink(self) -> None:
         # One pass, run only when full, leaves at most half: amortised O(1) per insertion.
