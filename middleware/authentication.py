@@ -30,6 +30,7 @@ class AuthenticationMiddleware:
         authenticate: Authenticate,
         on_error: OnError,
         handled: tuple[type[Exception], ...],
+        own_auth_paths: frozenset[str] = frozenset(),
     ) -> None:
         if not callable(authenticate) or not callable(on_error):
             raise TypeError("authenticate and on_error must be callable")
@@ -37,9 +38,11 @@ class AuthenticationMiddleware:
         self.authenticate = authenticate
         self.on_error = on_error
         self.handled = handled
+        # Endpoints that check their own credentials (e.g. a metrics scrape token).
+        self.own_auth_paths = own_auth_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self.own_auth_paths:
             await self.app(scope, receive, send)
             return
         credentials: bytes | None = None

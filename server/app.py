@@ -9,13 +9,17 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 from structlog.typing import FilteringBoundLogger
 
+from middleware.authentication import AuthenticationMiddleware
 from middleware.metrics import HttpMetrics
 from middleware.stack import build_stack
 from server import __version__, background
+from server.auth.setup import build_identity
 from server.container import ContainerFactory, build_container
+from server.errors import AppError
 from server.health.service import DrainState
 from server.logs import configure_logging, flush_logs
 from server.metrics import exposition_registry, retire_worker
@@ -50,6 +54,7 @@ def create_app(
 ) -> HotpathApp:
     log = logger or configure_logging(settings.log_level)
     drain_state = drain or DrainState()
+    identity = build_identity(settings)
     registry = CollectorRegistry(auto_describe=True)
     http_metrics = HttpMetrics(registry=registry)
     document: list[bytes] = []
@@ -71,7 +76,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with container_factory(settings, log, drain_state) as container:
+        async with container_factory(settings, log, drain_state, identity) as container:
             app.state.container = container
             log.info("started", env=settings.env, version=__version__)
             # Start-up objects live for the whole process: keep them out of every GC pass.
@@ -106,10 +111,21 @@ def create_app(
         routes=build_routes(openapi_document),
         exception_handlers=exception_handlers(log),
         lifespan=lifespan,
+        # Inside Starlette's error middleware: a bug while authenticating is a logged 500.
+        middleware=[
+            Middleware(
+                AuthenticationMiddleware,
+                authenticate=identity.authenticator,
+                on_error=middleware_error_renderer,
+                handled=(AppError,),
+                own_auth_paths=frozenset({"/metrics"}),
+            )
+        ],
     )
     app.state.settings = settings
     app.state.logger = log
     app.state.drain = drain_state
+    app.state.keyring = identity.keyring
     app.state.metrics_registry = exposition_registry(registry)
     app.state.http_metrics = http_metrics
     app.state.openapi_document = openapi_document

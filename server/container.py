@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -9,12 +11,31 @@ from pathlib import Path
 
 from structlog.typing import FilteringBoundLogger
 
+from server import background
+from server.audit.repository import AuditRepository
+from server.audit.service import AuditService
+from server.auth.account_service import AccountService
+from server.auth.one_time_tokens import OneTimeTokens
+from server.auth.passwords import PasswordHasher
+from server.auth.refresh_tokens import SuccessorSeal
+from server.auth.revocation import RevocationFeed, RevocationStore
+from server.auth.revoker import Revoker
+from server.auth.service import AuthService, SessionPolicy
+from server.auth.sessions import SessionsRepository
+from server.auth.setup import Identity
+from server.auth.throttle import LoginThrottle
 from server.db import Database, create_pool
 from server.health.service import DrainState, HealthService
+from server.mail import build_mailer
+from server.pagination import CursorCodec
 from server.paths import MIGRATIONS_DIR
 from server.redis_link import RedisLink, open_redis
+from server.roles.repository import RolesRepository
+from server.roles.service import RolesService
 from server.settings import Settings
 from server.sqlfiles import Queries, load_queries
+from server.users.admin_service import UsersAdminService
+from server.users.repository import UsersRepository
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +46,17 @@ class Container:
     redis: RedisLink
     queries: Queries
     health: HealthService
+    cursors: CursorCodec
+    revocations: RevocationFeed
+    auth: AuthService
+    accounts: AccountService
+    users_admin: UsersAdminService
+    roles: RolesService
+    audit: AuditService
 
 
 ContainerFactory = Callable[
-    [Settings, FilteringBoundLogger, DrainState], AbstractAsyncContextManager[Container]
+    [Settings, FilteringBoundLogger, DrainState, Identity], AbstractAsyncContextManager[Container]
 ]
 
 
@@ -37,12 +65,14 @@ async def build_container(
     settings: Settings,
     logger: FilteringBoundLogger,
     drain: DrainState,
+    identity: Identity,
     *,
     migrations_dir: Path = MIGRATIONS_DIR,
 ) -> AsyncIterator[Container]:
     queries = load_queries()
     pool = await create_pool(settings, statement_cache_size=max(256, len(queries) * 2))
     db = Database(pool, acquire_timeout=settings.db_acquire_timeout)
+    passwords = PasswordHasher(max_concurrent=settings.password_hash_concurrency)
     try:
         async with open_redis(
             settings.redis_url, timeout=settings.redis_timeout, logger=logger
@@ -55,6 +85,118 @@ async def build_container(
                 redis_required=settings.redis_required,
                 timeout=settings.db_acquire_timeout,
             )
-            yield Container(settings, logger, db, redis, queries, health)
+            feed = RevocationFeed(
+                db=db,
+                redis=redis,
+                store=RevocationStore(queries),
+                denylist=identity.denylist,
+                logger=logger,
+            )
+            starting = await _start_revocations(feed, logger)
+            health.add_gate("revocations", lambda: starting.done() and not starting.cancelled())
+            try:
+                container = _services(
+                    settings, logger, db, redis, queries, health, feed, identity, passwords
+                )
+                yield container
+                await container.accounts.drain()
+            finally:
+                await background.stop(starting)
+                await feed.stop()
     finally:
+        passwords.close()
         await db.close()
+
+
+async def _start_revocations(
+    feed: RevocationFeed, logger: FilteringBoundLogger
+) -> asyncio.Task[None]:
+    """Load the revocations; if PostgreSQL cannot yet (the migrations have not run, say), keep
+    retrying in the background while /readyz answers 503."""
+
+    async def start(first_try: bool) -> None:
+        while True:
+            try:
+                await feed.start()
+                return
+            except Exception as exc:
+                if first_try:
+                    raise
+                logger.warning("revocations_unavailable", error=type(exc).__name__)
+                await asyncio.sleep(1.0)
+
+    first = asyncio.create_task(start(first_try=True), name="revocations-start")
+    try:
+        await first
+    except Exception as exc:
+        logger.warning("revocations_unavailable", error=type(exc).__name__)
+        return asyncio.create_task(start(first_try=False), name="revocations-retry")
+    return first
+
+
+def _services(
+    settings: Settings,
+    logger: FilteringBoundLogger,
+    db: Database,
+    redis: RedisLink,
+    queries: Queries,
+    health: HealthService,
+    feed: RevocationFeed,
+    identity: Identity,
+    passwords: PasswordHasher,
+) -> Container:
+    users = UsersRepository(queries)
+    roles = RolesRepository(queries)
+    sessions = SessionsRepository(queries)
+    audit = AuditRepository(queries)
+    revoker = Revoker(
+        sessions, RevocationStore(queries), feed, access_token_ttl=settings.access_token_ttl
+    )
+    auth = AuthService(
+        db,
+        users=users,
+        roles=roles,
+        sessions=sessions,
+        throttle=LoginThrottle(queries),
+        audit=audit,
+        revoker=revoker,
+        passwords=passwords,
+        codec=identity.codec,
+        seal=SuccessorSeal(settings.secret_key),
+        policy=SessionPolicy(
+            grace=dt.timedelta(seconds=settings.refresh_grace_seconds),
+            idle=dt.timedelta(seconds=settings.session_idle_seconds),
+            lifetime=dt.timedelta(seconds=settings.session_lifetime_seconds),
+        ),
+    )
+    accounts = AccountService(
+        db,
+        users=users,
+        tokens=OneTimeTokens(queries),
+        audit=audit,
+        revoker=revoker,
+        passwords=passwords,
+        mailer=build_mailer(
+            smtp_url=settings.smtp_url,
+            sender=settings.mail_from,
+            data_dir=settings.data_dir,
+            logger=logger,
+        ),
+        public_url=settings.public_url,
+        logger=logger,
+    )
+    return Container(
+        settings=settings,
+        logger=logger,
+        db=db,
+        redis=redis,
+        queries=queries,
+        health=health,
+        cursors=CursorCodec(settings.secret_key),
+        revocations=feed,
+        auth=auth,
+        accounts=accounts,
+        users_admin=UsersAdminService(db, users=users, roles=roles, audit=audit, revoker=revoker),
+        roles=RolesService(db, roles=roles, audit=audit),
+        audit=AuditService(db, audit=audit),
+    )

@@ -66,8 +66,8 @@ class SmtpMailer:
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.host, self.port, self.sender = host, port, sender
-        self._username, self._password = username, password
-        self._starttls, self._implicit_tls, self._timeout = starttls, implicit_tls, timeout
+        self.username, self._password = username, password
+        self.starttls, self.implicit_tls, self.timeout = starttls, implicit_tls, timeout
 
     async def send(self, message: OutgoingEmail) -> None:
         try:
@@ -79,18 +79,18 @@ class SmtpMailer:
     def _deliver(self, mail: EmailMessage) -> None:
         # The timeout bounds the connect and every reply, so a dead server fails in seconds.
         try:
-            if self._implicit_tls:
+            if self.implicit_tls:
                 context = ssl.create_default_context()
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    self.host, self.port, timeout=self._timeout, context=context
+                    self.host, self.port, timeout=self.timeout, context=context
                 )
             else:
-                smtp = smtplib.SMTP(self.host, self.port, timeout=self._timeout)
+                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
             with smtp:
-                if self._starttls:
+                if self.starttls:
                     smtp.starttls(context=ssl.create_default_context())
-                if self._username is not None:
-                    smtp.login(self._username, self._password or "")
+                if self.username is not None:
+                    smtp.login(self.username, self._password or "")
                 smtp.send_message(mail)
         except (smtplib.SMTPException, OSError) as error:
             reason = f"{type(error).__name__}: {error}"

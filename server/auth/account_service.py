@@ -28,7 +28,7 @@ RESET_TTL = dt.timedelta(minutes=30)
 
 
 class InvalidOneTimeToken(BadRequest):
-    slug = "invalid-token"
+    slug = "invalid-one-time-token"
     title = "Invalid or expired token"
 
 

@@ -11,7 +11,7 @@ _CHALLENGE = {"www-authenticate": 'Bearer error="invalid_token"'}
 
 
 class InvalidAccessToken(Unauthorized):
-    slug = "invalid-token"
+    slug = "invalid-access-token"
     title = "Invalid access token"
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import orjson
+
 RevocationKind = Literal["session", "user"]
 
 
@@ -23,6 +25,25 @@ class Revocation:
     not_before: float
     expires_at: float
 
+    def to_json(self) -> str:
+        return orjson.dumps(self).decode()
+
+    @classmethod
+    def from_json(cls, data: object) -> Revocation:
+        """Parses a pub/sub payload; raises ValueError, TypeError or KeyError if malformed."""
+        if not isinstance(data, str | bytes):
+            raise TypeError(f"unexpected payload type {type(data).__name__}")
+        raw = orjson.loads(data)
+        if raw["kind"] not in ("session", "user"):
+            raise ValueError("unknown revocation kind")
+        return cls(
+            int(raw["id"]),
+            raw["kind"],
+            str(raw["subject"]),
+            float(raw["not_before"]),
+            float(raw["expires_at"]),
+        )
+
 
 class Denylist:
     """Revoked sessions and per-user cut-offs; applying a revocation twice changes nothing."""
@@ -32,6 +53,7 @@ class Denylist:
         # sub -> (not_before, expires_at). Merging keeps the latest cut-off and the latest expiry,
         # which can only revoke more, never less.
         self._users: dict[str, tuple[float, float]] = {}
+        # Highest id applied from any source; the feed's poll keeps its own cursor.
         self.last_id = 0
 
     def apply(self, rev: Revocation) -> None:

@@ -3,7 +3,7 @@
 Length and guessability only: no composition rules (a digit, a capital), which make passwords
 harder to remember, not to guess. ``common_passwords.txt`` is zxcvbn's ``passwords`` frequency
 list (zxcvbn 4.5.0, MIT; 30,000 entries from leaked-password corpora), lower-cased, copied into
-the package so that a worker holds a ~4 MB set instead of importing zxcvbn's ~20 MB of lists;
+the package: a worker holds a 3.6 MiB set (5 ms to load) instead of importing zxcvbn (19 MiB);
 a test keeps it equal to zxcvbn's.
 """
 

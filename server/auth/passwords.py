@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import unicodedata
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -51,21 +52,20 @@ class PasswordHasher:
         # is still finishing its hash.
         self._slots = asyncio.Semaphore(max_concurrent)
         self._pool = ThreadPoolExecutor(max_concurrent, thread_name_prefix="argon2")
-        self._dummy_hash: str | None = None
+        # Made at once in the background, so the first unknown account costs no more than later
+        # ones and the constructor does not block.
+        self._dummy_hash = self._pool.submit(self._hasher.hash, secrets.token_urlsafe(16))
 
     async def hash(self, password: str) -> str:
-        return await self._run(self._hasher.hash, password)
+        return await self._run(self._hasher.hash, _normalize(password))
 
     async def verify(self, hash: str, password: str) -> Verification:
         """A wrong password or a malformed hash gives ``ok=False``; neither raises."""
-        return await self._run(self._verify, hash, password)
+        return await self._run(self._verify, hash, _normalize(password))
 
     async def verify_dummy(self, password: str) -> None:
         """Spend what a real verification costs, so an unknown account answers no faster."""
-        if self._dummy_hash is None:
-            # Two first callers may both compute one; either hash serves.
-            self._dummy_hash = await self.hash(secrets.token_urlsafe(16))
-        await self.verify(self._dummy_hash, password)
+        await self.verify(await asyncio.wrap_future(self._dummy_hash), password)
 
     def close(self) -> None:
         # Running hashes finish on their own threads; queued ones are dropped.
@@ -83,3 +83,9 @@ class PasswordHasher:
         async with self._slots:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._pool, function, *args)
+
+
+def _normalize(password: str) -> str:
+    # NIST SP 800-63B: NFKC before hashing, so "é" typed composed on one device and decomposed
+    # on another is the same password. ASCII is unchanged.
+    return unicodedata.normalize("NFKC", password)

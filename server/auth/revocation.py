@@ -17,13 +17,14 @@ import time
 from collections.abc import Sequence
 
 import asyncpg
-import orjson
 from structlog.typing import FilteringBoundLogger
 
 from server.auth.denylist import Denylist, Revocation, RevocationKind
 from server.db import Connection, Database
 from server.redis_link import RedisLink
 from server.sqlfiles import Queries
+
+__all__ = ["Denylist", "Revocation", "RevocationFeed", "RevocationKind", "RevocationStore"]
 
 _PAGE = 1000
 _MAX_BACKOFF = 2.0
@@ -36,14 +37,9 @@ _GAP_SECONDS = 60.0
 _MAX_GAPS = 1000
 
 
-def _revocation(record: asyncpg.Record) -> Revocation:
-    return Revocation(
-        id=record["id"],
-        kind=record["kind"],
-        subject=record["subject"],
-        not_before=record["not_before"].timestamp(),
-        expires_at=record["expires_at"].timestamp(),
-    )
+def _revocation(row: asyncpg.Record) -> Revocation:
+    not_before, expires_at = row["not_before"].timestamp(), row["expires_at"].timestamp()
+    return Revocation(row["id"], row["kind"], row["subject"], not_before, expires_at)
 
 
 class RevocationStore:
@@ -102,21 +98,6 @@ class _Cursor:
         return sorted(self._gaps)
 
 
-def _decode(data: object) -> Revocation:
-    if not isinstance(data, str | bytes):
-        raise TypeError(f"unexpected payload type {type(data).__name__}")
-    raw = orjson.loads(data)
-    if raw["kind"] not in ("session", "user"):
-        raise ValueError("unknown revocation kind")
-    return Revocation(
-        int(raw["id"]),
-        raw["kind"],
-        str(raw["subject"]),
-        float(raw["not_before"]),
-        float(raw["expires_at"]),
-    )
-
-
 def _error_name(exc: BaseException) -> str:
     # coredis runs on anyio task groups: the real error arrives wrapped in exception groups.
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
@@ -125,7 +106,8 @@ def _error_name(exc: BaseException) -> str:
 
 
 def _backoff(failures: int) -> float:
-    return min(_MAX_BACKOFF, 0.25 * 2.0**failures)
+    # The exponent is capped: a float power overflows after ~1000 failures, i.e. a long outage.
+    return min(_MAX_BACKOFF, 0.25 * 2.0 ** min(failures, 16))
 
 
 class RevocationFeed:
@@ -152,13 +134,9 @@ class RevocationFeed:
         self.poll_interval = poll_interval
         self.safety_poll_interval = safety_poll_interval
         self._cursor = _Cursor()
-        self._subscribed = False
+        self.subscribed = False  # whether pub/sub is live; the poll slows down while it is
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-
-    @property
-    def subscribed(self) -> bool:
-        return self._subscribed
 
     async def start(self) -> None:
         """Load every unexpired revocation, then follow; raises if PostgreSQL cannot answer."""
@@ -174,7 +152,6 @@ class RevocationFeed:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        self._subscribed = False
 
     async def publish(self, rev: Revocation) -> None:
         """Call after the revoking transaction committed: local at once, then every replica."""
@@ -184,7 +161,7 @@ class RevocationFeed:
             return
         try:
             async with asyncio.timeout(self.redis.timeout):
-                await client.publish(self.channel, orjson.dumps(rev).decode())
+                await client.publish(self.channel, rev.to_json())
         except Exception as exc:
             self.logger.warning(
                 "revocation_publish_failed",
@@ -212,8 +189,8 @@ class RevocationFeed:
         self._cursor.advance(rev.id, now)
 
     def _set_subscribed(self, subscribed: bool) -> None:
-        if subscribed != self._subscribed:
-            self._subscribed = subscribed
+        if subscribed != self.subscribed:
+            self.subscribed = subscribed
             self._wake.set()  # the poller catches up at once and picks its new pace
 
     async def _poll_forever(self) -> None:
@@ -221,9 +198,12 @@ class RevocationFeed:
         next_prune = time.monotonic() + _PRUNE_SECONDS
         next_cleanup = time.monotonic()
         while True:
-            pace = self.safety_poll_interval if self._subscribed else self.poll_interval
+            pace = self.safety_poll_interval if self.subscribed else self.poll_interval
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+            # arrives as the wait ends, and stop() would then hang on this task.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(pace, _backoff(failures)))
+                async with asyncio.timeout(max(pace, _backoff(failures))):
+                    await self._wake.wait()
             self._wake.clear()
             if time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + _PRUNE_SECONDS
@@ -275,7 +255,7 @@ class RevocationFeed:
 
     def _on_message(self, data: object) -> None:
         try:
-            rev = _decode(data)
+            rev = Revocation.from_json(data)
         except (ValueError, TypeError, KeyError) as exc:
             self.logger.warning("revocation_message_invalid", error=type(exc).__name__)
             return

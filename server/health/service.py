@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,11 @@ class HealthService:
         self.migrations_dir = migrations_dir
         self.redis_required = redis_required
         self.timeout = timeout
+        self._gates: dict[str, Callable[[], bool]] = {}
+
+    def add_gate(self, name: str, is_ready: Callable[[], bool]) -> None:
+        """Another component that must be ready before traffic (e.g. the revocation list)."""
+        self._gates[name] = is_ready
 
     async def readiness(self) -> Readiness:
         checks: dict[str, str] = {}
@@ -68,6 +74,10 @@ class HealthService:
         db_state = await self._database()
         checks["postgres"], checks["migrations"] = db_state
         ready = ready and db_state == ("ok", "current")
+        for name, is_ready in self._gates.items():
+            ready_now = is_ready()
+            checks[name] = "ok" if ready_now else "loading"
+            ready = ready and ready_now
         if self.redis.configured:
             if await self.redis.ping():
                 checks["redis"] = "ok"

@@ -71,7 +71,12 @@ async def test_livez_and_readyz(client: httpx.AsyncClient) -> None:
     assert live.json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"postgres": "ok", "migrations": "current", "redis": "ok"}
+    assert ready.json()["checks"] == {
+        "postgres": "ok",
+        "migrations": "current",
+        "revocations": "ok",
+        "redis": "ok",
+    }
 
 
 async def test_readyz_is_503_while_draining(app: HotpathApp, client: httpx.AsyncClient) -> None:
@@ -99,6 +104,7 @@ async def test_readyz_is_503_with_pending_migrations(
         response = await http.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["migrations"] == "pending"
+    assert response.json()["checks"]["revocations"] == "loading"
 
 
 async def test_readyz_when_redis_is_required_but_down(

@@ -1,0 +1,41 @@
+"""The I/O-free identity objects create_app builds before start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from server.auth.authenticator import Authenticator
+from server.auth.denylist import Denylist
+from server.auth.keys import Algorithm, KeyRing, generate_dev_key, load_keyring
+from server.auth.tokens import AccessTokenCodec
+from server.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    keyring: KeyRing
+    codec: AccessTokenCodec
+    denylist: Denylist
+    authenticator: Authenticator
+
+
+def load_keys(settings: Settings) -> KeyRing:
+    """The configured keys; outside production an empty key directory gets a generated key."""
+    algorithm = cast(Algorithm, settings.jwt_algorithm)
+    directory = settings.keys_dir
+    if not settings.production and not (directory.is_dir() and any(directory.iterdir())):
+        generate_dev_key(directory, algorithm)
+    return load_keyring(directory, algorithm=algorithm, active_kid=settings.jwt_active_kid)
+
+
+def build_identity(settings: Settings) -> Identity:
+    keyring = load_keys(settings)
+    codec = AccessTokenCodec(
+        keyring,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        lifetime=settings.access_token_ttl,
+    )
+    denylist = Denylist()
+    return Identity(keyring, codec, denylist, Authenticator(codec, denylist))
