@@ -72,7 +72,11 @@ async def build_container(
     queries = load_queries()
     pool = await create_pool(settings, statement_cache_size=max(256, len(queries) * 2))
     db = Database(pool, acquire_timeout=settings.db_acquire_timeout)
-    passwords = PasswordHasher(max_concurrent=settings.password_hash_concurrency)
+    passwords = PasswordHasher(
+        time_cost=settings.argon2_time_cost,
+        memory_cost=settings.argon2_memory_kib,
+        max_concurrent=settings.password_hash_concurrency,
+    )
     try:
         async with open_redis(
             settings.redis_url, timeout=settings.redis_timeout, logger=logger

@@ -15,11 +15,12 @@ from pathlib import Path
 import orjson
 
 from server.db import Connection, Database
-from server.users.passwords import hash_password
+from server.auth.passwords import PasswordHasher
 from server.users.repository import NewUser, UsersRepository
 
 DEMO_ACCOUNTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("admin@example.com", "Demo Admin", ("admin",)),
+    ("staff@example.com", "Demo Staff", ("staff",)),
     ("user@example.com", "Demo User", ("customer",)),
 )
 _BATCH = 5_000
@@ -63,6 +64,16 @@ def _progress(done: int, total: int) -> None:
 
 async def seed(db: Database, repo: UsersRepository, data_dir: Path, *, users: int) -> SeedResult:
     """Load demo data into an empty database; a database with accounts is left alone."""
+    hasher = PasswordHasher()
+    try:
+        return await _seed(db, repo, data_dir, users, hasher)
+    finally:
+        hasher.close()
+
+
+async def _seed(
+    db: Database, repo: UsersRepository, data_dir: Path, users: int, hasher: PasswordHasher
+) -> SeedResult:
     async with db.transaction() as conn:
         # Serialise concurrent seeders; the transaction-scoped lock ends with the transaction.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('hotpath.seed'))")
@@ -70,21 +81,23 @@ async def seed(db: Database, repo: UsersRepository, data_dir: Path, *, users: in
             return SeedResult(0, read_logins(data_dir))
         logins: dict[str, str] = {}
         for email, name, roles in DEMO_ACCOUNTS:
-            password = secrets.token_urlsafe(12)
-            digest = await hash_password(password)
+            password = secrets.token_urlsafe(15)
+            digest = await hasher.hash(password)
             await repo.create(conn, NewUser(email, digest, name, roles=roles))
             logins[email] = password
-        created = len(DEMO_ACCOUNTS) + await _bulk_users(conn, repo, users)
+        created = len(DEMO_ACCOUNTS) + await _bulk_users(conn, repo, users, hasher)
     _save_logins(data_dir, logins)
     return SeedResult(created, logins)
 
 
-async def _bulk_users(conn: Connection, repo: UsersRepository, total: int) -> int:
+async def _bulk_users(
+    conn: Connection, repo: UsersRepository, total: int, hasher: PasswordHasher
+) -> int:
     if total <= 0:
         return 0
     # One hash for every bulk account: nobody logs in as them, and argon2 per row would take
     # minutes. Their password is random and discarded.
-    shared_hash = await hash_password(secrets.token_urlsafe(24))
+    shared_hash = await hasher.hash(secrets.token_urlsafe(24))
     done = 0
     while done < total:
         size = min(_BATCH, total - done)

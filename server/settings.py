@@ -65,6 +65,8 @@ class Settings:
     session_idle_seconds: int = 14 * 86400
     session_lifetime_seconds: int = 30 * 86400
     password_hash_concurrency: int = 4
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
     smtp_url: str | None = field(default=None, repr=False)
     mail_from: str = "hotpath <no-reply@localhost>"
     public_url: str = "http://127.0.0.1:8000"
@@ -84,6 +86,7 @@ class Settings:
         reader = _Reader(environ)
         env = reader.choice("HOTPATH_ENV", ("development", "test", "production"), "development")
         production = env == "production"
+        test = env == "test"
         database_url = reader.text("DATABASE_URL", "")
         redis_url = reader.raw("REDIS_URL")
         secret_key = reader.text("HOTPATH_SECRET_KEY", "")
@@ -157,6 +160,11 @@ class Settings:
                 "HOTPATH_SESSION_LIFETIME_SECONDS", 30 * 86400, 300, 365 * 86400
             ),
             password_hash_concurrency=reader.integer("HOTPATH_PASSWORD_HASH_CONCURRENCY", 4, 1, 64),
+            # argon2-cffi's defaults (RFC 9106 low-memory) are the floor outside tests.
+            argon2_time_cost=reader.integer("HOTPATH_ARGON2_TIME_COST", 3, 1 if test else 3, 20),
+            argon2_memory_kib=reader.integer(
+                "HOTPATH_ARGON2_MEMORY_KIB", 65536, 1024 if test else 65536, 4 * 1048576
+            ),
             smtp_url=smtp_url,
             mail_from=reader.text("HOTPATH_MAIL_FROM", "hotpath <no-reply@localhost>"),
             public_url=reader.text("HOTPATH_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),

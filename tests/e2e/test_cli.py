@@ -113,7 +113,7 @@ def test_serve_prepare_is_what_make_run_does(
     assert f"hotpath serving on {base}" in output
     assert f"{base}/docs" in output
     logins = json.loads((tmp_path / "data" / "demo_logins.json").read_text())
-    assert set(logins) == {"admin@example.com", "user@example.com"}
+    assert set(logins) == {"admin@example.com", "staff@example.com", "user@example.com"}
     for email, password in logins.items():
         assert f"{email}  {password}" in output
     assert "secret_key" not in output

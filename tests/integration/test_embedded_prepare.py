@@ -52,7 +52,7 @@ async def test_prepare_falls_back_to_embedded_postgres(
     conn = await asyncpg.connect(prepared.database_url)
     try:
         assert (await conn.fetchval("SHOW server_version")).startswith("18")
-        assert await conn.fetchval("SELECT count(*) FROM users") == 12
+        assert await conn.fetchval("SELECT count(*) FROM users") == 13
         applied = await conn.fetchval("SELECT count(*) FROM schema_migrations")
         assert applied == len(load_migrations(MIGRATIONS_DIR))
     finally:
@@ -64,7 +64,7 @@ async def test_prepare_falls_back_to_embedded_postgres(
     assert again.database_url == prepared.database_url
     conn = await asyncpg.connect(again.database_url)
     try:
-        assert await conn.fetchval("SELECT count(*) FROM users") == 12
+        assert await conn.fetchval("SELECT count(*) FROM users") == 13
     finally:
         await conn.close()
 

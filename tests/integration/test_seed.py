@@ -28,14 +28,14 @@ async def test_seed_loads_demo_data_once(settings: Settings, empty_db: str, tmp_
         second = await seed(db, repo, tmp_path, users=2500)
     finally:
         await db.close()
-    assert first.created == 2502
+    assert first.created == 2503
     assert second.created == 0
     assert second.logins == first.logins
-    assert set(first.logins) == {"admin@example.com", "user@example.com"}
+    assert set(first.logins) == {"admin@example.com", "staff@example.com", "user@example.com"}
     assert stat.S_IMODE(logins_file(tmp_path).stat().st_mode) == 0o600
     conn = await asyncpg.connect(empty_db)
     try:
-        assert await conn.fetchval("SELECT count(*) FROM users") == 2502
+        assert await conn.fetchval("SELECT count(*) FROM users") == 2503
         admin = await conn.fetchrow(
             "SELECT password_hash, roles FROM users WHERE email = 'admin@example.com'"
         )
