@@ -37,6 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     seed = commands.add_parser("seed", help="load demo data into an empty database")
     seed.add_argument("--users", type=int, default=1000, help="bulk accounts to add")
 
+    admin = commands.add_parser("create-admin", help="create an administrator account")
+    admin.add_argument("--email", required=True)
+    admin.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input instead of prompting",
+    )
+
     openapi = commands.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("--out", type=Path, default=None, help="file (default: stdout)")
 
@@ -60,7 +68,22 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "migrate":
         return asyncio.run(tasks.migrate_command(settings, logger))
+    if args.command == "create-admin":
+        password = _read_password(args.password_stdin)
+        return asyncio.run(tasks.create_admin_command(settings, logger, args.email, password))
     return asyncio.run(tasks.seed_command(settings, logger, users=args.users))
+
+
+def _read_password(from_stdin: bool) -> str:
+    """Never a default and never an argument (it would show in ps and shell history)."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        raise SystemExit("The passwords do not match.")
+    return first
 
 
 def _openapi(out: Path | None) -> int:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from structlog.typing import FilteringBoundLogger
 
+from server.audit.repository import AuditRepository, NewAuditEvent
+from server.auth.password_policy import password_problems
+from server.auth.passwords import PasswordHasher
 from server.db import Database, create_pool
 from server.devdb import resolve_database
 from server.migrate import migrate
@@ -11,7 +14,7 @@ from server.paths import MIGRATIONS_DIR
 from server.seed import SeedResult, seed
 from server.settings import Settings
 from server.sqlfiles import load_queries
-from server.users.repository import UsersRepository
+from server.users.repository import EmailTaken, NewUser, UsersRepository
 
 
 async def apply_migrations(settings: Settings, logger: FilteringBoundLogger) -> None:
@@ -55,4 +58,43 @@ async def seed_command(settings: Settings, logger: FilteringBoundLogger, *, user
         logger.info("demo_data_loaded", accounts=result.created)
     else:
         logger.info("demo_data_present", detail="the database already has accounts")
+    return 0
+
+
+async def create_admin_command(
+    settings: Settings, logger: FilteringBoundLogger, email: str, password: str
+) -> int:
+    problems = password_problems(password, email=email)
+    if problems:
+        raise SystemExit("The password is not accepted: " + "; ".join(problems))
+    if not settings.production:
+        settings = await resolve_database(settings, logger)
+    hasher = PasswordHasher(
+        time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib
+    )
+    pool = await create_pool(settings.with_pool_size(1, 2))
+    db = Database(pool, acquire_timeout=settings.db_acquire_timeout)
+    queries = load_queries()
+    try:
+        digest = await hasher.hash(password)
+        async with db.transaction() as conn:
+            user = await UsersRepository(queries).create(
+                conn, NewUser(email, digest, "Administrator", roles=("admin",))
+            )
+            await AuditRepository(queries).add(
+                conn,
+                NewAuditEvent(
+                    action="user.admin_created",
+                    outcome="success",
+                    target_type="user",
+                    target_id=str(user.id),
+                    details={"via": "cli"},
+                ),
+            )
+    except EmailTaken:
+        raise SystemExit(f"An account with the email {email} already exists.") from None
+    finally:
+        hasher.close()
+        await db.close()
+    logger.info("admin_created", user_id=user.id)
     return 0

@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from openapi_spec_validator import validate
 
 from server.migrate import load_migrations
@@ -27,11 +28,12 @@ pytestmark = pytest.mark.slow
 
 
 def run(
-    args: list[str], env: dict[str, str], timeout: float = 60
+    args: list[str], env: dict[str, str], timeout: float = 60, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "server", *args],
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -117,3 +119,29 @@ def test_serve_prepare_is_what_make_run_does(
     for email, password in logins.items():
         assert f"{email}  {password}" in output
     assert "secret_key" not in output
+
+
+async def test_create_admin_reads_the_password_from_stdin(
+    base_env: dict[str, str], fresh_database_url: str
+) -> None:
+    env = {**base_env, "DATABASE_URL": fresh_database_url}
+    assert run(["migrate"], env).returncode == 0
+    email = "root-admin@example.com"
+    password = "long enough passphrase " + secrets.token_hex(4)
+    weak = run(["create-admin", "--email", email, "--password-stdin"], env, stdin="short\n")
+    assert weak.returncode != 0
+    assert "not accepted" in weak.stderr
+    made = run(["create-admin", "--email", email, "--password-stdin"], env, stdin=password + "\n")
+    assert made.returncode == 0, made.stderr
+    assert password not in made.stdout + made.stderr
+    again = run(["create-admin", "--email", email, "--password-stdin"], env, stdin=password + "\n")
+    assert again.returncode != 0
+    assert "already exists" in again.stderr
+    conn = await asyncpg.connect(fresh_database_url)
+    try:
+        row = await conn.fetchrow("SELECT roles, password_hash FROM users WHERE email = $1", email)
+    finally:
+        await conn.close()
+    assert row is not None
+    assert row["roles"] == ["admin"]
+    assert PasswordHasher().verify(row["password_hash"], password)
