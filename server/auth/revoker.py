@@ -51,7 +51,11 @@ class Revoker:
             await self.store.create(conn, "session", str(sid), now, now + self.ttl) for sid in ended
         ]
         if keep is None:
-            rows.append(await self.store.create(conn, "user", str(user_id), now, now + self.ttl))
+            # Tokens carry whole-second iat: cutting at the start of this second lets a login
+            # right after a logout-all work. Every session ended above has its own row, so only
+            # a login racing this very second could slip through the user-level cut-off.
+            cutoff = now.replace(microsecond=0)
+            rows.append(await self.store.create(conn, "user", str(user_id), cutoff, now + self.ttl))
         return rows
 
     async def announce(self, revocations: Sequence[Revocation]) -> None:
