@@ -25,6 +25,7 @@ from server.auth.sessions import SessionsRepository
 from server.auth.setup import Identity
 from server.auth.throttle import LoginThrottle
 from server.db import Database, create_pool
+from server.devdb import database_name
 from server.health.service import DrainState, HealthService
 from server.mail import build_mailer
 from server.pagination import CursorCodec
@@ -95,6 +96,9 @@ async def build_container(
                 store=RevocationStore(queries),
                 denylist=identity.denylist,
                 logger=logger,
+                # One channel per database: deployments (and test runs) sharing a Redis must
+                # not apply each other's revocations.
+                channel=f"hotpath:{database_name(settings.database_url)}:revocations",
             )
             starting = await _start_revocations(feed, logger)
             health.add_gate("revocations", lambda: starting.done() and not starting.cancelled())

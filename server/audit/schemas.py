@@ -30,15 +30,21 @@ class AuditList(msgspec.Struct):
     next_cursor: str | None
 
 
+# actor_id is a PostgreSQL bigint: a larger value would fail in the driver (a 500).
+BigInt = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+# RFC 3339 needs an offset; a naive time would be read in the server process's local zone.
+Instant = Annotated[dt.datetime, msgspec.Meta(tz=True)]
+
+
 class AuditQuery(Strict):
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
     cursor: str | None = None
-    actor_id: int | None = None
+    actor_id: BigInt | None = None
     action: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     target_type: Annotated[str, msgspec.Meta(max_length=32)] | None = None
     target_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
+    since: Instant | None = None
+    until: Instant | None = None
 
 
 def event_view(event: AuditEvent) -> AuditEventView:

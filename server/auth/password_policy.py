@@ -38,10 +38,12 @@ def common_passwords() -> frozenset[str]:
 
 def password_problems(password: str, *, email: str) -> list[str]:
     """Every reason ``password`` is refused for the account ``email``; empty when it is fine."""
-    password = unicodedata.normalize("NFC", password)
+    # NFKC, as PasswordHasher does before hashing: the policy judges the password that is
+    # stored, so "password1234" spelled in full-width letters is "password1234" here too.
+    password = unicodedata.normalize("NFKC", password)
     folded = password.casefold()
     problems = []
-    # Code points after NFC, so "é" counts once however the client composed it.
+    # Code points after normalisation, so "é" counts once however the client composed it.
     if len(password) < MIN_LENGTH:
         problems.append(f"Use at least {MIN_LENGTH} characters.")
     elif len(password) > MAX_LENGTH:

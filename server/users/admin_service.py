@@ -10,7 +10,7 @@ from server.auth.revocation import Revocation
 from server.auth.revoker import Revoker
 from server.context import RequestContext
 from server.db import Connection, Database
-from server.errors import Conflict, NotFound
+from server.errors import Conflict, Forbidden, NotFound
 from server.roles.repository import RolesRepository
 from server.users.repository import User, UserFilter, UsersRepository
 
@@ -18,6 +18,14 @@ from server.users.repository import User, UserFilter, UsersRepository
 class CannotChangeSelf(Conflict):
     slug = "cannot-change-self"
     title = "Administrators cannot disable or demote themselves"
+
+
+def _check_no_escalation(actor: Principal, permissions: tuple[str, ...]) -> None:
+    """Granting (or taking away) a role needs every permission the role holds: users:write
+    alone must not be a way to make anyone, oneself included, an administrator."""
+    missing = sorted(set(permissions) - actor.permissions)
+    if missing:
+        raise Forbidden(f"Managing this role needs the permissions you lack: {', '.join(missing)}.")
 
 
 class UsersAdminService:
@@ -77,8 +85,10 @@ class UsersAdminService:
 
     async def grant(self, actor: Principal, user_id: int, role: str, ctx: RequestContext) -> User:
         async with self.db.transaction() as conn:
-            if await self.roles.get(conn, role) is None:
+            found = await self.roles.get(conn, role)
+            if found is None:
                 raise NotFound(f"No role named {role!r}.")
+            _check_no_escalation(actor, found.permissions)
             user = await self._user(conn, user_id)
             changed = await self.users.add_role(conn, user_id, role)
             if changed is None:
@@ -92,6 +102,9 @@ class UsersAdminService:
             user = await self._user(conn, user_id)
             if user_id == actor.user_id and role == "admin":
                 raise CannotChangeSelf("You cannot remove your own admin role.")
+            found = await self.roles.get(conn, role)
+            if found is not None:
+                _check_no_escalation(actor, found.permissions)
             changed = await self.users.remove_role(conn, user_id, role)
             if changed is None:
                 return user

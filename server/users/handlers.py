@@ -15,13 +15,16 @@ from server.users import schemas
 from server.users.repository import UserFilter
 
 _LIST_SCOPE = "users"
+_MAX_USER_ID = 2**63 - 1  # users.id is a PostgreSQL bigint
 
 
 def _user_id(request: Request) -> int:
-    try:
-        return int(request.path_params["user_id"])
-    except ValueError:
-        raise NotFound("No such user.") from None
+    # ASCII digits only: int() also takes "+1", "1_0", " 1" and non-ASCII digits, and a value
+    # past bigint would fail in the driver (a 500) instead of being a missing user.
+    raw: str = request.path_params["user_id"]
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or int(raw) > _MAX_USER_ID:
+        raise NotFound("No such user.")
+    return int(raw)
 
 
 @api(summary="This account", tags=("users",), responses={200: schemas.UserView})
