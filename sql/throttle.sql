@@ -12,9 +12,11 @@ ON CONFLICT (key) DO UPDATE SET
     blocked_until = CASE
         WHEN (CASE WHEN t.updated_at < now() - make_interval(secs => $5) THEN 1
                    ELSE t.failures + 1 END) <= $2 THEN NULL
-        ELSE now() + make_interval(secs => least($4::float8, $3::float8 * power(2,
+        -- The exponent is bounded: past ~1,000 failures power() overflows float8 and the
+        -- failure (and every later one) would error instead of being counted.
+        ELSE now() + make_interval(secs => least($4::float8, $3::float8 * power(2, least(60,
             (CASE WHEN t.updated_at < now() - make_interval(secs => $5) THEN 1
-                  ELSE t.failures + 1 END) - $2 - 1)))
+                  ELSE t.failures + 1 END) - $2 - 1))))
         END,
     updated_at = now()
 RETURNING failures, blocked_until;
