@@ -56,6 +56,8 @@ class Container:
     audit: AuditService
 
 
+HOUSEKEEPING_SECONDS = 60.0
+
 ContainerFactory = Callable[
     [Settings, FilteringBoundLogger, DrainState, Identity], AbstractAsyncContextManager[Container]
 ]
@@ -106,8 +108,17 @@ async def build_container(
                 container = _services(
                     settings, logger, db, redis, queries, health, feed, identity, passwords
                 )
-                yield container
-                await container.accounts.drain()
+                housekeeping = background.repeat_async(
+                    HOUSEKEEPING_SECONDS,
+                    container.auth.housekeeping,
+                    name="auth-housekeeping",
+                    logger=logger,
+                )
+                try:
+                    yield container
+                    await container.accounts.drain()
+                finally:
+                    await background.stop(housekeeping)
             finally:
                 await background.stop(starting)
                 await feed.stop()

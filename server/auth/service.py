@@ -87,38 +87,44 @@ class AuthService:
         self.policy = policy
 
     async def login(self, email: str, password: str, ctx: RequestContext) -> TokenPair:
-        keys = [account_key(email), address_key(ctx.ip)]
+        account, address = account_key(email), address_key(ctx.ip)
+        async with self.db.transaction() as conn:
+            # Committed before the password is checked: it is what throttles a burst.
+            await self.throttle.attempt(
+                conn, [(account, ACCOUNT_POLICY), (address, ADDRESS_POLICY)], _now()
+            )
         async with self.db.connection() as conn:
-            await self.throttle.check(conn, keys, _now())
             credentials = await self.users.credentials(conn, email)
         if credentials is None:
             await self.passwords.verify_dummy(password)
-            await self._login_failed(None, keys, ctx, "unknown_email")
+            await self._login_failed(None, ctx, "unknown_email")
             raise InvalidCredentials("The email or password is wrong.")
         verdict = await self.passwords.verify(credentials.password_hash, password)
         user = credentials.user
         if not verdict.ok or user.status != "active":
             reason = "wrong_password" if not verdict.ok else f"status_{user.status}"
-            await self._login_failed(user.id, keys, ctx, reason)
+            await self._login_failed(user.id, ctx, reason)
             raise InvalidCredentials("The email or password is wrong.")
         new_hash = await self.passwords.hash(password) if verdict.needs_rehash else None
         async with self.db.transaction() as conn:
             if new_hash is not None:
                 await self.users.rehash(conn, user.id, new_hash)
-            await self.throttle.clear(conn, keys[0])
+            await self.throttle.succeeded(conn, account, address)
             pair = await self._start_session(conn, user, ctx)
             await self._record(conn, "auth.login", "success", ctx, user.id, user.id)
         return pair
 
-    async def _login_failed(
-        self, user_id: int | None, keys: list[str], ctx: RequestContext, reason: str
-    ) -> None:
+    async def _login_failed(self, user_id: int | None, ctx: RequestContext, reason: str) -> None:
         async with self.db.transaction() as conn:
-            await self.throttle.fail(conn, keys[0], ACCOUNT_POLICY)
-            await self.throttle.fail(conn, keys[1], ADDRESS_POLICY)
             await self._record(
                 conn, "auth.login", "failure", ctx, None, user_id, {"reason": reason}
             )
+
+    async def housekeeping(self) -> None:
+        """Wipe sealed successors past the grace window and forgotten throttle counters."""
+        async with self.db.connection() as conn:
+            await self.sessions.clear_old_successors(conn, self.policy.grace.total_seconds())
+            await self.throttle.forget_stale(conn)
 
     async def _start_session(self, conn: Connection, user: User, ctx: RequestContext) -> TokenPair:
         now = _now()

@@ -35,17 +35,33 @@ class LoginThrottled(TooManyRequests):
 
 class LoginThrottle:
     def __init__(self, queries: Queries) -> None:
-        self._get = queries.sql("get_throttle")
-        self._fail = queries.sql("update_throttle_failure")
+        self._ensure = queries.sql("create_throttle_key")
+        self._block = queries.sql("get_throttle_block_for_update")
+        self._attempt = queries.sql("update_throttle_attempt")
+        self._success = queries.sql("update_throttle_success")
         self._clear = queries.sql("delete_throttle")
+        self._stale = queries.sql("delete_stale_throttles")
 
-    async def check(self, conn: Connection, keys: list[str], now: dt.datetime) -> None:
-        """Raise LoginThrottled (429 + Retry-After) while any key is blocked."""
+    async def attempt(
+        self, conn: Connection, keys: list[tuple[str, ThrottlePolicy]], now: dt.datetime
+    ) -> None:
+        """Count this attempt against every key first; raise LoginThrottled (429 + Retry-After)
+        if any key was already blocked. Counting before checking the password is what keeps
+        a burst of concurrent guesses from all getting through. Run it in a transaction."""
         wait = 0.0
-        for key in keys:
-            record = await conn.fetchrow(self._get, key)
-            if record is not None and record["blocked_until"] is not None:
-                wait = max(wait, (record["blocked_until"] - now).total_seconds())
+        for key, policy in keys:
+            await conn.execute(self._ensure, key)
+            blocked: dt.datetime | None = await conn.fetchval(self._block, key)
+            await conn.execute(
+                self._attempt,
+                key,
+                policy.free_failures,
+                policy.base_seconds,
+                policy.cap_seconds,
+                policy.forget_after_seconds,
+            )
+            if blocked is not None:
+                wait = max(wait, (blocked - now).total_seconds())
         if wait > 0:
             seconds = math.ceil(wait)
             raise LoginThrottled(
@@ -53,18 +69,16 @@ class LoginThrottle:
                 headers={"retry-after": str(seconds)},
             )
 
-    async def fail(self, conn: Connection, key: str, policy: ThrottlePolicy) -> None:
-        await conn.execute(
-            self._fail,
-            key,
-            policy.free_failures,
-            policy.base_seconds,
-            policy.cap_seconds,
-            policy.forget_after_seconds,
-        )
+    async def succeeded(self, conn: Connection, account: str, address: str) -> None:
+        await conn.execute(self._clear, account)
+        await conn.execute(self._success, address)
 
-    async def clear(self, conn: Connection, key: str) -> None:
-        await conn.execute(self._clear, key)
+    async def forget_stale(self, conn: Connection) -> int:
+        status = await conn.execute(
+            self._stale,
+            max(ACCOUNT_POLICY.forget_after_seconds, ADDRESS_POLICY.forget_after_seconds),
+        )
+        return int(status.rpartition(" ")[2])
 
 
 def account_key(email: str) -> str:

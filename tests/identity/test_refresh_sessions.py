@@ -313,3 +313,26 @@ async def test_someone_elses_or_a_garbage_session_id_is_404(
         garbage_response = await http.delete(f"/v1/auth/sessions/{garbage}", headers=mine.headers)
         assert garbage_response.status_code == 404, garbage
     assert (await http.delete(f"/v1/auth/sessions/{session_id(mine)}")).status_code == 401
+
+
+async def test_housekeeping_wipes_sealed_successors_after_the_grace_window(
+    http: httpx.AsyncClient, accounts: Accounts, app: HotpathApp, settings: Settings
+) -> None:
+    _, tokens = await accounts.create_and_login()
+    rotated = await http.post("/v1/auth/refresh", json={"refresh_token": tokens.refresh})
+    assert rotated.status_code == 200
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        sealed = "SELECT count(*) FROM refresh_tokens WHERE successor_sealed IS NOT NULL"
+        assert await conn.fetchval(sealed) >= 1
+        await conn.execute(
+            "UPDATE refresh_tokens SET rotated_at = rotated_at - interval '1 hour'"
+            " WHERE successor_sealed IS NOT NULL"
+        )
+        await app.state.container.auth.housekeeping()
+        assert await conn.fetchval(sealed) == 0
+    finally:
+        await conn.close()
+    # The old token is now plain reuse: it ends the session instead of replaying a successor.
+    replay = await http.post("/v1/auth/refresh", json={"refresh_token": tokens.refresh})
+    assert replay.status_code == 401
