@@ -336,3 +336,43 @@ async def test_housekeeping_wipes_sealed_successors_after_the_grace_window(
     # The old token is now plain reuse: it ends the session instead of replaying a successor.
     replay = await http.post("/v1/auth/refresh", json={"refresh_token": tokens.refresh})
     assert replay.status_code == 401
+
+
+@pytest.mark.parametrize("column", ["idle_expires_at", "expires_at"])
+async def test_a_session_past_its_idle_timeout_or_lifetime_cannot_refresh(
+    http: httpx.AsyncClient, accounts: Accounts, settings: Settings, column: str
+) -> None:
+    account, tokens = await accounts.create_and_login()
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute(
+            f"UPDATE sessions SET {column} = now() - interval '1 second' WHERE user_id = $1",
+            account.id,
+        )
+    finally:
+        await conn.close()
+    response = await http.post("/v1/auth/refresh", json={"refresh_token": tokens.refresh})
+    assert response.status_code == 401
+    assert response.json()["type"] == "urn:hotpath:problem:invalid-refresh-token"
+    listed = await http.get("/v1/auth/sessions", headers=tokens.headers)
+    assert listed.json()["data"] == []
+
+
+async def test_refreshing_slides_the_idle_timeout_but_never_the_lifetime(
+    http: httpx.AsyncClient, accounts: Accounts, settings: Settings
+) -> None:
+    account, tokens = await accounts.create_and_login()
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        query = "SELECT idle_expires_at, expires_at FROM sessions WHERE user_id = $1"
+        before = await conn.fetchrow(query, account.id)
+        await asyncio.sleep(0.05)
+        response = await http.post("/v1/auth/refresh", json={"refresh_token": tokens.refresh})
+        assert response.status_code == 200
+        after = await conn.fetchrow(query, account.id)
+    finally:
+        await conn.close()
+    assert before is not None
+    assert after is not None
+    assert after["idle_expires_at"] > before["idle_expires_at"]
+    assert after["expires_at"] == before["expires_at"]
