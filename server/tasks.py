@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from structlog.typing import FilteringBoundLogger
 
-from server.audit.repository import AuditRepository, NewAuditEvent
+from server.audit.repository import AuditRepository
 from server.auth.password_policy import password_problems
 from server.auth.passwords import PasswordHasher
+from server.context import RequestContext
 from server.db import Database, create_pool
 from server.devdb import resolve_database
 from server.migrate import migrate
@@ -81,15 +82,13 @@ async def create_admin_command(
             user = await UsersRepository(queries).create(
                 conn, NewUser(email, digest, "Administrator", roles=("admin",))
             )
-            await AuditRepository(queries).add(
+            await AuditRepository(queries).record(
                 conn,
-                NewAuditEvent(
-                    action="user.admin_created",
-                    outcome="success",
-                    target_type="user",
-                    target_id=str(user.id),
-                    details={"via": "cli"},
-                ),
+                RequestContext(),
+                "user.admin_created",
+                target_type="user",
+                target_id=str(user.id),
+                details={"via": "cli"},
             )
     except EmailTaken:
         raise SystemExit(f"An account with the email {email} already exists.") from None

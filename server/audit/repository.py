@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.context import RequestContext
 from server.db import Connection, record_to
 from server.sqlfiles import Queries
 
@@ -65,6 +66,34 @@ class AuditRepository:
             event.user_agent,
             event.request_id,
             event.details,
+        )
+
+    async def record(
+        self,
+        conn: Connection,
+        ctx: RequestContext,
+        action: str,
+        *,
+        outcome: str = "success",
+        actor_id: int | None = None,
+        target_type: str = "",
+        target_id: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """One event caused by the request ``ctx`` describes (its address, agent and id)."""
+        await self.add(
+            conn,
+            NewAuditEvent(
+                action=action,
+                outcome=outcome,
+                actor_id=actor_id,
+                target_type=target_type,
+                target_id=target_id,
+                ip=ctx.ip,
+                user_agent=ctx.user_agent,
+                request_id=ctx.request_id,
+                details=dict(details or {}),
+            ),
         )
 
     async def page(

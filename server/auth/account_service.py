@@ -11,7 +11,7 @@ from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
-from server.audit.repository import AuditRepository, NewAuditEvent
+from server.audit.repository import AuditRepository
 from server.auth.one_time_tokens import OneTimeTokens
 from server.auth.password_policy import password_problems
 from server.auth.passwords import PasswordHasher
@@ -238,18 +238,14 @@ class AccountService:
         actor_id: int | None,
         user_id: int,
     ) -> None:
-        await self.audit.add(
+        await self.audit.record(
             conn,
-            NewAuditEvent(
-                action=action,
-                outcome=outcome,
-                actor_id=actor_id,
-                target_type="user",
-                target_id=str(user_id),
-                ip=ctx.ip,
-                user_agent=ctx.user_agent,
-                request_id=ctx.request_id,
-            ),
+            ctx,
+            action,
+            outcome=outcome,
+            actor_id=actor_id,
+            target_type="user",
+            target_id=str(user_id),
         )
 
 

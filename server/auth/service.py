@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from server.audit.repository import AuditRepository, NewAuditEvent
+from server.audit.repository import AuditRepository
 from server.auth import refresh_tokens
 from server.auth.passwords import PasswordHasher
 from server.auth.principal import Principal
@@ -274,17 +274,13 @@ class AuthService:
         target_type: str = "user",
         target_id: str | None = None,
     ) -> None:
-        await self.audit.add(
+        await self.audit.record(
             conn,
-            NewAuditEvent(
-                action=action,
-                outcome=outcome,
-                actor_id=actor_id,
-                target_type=target_type if (target_id or user_id) else "",
-                target_id=target_id or (str(user_id) if user_id is not None else ""),
-                ip=ctx.ip,
-                user_agent=ctx.user_agent,
-                request_id=ctx.request_id,
-                details=dict(details or {}),
-            ),
+            ctx,
+            action,
+            outcome=outcome,
+            actor_id=actor_id,
+            target_type=target_type if (target_id or user_id) else "",
+            target_id=target_id or (str(user_id) if user_id is not None else ""),
+            details=details,
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.audit.repository import AuditRepository, NewAuditEvent
+from server.audit.repository import AuditRepository
 from server.auth.permissions import KNOWN_PERMISSIONS
 from server.auth.principal import Principal
 from server.context import RequestContext
@@ -63,17 +63,12 @@ class RolesService:
     async def _record(
         self, conn: Connection, action: str, actor: Principal, role: Role, ctx: RequestContext
     ) -> None:
-        await self.audit.add(
+        await self.audit.record(
             conn,
-            NewAuditEvent(
-                action=action,
-                outcome="success",
-                actor_id=actor.user_id,
-                target_type="role",
-                target_id=role.name,
-                ip=ctx.ip,
-                user_agent=ctx.user_agent,
-                request_id=ctx.request_id,
-                details={"permissions": list(role.permissions)},
-            ),
+            ctx,
+            action,
+            actor_id=actor.user_id,
+            target_type="role",
+            target_id=role.name,
+            details={"permissions": list(role.permissions)},
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from server.audit.repository import AuditRepository, NewAuditEvent
+from server.audit.repository import AuditRepository
 from server.auth.principal import Principal
 from server.auth.revocation import Revocation
 from server.auth.revoker import Revoker
@@ -129,17 +129,12 @@ class UsersAdminService:
         ctx: RequestContext,
         details: dict[str, object],
     ) -> None:
-        await self.audit.add(
+        await self.audit.record(
             conn,
-            NewAuditEvent(
-                action=action,
-                outcome="success",
-                actor_id=actor.user_id,
-                target_type="user",
-                target_id=str(user_id),
-                ip=ctx.ip,
-                user_agent=ctx.user_agent,
-                request_id=ctx.request_id,
-                details=dict(details),
-            ),
+            ctx,
+            action,
+            actor_id=actor.user_id,
+            target_type="user",
+            target_id=str(user_id),
+            details=details,
         )
