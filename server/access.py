@@ -10,6 +10,7 @@ import dataclasses
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -92,19 +93,7 @@ class GuardedRoute(Route):
 
 
 def guarded_route(
-    path: str,
-    endpoint: Endpoint,
-    methods: list[str],
-    access: Access,
-    *,
-    name: str | None = None,
-    include_in_schema: bool = True,
+    path: str, endpoint: Endpoint, methods: list[str], access: Access, **options: Any
 ) -> Route:
-    return GuardedRoute(
-        path,
-        endpoint,
-        methods=methods,
-        access=access,
-        name=name,
-        include_in_schema=include_in_schema,
-    )
+    """The positional form routes.py uses; ``options`` are GuardedRoute's (name, schema flag)."""
+    return GuardedRoute(path, endpoint, methods=methods, access=access, **options)
