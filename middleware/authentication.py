@@ -1,6 +1,6 @@
 """Resolve the request's credentials into a principal before routing.
 
-The collaborator does the work: ``authenticate(authorization_header)`` returns a principal or
+The collaborator does the work: ``await authenticate(authorization_header)`` returns a principal or
 raises; this class only finds the header, stores the result in ``scope["principal"]`` (None for
 anonymous requests) and answers the failures it is told about (``handled``) through the injected
 ``on_error``; anything else propagates, so a bug is a logged 500. It never falls back to
@@ -9,7 +9,7 @@ anonymous when credentials were sent but did not verify.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -19,7 +19,7 @@ from middleware.types import OnError
 _AUTHORIZATION = b"authorization"
 _API_KEY = b"x-api-key"
 
-Authenticate = Callable[[str], Any]
+Authenticate = Callable[[str], Awaitable[Any]]
 
 
 class AuthenticationMiddleware:
@@ -58,7 +58,7 @@ class AuthenticationMiddleware:
             scope["principal"] = None
         else:
             try:
-                scope["principal"] = self.authenticate(credentials.decode("latin-1"))
+                scope["principal"] = await self.authenticate(credentials.decode("latin-1"))
             except self.handled as exc:
                 await self.on_error(exc)(scope, receive, send)
                 return

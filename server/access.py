@@ -31,6 +31,8 @@ class Access:
 
 PUBLIC = Access("public")
 AUTHENTICATED = Access("authenticated")
+# A person's login, not an API key: managing sessions, passwords and keys themselves.
+SESSION = Access("session")
 
 
 def permission(name: str) -> Access:
@@ -52,14 +54,19 @@ def _guard(endpoint: Endpoint, access: Access) -> Endpoint:
     @functools.wraps(endpoint)
     async def guarded(request: Request) -> Response:
         principal = principal_of(request)
+        if access.kind == "session" and principal.session_id is None:
+            raise Forbidden("This needs a signed-in user; API keys cannot do it.")
         if access.permission is not None and not principal.can(access.permission):
             raise Forbidden(f"This needs the {access.permission} permission.")
         return await endpoint(request)
 
     doc: EndpointDoc | None = getattr(endpoint, API_ATTR, None)
     if doc is not None:
-        errors = {*doc.errors, 401} | ({403} if access.permission else set())
-        note = f"Requires the `{access.permission}` permission." if access.permission else ""
+        errors = {*doc.errors, 401} | ({403} if access.kind != "authenticated" else set())
+        note = {
+            "permission": f"Requires the `{access.permission}` permission.",
+            "session": "Requires a signed-in user (not an API key).",
+        }.get(access.kind, "")
         description = " ".join(part for part in (doc.description, note) if part)
         setattr(
             guarded,

@@ -12,6 +12,9 @@ from pathlib import Path
 from structlog.typing import FilteringBoundLogger
 
 from server import background
+from server.apikeys.repository import ApiKeysRepository
+from server.apikeys.service import ApiKeysService
+from server.apikeys.verifier import ApiKeyVerifier
 from server.audit.repository import AuditRepository
 from server.audit.service import AuditService
 from server.auth.account_service import AccountService
@@ -54,6 +57,8 @@ class Container:
     users_admin: UsersAdminService
     roles: RolesService
     audit: AuditService
+    api_keys: ApiKeysService
+    key_verifier: ApiKeyVerifier
 
 
 HOUSEKEEPING_SECONDS = 60.0
@@ -114,10 +119,17 @@ async def build_container(
                     name="auth-housekeeping",
                     logger=logger,
                 )
+                key_usage = background.repeat_async(
+                    1.0, container.key_verifier.flush_usage, name="apikey-usage", logger=logger
+                )
+                identity.authenticator.api_keys = container.key_verifier
                 try:
                     yield container
                     await container.accounts.drain()
                 finally:
+                    identity.authenticator.api_keys = None
+                    await background.stop(key_usage)
+                    await container.key_verifier.flush_usage()
                     await background.stop(housekeeping)
             finally:
                 await background.stop(starting)
@@ -204,6 +216,7 @@ def _services(
         public_url=settings.public_url,
         logger=logger,
     )
+    api_keys = ApiKeysRepository(queries)
     return Container(
         settings=settings,
         logger=logger,
@@ -218,4 +231,19 @@ def _services(
         users_admin=UsersAdminService(db, users=users, roles=roles, audit=audit, revoker=revoker),
         roles=RolesService(db, roles=roles, audit=audit),
         audit=AuditService(db, audit=audit),
+        api_keys=ApiKeysService(
+            db,
+            keys=api_keys,
+            audit=audit,
+            revoker=revoker,
+            rotation_grace=dt.timedelta(seconds=settings.apikey_rotation_grace_seconds),
+        ),
+        key_verifier=ApiKeyVerifier(
+            db,
+            api_keys,
+            audit,
+            identity.denylist,
+            logger,
+            cache_seconds=settings.apikey_cache_seconds,
+        ),
     )

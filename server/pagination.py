@@ -36,20 +36,33 @@ class CursorCodec:
     def _tag(self, scope: str, payload: bytes) -> bytes:
         return hmac.new(self._key, scope.encode() + b"\0" + payload, "sha256").digest()[:_TAG]
 
-    def encode(self, scope: str, position: tuple[dt.datetime, int]) -> str:
+    def encode(self, scope: str, position: tuple[dt.datetime, int | str]) -> str:
         """``scope`` names the listing, so a cursor of one list is refused by another."""
         payload = orjson.dumps([position[0].isoformat(), position[1]])
         raw = self._tag(scope, payload) + payload
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
     def decode(self, scope: str, cursor: str) -> tuple[dt.datetime, int]:
+        stamp, last_id = self._decode(scope, cursor)
+        if not isinstance(last_id, int):
+            raise InvalidCursor("The cursor is not valid for this list.")
+        return stamp, last_id
+
+    def decode_text(self, scope: str, cursor: str) -> tuple[dt.datetime, str]:
+        """For lists keyed by a text id (API keys)."""
+        stamp, last_id = self._decode(scope, cursor)
+        if not isinstance(last_id, str):
+            raise InvalidCursor("The cursor is not valid for this list.")
+        return stamp, last_id
+
+    def _decode(self, scope: str, cursor: str) -> tuple[dt.datetime, object]:
         try:
             raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
             tag, payload = raw[:_TAG], raw[_TAG:]
             if not hmac.compare_digest(tag, self._tag(scope, payload)):
                 raise ValueError("bad signature")
             stamp, last_id = orjson.loads(payload)
-            return dt.datetime.fromisoformat(stamp), int(last_id)
+            return dt.datetime.fromisoformat(stamp), last_id
         except (ValueError, TypeError, orjson.JSONDecodeError):
             raise InvalidCursor("The cursor is not valid for this list.") from None
 

@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 from starlette.routing import BaseRoute, Mount, Route
 
-from server.access import AUTHENTICATED, PUBLIC, guarded_route, permission
+from server.access import AUTHENTICATED, PUBLIC, SESSION, guarded_route, permission
+from server.apikeys import handlers as api_keys
 from server.audit import handlers as audit
 from server.auth import handlers as auth
 from server.docs import docs_routes
@@ -29,18 +30,18 @@ def build_routes(openapi_document: Callable[[], bytes]) -> list[BaseRoute]:
         r("/v1/auth/register", auth.register, POST, PUBLIC),
         r("/v1/auth/login", auth.login, POST, PUBLIC),
         r("/v1/auth/refresh", auth.refresh, POST, PUBLIC),
-        r("/v1/auth/logout", auth.logout, POST, AUTHENTICATED),
-        r("/v1/auth/logout-all", auth.logout_all, POST, AUTHENTICATED),
-        r("/v1/auth/sessions", auth.list_sessions, GET, AUTHENTICATED),
-        r("/v1/auth/sessions/{session_id}", auth.delete_session, DELETE, AUTHENTICATED),
+        r("/v1/auth/logout", auth.logout, POST, SESSION),
+        r("/v1/auth/logout-all", auth.logout_all, POST, SESSION),
+        r("/v1/auth/sessions", auth.list_sessions, GET, SESSION),
+        r("/v1/auth/sessions/{session_id}", auth.delete_session, DELETE, SESSION),
         r("/v1/auth/password/forgot", auth.forgot_password, POST, PUBLIC),
         r("/v1/auth/password/reset", auth.reset_password, POST, PUBLIC),
-        r("/v1/auth/password/change", auth.change_password, POST, AUTHENTICATED),
+        r("/v1/auth/password/change", auth.change_password, POST, SESSION),
         r("/v1/auth/email/verify", auth.verify_email, POST, PUBLIC),
-        r("/v1/auth/email/verify/resend", auth.resend_verification, POST, AUTHENTICATED),
+        r("/v1/auth/email/verify/resend", auth.resend_verification, POST, SESSION),
         r("/v1/users/me", users.get_me, GET, AUTHENTICATED),
-        r("/v1/users/me", users.patch_me, PATCH, AUTHENTICATED),
-        r("/v1/users/me", users.delete_me, DELETE, AUTHENTICATED),
+        r("/v1/users/me", users.patch_me, PATCH, SESSION),
+        r("/v1/users/me", users.delete_me, DELETE, SESSION),
         r("/v1/users", users.list_users, GET, permission("users:read")),
         r("/v1/users/{user_id}", users.get_user, GET, permission("users:read")),
         r("/v1/users/{user_id}", users.patch_user, PATCH, permission("users:write")),
@@ -50,6 +51,12 @@ def build_routes(openapi_document: Callable[[], bytes]) -> list[BaseRoute]:
         r("/v1/roles", roles.create_role, POST, permission("roles:write")),
         r("/v1/roles/{name}", roles.patch_role, PATCH, permission("roles:write")),
         r("/v1/audit-events", audit.list_audit_events, GET, permission("audit:read")),
+        # Keys are managed from a signed-in session, never with a key.
+        r("/v1/api-keys", api_keys.create_key, POST, SESSION),
+        r("/v1/api-keys", api_keys.list_keys, GET, SESSION),
+        r("/v1/api-keys/{key_id}", api_keys.get_key, GET, SESSION),
+        r("/v1/api-keys/{key_id}", api_keys.revoke_key, DELETE, SESSION),
+        r("/v1/api-keys/{key_id}/rotate", api_keys.rotate_key, POST, SESSION),
         *[_public(route) for route in docs_routes(openapi_document)],
     ]
 

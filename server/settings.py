@@ -70,6 +70,8 @@ class Settings:
     smtp_url: str | None = field(default=None, repr=False)
     mail_from: str = "hotpath <no-reply@localhost>"
     public_url: str = "http://127.0.0.1:8000"
+    apikey_rotation_grace_seconds: int = 86400
+    apikey_cache_seconds: float = 60.0
 
     @property
     def keys_dir(self) -> Path:
@@ -168,6 +170,10 @@ class Settings:
             smtp_url=smtp_url,
             mail_from=reader.text("HOTPATH_MAIL_FROM", "hotpath <no-reply@localhost>"),
             public_url=reader.text("HOTPATH_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
+            apikey_rotation_grace_seconds=reader.integer(
+                "HOTPATH_APIKEY_ROTATION_GRACE_SECONDS", 86400, 0, 30 * 86400
+            ),
+            apikey_cache_seconds=reader.number("HOTPATH_APIKEY_CACHE_SECONDS", 60.0, 1, 600),
         )
         if settings.db_pool_min > settings.db_pool_max:
             reader.problems.append("HOTPATH_DB_POOL_MIN must not exceed HOTPATH_DB_POOL_MAX")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from server.apikeys.format import looks_like_key
+from server.apikeys.verifier import ApiKeyVerifier, KeyRejected
 from server.auth.principal import Principal
 from server.auth.revocation import Denylist
 from server.auth.tokens import AccessTokenCodec, InvalidToken
@@ -26,11 +28,20 @@ class Authenticator:
     def __init__(self, codec: AccessTokenCodec, denylist: Denylist) -> None:
         self.codec = codec
         self.denylist = denylist
+        # Attached by the lifespan once PostgreSQL is there; until then keys are refused.
+        self.api_keys: ApiKeyVerifier | None = None
 
-    def __call__(self, authorization: str) -> Principal:
+    async def __call__(self, authorization: str) -> Principal:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise _reject()
+        if looks_like_key(token):
+            if self.api_keys is None:
+                raise _reject()
+            try:
+                return await self.api_keys.verify(token.strip())
+            except KeyRejected:
+                raise _reject() from None
         try:
             claims = self.codec.verify(token.strip())
         except InvalidToken:

@@ -12,6 +12,8 @@ class Principal:
     roles: tuple[str, ...]
     permissions: frozenset[str]
     issued_at: int
+    api_key_id: str | None = None
+    rate_tier: str = "standard"
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions

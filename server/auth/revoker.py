@@ -11,6 +11,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
+from server.apikeys.verifier import key_subject
 from server.auth.revocation import Revocation, RevocationFeed, RevocationStore
 from server.auth.sessions import SessionsRepository
 from server.db import Connection
@@ -57,6 +58,11 @@ class Revoker:
             cutoff = now.replace(microsecond=0)
             rows.append(await self.store.create(conn, "user", str(user_id), cutoff, now + self.ttl))
         return rows
+
+    async def end_key(self, conn: Connection, key_id: str) -> list[Revocation]:
+        """A revoked API key: every replica drops it from its cache within a second."""
+        now = dt.datetime.now(dt.UTC)
+        return [await self.store.create(conn, "session", key_subject(key_id), now, now + self.ttl)]
 
     async def announce(self, revocations: Sequence[Revocation]) -> None:
         for revocation in revocations:

@@ -77,7 +77,7 @@ def access_violations(routes: Sequence[BaseRoute], prefix: str = "") -> list[str
             elif access.kind == "permission":
                 if access.permission not in KNOWN_PERMISSIONS:
                     found.append(f"{path} needs the unknown permission {access.permission!r}")
-            elif access.kind != "authenticated":
+            elif access.kind not in ("authenticated", "session"):
                 found.append(f"{path} has an unknown access kind {access.kind!r}")
         else:
             path = prefix + str(getattr(route, "path", "?"))
@@ -182,6 +182,9 @@ async def test_openapi_marks_every_protected_operation(
             if route.access.kind == "permission":
                 assert "403" in responses, where
                 assert f"`{route.access.permission}`" in op.get("description", ""), where
+            elif route.access.kind == "session":
+                assert "403" in responses, where  # an API key is refused
+                assert "not an API key" in op.get("description", ""), where
             else:
                 assert "403" not in responses, where
     operations = sum(len(ops) for ops in document["paths"].values())

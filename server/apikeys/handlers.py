@@ -1,0 +1,100 @@
+"""HTTP in/out for API keys."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server.access import principal_of
+from server.apidoc import api
+from server.apikeys import schemas
+from server.context import request_context
+from server.pagination import page_response, split_page
+from server.responses import JSONResponse, read_json, read_query
+
+_LIST_SCOPE = "api-keys"
+_NO_STORE = {"cache-control": "no-store"}
+
+
+@api(
+    summary="Create an API key",
+    description="The secret is in this answer only. Scopes must be permissions you hold; the "
+    "key never grants more than its owner has at the time it is used.",
+    tags=("api-keys",),
+    body=schemas.NewKeyBody,
+    responses={201: schemas.IssuedKeyView},
+    errors=(400, 422),
+)
+async def create_key(request: Request) -> Response:
+    body = await read_json(request, schemas.NewKeyBody)
+    issued = await request.app.state.container.api_keys.create(
+        principal_of(request),
+        name=body.name,
+        scopes=body.scopes,
+        expires_at=body.expires_at,
+        rate_tier=body.rate_tier,
+        ctx=request_context(request),
+    )
+    view = schemas.issued_view(issued.key, issued.secret)
+    return JSONResponse(view, status_code=201, headers=_NO_STORE)
+
+
+@api(
+    summary="List API keys",
+    description="Your keys; with `apikeys:write`, `user_id=` or `all=true` lists other people's.",
+    tags=("api-keys",),
+    query=schemas.KeyQuery,
+    responses={200: schemas.KeyList},
+    errors=(400, 422),
+)
+async def list_keys(request: Request) -> Response:
+    query = read_query(request, schemas.KeyQuery)
+    container = request.app.state.container
+    after = container.cursors.decode_text(_LIST_SCOPE, query.cursor) if query.cursor else None
+    rows = await container.api_keys.page(
+        principal_of(request),
+        owner=query.user_id,
+        every_owner=query.all,
+        after=after,
+        limit=query.limit + 1,
+    )
+    page, last = split_page(rows, query.limit)
+    cursor = container.cursors.encode(_LIST_SCOPE, (last.created_at, last.id)) if last else None
+    return page_response(request, [schemas.key_view(k) for k in page], cursor)
+
+
+@api(summary="One API key", tags=("api-keys",), responses={200: schemas.KeyView}, errors=(404,))
+async def get_key(request: Request) -> Response:
+    key = await request.app.state.container.api_keys.get(
+        principal_of(request), request.path_params["key_id"]
+    )
+    return JSONResponse(schemas.key_view(key))
+
+
+@api(
+    summary="Revoke an API key",
+    description="Every replica refuses it within a second.",
+    tags=("api-keys",),
+    responses={204: None},
+    errors=(404,),
+)
+async def revoke_key(request: Request) -> Response:
+    await request.app.state.container.api_keys.revoke(
+        principal_of(request), request.path_params["key_id"], request_context(request)
+    )
+    return Response(status_code=204)
+
+
+@api(
+    summary="Rotate an API key's secret",
+    description="Returns the new secret; the old one keeps working for the rotation grace "
+    "period (`previous_key_valid_until`), then stops.",
+    tags=("api-keys",),
+    responses={200: schemas.IssuedKeyView},
+    errors=(404,),
+)
+async def rotate_key(request: Request) -> Response:
+    issued = await request.app.state.container.api_keys.rotate(
+        principal_of(request), request.path_params["key_id"], request_context(request)
+    )
+    return JSONResponse(schemas.issued_view(issued.key, issued.secret), headers=_NO_STORE)
