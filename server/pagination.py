@@ -10,6 +10,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import orjson
@@ -83,3 +84,19 @@ def page_response(request: Request, items: list[Any], cursor: str | None) -> JSO
     if cursor is not None:
         headers["link"] = f'<{request.url.include_query_params(cursor=cursor)}>; rel="next"'
     return JSONResponse({"data": items, "next_cursor": cursor}, headers=headers)
+
+
+def paged_response(
+    request: Request,
+    rows: list[T],
+    *,
+    limit: int,
+    cursors: CursorCodec,
+    scope: str,
+    position: Callable[[T], tuple[dt.datetime, int | str]],
+    view: Callable[[T], Any],
+) -> JSONResponse:
+    """The answer for rows fetched with ``limit + 1``: the page, its cursor and Link header."""
+    page, last = split_page(rows, limit)
+    cursor = cursors.encode(scope, position(last)) if last is not None else None
+    return page_response(request, [view(row) for row in page], cursor)

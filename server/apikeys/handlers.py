@@ -9,7 +9,7 @@ from server.access import principal_of
 from server.apidoc import api
 from server.apikeys import schemas
 from server.context import request_context
-from server.pagination import page_response, split_page
+from server.pagination import paged_response
 from server.responses import JSONResponse, read_json, read_query
 
 _LIST_SCOPE = "api-keys"
@@ -58,9 +58,15 @@ async def list_keys(request: Request) -> Response:
         after=after,
         limit=query.limit + 1,
     )
-    page, last = split_page(rows, query.limit)
-    cursor = container.cursors.encode(_LIST_SCOPE, (last.created_at, last.id)) if last else None
-    return page_response(request, [schemas.key_view(k) for k in page], cursor)
+    return paged_response(
+        request,
+        rows,
+        limit=query.limit,
+        cursors=container.cursors,
+        scope=_LIST_SCOPE,
+        position=lambda k: (k.created_at, k.id),
+        view=schemas.key_view,
+    )
 
 
 @api(summary="One API key", tags=("api-keys",), responses={200: schemas.KeyView}, errors=(404,))

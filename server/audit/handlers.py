@@ -8,7 +8,7 @@ from starlette.responses import Response
 from server.apidoc import api
 from server.audit import schemas
 from server.audit.repository import AuditFilter
-from server.pagination import page_response, split_page
+from server.pagination import paged_response
 from server.responses import read_query
 
 _LIST_SCOPE = "audit"
@@ -31,6 +31,12 @@ async def list_audit_events(request: Request) -> Response:
         query.actor_id, query.action, query.target_type, query.target_id, query.since, query.until
     )
     rows = await container.audit.page(before=before, where=where, limit=query.limit + 1)
-    page, last = split_page(rows, query.limit)
-    cursor = container.cursors.encode(_LIST_SCOPE, (last.occurred_at, last.id)) if last else None
-    return page_response(request, [schemas.event_view(e) for e in page], cursor)
+    return paged_response(
+        request,
+        rows,
+        limit=query.limit,
+        cursors=container.cursors,
+        scope=_LIST_SCOPE,
+        position=lambda e: (e.occurred_at, e.id),
+        view=schemas.event_view,
+    )

@@ -9,7 +9,7 @@ from server.access import principal_of
 from server.apidoc import api
 from server.context import request_context
 from server.errors import NotFound
-from server.pagination import page_response, split_page
+from server.pagination import paged_response
 from server.responses import JSONResponse, read_json, read_query
 from server.users import schemas
 from server.users.repository import UserFilter
@@ -80,9 +80,15 @@ async def list_users(request: Request) -> Response:
         where=UserFilter(query.status, query.role, query.email_prefix),
         limit=query.limit + 1,
     )
-    page, last = split_page(rows, query.limit)
-    cursor = container.cursors.encode(_LIST_SCOPE, (last.created_at, last.id)) if last else None
-    return page_response(request, [schemas.user_view(u) for u in page], cursor)
+    return paged_response(
+        request,
+        rows,
+        limit=query.limit,
+        cursors=container.cursors,
+        scope=_LIST_SCOPE,
+        position=lambda u: (u.created_at, u.id),
+        view=schemas.user_view,
+    )
 
 
 @api(summary="One account", tags=("users",), responses={200: schemas.UserView}, errors=(404,))
