@@ -11,6 +11,8 @@ from server.apikeys.repository import ApiKey
 from server.auth.schemas import Strict
 
 Scope = Annotated[str, msgspec.Meta(pattern=r"^[a-z_]+:[a-z_]+$", max_length=64)]
+# An instant needs its time zone: a naive one cannot be compared with now (it was a 500).
+Instant = Annotated[dt.datetime, msgspec.Meta(tz=True)]
 
 
 class NewKeyBody(Strict):
@@ -18,7 +20,7 @@ class NewKeyBody(Strict):
     scopes: Annotated[list[Scope], msgspec.Meta(max_length=64)] = msgspec.field(
         default_factory=list
     )
-    expires_at: dt.datetime | None = None
+    expires_at: Instant | None = None
     rate_tier: Literal["standard", "high"] = "standard"
 
 
