@@ -49,11 +49,10 @@ class AuthenticationMiddleware:
         for name, value in scope["headers"]:
             if name == _AUTHORIZATION:
                 credentials = value
-                break
-            if name == _API_KEY:
-                # An API key in its own header is presented as a bearer credential.
-                credentials = b"Bearer " + value
-                break
+                break  # Authorization wins over X-API-Key
+            if name == _API_KEY and credentials is None:
+                # Its own scheme: the collaborator accepts only API keys under it.
+                credentials = b"ApiKey " + value
         if credentials is None:
             scope["principal"] = None
         else:

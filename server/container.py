@@ -181,7 +181,10 @@ def _services(
     sessions = SessionsRepository(queries)
     audit = AuditRepository(queries)
     revoker = Revoker(
-        sessions, RevocationStore(queries), feed, access_token_ttl=settings.access_token_ttl
+        sessions,
+        RevocationStore(queries),
+        feed,
+        keep_seconds=max(settings.access_token_ttl, settings.apikey_cache_seconds),
     )
     auth = AuthService(
         db,

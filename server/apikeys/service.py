@@ -114,13 +114,16 @@ class ApiKeysService:
         secret = key_format.new_key(key_id)
         async with self.db.transaction() as conn:
             key = await self._visible(conn, owner, key_id, admin_may=False)
-            if key.revoked_at is not None:
+            expired = key.expires_at is not None and key.expires_at <= dt.datetime.now(dt.UTC)
+            if key.revoked_at is not None or expired:
                 raise NotFound("No such API key.")
             grace_end = dt.datetime.now(dt.UTC) + self.rotation_grace
             rotated = await self.keys.rotate(conn, key.id, secret_digest(secret), grace_end)
             if rotated is None:
                 raise NotFound("No such API key.")
             await self._record(conn, "apikey.rotated", owner, rotated, ctx)
+            recheck = await self.revoker.recheck_key(conn, key.id)
+        await self.revoker.announce(recheck)
         return IssuedKey(rotated, secret)
 
     async def _visible(

@@ -100,11 +100,17 @@ class ApiKeyVerifier:
         revoked = self.denylist.is_revoked(
             sid=key_subject(principal.api_key_id), sub="", iat=int(entry.cached_at)
         )
-        # A user-level cut-off is whole seconds: anything cached in that second resolves again.
+        # Cut-offs (the owner demoted or disabled, the key rotated) mean "look again", not
+        # "refuse". A user-level cut-off is whole seconds: anything cached in that second
+        # resolves again.
+        stale_before = int(entry.cached_at) - 1
         owner_changed = self.denylist.is_revoked(
-            sid="", sub=str(principal.user_id), iat=int(entry.cached_at) - 1
+            sid="", sub=str(principal.user_id), iat=stale_before
         )
-        return not (revoked or owner_changed or now >= entry.valid_until)
+        rotated = self.denylist.is_revoked(
+            sid="", sub=key_subject(principal.api_key_id), iat=stale_before
+        )
+        return not (revoked or owner_changed or rotated or now >= entry.valid_until)
 
     async def _check(
         self, found: KeyCredentials | None, token: str, now: float

@@ -33,8 +33,11 @@ class Authenticator:
 
     async def __call__(self, authorization: str) -> Principal:
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        scheme = scheme.lower()
+        if scheme not in ("bearer", "apikey") or not token:
             raise _reject()
+        if scheme == "apikey" and not looks_like_key(token):
+            raise _reject()  # X-API-Key carries API keys only, never a session's token
         if looks_like_key(token):
             if self.api_keys is None:
                 raise _reject()

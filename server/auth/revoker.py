@@ -27,12 +27,14 @@ class Revoker:
         store: RevocationStore,
         feed: RevocationFeed,
         *,
-        access_token_ttl: int,
+        keep_seconds: float,
     ) -> None:
+        """``keep_seconds``: the longest anything can be trusted without looking again (an
+        access token's lifetime, a cached API key); revocation rows must outlive it."""
         self.sessions = sessions
         self.store = store
         self.feed = feed
-        self.ttl = dt.timedelta(seconds=access_token_ttl) + _LEEWAY
+        self.ttl = dt.timedelta(seconds=keep_seconds) + _LEEWAY
 
     async def end_session(
         self, conn: Connection, session_id: uuid.UUID, reason: str
@@ -63,6 +65,12 @@ class Revoker:
         """A revoked API key: every replica drops it from its cache within a second."""
         now = dt.datetime.now(dt.UTC)
         return [await self.store.create(conn, "session", key_subject(key_id), now, now + self.ttl)]
+
+    async def recheck_key(self, conn: Connection, key_id: str) -> list[Revocation]:
+        """A rotated API key: replicas look it up again, so a cached old secret gets the grace
+        period's end as its limit instead of its cache lifetime."""
+        now = dt.datetime.now(dt.UTC)
+        return [await self.store.create(conn, "user", key_subject(key_id), now, now + self.ttl)]
 
     async def announce(self, revocations: Sequence[Revocation]) -> None:
         for revocation in revocations:

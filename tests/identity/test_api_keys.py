@@ -661,3 +661,12 @@ async def test_a_revoked_key_stays_refused_for_the_whole_cache_lifetime(
             assert refused.status_code == 401, "a revoked key works again from the cache"
         finally:
             accounts.hasher.close()
+
+
+async def test_x_api_key_carries_only_api_keys_never_a_session_token(
+    http: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    _, tokens = await accounts.create_and_login("customer")
+    smuggled = await http.get("/v1/users/me", headers={"x-api-key": tokens.access})
+    assert smuggled.status_code == 401
+    assert (await http.get("/v1/users/me", headers=tokens.headers)).status_code == 200

@@ -20,6 +20,8 @@ class Refused(Exception):
 async def authenticate(credentials: str) -> dict[str, str]:
     if credentials == "Bearer good":
         return {"who": "alice"}
+    if credentials == "ApiKey key-1":
+        return {"who": "robot"}
     if credentials == "Bearer crash":
         raise RuntimeError("a bug")
     raise Refused(credentials)
@@ -53,9 +55,12 @@ async def test_no_credentials_is_anonymous() -> None:
 async def test_good_credentials_become_the_principal_from_either_header() -> None:
     async with client() as http:
         bearer = await http.get("/", headers={"authorization": "Bearer good"})
-        api_key = await http.get("/", headers={"x-api-key": "good"})
+        api_key = await http.get("/", headers={"x-api-key": "key-1"})
+        both = await http.get("/", headers={"x-api-key": "key-1", "authorization": "Bearer good"})
     assert bearer.json() == {"principal": {"who": "alice"}}
-    assert api_key.json() == {"principal": {"who": "alice"}}
+    # X-API-Key arrives under its own scheme, so a session token cannot ride in it.
+    assert api_key.json() == {"principal": {"who": "robot"}}
+    assert both.json() == {"principal": {"who": "alice"}}
 
 
 async def test_bad_credentials_never_fall_back_to_anonymous() -> None:
