@@ -70,6 +70,11 @@ class UnknownParameter(BadRequest):
     title = "Unknown query parameter"
 
 
+class InvalidParameter(BadRequest):
+    slug = "invalid-parameter"
+    title = "Invalid query parameter"
+
+
 class Unauthorized(AppError):
     status = 401
     slug = "unauthorized"

@@ -37,9 +37,10 @@ class CursorCodec:
     def _tag(self, scope: str, payload: bytes) -> bytes:
         return hmac.new(self._key, scope.encode() + b"\0" + payload, "sha256").digest()[:_TAG]
 
-    def encode(self, scope: str, position: tuple[dt.datetime, int | str]) -> str:
-        """``scope`` names the listing, so a cursor of one list is refused by another."""
-        payload = orjson.dumps([position[0].isoformat(), position[1]])
+    def encode(self, scope: str, position: tuple[Any, ...]) -> str:
+        """``scope`` names the listing, so a cursor of one list is refused by another.
+        Datetimes travel as ISO 8601 strings; the decoder of that list knows its types."""
+        payload = orjson.dumps(list(position))
         raw = self._tag(scope, payload) + payload
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
@@ -56,14 +57,28 @@ class CursorCodec:
             raise InvalidCursor("The cursor is not valid for this list.")
         return stamp, last_id
 
+    def decode_values(self, scope: str, cursor: str) -> list[Any]:
+        """The raw JSON values of a cursor (for lists sorted by several kinds of column)."""
+        values = self._verified(scope, cursor)
+        if not isinstance(values, list):
+            raise InvalidCursor("The cursor is not valid for this list.")
+        return values
+
     def _decode(self, scope: str, cursor: str) -> tuple[dt.datetime, object]:
+        values = self.decode_values(scope, cursor)
+        try:
+            stamp, last_id = values
+            return dt.datetime.fromisoformat(stamp), last_id
+        except (ValueError, TypeError):
+            raise InvalidCursor("The cursor is not valid for this list.") from None
+
+    def _verified(self, scope: str, cursor: str) -> Any:
         try:
             raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
             tag, payload = raw[:_TAG], raw[_TAG:]
             if not hmac.compare_digest(tag, self._tag(scope, payload)):
                 raise ValueError("bad signature")
-            stamp, last_id = orjson.loads(payload)
-            return dt.datetime.fromisoformat(stamp), last_id
+            return orjson.loads(payload)
         except (ValueError, TypeError, orjson.JSONDecodeError):
             raise InvalidCursor("The cursor is not valid for this list.") from None
 

@@ -107,8 +107,10 @@ def read_query(request: Request, kind: type[T]) -> T:
     try:
         return msgspec.convert(values, kind, strict=False)
     except msgspec.ValidationError as exc:
+        # A bad query string (an over-large limit, a malformed date) is a bad request, not an
+        # entity the server understood but refused.
         pointer, detail = json_pointer(str(exc))
-        raise errors.ValidationFailed(
-            "The query parameters are not valid.",
-            errors=[{"pointer": pointer, "detail": detail}],
+        raise errors.InvalidParameter(
+            f"The query parameter {pointer.lstrip('/') or '?'} is not valid: {detail}",
+            extra={"errors": [{"pointer": pointer, "detail": detail}]},
         ) from None
