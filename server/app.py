@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -70,14 +70,19 @@ def create_app(
             document.append(dumps(spec))
         return document[0]
 
+    # Counters kept as plain ints that multiprocess mode writes to the shared files.
+    metric_flushers: list[Callable[[], None]] = [http_metrics.flush]
+
     def housekeep() -> None:
-        http_metrics.flush()
+        for flush in metric_flushers:
+            flush()
         flush_logs()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with container_factory(settings, log, drain_state, identity) as container:
+        async with container_factory(settings, log, drain_state, identity, registry) as container:
             app.state.container = container
+            metric_flushers.append(container.catalog.cache.flush)
             log.info("started", env=settings.env, version=__version__)
             # Start-up objects live for the whole process: keep them out of every GC pass.
             gc.collect()
@@ -90,7 +95,7 @@ def create_app(
             finally:
                 drain_state.draining = True
                 await background.stop(housekeeping)
-                retire_worker(http_metrics)
+                retire_worker(metric_flushers)
         log.info("stopped")
         flush_logs()
 
@@ -127,7 +132,7 @@ def create_app(
     app.state.drain = drain_state
     app.state.keyring = identity.keyring
     app.state.metrics_registry = exposition_registry(registry)
-    app.state.http_metrics = http_metrics
+    app.state.metric_flushers = metric_flushers
     app.state.openapi_document = openapi_document
     return app
 

@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
 from structlog.typing import FilteringBoundLogger
 
 from server import background
@@ -27,10 +28,14 @@ from server.auth.service import AuthService, SessionPolicy
 from server.auth.sessions import SessionsRepository
 from server.auth.setup import Identity
 from server.auth.throttle import LoginThrottle
+from server.catalog.cache import ProductCache
+from server.catalog.repository import ProductsRepository
+from server.catalog.service import CatalogService
 from server.db import Database, create_pool
 from server.devdb import database_name
 from server.health.service import DrainState, HealthService
 from server.mail import build_mailer
+from server.outbox import Outbox
 from server.pagination import CursorCodec
 from server.paths import MIGRATIONS_DIR
 from server.redis_link import RedisLink, open_redis
@@ -59,12 +64,14 @@ class Container:
     audit: AuditService
     api_keys: ApiKeysService
     key_verifier: ApiKeyVerifier
+    catalog: CatalogService
 
 
 HOUSEKEEPING_SECONDS = 60.0
 
 ContainerFactory = Callable[
-    [Settings, FilteringBoundLogger, DrainState, Identity], AbstractAsyncContextManager[Container]
+    [Settings, FilteringBoundLogger, DrainState, Identity, CollectorRegistry],
+    AbstractAsyncContextManager[Container],
 ]
 
 
@@ -74,6 +81,7 @@ async def build_container(
     logger: FilteringBoundLogger,
     drain: DrainState,
     identity: Identity,
+    registry: CollectorRegistry,
     *,
     migrations_dir: Path = MIGRATIONS_DIR,
 ) -> AsyncIterator[Container]:
@@ -107,11 +115,23 @@ async def build_container(
                 # not apply each other's revocations.
                 channel=f"hotpath:{database_name(settings.database_url)}:revocations",
             )
+            namespace = f"hotpath:{database_name(settings.database_url)}"
+            product_cache = ProductCache(redis, logger, namespace=namespace, registry=registry)
+            await product_cache.start()
             starting = await _start_revocations(feed, logger)
             health.add_gate("revocations", lambda: starting.done() and not starting.cancelled())
             try:
                 container = _services(
-                    settings, logger, db, redis, queries, health, feed, identity, passwords
+                    settings,
+                    logger,
+                    db,
+                    redis,
+                    queries,
+                    health,
+                    feed,
+                    identity,
+                    passwords,
+                    product_cache,
                 )
                 housekeeping = background.repeat_async(
                     HOUSEKEEPING_SECONDS,
@@ -134,6 +154,7 @@ async def build_container(
             finally:
                 await background.stop(starting)
                 await feed.stop()
+                await product_cache.stop()
     finally:
         passwords.close()
         await db.close()
@@ -175,6 +196,7 @@ def _services(
     feed: RevocationFeed,
     identity: Identity,
     passwords: PasswordHasher,
+    product_cache: ProductCache,
 ) -> Container:
     users = UsersRepository(queries)
     roles = RolesRepository(queries)
@@ -240,6 +262,13 @@ def _services(
             audit=audit,
             revoker=revoker,
             rotation_grace=dt.timedelta(seconds=settings.apikey_rotation_grace_seconds),
+        ),
+        catalog=CatalogService(
+            db,
+            products=ProductsRepository(queries),
+            cache=product_cache,
+            audit=audit,
+            outbox=Outbox(queries),
         ),
         key_verifier=ApiKeyVerifier(
             db,

@@ -10,13 +10,13 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 
-from middleware.metrics import HttpMetrics
 from server.apidoc import api
 from server.errors import Forbidden, Unauthorized
 
@@ -35,10 +35,11 @@ def exposition_registry(app_registry: CollectorRegistry) -> CollectorRegistry:
     return registry
 
 
-def retire_worker(metrics: HttpMetrics) -> None:
+def retire_worker(flushers: Sequence[Callable[[], None]]) -> None:
     """Last flush, then drop this worker's live gauges from the aggregate as it stops."""
-    if metrics.multiprocess:
-        metrics.flush()
+    if multiprocess_mode():
+        for flush in flushers:
+            flush()
         multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
@@ -75,6 +76,7 @@ def check_scrape_allowed(request: Request, token: str | None) -> None:
 async def metrics_endpoint(request: Request) -> Response:
     state = request.app.state
     check_scrape_allowed(request, state.settings.metrics_token)
-    state.http_metrics.flush()
+    for flush in state.metric_flushers:
+        flush()
     body = generate_latest(state.metrics_registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"cache-control": "no-store"})

@@ -10,6 +10,7 @@ from server.access import AUTHENTICATED, PUBLIC, SESSION, guarded_route, permiss
 from server.apikeys import handlers as api_keys
 from server.audit import handlers as audit
 from server.auth import handlers as auth
+from server.catalog import handlers as catalog
 from server.docs import docs_routes
 from server.health import handlers as health
 from server.metrics import metrics_endpoint
@@ -51,6 +52,22 @@ def build_routes(openapi_document: Callable[[], bytes]) -> list[BaseRoute]:
         r("/v1/roles", roles.create_role, POST, permission("roles:write")),
         r("/v1/roles/{name}", roles.patch_role, PATCH, permission("roles:write")),
         r("/v1/audit-events", audit.list_audit_events, GET, permission("audit:read")),
+        r("/v1/products", catalog.list_products, GET, PUBLIC),
+        r("/v1/products", catalog.create_product, POST, permission("products:write")),
+        r("/v1/products/{product_id}", catalog.get_product, GET, PUBLIC),
+        r("/v1/products/{product_id}", catalog.patch_product, PATCH, permission("products:write")),
+        r(
+            "/v1/products/{product_id}",
+            catalog.delete_product,
+            DELETE,
+            permission("products:write"),
+        ),
+        r(
+            "/v1/products/{product_id}/stock",
+            catalog.change_stock,
+            POST,
+            permission("products:write"),
+        ),
         # Keys are managed from a signed-in session, never with a key.
         r("/v1/api-keys", api_keys.create_key, POST, SESSION),
         r("/v1/api-keys", api_keys.list_keys, GET, SESSION),

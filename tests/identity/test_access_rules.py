@@ -19,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 from server.access import AUTHENTICATED, PUBLIC, GuardedRoute, guarded_route, permission
 from server.app import HotpathApp
 from server.auth.permissions import KNOWN_PERMISSIONS
+from server.catalog.repository import ProductFields, ProductsRepository
 from server.docs import ASSETS_DIR
 from server.roles.repository import RolesRepository
 from server.routes import build_routes
@@ -42,6 +43,8 @@ PUBLIC_ALLOWLIST = frozenset(
         ("POST", "/v1/auth/email/verify"),
         ("GET", "/openapi.json"),
         ("GET", "/docs"),
+        ("GET", "/v1/products"),
+        ("GET", "/v1/products/{product_id}"),
     }
 )
 
@@ -219,6 +222,10 @@ STAFF_MAY: dict[Key, bool] = {
     ("POST", "/v1/roles"): False,
     ("PATCH", "/v1/roles/{name}"): False,
     ("GET", "/v1/audit-events"): True,
+    ("POST", "/v1/products"): True,
+    ("PATCH", "/v1/products/{product_id}"): True,
+    ("DELETE", "/v1/products/{product_id}"): True,
+    ("POST", "/v1/products/{product_id}/stock"): True,
 }
 
 
@@ -226,6 +233,7 @@ STAFF_MAY: dict[Key, bool] = {
 class Call:
     url: str
     json: Any = None
+    headers: dict[str, str] | None = None
 
 
 async def _target(accounts: Accounts, *roles: str) -> int:
@@ -275,6 +283,44 @@ async def _list_audit(accounts: Accounts) -> Call:
     return Call("/v1/audit-events?limit=1")
 
 
+def _new_product_body() -> dict[str, Any]:
+    return {
+        "sku": f"sku-{secrets.token_hex(6)}",
+        "name": "Matrix widget",
+        "category": "tools",
+        "price": {"amount_minor": 1299, "currency": "EUR"},
+        "stock": 5,
+    }
+
+
+async def _product(accounts: Accounts) -> tuple[int, str]:
+    """A product made directly in the database, and the If-Match that names its version."""
+    body = _new_product_body()
+    fields = ProductFields(body["name"], "", body["category"], 1299, "EUR")
+    async with accounts.app.state.container.db.transaction() as conn:
+        product = await ProductsRepository(load_queries()).create(conn, body["sku"], fields, 5)
+    return product.id, f'"p{product.id}v{product.version}"'
+
+
+async def _create_product(accounts: Accounts) -> Call:
+    return Call("/v1/products", _new_product_body())
+
+
+async def _patch_product(accounts: Accounts) -> Call:
+    product_id, tag = await _product(accounts)
+    return Call(f"/v1/products/{product_id}", {"name": "Renamed"}, {"if-match": tag})
+
+
+async def _delete_product(accounts: Accounts) -> Call:
+    product_id, tag = await _product(accounts)
+    return Call(f"/v1/products/{product_id}", None, {"if-match": tag})
+
+
+async def _change_stock(accounts: Accounts) -> Call:
+    product_id, _ = await _product(accounts)
+    return Call(f"/v1/products/{product_id}/stock", {"delta": 1, "reason": "recount"})
+
+
 # How to make a request that succeeds for a caller who holds the permission.
 RECIPES: dict[Key, Callable[[Accounts], Awaitable[Call]]] = {
     ("GET", "/v1/users"): _list_users,
@@ -286,6 +332,10 @@ RECIPES: dict[Key, Callable[[Accounts], Awaitable[Call]]] = {
     ("POST", "/v1/roles"): _create_role,
     ("PATCH", "/v1/roles/{name}"): _patch_role,
     ("GET", "/v1/audit-events"): _list_audit,
+    ("POST", "/v1/products"): _create_product,
+    ("PATCH", "/v1/products/{product_id}"): _patch_product,
+    ("DELETE", "/v1/products/{product_id}"): _delete_product,
+    ("POST", "/v1/products/{product_id}/stock"): _change_stock,
 }
 
 CALLERS = ("anonymous", "customer", "staff", "admin")
@@ -335,7 +385,9 @@ async def test_authorization_matrix(
     else:
         call = Call(_concrete(path), {} if method in ("POST", "PUT", "PATCH") else None)
 
-    response = await http.request(method, call.url, json=call.json, headers=headers)
+    response = await http.request(
+        method, call.url, json=call.json, headers={**headers, **(call.headers or {})}
+    )
 
     if expected == 200:
         assert 200 <= response.status_code < 300, (caller, key, response.text)

@@ -245,14 +245,22 @@ async def test_a_key_needs_the_scope_of_every_permission_route(
         return Call(concrete(path), {} if method in ("POST", "PUT", "PATCH") else None)
 
     first = await call()
-    refused = await http.request(method, first.url, json=first.json, headers=bearer(without["key"]))
+    refused = await http.request(
+        method,
+        first.url,
+        json=first.json,
+        headers={**bearer(without["key"]), **(first.headers or {})},
+    )
     assert refused.status_code == 403, refused.text
     assert refused.json()["type"] == PROBLEM + "forbidden"
     assert needed in refused.json()["detail"]
 
     second = await call()
     allowed = await http.request(
-        method, second.url, json=second.json, headers=bearer(with_it["key"])
+        method,
+        second.url,
+        json=second.json,
+        headers={**bearer(with_it["key"]), **(second.headers or {})},
     )
     assert allowed.status_code not in (401, 403), allowed.text
     if recipe is not None:

@@ -1,0 +1,312 @@
+"""The product read cache: an in-process dict with a short TTL, then Redis, then PostgreSQL.
+
+A warm read is a dict lookup and a counter, no I/O. A cold key is loaded once per process however
+many requests wait for it. Writers call ``invalidate`` once committed: it drops the local copy,
+leaves a versioned tombstone in Redis and publishes the id, so every replica drops its copy at
+once; without Redis the local TTL alone bounds staleness. Redis writes go through SET-IF-NEWER,
+so a reader that loaded a row before a write can never put it back over the newer state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+
+import coredis
+from coredis.commands.script import Script
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+from structlog.typing import FilteringBoundLogger
+
+from server import background
+from server.redis_link import RedisLink
+
+# Stored versions only move forward; an equal version may replace (a row over its own tombstone).
+_SET_IF_NEWER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local stored = tonumber(string.match(current, '^%d+'))
+  if stored and stored > tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+_REQUESTS = "hotpath_cache_requests"
+_REQUESTS_HELP = "Cache lookups by the layer that answered (miss: loaded from PostgreSQL)."
+_COALESCED = "hotpath_cache_coalesced"
+_COALESCED_HELP = "Cache lookups that waited for a load already in flight."
+_RESULTS = ("local_hit", "redis_hit", "miss")
+_REDIS_PAUSE = 1.0  # after a Redis failure, reads skip it this long instead of paying a timeout
+_KEEPALIVE_SECONDS = 5.0
+_MAX_PENDING = 10_000
+
+
+def _error_name(exc: BaseException) -> str:
+    # coredis runs on anyio task groups: the real error arrives wrapped in exception groups.
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return type(exc).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class CachedProduct:
+    version: int
+    etag: str
+    body: bytes  # the JSON the handler sends as is
+
+
+Loader = Callable[[], Awaitable[CachedProduct | None]]
+
+
+def _encode(product: CachedProduct) -> str:
+    return f"{product.version}\n{product.etag}\n{product.body.decode()}"
+
+
+def _decode(raw: str) -> CachedProduct | None:
+    """None for a tombstone (a bare version)."""
+    version, sep, rest = raw.partition("\n")
+    if not sep:
+        return None
+    etag, _, body = rest.partition("\n")
+    return CachedProduct(int(version), etag, body.encode())
+
+
+class ProductCache(Collector):
+    """Products by id. ``registry`` gets the hit/miss counters as a collector; under prometheus
+    multiprocess mode ``flush()`` writes them to the shared files instead, as HttpMetrics does."""
+
+    def __init__(
+        self,
+        redis: RedisLink,
+        logger: FilteringBoundLogger,
+        *,
+        namespace: str,
+        local_ttl: float = 1.0,
+        redis_ttl: float = 300.0,
+        channel: str | None = None,
+        registry: CollectorRegistry | None,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 100_000,
+        multiprocess: bool | None = None,
+    ) -> None:
+        if local_ttl <= 0 or redis_ttl <= 0 or max_entries < 1:
+            raise ValueError("local_ttl and redis_ttl must be positive, max_entries at least 1")
+        self.redis = redis
+        self.logger = logger
+        self.namespace = namespace
+        self.local_ttl = local_ttl
+        self.redis_ttl_ms = int(redis_ttl * 1000)
+        self.channel = channel or f"{namespace}:product-invalidations"
+        self.max_entries = max_entries
+        self._clock = clock
+        self._local: dict[int, tuple[float, CachedProduct | None]] = {}
+        self._flights: dict[int, asyncio.Task[CachedProduct | None]] = {}
+        self._pending: dict[int, int] = {}  # tombstones Redis has not taken yet: id -> version
+        self._script = Script[str](script=_SET_IF_NEWER)
+        self._redis_down = False
+        self._redis_paused_until = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+        self.subscribed = False
+        self.local_hits = self.redis_hits = self.misses = self.coalesced = 0
+        self._flushed = [0, 0, 0, 0]
+        if multiprocess is None:
+            multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.multiprocess = multiprocess
+        if multiprocess:
+            self._requests = Counter(_REQUESTS, _REQUESTS_HELP, ("cache", "result"), registry=None)
+            coalesced = Counter(_COALESCED, _COALESCED_HELP, ("cache",), registry=None)
+            self._children = [self._requests.labels("product", result) for result in _RESULTS]
+            self._children.append(coalesced.labels("product"))
+        elif registry is not None:
+            registry.register(self)
+
+    async def get(self, product_id: int, load: Loader) -> CachedProduct | None:
+        entry = self._local.get(product_id)
+        if entry is not None and entry[0] > self._clock():
+            self.local_hits += 1
+            return entry[1]
+        flight = self._flights.get(product_id)
+        if flight is None:
+            flight = asyncio.create_task(self._fill(product_id, load))
+            self._flights[product_id] = flight
+            flight.add_done_callback(lambda done: self._landed(product_id, done))
+        else:
+            self.coalesced += 1
+        # Shielded: a caller that goes away must not cancel the load the others wait for.
+        return await asyncio.shield(flight)
+
+    async def invalidate(self, product_id: int, version: int) -> None:
+        """Call once the write (of ``version``) committed; never raises for Redis."""
+        self._drop(product_id)
+        if self.redis.configured:
+            if len(self._pending) >= _MAX_PENDING and product_id not in self._pending:
+                self._pending.pop(next(iter(self._pending)))  # redis_ttl bounds that one
+            self._pending[product_id] = max(version, self._pending.get(product_id, version))
+            await self._send_tombstones([product_id])
+        self._drop(product_id)  # a read that raced the tombstone may have stored the old row
+
+    async def start(self) -> None:
+        if self.redis.configured:
+            self._tasks.append(asyncio.create_task(self._subscribe_forever(), name="product-sub"))
+            retry = background.repeat_async(
+                _REDIS_PAUSE,
+                lambda: self._send_tombstones(list(self._pending)),
+                name="product-tombstones",
+                logger=self.logger,
+            )
+            self._tasks.append(retry)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            await background.stop(task)
+        self._tasks.clear()
+
+    def _landed(self, product_id: int, flight: asyncio.Task[CachedProduct | None]) -> None:
+        if self._flights.get(product_id) is flight:
+            del self._flights[product_id]
+        if not flight.cancelled():
+            flight.exception()  # the waiters got it; don't warn when all of them had gone
+
+    def _drop(self, product_id: int) -> None:
+        self._local.pop(product_id, None)
+        # Callers from now on start a fresh load; the one in flight may hold the old row.
+        self._flights.pop(product_id, None)
+
+    def _store(self, product_id: int, product: CachedProduct | None) -> None:
+        local = self._local
+        if product_id in local:
+            del local[product_id]  # re-inserted at the end: the dict stays in expiry order
+        elif len(local) >= self.max_entries:
+            for oldest in list(islice(local, max(1, self.max_entries // 100))):
+                del local[oldest]
+        local[product_id] = (self._clock() + self.local_ttl, product)
+
+    async def _fill(self, product_id: int, load: Loader) -> CachedProduct | None:
+        key = f"{self.namespace}:product:{product_id}"
+        product = None
+        if product_id in self._pending:
+            await self._send_tombstones([product_id])
+        if product_id not in self._pending and (client := self._client()) is not None:
+            try:
+                async with asyncio.timeout(self.redis.timeout):
+                    raw = await client.get(key)
+                product = None if raw is None else _decode(raw)
+                self._redis_ok()
+            except Exception as exc:
+                self._redis_failed("get", exc)
+        if product is not None:
+            self.redis_hits += 1
+        else:
+            self.misses += 1
+            product = await load()
+            if product is not None and (client := self._client()) is not None:
+                args = (product.version, _encode(product), self.redis_ttl_ms)
+                try:
+                    async with asyncio.timeout(self.redis.timeout):
+                        await self._script([key], args, client)
+                    self._redis_ok()
+                except Exception as exc:
+                    self._redis_failed("set", exc)
+        if self._flights.get(product_id) is asyncio.current_task():
+            self._store(product_id, product)  # not when invalidated meanwhile
+        return product
+
+    async def _send_tombstones(self, product_ids: list[int]) -> None:
+        client = self._client()
+        if client is None or not product_ids:
+            return
+        try:
+            for product_id in product_ids:
+                version = self._pending[product_id]
+                key = f"{self.namespace}:product:{product_id}"
+                async with asyncio.timeout(self.redis.timeout):
+                    await self._script([key], [version, str(version), self.redis_ttl_ms], client)
+                    await client.publish(self.channel, str(product_id))
+                if self._pending.get(product_id) == version:
+                    del self._pending[product_id]
+            self._redis_ok()
+        except Exception as exc:
+            self._redis_failed("invalidate", exc)
+
+    def _client(self) -> coredis.Redis[str] | None:
+        if self._redis_paused_until and self._clock() < self._redis_paused_until:
+            return None
+        return self.redis.client
+
+    def _redis_ok(self) -> None:
+        if self._redis_down:
+            self._redis_down = False
+            self._redis_paused_until = 0.0
+            self.logger.info("product_cache_redis_recovered")
+
+    def _redis_failed(self, operation: str, exc: Exception) -> None:
+        self._redis_paused_until = self._clock() + _REDIS_PAUSE
+        if not self._redis_down:
+            self._redis_down = True
+            self.logger.warning(
+                "product_cache_redis_failed",
+                operation=operation,
+                error=_error_name(exc),
+                detail="reads go to PostgreSQL; the local TTL bounds staleness",
+            )
+
+    async def _subscribe_forever(self) -> None:
+        failures = 0
+        while True:
+            client = self.redis.client
+            if client is not None:
+                try:
+                    async with client.pubsub(
+                        channels=[self.channel],
+                        ignore_subscribe_messages=True,
+                        retry_policy=None,
+                        max_idle_seconds=_KEEPALIVE_SECONDS,
+                    ) as pubsub:
+                        self.subscribed = True
+                        self._local.clear()  # messages sent while we were away are lost
+                        failures = 0
+                        async for message in pubsub:
+                            self._on_message(message["data"])
+                except Exception as exc:
+                    log = self.logger.warning if failures == 0 else self.logger.debug
+                    log("product_cache_subscription_failed", error=_error_name(exc))
+                finally:
+                    self.subscribed = False
+            failures += 1
+            await asyncio.sleep(min(2.0, 0.25 * 2.0 ** min(failures, 4)))
+
+    def _on_message(self, data: object) -> None:
+        try:
+            product_id = int(str(data))
+        except (TypeError, ValueError):
+            self.logger.warning("product_cache_message_invalid")
+            return
+        self._drop(product_id)
+
+    def counts(self) -> tuple[int, int, int, int]:
+        """local_hit, redis_hit, miss, coalesced."""
+        return self.local_hits, self.redis_hits, self.misses, self.coalesced
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(_REQUESTS, _REQUESTS_HELP, labels=("cache", "result"))
+        for result, value in zip(_RESULTS, self.counts(), strict=False):
+            requests.add_metric(["product", result], float(value))
+        yield requests
+        coalesced = CounterMetricFamily(_COALESCED, _COALESCED_HELP, labels=("cache",))
+        coalesced.add_metric(["product"], float(self.coalesced))
+        yield coalesced
+
+    def flush(self) -> None:
+        """Multiprocess mode: push what was counted since the last flush into the shared files."""
+        if not self.multiprocess:
+            return
+        now = self.counts()
+        for child, count, before in zip(self._children, now, self._flushed, strict=True):
+            if count != before:
+                child.inc(count - before)
+        self._flushed = list(now)

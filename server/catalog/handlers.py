@@ -1,0 +1,210 @@
+"""HTTP in/out for the catalog."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server.access import principal_of
+from server.apidoc import api
+from server.catalog import schemas
+from server.catalog.cache import CachedProduct
+from server.catalog.repository import Product, ProductFields, ProductFilter
+from server.conditional import etag, not_modified, required_version
+from server.context import request_context
+from server.errors import NotFound
+from server.pagination import CursorCodec, InvalidCursor, paged_response
+from server.responses import dumps, read_json, read_query
+
+# A public resource: shared caches may keep it briefly; revalidation is cheap (ETag -> 304).
+_PUBLIC = "public, max-age=5, stale-while-revalidate=30"
+_CURSOR_TYPES: dict[str, type] = {"created_at": str, "price": int, "name": str}
+
+
+def _product_id(request: Request) -> int:
+    raw = request.path_params["product_id"]
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+        raise NotFound("No such product.")
+    return int(raw)
+
+
+def render(product: Product) -> CachedProduct:
+    body = dumps(schemas.product_view(product))
+    return CachedProduct(product.version, etag("p", product.id, product.version), body)
+
+
+def _product_response(product: Product, status: int = 200) -> Response:
+    cached = render(product)
+    return Response(
+        cached.body,
+        status_code=status,
+        media_type="application/json",
+        headers={"etag": cached.etag, "location": f"/v1/products/{product.id}"},
+    )
+
+
+@api(
+    summary="One product",
+    description="Served from a cache; strong ETag, `If-None-Match` answers 304.",
+    tags=("catalog",),
+    responses={200: schemas.ProductView, 304: None},
+    errors=(404,),
+)
+async def get_product(request: Request) -> Response:
+    catalog = request.app.state.container.catalog
+    cached = await catalog.get_cached(_product_id(request), render)
+    headers = {"etag": cached.etag, "cache-control": _PUBLIC}
+    if not_modified(request.headers.get("if-none-match"), cached.etag):
+        return Response(status_code=304, headers=headers)
+    return Response(cached.body, media_type="application/json", headers=headers)
+
+
+def _scope(query: schemas.ProductQuery) -> str:
+    # The filters are part of the cursor's scope: a cursor of one listing is refused by another.
+    return (
+        "products:"
+        + msgspec.json.encode(
+            [
+                query.sort,
+                query.order,
+                query.q,
+                query.min_price,
+                query.max_price,
+                query.in_stock,
+                query.category,
+            ]
+        ).decode()
+    )
+
+
+def _after(query: schemas.ProductQuery, cursors: CursorCodec) -> tuple[Any, int] | None:
+    if not query.cursor:
+        return None
+    values = cursors.decode_values(_scope(query), query.cursor)
+    if len(values) != 2:
+        raise InvalidCursor("The cursor is not valid for this list.")
+    value, last_id = values
+    if not isinstance(value, _CURSOR_TYPES[query.sort]) or not isinstance(last_id, int):
+        raise InvalidCursor("The cursor is not valid for this list.")
+    if isinstance(value, str) and query.sort == "created_at":
+        try:
+            return dt.datetime.fromisoformat(value), last_id
+        except ValueError:
+            raise InvalidCursor("The cursor is not valid for this list.") from None
+    return value, last_id
+
+
+@api(
+    summary="List products",
+    description="Keyset pagination (`limit` ≤ 100, `cursor`); filters `q` (name search), "
+    "`min_price`, `max_price` (minor units), `in_stock`, `category`; `sort` by `created_at`, "
+    "`price` or `name`, `order` `asc` or `desc`. Unknown parameters are a 400.",
+    tags=("catalog",),
+    query=schemas.ProductQuery,
+    responses={200: schemas.ProductList},
+    errors=(400,),
+)
+async def list_products(request: Request) -> Response:
+    query = read_query(request, schemas.ProductQuery)
+    container = request.app.state.container
+    rows = await container.catalog.page(
+        sort=query.sort,
+        direction=query.order,
+        after=_after(query, container.cursors),
+        where=ProductFilter(
+            query.q, query.min_price, query.max_price, query.in_stock, query.category
+        ),
+        limit=query.limit + 1,
+    )
+    return paged_response(
+        request,
+        rows,
+        limit=query.limit,
+        cursors=container.cursors,
+        scope=_scope(query),
+        position=lambda p: (p.sort_value(query.sort), p.id),
+        view=schemas.product_view,
+    )
+
+
+@api(
+    summary="Create a product",
+    tags=("catalog",),
+    body=schemas.NewProductBody,
+    responses={201: schemas.ProductView},
+    errors=(400, 409, 422),
+)
+async def create_product(request: Request) -> Response:
+    body = await read_json(request, schemas.NewProductBody)
+    fields = ProductFields(
+        body.name, body.description, body.category, body.price.amount_minor, body.price.currency
+    )
+    product = await request.app.state.container.catalog.create(
+        principal_of(request), body.sku, fields, body.stock, request_context(request)
+    )
+    return _product_response(product, 201)
+
+
+@api(
+    summary="Change a product",
+    description="Needs `If-Match` with the current ETag: 428 without it, 412 when stale.",
+    tags=("catalog",),
+    body=schemas.ProductPatch,
+    responses={200: schemas.ProductView},
+    errors=(400, 404, 412, 422, 428),
+)
+async def patch_product(request: Request) -> Response:
+    product_id = _product_id(request)
+    version = required_version(request.headers.get("if-match"), "p", product_id)
+    body = await read_json(request, schemas.ProductPatch)
+    changes: dict[str, Any] = {
+        name: getattr(body, name)
+        for name in ("name", "description", "category")
+        if getattr(body, name) is not None
+    }
+    if body.price is not None:
+        changes |= {"price_minor": body.price.amount_minor, "currency": body.price.currency}
+    product = await request.app.state.container.catalog.update(
+        principal_of(request), product_id, version, changes, request_context(request)
+    )
+    return _product_response(product)
+
+
+@api(
+    summary="Delete a product (soft)",
+    description="Needs `If-Match` with the current ETag: 428 without it, 412 when stale.",
+    tags=("catalog",),
+    responses={204: None},
+    errors=(404, 412, 428),
+)
+async def delete_product(request: Request) -> Response:
+    product_id = _product_id(request)
+    version = required_version(request.headers.get("if-match"), "p", product_id)
+    await request.app.state.container.catalog.delete(
+        principal_of(request), product_id, version, request_context(request)
+    )
+    return Response(status_code=204)
+
+
+@api(
+    summary="Change a product's stock",
+    description="`delta` may be negative; stock never goes below zero (409).",
+    tags=("catalog",),
+    body=schemas.StockBody,
+    responses={200: schemas.ProductView},
+    errors=(400, 404, 409, 422),
+)
+async def change_stock(request: Request) -> Response:
+    body = await read_json(request, schemas.StockBody)
+    product = await request.app.state.container.catalog.change_stock(
+        principal_of(request),
+        _product_id(request),
+        body.delta,
+        body.reason,
+        request_context(request),
+    )
+    return _product_response(product)

@@ -1,0 +1,148 @@
+"""Products in PostgreSQL; listings by named query per sort order; the outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import asyncpg
+
+from server.db import Connection, record_to
+from server.errors import Conflict
+from server.sqlfiles import Queries
+
+SortKey = Literal["created_at", "price", "name"]
+Direction = Literal["asc", "desc"]
+_QUERY_SORT = {"created_at": "created", "price": "price", "name": "name"}
+
+
+class SkuTaken(Conflict):
+    slug = "sku-taken"
+    title = "SKU already used"
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    id: int
+    sku: str
+    name: str
+    description: str
+    category: str
+    price_minor: int
+    currency: str
+    stock: int
+    version: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    def sort_value(self, key: SortKey) -> Any:
+        return {"created_at": self.created_at, "price": self.price_minor, "name": self.name}[key]
+
+
+@dataclass(frozen=True, slots=True)
+class ProductFilter:
+    q: str | None = None
+    min_price: int | None = None
+    max_price: int | None = None
+    in_stock: bool = False
+    category: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProductFields:
+    name: str
+    description: str
+    category: str
+    price_minor: int
+    currency: str
+
+
+class ProductsRepository:
+    def __init__(self, queries: Queries) -> None:
+        q = queries.sql
+        self._get = q("get_product")
+        self._create = q("create_product")
+        self._update = q("update_product")
+        self._delete = q("delete_product")
+        self._stock = q("update_product_stock")
+        self._exists = q("exists_product")
+        self._lists = {
+            (key, direction): q(f"list_products_by_{name}_{direction}")
+            for key, name in _QUERY_SORT.items()
+            for direction in ("asc", "desc")
+        }
+
+    async def get(self, conn: Connection, product_id: int) -> Product | None:
+        record = await conn.fetchrow(self._get, product_id)
+        return None if record is None else record_to(Product, record)
+
+    async def exists(self, conn: Connection, product_id: int) -> bool:
+        return bool(await conn.fetchval(self._exists, product_id))
+
+    async def create(
+        self, conn: Connection, sku: str, fields: ProductFields, stock: int
+    ) -> Product:
+        try:
+            record = await conn.fetchrow(
+                self._create,
+                sku,
+                fields.name,
+                fields.description,
+                fields.category,
+                fields.price_minor,
+                fields.currency,
+                stock,
+            )
+        except asyncpg.UniqueViolationError:
+            raise SkuTaken(f"A product with SKU {sku!r} exists.") from None
+        assert record is not None
+        return record_to(Product, record)
+
+    async def update(
+        self, conn: Connection, product_id: int, version: int, fields: ProductFields
+    ) -> Product | None:
+        """None when the version is not the current one (or the product is gone)."""
+        record = await conn.fetchrow(
+            self._update,
+            product_id,
+            version,
+            fields.name,
+            fields.description,
+            fields.category,
+            fields.price_minor,
+            fields.currency,
+        )
+        return None if record is None else record_to(Product, record)
+
+    async def delete(self, conn: Connection, product_id: int, version: int) -> bool:
+        return await conn.fetchval(self._delete, product_id, version) is not None
+
+    async def change_stock(self, conn: Connection, product_id: int, delta: int) -> Product | None:
+        """None when the change would take stock below zero (or the product is gone)."""
+        record = await conn.fetchrow(self._stock, product_id, delta)
+        return None if record is None else record_to(Product, record)
+
+    async def page(
+        self,
+        conn: Connection,
+        *,
+        sort: SortKey,
+        direction: Direction,
+        after: tuple[Any, int] | None,
+        where: ProductFilter,
+        limit: int,
+    ) -> list[Product]:
+        value, last_id = after if after else (None, None)
+        records = await conn.fetch(
+            self._lists[(sort, direction)],
+            value,
+            last_id,
+            where.q,
+            where.min_price,
+            where.max_price,
+            where.in_stock,
+            where.category,
+            limit,
+        )
+        return [record_to(Product, r) for r in records]

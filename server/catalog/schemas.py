@@ -1,0 +1,93 @@
+"""Shapes of the catalog endpoints."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+import msgspec
+
+from server.auth.schemas import Strict
+from server.catalog.repository import Product
+
+Money = Annotated[int, msgspec.Meta(ge=0, le=10**15)]
+Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Category = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")]
+Description = Annotated[str, msgspec.Meta(max_length=5000)]
+
+
+class Price(Strict):
+    amount_minor: Money
+    currency: Currency
+
+
+class NewProductBody(Strict):
+    sku: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+    name: Name
+    category: Category
+    price: Price
+    description: Description = ""
+    stock: Annotated[int, msgspec.Meta(ge=0, le=10**9)] = 0
+
+
+class ProductPatch(Strict):
+    name: Name | None = None
+    description: Description | None = None
+    category: Category | None = None
+    price: Price | None = None
+
+
+class StockBody(Strict):
+    delta: Annotated[int, msgspec.Meta(ge=-(10**9), le=10**9)]
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class ProductQuery(Strict):
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
+    cursor: str | None = None
+    q: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
+    min_price: Money | None = None
+    max_price: Money | None = None
+    in_stock: bool = False
+    category: Category | None = None
+    sort: Literal["created_at", "price", "name"] = "created_at"
+    order: Literal["asc", "desc"] = "asc"
+
+
+class PriceView(msgspec.Struct):
+    amount_minor: int
+    currency: str
+
+
+class ProductView(msgspec.Struct):
+    id: int
+    sku: str
+    name: str
+    description: str
+    category: str
+    price: PriceView
+    stock: int
+    in_stock: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ProductList(msgspec.Struct):
+    data: list[ProductView]
+    next_cursor: str | None
+
+
+def product_view(product: Product) -> ProductView:
+    return ProductView(
+        id=product.id,
+        sku=product.sku,
+        name=product.name,
+        description=product.description,
+        category=product.category,
+        price=PriceView(product.price_minor, product.currency),
+        stock=product.stock,
+        in_stock=product.stock > 0,
+        created_at=product.created_at,
+        updated_at=product.updated_at,
+    )

@@ -1,0 +1,39 @@
+"""Strong ETags and the If-None-Match / If-Match preconditions (RFC 9110 section 13)."""
+
+from __future__ import annotations
+
+from server.errors import PreconditionFailed, PreconditionRequired
+
+
+def etag(kind: str, resource_id: int, version: int) -> str:
+    """Strong: the version changes with every change to the representation."""
+    return f'"{kind}{resource_id}v{version}"'
+
+
+def _tags(header: str) -> list[str]:
+    return [part.strip().removeprefix("W/") for part in header.split(",") if part.strip()]
+
+
+def not_modified(if_none_match: str | None, current: str) -> bool:
+    if not if_none_match:
+        return False
+    tags = _tags(if_none_match)
+    return "*" in tags or current in tags
+
+
+def required_version(if_match: str | None, kind: str, resource_id: int) -> int:
+    """The version the client last saw; 428 without If-Match, 412 for a foreign tag.
+
+    Weak tags never match for If-Match (strong comparison), and ``*`` names no version, so it
+    cannot protect against a lost update: both are refused.
+    """
+    if not if_match:
+        raise PreconditionRequired("Send If-Match with the ETag you last read.")
+    prefix = f'"{kind}{resource_id}v'
+    for raw in if_match.split(","):
+        tag = raw.strip()
+        if tag.startswith(prefix) and tag.endswith('"'):
+            digits = tag[len(prefix) : -1]
+            if digits.isdigit():
+                return int(digits)
+    raise PreconditionFailed("The If-Match ETag does not name this resource's current version.")

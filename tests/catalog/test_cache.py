@@ -1,0 +1,462 @@
+"""The product cache against the real Redis: each ProductCache stands for one replica process."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+from structlog.typing import FilteringBoundLogger
+
+from server.catalog.cache import CachedProduct, ProductCache
+from server.redis_link import RedisLink, open_redis
+from tests.conftest import REDIS_URL
+from tests.support import free_port
+
+PRODUCT = 42
+
+
+class Source:
+    """Stands in for PostgreSQL: one row whose version the test moves, and a count of loads."""
+
+    def __init__(self, version: int = 1) -> None:
+        self.version: int | None = version  # None: no such row
+        self.loads = 0
+        self.started = asyncio.Event()
+        self.gate: asyncio.Event | None = None
+        self.delay = 0.0
+
+    def row(self) -> CachedProduct | None:
+        if self.version is None:
+            return None
+        body = orjson.dumps({"id": PRODUCT, "version": self.version, "name": "Kettle é"})
+        return CachedProduct(self.version, f'"p-{PRODUCT}-{self.version}"', body)
+
+    async def load(self) -> CachedProduct | None:
+        self.loads += 1
+        snapshot = self.row()  # the SELECT sees the row as it is now
+        self.started.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return snapshot
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class RedisServer:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = subprocess.Popen(["redis-server", *args], stdout=subprocess.DEVNULL)
+        for _ in range(200):
+            ping = ["redis-cli", "-p", str(self.port), "ping"]
+            if subprocess.run(ping, capture_output=True, check=False).stdout.strip() == b"PONG":
+                return
+            time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+@pytest.fixture
+def throwaway_redis() -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not installed")
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"hotpath:test:{secrets.token_hex(6)}"
+
+
+@pytest.fixture
+async def link(logger: FilteringBoundLogger) -> AsyncIterator[RedisLink]:
+    async with open_redis(REDIS_URL, timeout=0.5, logger=logger) as link:
+        assert link.client is not None
+        yield link
+
+
+@asynccontextmanager
+async def replica(
+    link: RedisLink, logger: FilteringBoundLogger, namespace: str, **options: object
+) -> AsyncIterator[ProductCache]:
+    """One process' cache, subscribed to invalidations when Redis is there."""
+    cache = ProductCache(link, logger, namespace=namespace, registry=None, **options)  # type: ignore[arg-type]
+    await cache.start()
+    try:
+        if link.client is not None:
+            await until(lambda: cache.subscribed, limit=5)
+        yield cache
+    finally:
+        await cache.stop()
+
+
+async def until(condition: Callable[[], bool], *, limit: float) -> float:
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > limit:
+            raise AssertionError(f"not within {limit} s")
+        await asyncio.sleep(0.002)
+    return time.monotonic() - start
+
+
+async def until_version(
+    get: Callable[[], Awaitable[CachedProduct | None]], version: int, *, limit: float
+) -> float:
+    start = time.monotonic()
+    while (found := await get()) is None or found.version != version:
+        if time.monotonic() - start > limit:
+            raise AssertionError(f"version {version} not served within {limit} s")
+        await asyncio.sleep(0.002)
+    return time.monotonic() - start
+
+
+def commands(link: RedisLink, monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every command the client sends from now on, by name."""
+    client = link.client
+    assert client is not None
+    seen: list[bytes] = []
+    original = client.create_request
+
+    def spy(name: bytes, *args: object, **kwargs: object) -> object:
+        seen.append(name)
+        return original(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(client, "create_request", spy)
+    return seen
+
+
+async def stored(link: RedisLink, namespace: str) -> str | None:
+    assert link.client is not None
+    return await link.client.get(f"{namespace}:product:{PRODUCT}")
+
+
+def events(stream: io.BytesIO, name: str) -> list[dict[str, object]]:
+    lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    return [line for line in lines if line["event"] == name]
+
+
+async def test_a_local_hit_does_no_io(
+    link: RedisLink, logger: FilteringBoundLogger, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = Source()
+    async with replica(link, logger, namespace, local_ttl=60) as cache:
+        first = await cache.get(PRODUCT, source.load)
+        seen = commands(link, monkeypatch)
+        for _ in range(1000):
+            assert await cache.get(PRODUCT, source.load) == first
+        assert seen == []
+        assert source.loads == 1
+        assert cache.counts() == (1000, 0, 1, 0)
+
+
+async def test_a_cold_burst_loads_once(
+    link: RedisLink, logger: FilteringBoundLogger, namespace: str
+) -> None:
+    source = Source()
+    source.delay = 0.05
+    async with replica(link, logger, namespace) as cache:
+        results = await asyncio.gather(*(cache.get(PRODUCT, source.load) for _ in range(100)))
+        assert source.loads == 1
+        assert {r.version for r in results if r is not None} == {1}
+        assert cache.counts() == (0, 0, 1, 99)
+
+
+async def test_another_process_gets_a_redis_hit(
+    link: RedisLink, logger: FilteringBoundLogger, namespace: str
+) -> None:
+    source, other_source = Source(), Source()
+    async with replica(link, logger, namespace) as a, replica(link, logger, namespace) as b:
+        loaded = await a.get(PRODUCT, source.load)
+        assert await b.get(PRODUCT, other_source.load) == loaded
+        assert other_source.loads == 0
+        assert b.counts() == (0, 1, 0, 0)
+        assert await b.get(PRODUCT, other_source.load) == loaded  # now local
+        assert b.counts() == (1, 1, 0, 0)
+
+
+async def test_invalidate_reaches_every_replica_within_a_second(
+    link: RedisLink, logger: FilteringBoundLogger, namespace: str
+) -> None:
+    source = Source()
+    # A long local TTL: only the pub/sub message can make b drop its copy in time.
+    async with (
+        replica(link, logger, namespace, local_ttl=60) as a,
+        replica(link, logger, namespace, local_ttl=60) as b,
+    ):
+        assert (await a.get(PRODUCT, source.load)) == (await b.get(PRODUCT, source.load))
+        source.version = 2  # the write commits
+        start = time.monotonic()
+        await a.invalidate(PRODUCT, 2)
+        await until_version(lambda: b.get(PRODUCT, source.load), 2, limit=1.0)
+        seconds = time.monotonic() - start
+        print(f"\ninvalidate() to the other replica serving the write: {seconds * 1000:.1f} ms")
+        assert seconds < 0.5
+        found = await a.get(PRODUCT, source.load)  # the writer reads its own write
+        assert found is not None
+        assert found.version == 2
+        assert found.body == source.row().body  # type: ignore[union-attr]
+        raw = await stored(link, namespace)  # b's load replaced the tombstone
+        assert raw is not None
+        assert raw.startswith("2\n")
+
+
+async def test_a_stale_reader_cannot_overwrite_a_newer_write(
+    link: RedisLink, logger: FilteringBoundLogger, namespace: str
+) -> None:
+    source = Source()
+    async with (
+        replica(link, logger, namespace, local_ttl=60) as a,
+        replica(link, logger, namespace, local_ttl=60) as writer,
+    ):
+        source.gate = asyncio.Event()
+        late = asyncio.create_task(a.get(PRODUCT, source.load))
+        await source.started.wait()  # a's loader has read version 1 ...
+        source.version = 2
+        await writer.invalidate(PRODUCT, 2)  # ... and the write commits meanwhile
+        source.gate.set()
+        answered = await late
+        assert answered is not None
+        assert answered.version == 1  # it asked before the write; that answer is fine
+        assert await stored(link, namespace) == "2"  # but it did not put version 1 back
+        source.gate = None
+        await until_version(lambda: a.get(PRODUCT, source.load), 2, limit=1.0)
+        async with replica(link, logger, namespace) as fresh:
+            found = await fresh.get(PRODUCT, source.load)
+            assert found is not None
+            assert found.version == 2
+            raw = await stored(link, namespace)
+            assert raw is not None
+            assert raw.startswith("2\n")
+
+
+async def test_an_invalidation_during_a_local_load_is_not_undone(
+    link: RedisLink, logger: FilteringBoundLogger, namespace: str
+) -> None:
+    source = Source()
+    source.gate = asyncio.Event()
+    async with replica(link, logger, namespace, local_ttl=60) as cache:
+        late = asyncio.create_task(cache.get(PRODUCT, source.load))
+        await source.started.wait()
+        source.version = 2
+        await cache.invalidate(PRODUCT, 2)
+        source.gate.set()
+        newer = await cache.get(PRODUCT, source.load)  # does not join the stale load
+        assert newer is not None
+        assert newer.version == 2
+        assert (await late) is not None
+        again = await cache.get(PRODUCT, source.load)
+        assert again is not None
+        assert again.version == 2
+        assert source.loads == 2
+
+
+async def test_without_redis_reads_work_and_the_local_ttl_bounds_staleness(
+    logger: FilteringBoundLogger, namespace: str
+) -> None:
+    clock, source = Clock(), Source()
+    async with open_redis(None, timeout=0.5, logger=logger) as link:
+        a = ProductCache(link, logger, namespace=namespace, registry=None, clock=clock)
+        b = ProductCache(link, logger, namespace=namespace, registry=None, clock=clock)
+        await a.start()  # nothing to follow: a no-op
+        await a.get(PRODUCT, source.load)
+        await b.get(PRODUCT, source.load)
+        source.version = 2
+        await a.invalidate(PRODUCT, 2)
+        assert (await a.get(PRODUCT, source.load)).version == 2  # type: ignore[union-attr]
+        clock.now += 0.9
+        assert (await b.get(PRODUCT, source.load)).version == 1  # type: ignore[union-attr]
+        clock.now += 0.11  # the default local_ttl: 1 s
+        assert (await b.get(PRODUCT, source.load)).version == 2  # type: ignore[union-attr]
+        assert source.loads == 4
+        await a.stop()
+
+
+async def test_not_found_is_cached_locally_only_and_briefly(
+    link: RedisLink, logger: FilteringBoundLogger, namespace: str
+) -> None:
+    clock, source = Clock(), Source()
+    source.version = None
+    async with replica(link, logger, namespace, local_ttl=0.5, clock=clock) as cache:
+        assert await cache.get(PRODUCT, source.load) is None
+        assert await cache.get(PRODUCT, source.load) is None
+        assert source.loads == 1
+        assert await stored(link, namespace) is None
+        clock.now += 0.6
+        assert await cache.get(PRODUCT, source.load) is None
+        assert source.loads == 2
+        source.version = 1  # created: the service invalidates, dropping the "not found"
+        await cache.invalidate(PRODUCT, 1)
+        assert await cache.get(PRODUCT, source.load) is not None
+
+
+async def test_a_redis_outage_keeps_reads_working(
+    logger: FilteringBoundLogger,
+    log_stream: io.BytesIO,
+    namespace: str,
+    throwaway_redis: RedisServer,
+) -> None:
+    source = Source()
+    async with AsyncExitStack() as stack:
+        link = await stack.enter_async_context(
+            open_redis(throwaway_redis.url, timeout=0.5, logger=logger)
+        )
+        a = await stack.enter_async_context(replica(link, logger, namespace, local_ttl=0.2))
+        b = await stack.enter_async_context(replica(link, logger, namespace, local_ttl=0.2))
+        await a.get(PRODUCT, source.load)
+        await b.get(PRODUCT, source.load)
+        assert b.counts() == (0, 1, 0, 0)
+
+        throwaway_redis.kill()
+        source.version = 2
+        start = time.monotonic()
+        await a.invalidate(PRODUCT, 2)  # logged, not raised
+        assert time.monotonic() - start < 0.6
+        assert (await a.get(PRODUCT, source.load)).version == 2  # type: ignore[union-attr]
+        seconds = await until_version(lambda: b.get(PRODUCT, source.load), 2, limit=1.0)
+        assert seconds < 0.3  # local_ttl, plus a failed Redis call at most
+        slowest = 0.0
+        for _ in range(60):  # reads stay fast: a failed Redis is skipped, not retried each time
+            start = time.monotonic()
+            await asyncio.sleep(0.04)
+            await b.get(PRODUCT, source.load)
+            slowest = max(slowest, time.monotonic() - start - 0.04)
+        assert slowest < 0.1
+        assert len(events(log_stream, "product_cache_redis_failed")) == 2  # once per process
+        assert not events(log_stream, "product_cache_redis_recovered")
+
+        # Redis comes back empty: the tombstone a could not write lands, and pub/sub resumes.
+        await asyncio.to_thread(throwaway_redis.start)
+        await until(lambda: a.subscribed and b.subscribed, limit=10)
+        for _ in range(200):
+            if await stored(link, namespace) is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert (await stored(link, namespace) or "").split("\n")[0] == "2"
+        source.version = 3
+        await a.invalidate(PRODUCT, 3)
+        assert await stored(link, namespace) == "3"
+    assert events(log_stream, "product_cache_redis_recovered")
+
+
+async def test_a_failed_load_reaches_every_waiter_and_caches_nothing(
+    link: RedisLink, logger: FilteringBoundLogger, namespace: str
+) -> None:
+    calls = 0
+
+    async def broken() -> CachedProduct | None:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.02)
+        raise OSError("database went away")
+
+    async with replica(link, logger, namespace) as cache:
+        results = await asyncio.gather(
+            *(cache.get(PRODUCT, broken) for _ in range(10)), return_exceptions=True
+        )
+        assert all(isinstance(r, OSError) for r in results)
+        assert calls == 1
+        source = Source()
+        assert await cache.get(PRODUCT, source.load) is not None
+
+
+async def test_a_caller_that_goes_away_does_not_cancel_the_load(
+    link: RedisLink, logger: FilteringBoundLogger, namespace: str
+) -> None:
+    source = Source()
+    source.delay = 0.05
+    async with replica(link, logger, namespace) as cache:
+        leader = asyncio.create_task(cache.get(PRODUCT, source.load))
+        await source.started.wait()
+        follower = asyncio.create_task(cache.get(PRODUCT, source.load))
+        await asyncio.sleep(0)
+        leader.cancel()
+        found = await follower
+        assert found is not None
+        assert source.loads == 1
+
+
+async def test_the_local_dict_is_bounded(logger: FilteringBoundLogger, namespace: str) -> None:
+    loads: list[int] = []
+
+    def loader(product_id: int) -> Callable[[], Awaitable[CachedProduct | None]]:
+        async def load() -> CachedProduct | None:
+            loads.append(product_id)
+            return CachedProduct(1, '"x"', b"{}")
+
+        return load
+
+    async with open_redis(None, timeout=0.5, logger=logger) as link:
+        cache = ProductCache(link, logger, namespace=namespace, registry=None, max_entries=100)
+        for product_id in range(150):
+            await cache.get(product_id, loader(product_id))
+        loads.clear()
+        await cache.get(149, loader(149))
+        assert loads == []
+        await cache.get(0, loader(0))
+        assert loads == [0]  # the oldest went first
+
+
+async def test_hits_and_misses_are_metrics(
+    link: RedisLink, logger: FilteringBoundLogger, namespace: str
+) -> None:
+    registry = CollectorRegistry()
+    source = Source()
+    source.delay = 0.02
+    a = ProductCache(link, logger, namespace=namespace, registry=registry, multiprocess=False)
+    b = ProductCache(link, logger, namespace=namespace, registry=None, multiprocess=False)
+    await asyncio.gather(*(a.get(PRODUCT, source.load) for _ in range(5)))
+    await a.get(PRODUCT, source.load)
+    await b.get(PRODUCT, source.load)
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, {"cache": "product", **labels})
+
+    assert sample("hotpath_cache_requests_total", result="local_hit") == 1
+    assert sample("hotpath_cache_requests_total", result="redis_hit") == 0
+    assert sample("hotpath_cache_requests_total", result="miss") == 1
+    assert sample("hotpath_cache_coalesced_total") == 4
+    assert b.counts() == (0, 1, 0, 0)
+
+    # Multiprocess mode: counters flushed into prometheus_client's objects, deltas only.
+    shared = ProductCache(link, logger, namespace=namespace, registry=None, multiprocess=True)
+    exported = CollectorRegistry()
+    exported.register(shared._requests)
+    await shared.get(PRODUCT, source.load)
+    await shared.get(PRODUCT, source.load)
+    shared.flush()
+    shared.flush()
+    labels = {"cache": "product", "result": "local_hit"}
+    assert exported.get_sample_value("hotpath_cache_requests_total", labels) == 1
+    labels["result"] = "redis_hit"
+    assert exported.get_sample_value("hotpath_cache_requests_total", labels) == 1
