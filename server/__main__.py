@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     seed = commands.add_parser("seed", help="load demo data into an empty database")
     seed.add_argument("--users", type=int, default=1000, help="bulk accounts to add")
+    seed.add_argument("--products", type=int, default=1000, help="catalog size (COPY)")
 
     admin = commands.add_parser("create-admin", help="create an administrator account")
     admin.add_argument("--email", required=True)
@@ -71,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "create-admin":
         password = _read_password(args.password_stdin)
         return asyncio.run(tasks.create_admin_command(settings, logger, args.email, password))
-    return asyncio.run(tasks.seed_command(settings, logger, users=args.users))
+    return asyncio.run(
+        tasks.seed_command(settings, logger, users=args.users, products=args.products)
+    )
 
 
 def _read_password(from_stdin: bool) -> str:

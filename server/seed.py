@@ -52,11 +52,12 @@ def _save_logins(data_dir: Path, logins: dict[str, str]) -> None:
         handle.write(orjson.dumps(logins, option=orjson.OPT_INDENT_2))
 
 
-def _progress(done: int, total: int) -> None:
+def progress(label: str, done: int, total: int) -> None:
     if total and sys.stderr.isatty():
         width = 30
         filled = width * done // total
-        sys.stderr.write(f"\r  users [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        bar = "#" * filled + "." * (width - filled)
+        sys.stderr.write(f"\r  {label:<8} [{bar}] {done}/{total}")
         if done == total:
             sys.stderr.write("\n")
         sys.stderr.flush()
@@ -106,5 +107,5 @@ async def _bulk_users(
             for n in range(done + 1, done + size + 1)
         )
         done += await repo.copy_many(conn, batch)
-        _progress(done, total)
+        progress("users", done, total)
     return done

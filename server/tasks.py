@@ -7,12 +7,13 @@ from structlog.typing import FilteringBoundLogger
 from server.audit.repository import AuditRepository
 from server.auth.password_policy import password_problems
 from server.auth.passwords import PasswordHasher
+from server.catalog.seed import seed_products
 from server.context import RequestContext
 from server.db import Database, create_pool
 from server.devdb import resolve_database
 from server.migrate import migrate
 from server.paths import MIGRATIONS_DIR
-from server.seed import SeedResult, seed
+from server.seed import SeedResult, progress, seed
 from server.settings import Settings
 from server.sqlfiles import load_queries
 from server.users.repository import EmailTaken, NewUser, UsersRepository
@@ -25,20 +26,24 @@ async def apply_migrations(settings: Settings, logger: FilteringBoundLogger) -> 
     logger.info("migrations_current", applied=[m.name for m in applied])
 
 
-async def load_demo_data(settings: Settings, *, users: int) -> SeedResult:
+async def load_demo_data(settings: Settings, *, users: int, products: int) -> SeedResult:
     pool = await create_pool(settings.with_pool_size(1, 2))
     db = Database(pool, acquire_timeout=settings.db_acquire_timeout)
     try:
-        return await seed(db, UsersRepository(load_queries()), settings.data_dir, users=users)
+        result = await seed(db, UsersRepository(load_queries()), settings.data_dir, users=users)
+        await seed_products(db, products, progress)
+        return result
     finally:
         await db.close()
 
 
-async def prepare(settings: Settings, logger: FilteringBoundLogger, *, users: int) -> Settings:
+async def prepare(
+    settings: Settings, logger: FilteringBoundLogger, *, users: int, products: int = 1000
+) -> Settings:
     """Database there, schema current, demo data in: what ``make run`` needs before serving."""
     settings = await resolve_database(settings, logger)
     await apply_migrations(settings, logger)
-    result = await load_demo_data(settings, users=users)
+    result = await load_demo_data(settings, users=users, products=products)
     if result.created:
         logger.info("demo_data_loaded", accounts=result.created)
     return settings
@@ -51,10 +56,12 @@ async def migrate_command(settings: Settings, logger: FilteringBoundLogger) -> i
     return 0
 
 
-async def seed_command(settings: Settings, logger: FilteringBoundLogger, *, users: int) -> int:
+async def seed_command(
+    settings: Settings, logger: FilteringBoundLogger, *, users: int, products: int
+) -> int:
     if not settings.production:
         settings = await resolve_database(settings, logger)
-    result = await load_demo_data(settings, users=users)
+    result = await load_demo_data(settings, users=users, products=products)
     if result.created:
         logger.info("demo_data_loaded", accounts=result.created)
     else:

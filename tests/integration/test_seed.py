@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 from argon2 import PasswordHasher
 
+from server.catalog.seed import seed_products
 from server.db import Database, create_pool
 from server.migrate import migrate
 from server.paths import MIGRATIONS_DIR
@@ -60,3 +61,31 @@ async def test_duplicate_email_in_any_case_is_email_taken(settings: Settings) ->
                 await repo.create(conn, NewUser(email.lower(), "hash", "Second"))
     finally:
         await db.close()
+
+
+async def test_seed_products_copies_a_realistic_catalog_once(
+    settings: Settings, empty_db: str
+) -> None:
+    await migrate(empty_db, MIGRATIONS_DIR)
+    db = Database(await create_pool(replace(settings, database_url=empty_db)), acquire_timeout=1.0)
+    seen: list[int] = []
+    try:
+        added = await seed_products(db, 25_000, lambda _label, done, _total: seen.append(done))
+        again = await seed_products(db, 25_000)
+    finally:
+        await db.close()
+    assert (added, again) == (25_000, 0)
+    assert seen == [10_000, 20_000, 25_000]
+    conn = await asyncpg.connect(empty_db)
+    try:
+        stats = await conn.fetchrow(
+            "SELECT count(*) AS n, count(DISTINCT category) AS categories, min(price_minor) AS low,"
+            " max(price_minor) AS high, count(*) FILTER (WHERE stock = 0) AS empty FROM products"
+        )
+    finally:
+        await conn.close()
+    assert stats is not None
+    assert stats["n"] == 25_000
+    assert stats["categories"] >= 5
+    assert 0 < stats["low"] < stats["high"]
+    assert 0 < stats["empty"] < 25_000 * 0.2
