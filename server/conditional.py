@@ -21,8 +21,9 @@ def not_modified(if_none_match: str | None, current: str) -> bool:
     return "*" in tags or current in tags
 
 
-def required_version(if_match: str | None, kind: str, resource_id: int) -> int:
-    """The version the client last saw; 428 without If-Match, 412 for a foreign tag.
+def required_versions(if_match: str | None, kind: str, resource_id: int) -> frozenset[int]:
+    """The versions the client accepts (any listed tag may match); 428 without If-Match, 412
+    when no tag names this resource.
 
     Weak tags never match for If-Match (strong comparison), and ``*`` names no version, so it
     cannot protect against a lost update: both are refused.
@@ -30,10 +31,13 @@ def required_version(if_match: str | None, kind: str, resource_id: int) -> int:
     if not if_match:
         raise PreconditionRequired("Send If-Match with the ETag you last read.")
     prefix = f'"{kind}{resource_id}v'
+    versions = set()
     for raw in if_match.split(","):
         tag = raw.strip()
         if tag.startswith(prefix) and tag.endswith('"'):
             digits = tag[len(prefix) : -1]
-            if digits.isdigit():
-                return int(digits)
-    raise PreconditionFailed("The If-Match ETag does not name this resource's current version.")
+            if digits.isascii() and digits.isdigit() and len(digits) <= 9:
+                versions.add(int(digits))
+    if not versions:
+        raise PreconditionFailed("The If-Match ETag does not name this resource's version.")
+    return frozenset(versions)

@@ -72,6 +72,12 @@ def json_pointer(message: str) -> tuple[str, str]:
 
 
 def decode_json(body: bytes, kind: type[T]) -> T:
+    if b"\\u0000" in body:
+        # PostgreSQL text cannot hold NUL; refuse it here rather than fail in the driver.
+        raise errors.ValidationFailed(
+            "The request body contains a NUL character.",
+            errors=[{"pointer": "", "detail": "NUL (\\u0000) is not allowed in strings"}],
+        )
     try:
         return _decoder(kind).decode(body)
     except msgspec.ValidationError as exc:
@@ -97,6 +103,8 @@ def read_query(request: Request, kind: type[T]) -> T:
     params = request.query_params
     values: dict[str, str] = {}
     for name, value in params.multi_items():
+        if "\x00" in value or "\x00" in name:
+            raise errors.InvalidParameter(f"The parameter {name!r} contains a NUL character.")
         if name in values:
             raise errors.UnknownParameter(f"The parameter {name!r} is given more than once.")
         values[name] = value

@@ -25,9 +25,11 @@ WHERE id = $1 AND version = $2 AND deleted_at IS NULL
 RETURNING id;
 
 -- name: update_product_stock :one
--- A conditional update: stock never goes below zero, whatever runs concurrently.
+-- A conditional update: stock never goes below zero (nor past the column's range), whatever
+-- runs concurrently.
 UPDATE products SET stock = stock + $2, version = version + 1, updated_at = now()
-WHERE id = $1 AND deleted_at IS NULL AND stock + $2 >= 0
+WHERE id = $1 AND deleted_at IS NULL
+  AND stock::bigint + $2 BETWEEN 0 AND 2147483647
 RETURNING id, sku, name, description, category, price_minor, currency, stock, version,
           created_at, updated_at;
 

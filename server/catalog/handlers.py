@@ -14,7 +14,7 @@ from server.apidoc import api
 from server.catalog import schemas
 from server.catalog.cache import CachedProduct
 from server.catalog.repository import Product, ProductFields, ProductFilter
-from server.conditional import etag, not_modified, required_version
+from server.conditional import etag, not_modified, required_versions
 from server.context import request_context
 from server.errors import NotFound
 from server.pagination import CursorCodec, InvalidCursor, paged_response
@@ -27,7 +27,8 @@ _CURSOR_TYPES: dict[str, type] = {"created_at": str, "price": int, "name": str}
 
 def _product_id(request: Request) -> int:
     raw = request.path_params["product_id"]
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+    # One spelling per resource: no signs, no leading zeros, within bigint.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18) or raw != str(int(raw)):
         raise NotFound("No such product.")
     return int(raw)
 
@@ -159,7 +160,7 @@ async def create_product(request: Request) -> Response:
 )
 async def patch_product(request: Request) -> Response:
     product_id = _product_id(request)
-    version = required_version(request.headers.get("if-match"), "p", product_id)
+    versions = required_versions(request.headers.get("if-match"), "p", product_id)
     body = await read_json(request, schemas.ProductPatch)
     changes: dict[str, Any] = {
         name: getattr(body, name)
@@ -169,7 +170,7 @@ async def patch_product(request: Request) -> Response:
     if body.price is not None:
         changes |= {"price_minor": body.price.amount_minor, "currency": body.price.currency}
     product = await request.app.state.container.catalog.update(
-        principal_of(request), product_id, version, changes, request_context(request)
+        principal_of(request), product_id, versions, changes, request_context(request)
     )
     return _product_response(product)
 
@@ -183,9 +184,9 @@ async def patch_product(request: Request) -> Response:
 )
 async def delete_product(request: Request) -> Response:
     product_id = _product_id(request)
-    version = required_version(request.headers.get("if-match"), "p", product_id)
+    versions = required_versions(request.headers.get("if-match"), "p", product_id)
     await request.app.state.container.catalog.delete(
-        principal_of(request), product_id, version, request_context(request)
+        principal_of(request), product_id, versions, request_context(request)
     )
     return Response(status_code=204)
 

@@ -29,6 +29,11 @@ class InsufficientStock(Conflict):
     title = "Not enough stock"
 
 
+class StockLimit(Conflict):
+    slug = "stock-limit"
+    title = "Stock beyond the limit"
+
+
 def _event(product: Product) -> dict[str, Any]:
     return {
         "id": product.id,
@@ -104,7 +109,7 @@ class CatalogService:
         self,
         actor: Principal,
         product_id: int,
-        version: int,
+        versions: frozenset[int],
         changes: dict[str, Any],
         ctx: RequestContext,
     ) -> Product:
@@ -112,8 +117,9 @@ class CatalogService:
             current = await self.products.get(conn, product_id)
             if current is None:
                 raise NotFound("No such product.")
-            if current.version != version:
+            if current.version not in versions:
                 raise PreconditionFailed("The product changed since you read it.")
+            version = current.version
             fields = ProductFields(
                 current.name,
                 current.description,
@@ -131,15 +137,14 @@ class CatalogService:
         return updated
 
     async def delete(
-        self, actor: Principal, product_id: int, version: int, ctx: RequestContext
+        self, actor: Principal, product_id: int, versions: frozenset[int], ctx: RequestContext
     ) -> None:
         async with self.db.transaction() as conn:
             current = await self.products.get(conn, product_id)
             if current is None:
                 raise NotFound("No such product.")
-            if current.version != version or not await self.products.delete(
-                conn, product_id, version
-            ):
+            version = current.version
+            if version not in versions or not await self.products.delete(conn, product_id, version):
                 raise PreconditionFailed("The product changed since you read it.")
             gone = replace(current, version=version + 1)
             await self._changed(conn, "product.deleted", actor, gone, ctx)
@@ -152,6 +157,8 @@ class CatalogService:
             if not await self.products.exists(conn, product_id):
                 raise NotFound("No such product.")
             product = await self.products.change_stock(conn, product_id, delta)
+            if product is None and delta > 0:
+                raise StockLimit("The change would take the stock past 2,147,483,647.")
             if product is None:
                 raise InsufficientStock("The change would take the stock below zero.")
             await self._changed(
