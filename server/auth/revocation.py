@@ -21,6 +21,7 @@ from structlog.typing import FilteringBoundLogger
 
 from server.auth.denylist import Denylist, Revocation, RevocationKind
 from server.db import Connection, Database
+from server.pubsub import error_name, follow_channel
 from server.redis_link import RedisLink
 from server.sqlfiles import Queries
 
@@ -30,8 +31,6 @@ _PAGE = 1000
 _MAX_BACKOFF = 2.0
 _PRUNE_SECONDS = 30.0
 _CLEANUP_SECONDS = 300.0
-# A dead subscription that got no RST (a network partition) is found by coredis' PING this soon.
-_KEEPALIVE_SECONDS = 5.0
 # Ids a poll skipped are re-read this long (in-flight transactions), then taken as rolled back.
 _GAP_SECONDS = 60.0
 _MAX_GAPS = 1000
@@ -98,13 +97,6 @@ class _Cursor:
         return sorted(self._gaps)
 
 
-def _error_name(exc: BaseException) -> str:
-    # coredis runs on anyio task groups: the real error arrives wrapped in exception groups.
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return type(exc).__name__
-
-
 def _backoff(failures: int) -> float:
     # The exponent is capped: a float power overflows after ~1000 failures, i.e. a long outage.
     return min(_MAX_BACKOFF, 0.25 * 2.0 ** min(failures, 16))
@@ -166,7 +158,7 @@ class RevocationFeed:
             self.logger.warning(
                 "revocation_publish_failed",
                 revocation_id=rev.id,
-                error=_error_name(exc),
+                error=error_name(exc),
                 detail="other replicas get it from the PostgreSQL poll",
             )
 
@@ -219,7 +211,7 @@ class RevocationFeed:
                         self.logger.info("revocations_expired_deleted", count=deleted)
             except Exception as exc:
                 log = self.logger.warning if failures == 0 else self.logger.debug
-                log("revocation_poll_failed", error=_error_name(exc), failures=failures + 1)
+                log("revocation_poll_failed", error=error_name(exc), failures=failures + 1)
                 failures += 1
             else:
                 if failures:
@@ -227,31 +219,19 @@ class RevocationFeed:
                 failures = 0
 
     async def _subscribe_forever(self) -> None:
-        failures = 0
-        while True:
-            client = self.redis.client
-            if client is not None:
-                try:
-                    # retry_policy=None: coredis' default retries a lost connection forever,
-                    # silently, leaving us blind to an outage the poll should cover.
-                    async with client.pubsub(
-                        channels=[self.channel],
-                        ignore_subscribe_messages=True,
-                        retry_policy=None,
-                        max_idle_seconds=_KEEPALIVE_SECONDS,
-                    ) as pubsub:
-                        self._set_subscribed(True)
-                        self.logger.info("revocation_subscribed", channel=self.channel)
-                        failures = 0
-                        async for message in pubsub:
-                            self._on_message(message["data"])
-                except Exception as exc:
-                    log = self.logger.warning if failures == 0 else self.logger.debug
-                    log("revocation_subscription_failed", error=_error_name(exc))
-                finally:
-                    self._set_subscribed(False)
-            failures += 1
-            await asyncio.sleep(_backoff(failures))
+        await follow_channel(
+            self.redis,
+            self.channel,
+            on_message=self._on_message,
+            on_subscribed=self._on_subscribed,
+            logger=self.logger,
+            event="revocation",
+        )
+
+    def _on_subscribed(self, subscribed: bool) -> None:
+        if subscribed:
+            self.logger.info("revocation_subscribed", channel=self.channel)
+        self._set_subscribed(subscribed)
 
     def _on_message(self, data: object) -> None:
         try:

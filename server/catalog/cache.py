@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 from structlog.typing import FilteringBoundLogger
 
 from server import background
+from server.pubsub import error_name, follow_channel
 from server.redis_link import RedisLink
 
 # Stored versions only move forward; an equal version may replace (a row over its own tombstone).
@@ -42,15 +43,7 @@ _COALESCED = "hotpath_cache_coalesced"
 _COALESCED_HELP = "Cache lookups that waited for a load already in flight."
 _RESULTS = ("local_hit", "redis_hit", "miss")
 _REDIS_PAUSE = 1.0  # after a Redis failure, reads skip it this long instead of paying a timeout
-_KEEPALIVE_SECONDS = 5.0
 _MAX_PENDING = 10_000
-
-
-def _error_name(exc: BaseException) -> str:
-    # coredis runs on anyio task groups: the real error arrives wrapped in exception groups.
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,34 +244,24 @@ class ProductCache(Collector):
             self.logger.warning(
                 "product_cache_redis_failed",
                 operation=operation,
-                error=_error_name(exc),
+                error=error_name(exc),
                 detail="reads go to PostgreSQL; the local TTL bounds staleness",
             )
 
     async def _subscribe_forever(self) -> None:
-        failures = 0
-        while True:
-            client = self.redis.client
-            if client is not None:
-                try:
-                    async with client.pubsub(
-                        channels=[self.channel],
-                        ignore_subscribe_messages=True,
-                        retry_policy=None,
-                        max_idle_seconds=_KEEPALIVE_SECONDS,
-                    ) as pubsub:
-                        self.subscribed = True
-                        self._local.clear()  # messages sent while we were away are lost
-                        failures = 0
-                        async for message in pubsub:
-                            self._on_message(message["data"])
-                except Exception as exc:
-                    log = self.logger.warning if failures == 0 else self.logger.debug
-                    log("product_cache_subscription_failed", error=_error_name(exc))
-                finally:
-                    self.subscribed = False
-            failures += 1
-            await asyncio.sleep(min(2.0, 0.25 * 2.0 ** min(failures, 4)))
+        await follow_channel(
+            self.redis,
+            self.channel,
+            on_message=self._on_message,
+            on_subscribed=self._on_subscribed,
+            logger=self.logger,
+            event="product_cache",
+        )
+
+    def _on_subscribed(self, subscribed: bool) -> None:
+        self.subscribed = subscribed
+        if subscribed:
+            self._local.clear()  # messages sent while we were away are lost
 
     def _on_message(self, data: object) -> None:
         try:
