@@ -35,6 +35,8 @@ from server.db import Database, create_pool
 from server.devdb import database_name
 from server.health.service import DrainState, HealthService
 from server.mail import build_mailer
+from server.orders.repository import OrdersRepository
+from server.orders.service import OrdersService
 from server.outbox import Outbox
 from server.pagination import CursorCodec
 from server.paths import MIGRATIONS_DIR
@@ -65,6 +67,7 @@ class Container:
     api_keys: ApiKeysService
     key_verifier: ApiKeyVerifier
     catalog: CatalogService
+    orders: OrdersService
 
 
 HOUSEKEEPING_SECONDS = 60.0
@@ -242,6 +245,8 @@ def _services(
         logger=logger,
     )
     api_keys = ApiKeysRepository(queries)
+    products = ProductsRepository(queries)
+    outbox = Outbox(queries)
     return Container(
         settings=settings,
         logger=logger,
@@ -264,11 +269,14 @@ def _services(
             rotation_grace=dt.timedelta(seconds=settings.apikey_rotation_grace_seconds),
         ),
         catalog=CatalogService(
+            db, products=products, cache=product_cache, audit=audit, outbox=outbox
+        ),
+        orders=OrdersService(
             db,
-            products=ProductsRepository(queries),
+            orders=OrdersRepository(queries),
+            products=products,
             cache=product_cache,
-            audit=audit,
-            outbox=Outbox(queries),
+            outbox=outbox,
         ),
         key_verifier=ApiKeyVerifier(
             db,

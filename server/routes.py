@@ -14,6 +14,7 @@ from server.catalog import handlers as catalog
 from server.docs import docs_routes
 from server.health import handlers as health
 from server.metrics import metrics_endpoint
+from server.orders import handlers as orders
 from server.roles import handlers as roles
 from server.users import handlers as users
 
@@ -67,6 +68,16 @@ def build_routes(openapi_document: Callable[[], bytes]) -> list[BaseRoute]:
             catalog.change_stock,
             POST,
             permission("products:write"),
+        ),
+        r("/v1/orders", orders.place_order, POST, AUTHENTICATED),
+        r("/v1/orders", orders.list_orders, GET, AUTHENTICATED),
+        r("/v1/orders/{order_id}", orders.get_order, GET, AUTHENTICATED),
+        r("/v1/orders/{order_id}/cancel", orders.cancel_order, POST, AUTHENTICATED),
+        r(
+            "/v1/orders/{order_id}/fulfil",
+            orders.fulfil_order,
+            POST,
+            permission("orders:write_all"),
         ),
         # Keys are managed from a signed-in session, never with a key.
         r("/v1/api-keys", api_keys.create_key, POST, SESSION),

@@ -21,6 +21,7 @@ from server.app import HotpathApp
 from server.auth.permissions import KNOWN_PERMISSIONS
 from server.catalog.repository import ProductFields, ProductsRepository
 from server.docs import ASSETS_DIR
+from server.orders.repository import OrderItem, OrdersRepository
 from server.roles.repository import RolesRepository
 from server.routes import build_routes
 from server.sqlfiles import load_queries
@@ -226,6 +227,7 @@ STAFF_MAY: dict[Key, bool] = {
     ("PATCH", "/v1/products/{product_id}"): True,
     ("DELETE", "/v1/products/{product_id}"): True,
     ("POST", "/v1/products/{product_id}/stock"): True,
+    ("POST", "/v1/orders/{order_id}/fulfil"): True,
 }
 
 
@@ -316,6 +318,16 @@ async def _delete_product(accounts: Accounts) -> Call:
     return Call(f"/v1/products/{product_id}", None, {"if-match": tag})
 
 
+async def _fulfil_order(accounts: Accounts) -> Call:
+    product_id, _ = await _product(accounts)
+    buyer = await accounts.create("customer")
+    async with accounts.app.state.container.db.transaction() as conn:
+        order = await OrdersRepository(load_queries()).create(
+            conn, buyer.id, "EUR", [OrderItem(product_id, 1, 1299)]
+        )
+    return Call(f"/v1/orders/{order.id}/fulfil")
+
+
 async def _change_stock(accounts: Accounts) -> Call:
     product_id, _ = await _product(accounts)
     return Call(f"/v1/products/{product_id}/stock", {"delta": 1, "reason": "recount"})
@@ -336,6 +348,7 @@ RECIPES: dict[Key, Callable[[Accounts], Awaitable[Call]]] = {
     ("PATCH", "/v1/products/{product_id}"): _patch_product,
     ("DELETE", "/v1/products/{product_id}"): _delete_product,
     ("POST", "/v1/products/{product_id}/stock"): _change_stock,
+    ("POST", "/v1/orders/{order_id}/fulfil"): _fulfil_order,
 }
 
 CALLERS = ("anonymous", "customer", "staff", "admin")

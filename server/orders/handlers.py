@@ -1,0 +1,132 @@
+"""HTTP in/out for orders."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server.access import principal_of
+from server.apidoc import api
+from server.errors import BadRequest, NotFound
+from server.orders import schemas
+from server.orders.repository import Order
+from server.pagination import paged_response
+from server.responses import JSONResponse, dumps, read_json, read_query
+
+_LIST_SCOPE = "orders"
+_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+class IdempotencyKeyRequired(BadRequest):
+    slug = "idempotency-key-required"
+    title = "Idempotency-Key header required"
+
+
+def _order_id(request: Request) -> int:
+    raw = request.path_params["order_id"]
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18) or raw != str(int(raw)):
+        raise NotFound("No such order.")
+    return int(raw)
+
+
+def _render(order: Order) -> bytes:
+    return dumps(schemas.order_view(order))
+
+
+@api(
+    summary="Place an order",
+    description="Needs an `Idempotency-Key` header: the same key and body replay the first "
+    "answer byte for byte, the same key with another body is a 422, and a retry while the "
+    "first request is still running is a 409. Stock is taken all or nothing (409 naming the "
+    "items that are short).",
+    tags=("orders",),
+    body=schemas.NewOrderBody,
+    request_headers=(("Idempotency-Key", "A unique key per order attempt (1-255 chars)", True),),
+    responses={201: schemas.OrderView},
+    errors=(400, 409, 422),
+)
+async def place_order(request: Request) -> Response:
+    key = request.headers.get("idempotency-key", "")
+    if not _KEY.fullmatch(key):
+        raise IdempotencyKeyRequired(
+            "Send an Idempotency-Key header of 1 to 255 visible characters."
+        )
+    body = await read_json(request, schemas.NewOrderBody)
+    # The decoded body, re-encoded: whitespace or key order do not make it "another body".
+    request_hash = hashlib.sha256(msgspec.json.encode(body)).digest()
+    status, payload = await request.app.state.container.orders.place(
+        principal_of(request),
+        key,
+        request_hash,
+        [(line.product_id, line.quantity) for line in body.items],
+        _render,
+    )
+    return Response(payload, status_code=status, media_type="application/json")
+
+
+@api(
+    summary="List orders",
+    description="Your orders, newest first; with `orders:read_all`, everyone's, filtered by "
+    "`user_id` and `status`.",
+    tags=("orders",),
+    query=schemas.OrderQuery,
+    responses={200: schemas.OrderList},
+    errors=(400,),
+)
+async def list_orders(request: Request) -> Response:
+    query = read_query(request, schemas.OrderQuery)
+    container = request.app.state.container
+    before = container.cursors.decode(_LIST_SCOPE, query.cursor) if query.cursor else None
+    rows = await container.orders.page(
+        principal_of(request),
+        user_id=query.user_id,
+        status=query.status,
+        before=before,
+        limit=query.limit + 1,
+    )
+    return paged_response(
+        request,
+        rows,
+        limit=query.limit,
+        cursors=container.cursors,
+        scope=_LIST_SCOPE,
+        position=lambda o: (o.created_at, o.id),
+        view=schemas.order_view,
+    )
+
+
+@api(summary="One order", tags=("orders",), responses={200: schemas.OrderView}, errors=(404,))
+async def get_order(request: Request) -> Response:
+    order = await request.app.state.container.orders.get(principal_of(request), _order_id(request))
+    return JSONResponse(schemas.order_view(order))
+
+
+@api(
+    summary="Cancel an order",
+    description="The owner, while it is placed; restocks.",
+    tags=("orders",),
+    responses={200: schemas.OrderView},
+    errors=(404, 409),
+)
+async def cancel_order(request: Request) -> Response:
+    order = await request.app.state.container.orders.cancel(
+        principal_of(request), _order_id(request)
+    )
+    return JSONResponse(schemas.order_view(order))
+
+
+@api(
+    summary="Mark an order fulfilled",
+    tags=("orders",),
+    responses={200: schemas.OrderView},
+    errors=(404, 409),
+)
+async def fulfil_order(request: Request) -> Response:
+    order = await request.app.state.container.orders.fulfil(
+        principal_of(request), _order_id(request)
+    )
+    return JSONResponse(schemas.order_view(order))

@@ -1,0 +1,195 @@
+"""Placing orders (idempotent, all-or-nothing stock), reading them, and their state machine."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from server.auth.principal import Principal
+from server.catalog.cache import ProductCache
+from server.catalog.repository import Product, ProductsRepository
+from server.db import Connection, Database
+from server.errors import AppError, Conflict, Forbidden, NotFound, ValidationFailed
+from server.orders.repository import Order, OrderItem, OrdersRepository
+from server.outbox import Outbox
+
+READ_ALL = "orders:read_all"
+WRITE_ALL = "orders:write_all"
+# Status moves the state machine allows: anything else is a 409.
+TRANSITIONS = {("placed", "fulfilled"), ("placed", "cancelled")}
+
+
+class IdempotencyInFlight(Conflict):
+    slug = "idempotency-in-flight"
+    title = "A request with this Idempotency-Key is still running"
+
+
+class IdempotencyMismatch(AppError):
+    status = 422
+    slug = "idempotency-key-reused"
+    title = "Idempotency-Key reused with another body"
+
+
+class OutOfStock(Conflict):
+    slug = "out-of-stock"
+    title = "Not enough stock"
+
+
+class InvalidTransition(Conflict):
+    slug = "invalid-transition"
+    title = "The order cannot move to that status"
+
+
+class OrdersService:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        orders: OrdersRepository,
+        products: ProductsRepository,
+        cache: ProductCache,
+        outbox: Outbox,
+        key_ttl: dt.timedelta = dt.timedelta(hours=24),
+    ) -> None:
+        self.db = db
+        self.orders = orders
+        self.products = products
+        self.cache = cache
+        self.outbox = outbox
+        self.key_ttl = key_ttl
+
+    async def place(
+        self,
+        buyer: Principal,
+        key: str,
+        request_hash: bytes,
+        lines: list[tuple[int, int]],
+        render: Callable[[Order], bytes],
+    ) -> tuple[int, bytes]:
+        """(status, body) of the answer: a new order, or the first answer replayed byte for byte.
+
+        The key's lock is taken first and held to the end of the transaction, so a retry of a
+        request still running gets a 409; the stored answer commits with the order itself.
+        """
+        quantities: dict[int, int] = {}
+        for product_id, quantity in lines:
+            quantities[product_id] = quantities.get(product_id, 0) + quantity
+        async with self.db.transaction() as conn:
+            if not await self.orders.try_lock_key(conn, buyer.user_id, key):
+                raise IdempotencyInFlight("The first request with this key is still running.")
+            stored = await self.orders.stored_response(conn, buyer.user_id, key)
+            if stored is not None:
+                if stored.request_hash != request_hash:
+                    raise IdempotencyMismatch("This Idempotency-Key was used for another body.")
+                return stored.status, stored.body
+            taken = await self._take_stock(conn, quantities)
+            currencies = {product.currency for product in taken}
+            if len(currencies) > 1:
+                raise ValidationFailed(
+                    "All items of an order must share one currency.",
+                    errors=[{"pointer": "/items", "detail": ", ".join(sorted(currencies))}],
+                )
+            items = [OrderItem(p.id, quantities[p.id], p.price_minor) for p in taken]
+            order = await self.orders.create(conn, buyer.user_id, currencies.pop(), items)
+            body = render(order)
+            await self.outbox.add(conn, "order.placed", "order", order.id, _event(order))
+            expires = dt.datetime.now(dt.UTC) + self.key_ttl
+            await self.orders.store_response(
+                conn, buyer.user_id, key, request_hash, (201, body), expires
+            )
+        await self._refresh(taken)
+        return 201, body
+
+    async def _take_stock(self, conn: Connection, quantities: dict[int, int]) -> list[Product]:
+        taken, missing = [], []
+        # Ascending ids: two orders for the same products lock rows in the same order.
+        for product_id in sorted(quantities):
+            product = await self.products.change_stock(conn, product_id, -quantities[product_id])
+            if product is None:
+                missing.append(product_id)
+            else:
+                taken.append(product)
+        if missing:
+            raise OutOfStock(
+                "Some items are not available in the quantity asked for.",
+                extra={"items": [{"product_id": pid} for pid in missing]},
+            )
+        return taken
+
+    async def _refresh(self, products: list[Product]) -> None:
+        for product in products:
+            await self.cache.invalidate(product.id, product.version)
+
+    async def get(self, viewer: Principal, order_id: int) -> Order:
+        async with self.db.connection() as conn:
+            order = await self.orders.get(conn, order_id)
+        if order is None or not (order.user_id == viewer.user_id or viewer.can(READ_ALL)):
+            raise NotFound("No such order.")  # someone else's order does not exist for you
+        return order
+
+    async def page(
+        self,
+        viewer: Principal,
+        *,
+        user_id: int | None,
+        status: str | None,
+        before: tuple[dt.datetime, int] | None,
+        limit: int,
+    ) -> list[Order]:
+        if viewer.can(READ_ALL):
+            owner = user_id
+        elif user_id is not None and user_id != viewer.user_id:
+            raise Forbidden(f"Other people's orders need {READ_ALL}.")
+        else:
+            owner = viewer.user_id
+        async with self.db.connection() as conn:
+            return await self.orders.page(
+                conn, owner=owner, status=status, before=before, limit=limit
+            )
+
+    async def cancel(self, viewer: Principal, order_id: int) -> Order:
+        return await self._move(viewer, order_id, "cancelled", owner_may=True)
+
+    async def fulfil(self, viewer: Principal, order_id: int) -> Order:
+        return await self._move(viewer, order_id, "fulfilled", owner_may=False)
+
+    async def _move(self, viewer: Principal, order_id: int, new: str, *, owner_may: bool) -> Order:
+        restocked: list[Product] = []
+        async with self.db.transaction() as conn:
+            order = await self.orders.get(conn, order_id, lock=True)
+            mine = order is not None and order.user_id == viewer.user_id
+            if order is None or not (mine or viewer.can(READ_ALL) or viewer.can(WRITE_ALL)):
+                raise NotFound("No such order.")
+            if not ((owner_may and mine) or viewer.can(WRITE_ALL)):
+                raise Forbidden(f"This needs {WRITE_ALL}.")
+            if (order.status, new) not in TRANSITIONS:
+                raise InvalidTransition(f"An order that is {order.status} cannot become {new}.")
+            moved = await self.orders.set_status(conn, order_id, new, order.status)
+            assert moved is not None  # the row is locked: its status cannot have changed
+            if new == "cancelled":
+                for item in order.items:
+                    product = await self.products.change_stock(conn, item.product_id, item.quantity)
+                    if product is not None:
+                        restocked.append(product)
+            await self.outbox.add(conn, f"order.{new}", "order", order_id, _event(moved))
+        await self._refresh(restocked)
+        return moved
+
+
+def _event(order: Order) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "user_id": order.user_id,
+        "status": order.status,
+        "currency": order.currency,
+        "total_minor": order.total_minor,
+        "items": [
+            {
+                "product_id": i.product_id,
+                "quantity": i.quantity,
+                "unit_price_minor": i.unit_price_minor,
+            }
+            for i in order.items
+        ],
+    }

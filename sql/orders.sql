@@ -1,0 +1,55 @@
+-- name: get_idempotency_lock :val
+-- In flight: a second request with the same key finds this lock taken (and answers 409).
+SELECT pg_try_advisory_xact_lock(hashtextextended($1::bigint || ':' || $2, 0));
+
+-- name: get_idempotency_key :one
+SELECT request_hash, response_status, response_body
+FROM idempotency_keys
+WHERE user_id = $1 AND key = $2 AND expires_at > now();
+
+-- name: create_idempotency_key :exec
+INSERT INTO idempotency_keys (user_id, key, request_hash, response_status, response_body, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (user_id, key) DO UPDATE
+SET request_hash = excluded.request_hash, response_status = excluded.response_status,
+    response_body = excluded.response_body, created_at = now(), expires_at = excluded.expires_at
+WHERE idempotency_keys.expires_at <= now();
+
+-- name: delete_expired_idempotency_keys :execrows
+DELETE FROM idempotency_keys WHERE expires_at <= now();
+
+-- name: create_order :one
+INSERT INTO orders (user_id, currency, total_minor) VALUES ($1, $2, $3)
+RETURNING id, user_id, status, currency, total_minor, created_at, updated_at;
+
+-- name: create_order_items :exec
+INSERT INTO order_items (order_id, product_id, quantity, unit_price_minor)
+SELECT $1, product_id, quantity, unit_price
+FROM unnest($2::bigint[], $3::integer[], $4::bigint[]) AS t (product_id, quantity, unit_price);
+
+-- name: get_order :one
+SELECT id, user_id, status, currency, total_minor, created_at, updated_at
+FROM orders WHERE id = $1;
+
+-- name: get_order_for_update :one
+SELECT id, user_id, status, currency, total_minor, created_at, updated_at
+FROM orders WHERE id = $1 FOR UPDATE;
+
+-- name: list_order_items :many
+SELECT order_id, product_id, quantity, unit_price_minor
+FROM order_items WHERE order_id = ANY ($1::bigint[])
+ORDER BY order_id, product_id;
+
+-- name: update_order_status :one
+UPDATE orders SET status = $2, updated_at = now() WHERE id = $1 AND status = $3
+RETURNING id, user_id, status, currency, total_minor, created_at, updated_at;
+
+-- name: list_orders :many
+-- Newest first, keyset on (created_at, id); NULL owner: every order (staff).
+SELECT id, user_id, status, currency, total_minor, created_at, updated_at
+FROM orders
+WHERE ($1::bigint IS NULL OR user_id = $1)
+  AND ($2::text IS NULL OR status = $2)
+  AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::bigint))
+ORDER BY created_at DESC, id DESC
+LIMIT $5;

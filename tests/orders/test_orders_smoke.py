@@ -1,0 +1,138 @@
+"""The order flow end to end through HTTP: place, replay, conflict, cancel, fulfil."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import httpx
+
+from tests.identity.conftest import Accounts, Tokens
+
+
+async def new_product(http: httpx.AsyncClient, staff: Tokens, stock: int, price: int = 500) -> int:
+    response = await http.post(
+        "/v1/products",
+        json={
+            "sku": f"ord-{secrets.token_hex(5)}",
+            "name": "Order test item",
+            "category": "tools",
+            "price": {"amount_minor": price, "currency": "EUR"},
+            "stock": stock,
+        },
+        headers=staff.headers,
+    )
+    assert response.status_code == 201, response.text
+    product_id: int = response.json()["id"]
+    return product_id
+
+
+async def order(
+    http: httpx.AsyncClient, buyer: Tokens, key: str, items: list[dict[str, int]]
+) -> httpx.Response:
+    return await http.post(
+        "/v1/orders", json={"items": items}, headers={**buyer.headers, "idempotency-key": key}
+    )
+
+
+async def test_place_replay_and_reuse(http: httpx.AsyncClient, accounts: Accounts) -> None:
+    _, staff = await accounts.create_and_login("staff")
+    _, buyer = await accounts.create_and_login("customer")
+    product = await new_product(http, staff, stock=5, price=250)
+    items = [{"product_id": product, "quantity": 2}]
+    first = await order(http, buyer, "k-1", items)
+    assert first.status_code == 201, first.text
+    body = first.json()
+    assert (body["status"], body["total_minor"], body["currency"]) == ("placed", 500, "EUR")
+    replay = await order(http, buyer, "k-1", items)
+    assert replay.status_code == 201
+    assert replay.content == first.content
+    other = await order(http, buyer, "k-1", [{"product_id": product, "quantity": 1}])
+    assert other.status_code == 422
+    stock = (await http.get(f"/v1/products/{product}")).json()["stock"]
+    assert stock == 3
+    missing_key = await http.post("/v1/orders", json={"items": items}, headers=buyer.headers)
+    assert missing_key.status_code == 400
+
+
+async def test_all_or_nothing_and_the_items_named(
+    http: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    _, staff = await accounts.create_and_login("staff")
+    _, buyer = await accounts.create_and_login("customer")
+    plenty = await new_product(http, staff, stock=10)
+    scarce = await new_product(http, staff, stock=1)
+    response = await order(
+        http,
+        buyer,
+        "k-2",
+        [{"product_id": plenty, "quantity": 3}, {"product_id": scarce, "quantity": 2}],
+    )
+    assert response.status_code == 409
+    assert response.json()["items"] == [{"product_id": scarce}]
+    assert (await http.get(f"/v1/products/{plenty}")).json()["stock"] == 10
+
+
+async def test_concurrent_orders_never_oversell(
+    http: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    _, staff = await accounts.create_and_login("staff")
+    _, buyer = await accounts.create_and_login("customer")
+    product = await new_product(http, staff, stock=10)
+    responses = await asyncio.gather(
+        *(order(http, buyer, f"c-{n}", [{"product_id": product, "quantity": 1}]) for n in range(40))
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(201) == 10
+    assert statuses.count(409) == 30
+    assert (await http.get(f"/v1/products/{product}")).json()["stock"] == 0
+
+
+async def test_one_key_under_concurrency_makes_one_order(
+    http: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    _, staff = await accounts.create_and_login("staff")
+    _, buyer = await accounts.create_and_login("customer")
+    product = await new_product(http, staff, stock=100)
+    items = [{"product_id": product, "quantity": 1}]
+    responses = await asyncio.gather(*(order(http, buyer, "same", items) for _ in range(20)))
+    created = [r for r in responses if r.status_code == 201]
+    assert created
+    assert {r.content for r in created} == {created[0].content}
+    assert all(r.status_code in (201, 409) for r in responses)
+    assert (await http.get(f"/v1/products/{product}")).json()["stock"] == 99
+
+
+async def test_state_machine_and_isolation(http: httpx.AsyncClient, accounts: Accounts) -> None:
+    _, staff = await accounts.create_and_login("staff")
+    _, alice = await accounts.create_and_login("customer")
+    _, bob = await accounts.create_and_login("customer")
+    product = await new_product(http, staff, stock=5)
+    placed = (await order(http, alice, "s-1", [{"product_id": product, "quantity": 2}])).json()
+    order_id = placed["id"]
+    assert (await http.get(f"/v1/orders/{order_id}", headers=bob.headers)).status_code == 404
+    assert (
+        await http.post(f"/v1/orders/{order_id}/cancel", headers=bob.headers)
+    ).status_code == 404
+    assert (await http.get("/v1/orders", headers=bob.headers)).json()["data"] == []
+    mine = (await http.get("/v1/orders", headers=alice.headers)).json()["data"]
+    assert [o["id"] for o in mine] == [order_id]
+    cancelled = await http.post(f"/v1/orders/{order_id}/cancel", headers=alice.headers)
+    assert cancelled.json()["status"] == "cancelled"
+    assert (await http.get(f"/v1/products/{product}")).json()["stock"] == 5
+    again = await http.post(f"/v1/orders/{order_id}/fulfil", headers=staff.headers)
+    assert again.status_code == 409
+    second = (await order(http, alice, "s-2", [{"product_id": product, "quantity": 1}])).json()
+    assert (
+        await http.post(f"/v1/orders/{second['id']}/fulfil", headers=alice.headers)
+    ).status_code == 403
+    done = await http.post(f"/v1/orders/{second['id']}/fulfil", headers=staff.headers)
+    assert done.json()["status"] == "fulfilled"
+    late = await http.post(f"/v1/orders/{second['id']}/cancel", headers=alice.headers)
+    assert late.status_code == 409
+    staff_view = await http.get(
+        "/v1/orders", params={"user_id": placed["user_id"]}, headers=staff.headers
+    )
+    assert len(staff_view.json()["data"]) == 2
+    nosy = await http.get("/v1/orders", params={"user_id": placed["user_id"]}, headers=bob.headers)
+    assert nosy.status_code == 403
