@@ -136,11 +136,13 @@ async def build_container(
                     passwords,
                     product_cache,
                 )
+
+                async def housekeep() -> None:
+                    await container.auth.housekeeping()
+                    await container.orders.housekeeping()
+
                 housekeeping = background.repeat_async(
-                    HOUSEKEEPING_SECONDS,
-                    container.auth.housekeeping,
-                    name="auth-housekeeping",
-                    logger=logger,
+                    HOUSEKEEPING_SECONDS, housekeep, name="housekeeping", logger=logger
                 )
                 key_usage = background.repeat_async(
                     1.0, container.key_verifier.flush_usage, name="apikey-usage", logger=logger

@@ -101,6 +101,11 @@ class OrdersService:
         await self._refresh(taken)
         return 201, body
 
+    async def housekeeping(self) -> None:
+        """Forget idempotency keys past their lifetime (kept at least 24 h)."""
+        async with self.db.connection() as conn:
+            await self.orders.forget_expired_keys(conn)
+
     async def _take_stock(self, conn: Connection, quantities: dict[int, int]) -> list[Product]:
         taken, missing = [], []
         # Ascending ids: two orders for the same products lock rows in the same order.

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import secrets
 
+import asyncpg
 import httpx
 
+from server.app import HotpathApp
+from server.settings import Settings
 from tests.identity.conftest import Accounts, Tokens
 
 
@@ -136,3 +139,28 @@ async def test_state_machine_and_isolation(http: httpx.AsyncClient, accounts: Ac
     assert len(staff_view.json()["data"]) == 2
     nosy = await http.get("/v1/orders", params={"user_id": placed["user_id"]}, headers=bob.headers)
     assert nosy.status_code == 403
+
+
+async def test_housekeeping_forgets_expired_idempotency_keys(
+    http: httpx.AsyncClient, accounts: Accounts, app: HotpathApp, settings: Settings
+) -> None:
+    _, staff = await accounts.create_and_login("staff")
+    account, buyer = await accounts.create_and_login("customer")
+    product = await new_product(http, staff, stock=5)
+    assert (
+        await order(http, buyer, "old", [{"product_id": product, "quantity": 1}])
+    ).status_code == 201
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute(
+            "UPDATE idempotency_keys SET expires_at = now() - interval '1 second'"
+            " WHERE user_id = $1",
+            account.id,
+        )
+        await app.state.container.orders.housekeeping()
+        left = await conn.fetchval(
+            "SELECT count(*) FROM idempotency_keys WHERE user_id = $1", account.id
+        )
+    finally:
+        await conn.close()
+    assert left == 0
