@@ -1,0 +1,81 @@
+"""A product change on one server process reaches another process's cached copy within 1 s,
+with Redis up (pub/sub) and after Redis is killed (the 1 s local TTL bounds it)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+
+import asyncpg
+import httpx
+import pytest
+from argon2 import PasswordHasher
+
+from tests.e2e.test_revocation_replicas import Redis, login, redis, replicas
+
+pytestmark = pytest.mark.slow
+__all__ = ["redis", "replicas"]
+
+
+async def insert_staff(dsn: str, email: str, password_hash: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO users (email, password_hash, roles) VALUES ($1, $2, '{staff}')",
+            email,
+            password_hash,
+        )
+    finally:
+        await conn.close()
+
+
+def seconds_until_name(base: str, product_id: int, name: str, limit: float = 3.0) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        if httpx.get(f"{base}/v1/products/{product_id}").json()["name"] == name:
+            return time.monotonic() - started
+        time.sleep(0.02)
+    raise AssertionError(f"the other process still served the old copy after {limit} s")
+
+
+def test_an_update_reaches_the_other_process_cache(
+    replicas: list[str], redis: Redis, migrated_db: str
+) -> None:
+    first, second = replicas
+    email = f"staff-{secrets.token_hex(4)}@example.com"
+    password = "catalog staff passphrase " + secrets.token_hex(4)
+    asyncio.run(
+        insert_staff(
+            migrated_db, email, PasswordHasher(time_cost=1, memory_cost=1024).hash(password)
+        )
+    )
+    headers = {"authorization": f"Bearer {login(first, email, password)}"}
+    created = httpx.post(
+        f"{first}/v1/products",
+        json={
+            "sku": f"rep-{secrets.token_hex(5)}",
+            "name": "Before",
+            "category": "tools",
+            "price": {"amount_minor": 100, "currency": "EUR"},
+            "stock": 3,
+        },
+        headers=headers,
+    )
+    assert created.status_code == 201, created.text
+    product_id = created.json()["id"]
+    etag = created.headers["etag"]
+    for round_, redis_up in enumerate((True, False)):
+        if not redis_up:
+            redis.kill()
+        # The other process caches the current copy first.
+        assert httpx.get(f"{second}/v1/products/{product_id}").status_code == 200
+        name = f"After {round_}"
+        changed = httpx.patch(
+            f"{first}/v1/products/{product_id}",
+            json={"name": name},
+            headers={**headers, "if-match": etag},
+        )
+        assert changed.status_code == 200, changed.text
+        etag = changed.headers["etag"]
+        assert seconds_until_name(second, product_id, name) < 1.0, f"redis up: {redis_up}"
