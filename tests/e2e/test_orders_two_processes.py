@@ -1,0 +1,186 @@
+"""Two real server processes sell one product with 10 in stock to 200 concurrent buyers'
+requests: exactly 10 orders succeed, the other 190 are 409, and stock never goes below zero.
+Repeated over several rounds (a fresh product each) to shake out races."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from argon2 import PasswordHasher
+
+from server.auth.keys import generate_dev_key
+from tests.conftest import REDIS_URL
+from tests.e2e.test_granian import wait_until_live
+from tests.support import free_port
+
+pytestmark = pytest.mark.slow
+
+ROUNDS = 5
+STOCK = 10
+REQUESTS = 200
+
+
+@pytest.fixture
+def two_servers(migrated_db: str, tmp_path: Path) -> Iterator[list[str]]:
+    generate_dev_key(tmp_path / "jwt", "EdDSA")  # both processes must share one signing key
+    env = {
+        **os.environ,
+        "HOTPATH_ENV": "test",
+        "DATABASE_URL": migrated_db,
+        "REDIS_URL": REDIS_URL,
+        "HOTPATH_SECRET_KEY": secrets.token_urlsafe(32),
+        "HOTPATH_DATA_DIR": str(tmp_path),
+        "HOTPATH_ACCESS_LOG": "false",
+        "HOTPATH_ARGON2_TIME_COST": "1",
+        "HOTPATH_ARGON2_MEMORY_KIB": "1024",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    processes: list[subprocess.Popen[bytes]] = []
+    bases: list[str] = []
+    try:
+        for _ in range(2):
+            port = free_port()
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "server", "serve", "--port", str(port)],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            bases.append(f"http://127.0.0.1:{port}")
+        for base, process in zip(bases, processes, strict=True):
+            wait_until_live(base, process)
+        yield bases
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+async def insert_buyer(conn: asyncpg.Connection) -> tuple[int, str, str]:
+    email = f"buyer-{secrets.token_hex(4)}@example.com"
+    password = "two process buyer " + secrets.token_hex(4)
+    digest = PasswordHasher(time_cost=1, memory_cost=1024).hash(password)
+    user_id = await conn.fetchval(
+        "INSERT INTO users (email, password_hash) VALUES ($1, $2) RETURNING id", email, digest
+    )
+    return int(user_id), email, password
+
+
+async def insert_product(conn: asyncpg.Connection, stock: int) -> int:
+    product_id = await conn.fetchval(
+        "INSERT INTO products (sku, name, category, price_minor, currency, stock)"
+        " VALUES ($1, 'Two-process item', 'tools', 300, 'EUR', $2) RETURNING id",
+        f"e2e-{secrets.token_hex(6)}",
+        stock,
+    )
+    return int(product_id)
+
+
+async def watch_stock(dsn: str, product_id: int, stop: asyncio.Event) -> list[int]:
+    """Every stock level seen while the round runs (on its own connection)."""
+    seen: list[int] = []
+    conn = await asyncpg.connect(dsn)
+    try:
+        while not stop.is_set():
+            seen.append(await conn.fetchval("SELECT stock FROM products WHERE id = $1", product_id))
+            await asyncio.sleep(0.005)
+    finally:
+        await conn.close()
+    return seen
+
+
+async def one_round(
+    clients: list[httpx.AsyncClient], headers: dict[str, str], dsn: str, conn: asyncpg.Connection
+) -> None:
+    product = await insert_product(conn, STOCK)
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_stock(dsn, product, stop))
+    tag = secrets.token_hex(4)
+    body = {"items": [{"product_id": product, "quantity": 1}]}
+    try:
+        responses = await asyncio.gather(
+            *(
+                clients[n % 2].post(
+                    "/v1/orders", json=body, headers={**headers, "idempotency-key": f"{tag}-{n}"}
+                )
+                for n in range(REQUESTS)
+            )
+        )
+    finally:
+        stop.set()
+        seen = await watcher
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(201) == STOCK, sorted(set(statuses))
+    assert statuses.count(409) == REQUESTS - STOCK, sorted(set(statuses))
+    # Both processes served successes or failures (the split really happened).
+    for index in (0, 1):
+        assert {statuses[n] for n in range(index, REQUESTS, 2)} <= {201, 409}
+    for refused in (r for r in responses if r.status_code == 409):
+        assert refused.json()["type"].endswith("out-of-stock"), refused.text
+        assert refused.json()["items"] == [{"product_id": product}]
+    assert seen
+    assert min(seen) >= 0
+    assert seen == sorted(seen, reverse=True)  # stock only ever went down in this round
+    assert await conn.fetchval("SELECT stock FROM products WHERE id = $1", product) == 0
+    created_ids = sorted(r.json()["id"] for r in responses if r.status_code == 201)
+    assert len(set(created_ids)) == STOCK
+    rows = await conn.fetch(
+        "SELECT o.id, o.status, o.total_minor, i.quantity FROM orders o"
+        " JOIN order_items i ON i.order_id = o.id WHERE i.product_id = $1 ORDER BY o.id",
+        product,
+    )
+    assert [r["id"] for r in rows] == created_ids
+    assert sum(r["quantity"] for r in rows) == STOCK
+    assert {(r["status"], r["total_minor"]) for r in rows} == {("placed", 300)}
+    keys = await conn.fetchval(
+        "SELECT count(*) FROM idempotency_keys WHERE key LIKE $1", f"{tag}-%"
+    )
+    assert keys == STOCK  # refused orders store no key
+    events = await conn.fetchval(
+        "SELECT count(*) FROM outbox WHERE topic = 'order.placed' AND aggregate_id = ANY($1)",
+        [str(i) for i in created_ids],
+    )
+    assert events == STOCK
+
+
+def test_two_processes_never_oversell(two_servers: list[str], migrated_db: str) -> None:
+    async def scenario() -> None:
+        conn = await asyncpg.connect(migrated_db)
+        try:
+            _, email, password = await insert_buyer(conn)
+            limits = httpx.Limits(max_connections=REQUESTS, max_keepalive_connections=REQUESTS)
+            async with (
+                httpx.AsyncClient(base_url=two_servers[0], limits=limits, timeout=30) as first,
+                httpx.AsyncClient(base_url=two_servers[1], limits=limits, timeout=30) as second,
+            ):
+                login = await first.post(
+                    "/v1/auth/login", json={"email": email, "password": password}
+                )
+                assert login.status_code == 200, login.text
+                headers = {"authorization": f"Bearer {login.json()['access_token']}"}
+                assert (await second.get("/v1/users/me", headers=headers)).status_code == 200
+                started = time.monotonic()
+                for _ in range(ROUNDS):
+                    await one_round([first, second], headers, migrated_db, conn)
+                assert time.monotonic() - started < 40
+        finally:
+            await conn.close()
+
+    asyncio.run(scenario())
