@@ -4,11 +4,7 @@ second: through Redis pub/sub and, with Redis killed, through the PostgreSQL pol
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +14,7 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 
-from server.auth.keys import generate_dev_key
-from tests.e2e.test_granian import wait_until_live
-from tests.e2e.test_revocation_replicas import Redis
-from tests.support import free_port
+from tests.e2e.servers import Redis, running_servers
 
 pytestmark = pytest.mark.slow
 
@@ -38,44 +31,10 @@ def throwaway_redis() -> Iterator[Redis]:
 def two_replicas(
     migrated_db: str, throwaway_redis: Redis, tmp_path: Path
 ) -> Iterator[tuple[str, str]]:
-    generate_dev_key(tmp_path / "jwt", "EdDSA")  # both replicas must share one signing key
-    env = {
-        **os.environ,
-        "HOTPATH_ENV": "test",
-        "DATABASE_URL": migrated_db,
-        "REDIS_URL": f"redis://127.0.0.1:{throwaway_redis.port}/0",
-        "HOTPATH_SECRET_KEY": secrets.token_urlsafe(32),
-        "HOTPATH_DATA_DIR": str(tmp_path),
-        "HOTPATH_ACCESS_LOG": "false",
-        "HOTPATH_ARGON2_TIME_COST": "1",
-        "HOTPATH_ARGON2_MEMORY_KIB": "1024",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    processes: list[subprocess.Popen[bytes]] = []
-    bases: list[str] = []
-    try:
-        for _ in range(2):
-            port = free_port()
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "server", "serve", "--port", str(port)],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-            bases.append(f"http://127.0.0.1:{port}")
-        for base, process in zip(bases, processes, strict=True):
-            wait_until_live(base, process)
+    with running_servers(
+        2, database_url=migrated_db, redis_url=throwaway_redis.url, data_dir=tmp_path
+    ) as bases:
         yield bases[0], bases[1]
-    finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 async def insert_admin(dsn: str, email: str, password_hash: str) -> None:

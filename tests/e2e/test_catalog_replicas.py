@@ -12,7 +12,8 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 
-from tests.e2e.test_revocation_replicas import Redis, login, redis, replicas
+from tests.e2e.servers import Redis
+from tests.e2e.test_revocation_replicas import login, redis, replicas
 
 pytestmark = pytest.mark.slow
 __all__ = ["redis", "replicas"]

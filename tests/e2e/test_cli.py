@@ -21,7 +21,7 @@ from openapi_spec_validator import validate
 from server.migrate import load_migrations
 from server.paths import MIGRATIONS_DIR
 from tests.conftest import database_url, drop_database
-from tests.e2e.test_granian import wait_until_live
+from tests.e2e.servers import wait_until_live
 from tests.support import free_port
 
 pytestmark = pytest.mark.slow

@@ -5,11 +5,7 @@ Repeated over several rounds (a fresh product each) to shake out races."""
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +15,8 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 
-from server.auth.keys import generate_dev_key
 from tests.conftest import REDIS_URL
-from tests.e2e.test_granian import wait_until_live
-from tests.support import free_port
+from tests.e2e.servers import running_servers
 
 pytestmark = pytest.mark.slow
 
@@ -33,44 +27,10 @@ REQUESTS = 200
 
 @pytest.fixture
 def two_servers(migrated_db: str, tmp_path: Path) -> Iterator[list[str]]:
-    generate_dev_key(tmp_path / "jwt", "EdDSA")  # both processes must share one signing key
-    env = {
-        **os.environ,
-        "HOTPATH_ENV": "test",
-        "DATABASE_URL": migrated_db,
-        "REDIS_URL": REDIS_URL,
-        "HOTPATH_SECRET_KEY": secrets.token_urlsafe(32),
-        "HOTPATH_DATA_DIR": str(tmp_path),
-        "HOTPATH_ACCESS_LOG": "false",
-        "HOTPATH_ARGON2_TIME_COST": "1",
-        "HOTPATH_ARGON2_MEMORY_KIB": "1024",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    processes: list[subprocess.Popen[bytes]] = []
-    bases: list[str] = []
-    try:
-        for _ in range(2):
-            port = free_port()
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "server", "serve", "--port", str(port)],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-            bases.append(f"http://127.0.0.1:{port}")
-        for base, process in zip(bases, processes, strict=True):
-            wait_until_live(base, process)
+    with running_servers(
+        2, database_url=migrated_db, redis_url=REDIS_URL, data_dir=tmp_path
+    ) as bases:
         yield bases
-    finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 async def insert_buyer(conn: asyncpg.Connection) -> tuple[int, str, str]:

@@ -4,11 +4,7 @@ Redis pub/sub and, with Redis killed, through the PostgreSQL poll."""
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,48 +14,9 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 
-from server.auth.keys import generate_dev_key
-from tests.e2e.test_granian import wait_until_live
-from tests.support import free_port
+from tests.e2e.servers import Redis, running_servers
 
 pytestmark = pytest.mark.slow
-
-
-class Redis:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            probe = subprocess.run(
-                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, check=False
-            )
-            if probe.stdout.strip() == b"PONG":
-                return
-            time.sleep(0.05)
-        raise AssertionError("throwaway redis did not start")
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
 
 
 @pytest.fixture
@@ -72,42 +29,10 @@ def redis() -> Iterator[Redis]:
 
 @pytest.fixture
 def replicas(migrated_db: str, redis: Redis, tmp_path: Path) -> Iterator[list[str]]:
-    generate_dev_key(tmp_path / "jwt", "EdDSA")  # both replicas must share one signing key
-    env = {
-        **os.environ,
-        "HOTPATH_ENV": "test",
-        "DATABASE_URL": migrated_db,
-        "REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
-        "HOTPATH_SECRET_KEY": secrets.token_urlsafe(32),
-        "HOTPATH_DATA_DIR": str(tmp_path),
-        "HOTPATH_ACCESS_LOG": "false",
-        "HOTPATH_ARGON2_TIME_COST": "1",
-        "HOTPATH_ARGON2_MEMORY_KIB": "1024",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    processes, bases = [], []
-    try:
-        for _ in range(2):
-            port = free_port()
-            process = subprocess.Popen(
-                [sys.executable, "-m", "server", "serve", "--port", str(port)],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            processes.append(process)
-            bases.append(f"http://127.0.0.1:{port}")
-        for base, process in zip(bases, processes, strict=True):
-            wait_until_live(base, process)
+    with running_servers(
+        2, database_url=migrated_db, redis_url=redis.url, data_dir=tmp_path
+    ) as bases:
         yield bases
-    finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def login(base: str, email: str, password: str) -> str:
