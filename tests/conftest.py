@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -18,7 +18,7 @@ from server.logs import configure_logging
 from server.migrate import migrate
 from server.paths import MIGRATIONS_DIR
 from server.settings import Settings
-from tests.support import client_for, lifespan
+from tests.support import ThrowawayRedis, client_for, lifespan
 
 ADMIN_URL = os.environ.get(
     "HOTPATH_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -110,3 +110,14 @@ async def client(app: HotpathApp) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture(autouse=True)
 def _no_multiprocess_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+
+
+@pytest.fixture
+def throwaway_redis() -> Iterator[ThrowawayRedis]:
+    """A Redis of the test's own, which it may kill and restart (never the shared one)."""
+    server = ThrowawayRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -6,10 +6,9 @@ import asyncio
 import datetime as dt
 import io
 import shutil
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import orjson
@@ -29,7 +28,7 @@ from server.redis_link import open_redis
 from server.settings import Settings
 from server.sqlfiles import load_queries
 from tests.conftest import REDIS_URL
-from tests.support import free_port
+from tests.support import ThrowawayRedis
 
 QUERIES = load_queries()
 
@@ -210,43 +209,8 @@ async def test_the_poll_outlives_database_errors(
     assert len(events(log_stream, "revocation_poll_failed")) == 1  # then quiet until it recovers
 
 
-class RedisServer:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(["redis-server", *args], stdout=subprocess.DEVNULL)
-        for _ in range(100):
-            ping = ["redis-cli", "-p", str(self.port), "ping"]
-            if subprocess.run(ping, capture_output=True, check=False).stdout.strip() == b"PONG":
-                return
-            time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-
-@pytest.fixture
-def throwaway_redis() -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server not installed")
-    server = RedisServer(free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
 async def test_a_redis_outage_falls_back_to_the_poll_then_pubsub_resumes(
-    settings: Settings, logger: FilteringBoundLogger, channel: str, throwaway_redis: RedisServer
+    settings: Settings, logger: FilteringBoundLogger, channel: str, throwaway_redis: ThrowawayRedis
 ) -> None:
     url = throwaway_redis.url
     async with (
@@ -277,7 +241,7 @@ async def test_a_replica_started_while_redis_is_down_subscribes_when_it_comes_up
 ) -> None:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server not installed")
-    server = RedisServer(free_port())
+    server = ThrowawayRedis()
     try:
         async with (
             replica(settings, logger, None, channel=channel) as a,

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import secrets
-import shutil
-import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import orjson
@@ -19,7 +17,7 @@ from structlog.typing import FilteringBoundLogger
 from server.catalog.cache import CachedProduct, ProductCache
 from server.redis_link import RedisLink, open_redis
 from tests.conftest import REDIS_URL
-from tests.support import free_port
+from tests.support import ThrowawayRedis
 
 PRODUCT = 42
 
@@ -57,41 +55,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class RedisServer:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(["redis-server", *args], stdout=subprocess.DEVNULL)
-        for _ in range(200):
-            ping = ["redis-cli", "-p", str(self.port), "ping"]
-            if subprocess.run(ping, capture_output=True, check=False).stdout.strip() == b"PONG":
-                return
-            time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-
-@pytest.fixture
-def throwaway_redis() -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server not installed")
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 @pytest.fixture
@@ -324,7 +287,7 @@ async def test_a_redis_outage_keeps_reads_working(
     logger: FilteringBoundLogger,
     log_stream: io.BytesIO,
     namespace: str,
-    throwaway_redis: RedisServer,
+    throwaway_redis: ThrowawayRedis,
 ) -> None:
     source = Source()
     async with AsyncExitStack() as stack:

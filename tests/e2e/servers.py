@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 
 from server.auth.keys import generate_dev_key
-from tests.support import free_port
+from tests.support import ThrowawayRedis, free_port
+
+Redis = ThrowawayRedis
 
 
 def wait_until_live(base: str, process: subprocess.Popen[Any], seconds: float = 30) -> None:
@@ -32,49 +34,6 @@ def wait_until_live(base: str, process: subprocess.Popen[Any], seconds: float = 
             pass
         time.sleep(0.1)
     raise AssertionError("server did not come up")
-
-
-class Redis:
-    """A throwaway redis-server on a free port (never the shared one)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            probe = subprocess.run(
-                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, check=False
-            )
-            if probe.stdout.strip() == b"PONG":
-                return
-            time.sleep(0.05)
-        raise AssertionError("throwaway redis did not start")
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
 
 
 @contextmanager

@@ -20,14 +20,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def throwaway_redis() -> Iterator[Redis]:
-    server = Redis()
-    server.start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture
 def two_replicas(
     migrated_db: str, throwaway_redis: Redis, tmp_path: Path
 ) -> Iterator[tuple[str, str]]:

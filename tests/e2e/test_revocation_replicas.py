@@ -20,11 +20,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def redis() -> Iterator[Redis]:
-    server = Redis()
-    server.start()
-    yield server
-    server.kill()
+def redis(throwaway_redis: Redis) -> Redis:
+    return throwaway_redis
 
 
 @pytest.fixture
