@@ -122,3 +122,19 @@ def read_query(request: Request, kind: type[T]) -> T:
             f"The query parameter {pointer.lstrip('/') or '?'} is not valid: {detail}",
             extra={"errors": [{"pointer": pointer, "detail": detail}]},
         ) from None
+
+
+_MAX_BIGINT = 2**63 - 1
+
+
+def path_id(request: Request, name: str, missing: str) -> int:
+    """A bigint id from the path, in one spelling only: ASCII digits, no sign or leading zero
+    (``int()`` also takes "+1", "1_0" and "0012"), within bigint (past it the driver would fail
+    with a 500). Anything else names nothing: 404 with ``missing``."""
+    raw = request.path_params[name]
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or raw != str(int(raw)):
+        raise errors.NotFound(missing)
+    value = int(raw)
+    if value > _MAX_BIGINT:
+        raise errors.NotFound(missing)
+    return value

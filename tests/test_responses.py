@@ -7,9 +7,10 @@ import uuid
 import msgspec
 import orjson
 import pytest
+from starlette.requests import Request
 
 from server import errors
-from server.responses import decode_json, dumps, json_pointer
+from server.responses import decode_json, dumps, json_pointer, path_id
 
 
 class Item(msgspec.Struct, forbid_unknown_fields=True):
@@ -65,3 +66,17 @@ def test_dumps_handles_database_types() -> None:
     assert decoded["day"] == "2026-01-02"
     assert decoded["tags"] == ["a"]
     assert decoded["item"] == {"product_id": 1, "quantity": 2}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1", 1), ("42", 42), (str(2**63 - 1), 2**63 - 1)]
+    + [(bad, None) for bad in ("012", "+1", "1_0", " 1", "\u0661", "-1", str(2**63), "9" * 30)],
+)
+def test_path_ids_have_one_spelling_within_bigint(raw: str, expected: int | None) -> None:
+    request = Request({"type": "http", "path_params": {"thing_id": raw}})
+    if expected is None:
+        with pytest.raises(errors.NotFound):
+            path_id(request, "thing_id", "No such thing.")
+    else:
+        assert path_id(request, "thing_id", "No such thing.") == expected

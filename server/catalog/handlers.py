@@ -16,21 +16,12 @@ from server.catalog.cache import CachedProduct
 from server.catalog.repository import Product, ProductFields, ProductFilter
 from server.conditional import etag, not_modified, required_versions
 from server.context import request_context
-from server.errors import NotFound
 from server.pagination import CursorCodec, InvalidCursor, paged_response
-from server.responses import dumps, read_json, read_query
+from server.responses import dumps, path_id, read_json, read_query
 
 # A public resource: shared caches may keep it briefly; revalidation is cheap (ETag -> 304).
 _PUBLIC = "public, max-age=5, stale-while-revalidate=30"
 _CURSOR_TYPES: dict[str, type] = {"created_at": str, "price": int, "name": str}
-
-
-def _product_id(request: Request) -> int:
-    raw = request.path_params["product_id"]
-    # One spelling per resource: no signs, no leading zeros, within bigint.
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18) or raw != str(int(raw)):
-        raise NotFound("No such product.")
-    return int(raw)
 
 
 def render(product: Product) -> CachedProduct:
@@ -57,7 +48,7 @@ def _product_response(product: Product, status: int = 200) -> Response:
 )
 async def get_product(request: Request) -> Response:
     catalog = request.app.state.container.catalog
-    cached = await catalog.get_cached(_product_id(request), render)
+    cached = await catalog.get_cached(path_id(request, "product_id", "No such product."), render)
     headers = {"etag": cached.etag, "cache-control": _PUBLIC}
     if not_modified(request.headers.get("if-none-match"), cached.etag):
         return Response(status_code=304, headers=headers)
@@ -159,7 +150,7 @@ async def create_product(request: Request) -> Response:
     errors=(400, 404, 412, 422, 428),
 )
 async def patch_product(request: Request) -> Response:
-    product_id = _product_id(request)
+    product_id = path_id(request, "product_id", "No such product.")
     versions = required_versions(request.headers.get("if-match"), "p", product_id)
     body = await read_json(request, schemas.ProductPatch)
     changes: dict[str, Any] = {
@@ -183,7 +174,7 @@ async def patch_product(request: Request) -> Response:
     errors=(404, 412, 428),
 )
 async def delete_product(request: Request) -> Response:
-    product_id = _product_id(request)
+    product_id = path_id(request, "product_id", "No such product.")
     versions = required_versions(request.headers.get("if-match"), "p", product_id)
     await request.app.state.container.catalog.delete(
         principal_of(request), product_id, versions, request_context(request)
@@ -203,7 +194,7 @@ async def change_stock(request: Request) -> Response:
     body = await read_json(request, schemas.StockBody)
     product = await request.app.state.container.catalog.change_stock(
         principal_of(request),
-        _product_id(request),
+        path_id(request, "product_id", "No such product."),
         body.delta,
         body.reason,
         request_context(request),

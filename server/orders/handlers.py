@@ -11,11 +11,11 @@ from starlette.responses import Response
 
 from server.access import principal_of
 from server.apidoc import api
-from server.errors import BadRequest, NotFound
+from server.errors import BadRequest
 from server.orders import schemas
 from server.orders.repository import Order
 from server.pagination import paged_response
-from server.responses import JSONResponse, dumps, read_json, read_query
+from server.responses import JSONResponse, dumps, path_id, read_json, read_query
 
 _LIST_SCOPE = "orders"
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
@@ -24,13 +24,6 @@ _KEY = re.compile(r"[\x21-\x7e]{1,255}")
 class IdempotencyKeyRequired(BadRequest):
     slug = "idempotency-key-required"
     title = "Idempotency-Key header required"
-
-
-def _order_id(request: Request) -> int:
-    raw = request.path_params["order_id"]
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18) or raw != str(int(raw)):
-        raise NotFound("No such order.")
-    return int(raw)
 
 
 def _render(order: Order) -> bytes:
@@ -101,7 +94,9 @@ async def list_orders(request: Request) -> Response:
 
 @api(summary="One order", tags=("orders",), responses={200: schemas.OrderView}, errors=(404,))
 async def get_order(request: Request) -> Response:
-    order = await request.app.state.container.orders.get(principal_of(request), _order_id(request))
+    order = await request.app.state.container.orders.get(
+        principal_of(request), path_id(request, "order_id", "No such order.")
+    )
     return JSONResponse(schemas.order_view(order))
 
 
@@ -114,7 +109,7 @@ async def get_order(request: Request) -> Response:
 )
 async def cancel_order(request: Request) -> Response:
     order = await request.app.state.container.orders.cancel(
-        principal_of(request), _order_id(request)
+        principal_of(request), path_id(request, "order_id", "No such order.")
     )
     return JSONResponse(schemas.order_view(order))
 
@@ -127,6 +122,6 @@ async def cancel_order(request: Request) -> Response:
 )
 async def fulfil_order(request: Request) -> Response:
     order = await request.app.state.container.orders.fulfil(
-        principal_of(request), _order_id(request)
+        principal_of(request), path_id(request, "order_id", "No such order.")
     )
     return JSONResponse(schemas.order_view(order))

@@ -8,23 +8,12 @@ from starlette.responses import Response
 from server.access import principal_of
 from server.apidoc import api
 from server.context import request_context
-from server.errors import NotFound
 from server.pagination import paged_response
-from server.responses import JSONResponse, read_json, read_query
+from server.responses import JSONResponse, path_id, read_json, read_query
 from server.users import schemas
 from server.users.repository import UserFilter
 
 _LIST_SCOPE = "users"
-_MAX_USER_ID = 2**63 - 1  # users.id is a PostgreSQL bigint
-
-
-def _user_id(request: Request) -> int:
-    # ASCII digits only: int() also takes "+1", "1_0", " 1" and non-ASCII digits, and a value
-    # past bigint would fail in the driver (a 500) instead of being a missing user.
-    raw: str = request.path_params["user_id"]
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or int(raw) > _MAX_USER_ID:
-        raise NotFound("No such user.")
-    return int(raw)
 
 
 @api(summary="This account", tags=("users",), responses={200: schemas.UserView})
@@ -93,7 +82,9 @@ async def list_users(request: Request) -> Response:
 
 @api(summary="One account", tags=("users",), responses={200: schemas.UserView}, errors=(404,))
 async def get_user(request: Request) -> Response:
-    user = await request.app.state.container.users_admin.get(_user_id(request))
+    user = await request.app.state.container.users_admin.get(
+        path_id(request, "user_id", "No such user.")
+    )
     return JSONResponse(schemas.user_view(user))
 
 
@@ -109,7 +100,7 @@ async def patch_user(request: Request) -> Response:
     body = await read_json(request, schemas.AdminUserPatch)
     user = await request.app.state.container.users_admin.update(
         principal_of(request),
-        _user_id(request),
+        path_id(request, "user_id", "No such user."),
         display_name=body.display_name,
         status=body.status,
         ctx=request_context(request),
@@ -121,7 +112,7 @@ async def patch_user(request: Request) -> Response:
 async def grant_role(request: Request) -> Response:
     user = await request.app.state.container.users_admin.grant(
         principal_of(request),
-        _user_id(request),
+        path_id(request, "user_id", "No such user."),
         request.path_params["role"],
         request_context(request),
     )
@@ -132,7 +123,7 @@ async def grant_role(request: Request) -> Response:
 async def revoke_role(request: Request) -> Response:
     user = await request.app.state.container.users_admin.revoke(
         principal_of(request),
-        _user_id(request),
+        path_id(request, "user_id", "No such user."),
         request.path_params["role"],
         request_context(request),
     )
