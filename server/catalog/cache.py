@@ -1,9 +1,11 @@
-"""The product read cache: an in-process dict with a short TTL, then Redis, then PostgreSQL.
+"""The product read cache: an in-process dict, then Redis, then PostgreSQL.
 
 A warm read is a dict lookup and a counter, no I/O. A cold key is loaded once per process however
 many requests wait for it. Writers call ``invalidate`` once committed: it drops the local copy,
 leaves a versioned tombstone in Redis and publishes the id, so every replica drops its copy at
-once; without Redis the local TTL alone bounds staleness. Redis writes go through SET-IF-NEWER,
+once. While this process follows those invalidations a local copy lives ``followed_ttl``; when
+it does not (no Redis, or the subscription is down) the short ``local_ttl`` alone bounds
+staleness, and losing the subscription drops every local copy. Redis writes go through SET-IF-NEWER,
 so a reader that loaded a row before a write can never put it back over the newer state.
 """
 
@@ -79,7 +81,8 @@ class ProductCache(Collector):
         logger: FilteringBoundLogger,
         *,
         namespace: str,
-        local_ttl: float = 1.0,
+        local_ttl: float = 0.5,
+        followed_ttl: float = 30.0,
         redis_ttl: float = 300.0,
         channel: str | None = None,
         registry: CollectorRegistry | None,
@@ -87,12 +90,13 @@ class ProductCache(Collector):
         max_entries: int = 100_000,
         multiprocess: bool | None = None,
     ) -> None:
-        if local_ttl <= 0 or redis_ttl <= 0 or max_entries < 1:
-            raise ValueError("local_ttl and redis_ttl must be positive, max_entries at least 1")
+        if min(local_ttl, followed_ttl, redis_ttl) <= 0 or max_entries < 1:
+            raise ValueError("every TTL must be positive, max_entries at least 1")
         self.redis = redis
         self.logger = logger
         self.namespace = namespace
         self.local_ttl = local_ttl
+        self.followed_ttl = max(followed_ttl, local_ttl)
         self.redis_ttl_ms = int(redis_ttl * 1000)
         self.channel = channel or f"{namespace}:product-invalidations"
         self.max_entries = max_entries
@@ -177,7 +181,9 @@ class ProductCache(Collector):
         elif len(local) >= self.max_entries:
             for oldest in list(islice(local, max(1, self.max_entries // 100))):
                 del local[oldest]
-        local[product_id] = (self._clock() + self.local_ttl, product)
+        # "Not found" stays brief: random-id scans must not fill the dict for long.
+        ttl = self.followed_ttl if self.subscribed and product is not None else self.local_ttl
+        local[product_id] = (self._clock() + ttl, product)
 
     async def _fill(self, product_id: int, load: Loader) -> CachedProduct | None:
         key = f"{self.namespace}:product:{product_id}"
@@ -260,8 +266,10 @@ class ProductCache(Collector):
 
     def _on_subscribed(self, subscribed: bool) -> None:
         self.subscribed = subscribed
-        if subscribed:
-            self._local.clear()  # messages sent while we were away are lost
+        # Up: messages sent while we were away are lost. Down: copies kept for followed_ttl
+        # would outlive the local_ttl bound that holds from now on.
+        self._local.clear()
+        self._flights.clear()  # a load that started on the other side of the change stores nothing
 
     def _on_message(self, data: object) -> None:
         try:

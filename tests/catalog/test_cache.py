@@ -257,9 +257,9 @@ async def test_without_redis_reads_work_and_the_local_ttl_bounds_staleness(
         source.version = 2
         await a.invalidate(PRODUCT, 2)
         assert (await a.get(PRODUCT, source.load)).version == 2  # type: ignore[union-attr]
-        clock.now += 0.9
+        clock.now += 0.45
         assert (await b.get(PRODUCT, source.load)).version == 1  # type: ignore[union-attr]
-        clock.now += 0.11  # the default local_ttl: 1 s
+        clock.now += 0.06  # the default local_ttl: 0.5 s
         assert (await b.get(PRODUCT, source.load)).version == 2  # type: ignore[union-attr]
         assert source.loads == 4
         await a.stop()
@@ -423,3 +423,29 @@ async def test_hits_and_misses_are_metrics(
     assert exported.get_sample_value("hotpath_cache_requests_total", labels) == 1
     labels["result"] = "redis_hit"
     assert exported.get_sample_value("hotpath_cache_requests_total", labels) == 1
+
+
+async def test_copies_live_long_only_while_invalidations_are_followed(
+    logger: FilteringBoundLogger, namespace: str, throwaway_redis: ThrowawayRedis
+) -> None:
+    clock, source = Clock(), Source()
+    async with (
+        open_redis(throwaway_redis.url, timeout=0.5, logger=logger) as link,
+        replica(link, logger, namespace, local_ttl=0.5, followed_ttl=30, clock=clock) as cache,
+    ):
+        await cache.get(PRODUCT, source.load)
+        clock.now += 20  # past local_ttl, inside followed_ttl: still a local hit
+        await cache.get(PRODUCT, source.load)
+        assert cache.counts() == (1, 0, 1, 0)
+
+        throwaway_redis.kill()
+        await until(lambda: not cache.subscribed, limit=5)
+        source.version = 2  # a write this process can no longer hear about
+        assert (await cache.get(PRODUCT, source.load)).version == 2  # type: ignore[union-attr]
+        clock.now += 0.4
+        await cache.get(PRODUCT, source.load)
+        assert source.loads == 2
+        clock.now += 0.2  # unfollowed copies expire after local_ttl
+        source.version = 3
+        assert (await cache.get(PRODUCT, source.load)).version == 3  # type: ignore[union-attr]
+        assert source.loads == 3
