@@ -119,7 +119,13 @@ async def build_container(
                 channel=f"hotpath:{database_name(settings.database_url)}:revocations",
             )
             namespace = f"hotpath:{database_name(settings.database_url)}"
-            product_cache = ProductCache(redis, logger, namespace=namespace, registry=registry)
+            product_cache = ProductCache(
+                redis,
+                logger,
+                namespace=namespace,
+                registry=registry,
+                followed_ttl=settings.product_cache_seconds,
+            )
             await product_cache.start()
             starting = await _start_revocations(feed, logger)
             health.add_gate("revocations", lambda: starting.done() and not starting.cancelled())

@@ -72,6 +72,7 @@ class Settings:
     public_url: str = "http://127.0.0.1:8000"
     apikey_rotation_grace_seconds: int = 86400
     apikey_cache_seconds: float = 60.0
+    product_cache_seconds: float = 30.0
 
     @property
     def keys_dir(self) -> Path:
@@ -174,6 +175,7 @@ class Settings:
                 "HOTPATH_APIKEY_ROTATION_GRACE_SECONDS", 86400, 0, 30 * 86400
             ),
             apikey_cache_seconds=reader.number("HOTPATH_APIKEY_CACHE_SECONDS", 60.0, 1, 600),
+            product_cache_seconds=reader.number("HOTPATH_PRODUCT_CACHE_SECONDS", 30.0, 0, 3600),
         )
         if settings.db_pool_min > settings.db_pool_max:
             reader.problems.append("HOTPATH_DB_POOL_MIN must not exceed HOTPATH_DB_POOL_MAX")

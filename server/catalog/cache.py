@@ -5,7 +5,8 @@ many requests wait for it. Writers call ``invalidate`` once committed: it drops 
 leaves a versioned tombstone in Redis and publishes the id, so every replica drops its copy at
 once. While this process follows those invalidations a local copy lives ``followed_ttl``; when
 it does not (no Redis, or the subscription is down) the short ``local_ttl`` alone bounds
-staleness, and losing the subscription drops every local copy. Redis writes go through SET-IF-NEWER,
+staleness, and losing the subscription drops every local copy. ``followed_ttl=0`` turns the
+cache off: every read loads. Redis writes go through SET-IF-NEWER,
 so a reader that loaded a row before a write can never put it back over the newer state.
 """
 
@@ -90,8 +91,9 @@ class ProductCache(Collector):
         max_entries: int = 100_000,
         multiprocess: bool | None = None,
     ) -> None:
-        if min(local_ttl, followed_ttl, redis_ttl) <= 0 or max_entries < 1:
-            raise ValueError("every TTL must be positive, max_entries at least 1")
+        if min(local_ttl, redis_ttl) <= 0 or followed_ttl < 0 or max_entries < 1:
+            raise ValueError("TTLs must be positive (followed_ttl 0: off), max_entries at least 1")
+        self.enabled = followed_ttl > 0
         self.redis = redis
         self.logger = logger
         self.namespace = namespace
@@ -123,6 +125,9 @@ class ProductCache(Collector):
             registry.register(self)
 
     async def get(self, product_id: int, load: Loader) -> CachedProduct | None:
+        if not self.enabled:
+            self.misses += 1
+            return await load()
         entry = self._local.get(product_id)
         if entry is not None and entry[0] > self._clock():
             self.local_hits += 1

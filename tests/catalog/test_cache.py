@@ -449,3 +449,15 @@ async def test_copies_live_long_only_while_invalidations_are_followed(
         source.version = 3
         assert (await cache.get(PRODUCT, source.load)).version == 3  # type: ignore[union-attr]
         assert source.loads == 3
+
+
+async def test_followed_ttl_zero_turns_the_cache_off(
+    link: RedisLink, logger: FilteringBoundLogger, namespace: str
+) -> None:
+    source = Source()
+    async with replica(link, logger, namespace, followed_ttl=0) as cache:
+        for _ in range(3):
+            assert (await cache.get(PRODUCT, source.load)) is not None
+        assert source.loads == 3
+        assert cache.counts() == (0, 0, 3, 0)
+        assert await stored(link, namespace) is None
