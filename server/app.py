@@ -10,6 +10,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 from structlog.typing import FilteringBoundLogger
 
@@ -27,6 +28,7 @@ from server.openapi import build_openapi
 from server.problem import exception_handlers, middleware_error_renderer
 from server.responses import dumps
 from server.routes import build_routes
+from server.routing import IndexedRouter
 from server.settings import Settings
 
 # Info log lines and other workers' metrics are at most this late.
@@ -37,8 +39,9 @@ class HotpathApp(Starlette):
     """Starlette with our middleware *outside* its error middleware, so even a 500 answer
     carries the request id, security headers and a metrics sample."""
 
-    def __init__(self, *, wrap: Any, **kwargs: Any) -> None:
+    def __init__(self, *, wrap: Any, routes: list[BaseRoute], **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.router = IndexedRouter(routes, lifespan=kwargs.get("lifespan"))
         self._wrap = wrap
 
     def build_middleware_stack(self) -> ASGIApp:

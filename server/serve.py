@@ -31,7 +31,12 @@ GRANIAN_TIMEOUT_FLAGS = ("--http1-header-read-timeout", "10000", "--workers-kill
 DEMO_USERS = 1000
 
 
-def granian_command(host: str, port: int, workers: int) -> list[str]:
+def granian_command(
+    host: str, port: int, workers: int, target: str = "server.app:app_from_env()"
+) -> list[str]:
+    """How hotpath is served; ``target`` lets the benchmarks serve their peers the same way.
+    A target ending in ``()`` is a factory."""
+    factory = target.endswith("()")
     return [
         sys.executable,
         "-m",
@@ -40,8 +45,8 @@ def granian_command(host: str, port: int, workers: int) -> list[str]:
         "asgi",
         "--loop",
         "uvloop",
-        "--factory",
-        "server.app:app_from_env",
+        *(("--factory",) if factory else ()),
+        target.removesuffix("()"),
         "--host",
         host,
         "--port",

@@ -29,6 +29,12 @@ class SettingsError(ValueError):
         self.problems = problems
 
 
+def default_hash_concurrency() -> int:
+    """One argon2 hash already keeps about 1.5 cores busy (its lanes run on threads) and holds
+    64 MiB while it runs, so more at once than half the cores buys memory, not logins."""
+    return max(1, min(4, (os.cpu_count() or 1) // 2))
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     env: Environment = "development"
@@ -64,7 +70,7 @@ class Settings:
     refresh_grace_seconds: float = 10.0
     session_idle_seconds: int = 14 * 86400
     session_lifetime_seconds: int = 30 * 86400
-    password_hash_concurrency: int = 4
+    password_hash_concurrency: int = field(default_factory=default_hash_concurrency)
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     smtp_url: str | None = field(default=None, repr=False)
@@ -162,7 +168,9 @@ class Settings:
             session_lifetime_seconds=reader.integer(
                 "HOTPATH_SESSION_LIFETIME_SECONDS", 30 * 86400, 300, 365 * 86400
             ),
-            password_hash_concurrency=reader.integer("HOTPATH_PASSWORD_HASH_CONCURRENCY", 4, 1, 64),
+            password_hash_concurrency=reader.integer(
+                "HOTPATH_PASSWORD_HASH_CONCURRENCY", default_hash_concurrency(), 1, 64
+            ),
             # argon2-cffi's defaults (RFC 9106 low-memory) are the floor outside tests.
             argon2_time_cost=reader.integer("HOTPATH_ARGON2_TIME_COST", 3, 1 if test else 3, 20),
             argon2_memory_kib=reader.integer(

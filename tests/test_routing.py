@@ -1,0 +1,95 @@
+"""The indexed router answers exactly as Starlette's own walk does, for every route of the app
+and for the paths around them (parameters, trailing slashes, unknown paths, wrong methods)."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import BaseRoute, Mount, Route
+
+from server.routes import build_routes
+from server.routing import IndexedRouter
+
+METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
+
+
+def echo_routes() -> list[BaseRoute]:
+    """The app's route table with every endpoint replaced by one naming the route it is."""
+    # First in line, so a PUT to a product goes here, not to a 405 of the product routes.
+    routes: list[BaseRoute] = [
+        Route("/{first}/products/{id}", lambda r: PlainTextResponse("put"), methods=["PUT"])
+    ]
+    for route in build_routes(lambda: b"{}"):
+        if isinstance(route, Route):
+
+            async def endpoint(request: Request, path: str = route.path) -> PlainTextResponse:
+                return PlainTextResponse(f"{path} {dict(request.path_params)}")
+
+            routes.append(Route(route.path, endpoint, methods=route.methods))
+        else:
+            routes.append(route)
+    routes.append(Route("/{first}/fixed", endpoint=lambda r: PlainTextResponse("param-first")))
+    routes.append(Mount("/mounted", routes=[Route("/x", lambda r: PlainTextResponse("m"))]))
+    return routes
+
+
+def probe_paths(routes: list[BaseRoute]) -> list[str]:
+    paths = {
+        "/",
+        "/nope",
+        "/v1",
+        "/v1/",
+        "/v1/nope",
+        "/anything/fixed",
+        "/v1/auth",
+        "/mounted/x",
+        "/mounted",
+    }
+    for route in routes:
+        if isinstance(route, Route):
+            for value in ("7", "abc"):
+                concrete = re.sub(r"\{[^}]+\}", value, route.path)
+                paths |= {concrete, concrete + "/", concrete + "/extra"}
+    return sorted(paths)
+
+
+async def test_every_path_and_method_is_answered_as_starlette_answers_it() -> None:
+    routes = echo_routes()
+    indexed_app = Starlette()
+    indexed_app.router = IndexedRouter(routes)
+    plain = httpx.AsyncClient(
+        transport=httpx.ASGITransport(Starlette(routes=routes)), base_url="http://t"
+    )
+    indexed = httpx.AsyncClient(transport=httpx.ASGITransport(indexed_app), base_url="http://t")
+    paths = probe_paths(echo_routes())
+    assert len(paths) > 100
+    seen = set()
+    for path in paths:
+        for method in METHODS:
+            expected = await plain.request(method, path, follow_redirects=False)
+            got = await indexed.request(method, path, follow_redirects=False)
+            assert (got.status_code, got.text, got.headers.get("location")) == (
+                expected.status_code,
+                expected.text,
+                expected.headers.get("location"),
+            ), (method, path)
+            seen.add(expected.status_code)
+    assert {200, 404, 405, 307} <= seen  # the probe reaches every kind of answer
+
+
+def test_a_request_tries_only_the_routes_of_its_prefix() -> None:
+    router = IndexedRouter(echo_routes())
+    every = len(router.routes)
+    product = router._candidates("/v1/products/7")
+    assert 2 <= len(product) < every / 4
+    assert all(
+        getattr(route, "path", "").startswith("/v1/products")
+        or not isinstance(route, Route)
+        or "{" in route.path.split("/")[1]
+        for route in product
+    )
+    assert router._candidates("/unknown/path") == router._candidates("/other")
