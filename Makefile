@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck pytest openapi bench-micro clean
+.PHONY: install tools run test lint typecheck pytest openapi bench bench-smoke bench-micro clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## the load generator the bench suite (and its smoke test) drives: Debian's wrk
+tools:
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && { apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; }; } || { echo "wrk is missing: apt-get install wrk"; exit 1; }
 
 ## make run: database created if missing (embedded PostgreSQL if none answers), migrated,
 ## demo data loaded if empty, then served on http://127.0.0.1:8000
@@ -30,14 +34,22 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) tools
 	$(BIN)/pytest
 
 openapi: $(STAMP)
 	$(BIN)/python -m server openapi --out openapi.json
 
+## make bench: the load scenarios against hotpath, its ceilings and a FastAPI peer;
+## writes bench/results/<date>.{json,md,png} and latest.*
+bench: $(STAMP) tools
+	$(BIN)/python -m bench.suite
+
+bench-smoke: $(STAMP) tools
+	$(BIN)/python -m bench.suite --smoke --out $${TMPDIR:-/tmp}/hotpath-bench-smoke
+
 bench-micro: $(STAMP)
-	$(BIN)/pytest bench/micro --benchmark-only --benchmark-columns=min,median,mean,ops -s
+	$(BIN)/pytest bench/micro --benchmark-columns=min,median,mean,ops -s
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache

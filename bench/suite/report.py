@@ -1,0 +1,231 @@
+"""What a run writes: ``<date>.json`` (everything), ``<date>.md`` (the table and the budget)
+and ``<date>.png`` (throughput and p50/p99 per scenario), and the same as ``latest.*`` for the
+README."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import shutil
+import subprocess
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.suite.run import Outcome, Results
+
+MB = 1024 * 1024
+RSS_LIMIT_MB = 200
+# (scenario, the most its CPU per request may be as a multiple of its ceiling's)
+CPU_BUDGET = (("product_get", 1.0), ("product_get_nocache", 1.25))
+HOTPATH_SERVERS = ("hotpath", "hotpath_nocache")
+
+
+def _machine() -> dict[str, Any]:
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "wrk": (wrk.stdout or wrk.stderr).split("\n")[0].strip(),
+        **{name: version(name) for name in ("granian", "starlette", "asyncpg", "fastapi")},
+    }
+
+
+def _ratio(outcome: Outcome, by_name: dict[str, Outcome]) -> float | None:
+    ceiling = by_name.get(outcome.ceiling or "")
+    if ceiling is None:
+        return None
+    return outcome.measured.cpu_us_per_request / ceiling.measured.cpu_us_per_request
+
+
+def summarize(results: Results) -> dict[str, Any]:
+    by_name = {outcome.name: outcome for outcome in results.outcomes}
+    scenarios = []
+    for outcome in results.outcomes:
+        m = outcome.measured
+        ratio = _ratio(outcome, by_name)
+        scenarios.append(
+            {
+                "name": outcome.name,
+                "server": outcome.server,
+                "description": outcome.description,
+                "requests": m.requests,
+                "rps": round(m.rps, 1),
+                "p50_ms": m.p50_ms,
+                "p90_ms": m.p90_ms,
+                "p99_ms": m.p99_ms,
+                "max_ms": m.max_ms,
+                "http_errors": m.http_errors,
+                "socket_errors": m.socket_errors,
+                "cpu_us_per_request": round(m.cpu_us_per_request, 1),
+                "ceiling": outcome.ceiling,
+                "cpu_ratio_to_ceiling": None if ratio is None else round(ratio, 3),
+            }
+        )
+    budget = []
+    for name, limit in CPU_BUDGET:
+        if name in by_name:
+            ratio = _ratio(by_name[name], by_name)
+            assert ratio is not None
+            budget.append(
+                {
+                    "goal": f"{name} CPU/request <= {limit:g}x ceiling_pk",
+                    "value": round(ratio, 3),
+                    "met": ratio <= limit,
+                }
+            )
+    errors = sum(o.measured.http_errors + o.measured.socket_errors for o in results.outcomes)
+    budget.append({"goal": "0 errors in every scenario", "value": errors, "met": errors == 0})
+    peak = max((results.peak_rss.get(name, 0) for name in HOTPATH_SERVERS), default=0) / MB
+    budget.append(
+        {
+            "goal": f"hotpath RSS < {RSS_LIMIT_MB} MB per worker",
+            "value": round(peak, 1),
+            "met": peak < RSS_LIMIT_MB,
+        }
+    )
+    peer = by_name.get("peer_product_get")
+    ours = by_name.get("product_get")
+    comparison = None
+    if peer and ours:
+        comparison = {
+            "cpu_per_request_peer_over_hotpath": round(
+                peer.measured.cpu_us_per_request / ours.measured.cpu_us_per_request, 2
+            ),
+            "rps_hotpath_over_peer": round(ours.measured.rps / peer.measured.rps, 2),
+        }
+    return {
+        "started": results.started,
+        "machine": _machine(),
+        "options": dataclasses.asdict(results.options),
+        "load_generator": "wrk, closed-loop: each connection waits for its answer before the "
+        "next request, so latency under overload is understated (coordinated omission)",
+        "scenarios": scenarios,
+        "peak_rss_mb": {k: round(v / MB, 1) for k, v in results.peak_rss.items()},
+        "budget": budget,
+        "peer_comparison": comparison,
+        "artillery": results.artillery,
+        "artillery_skipped": results.artillery_skipped,
+    }
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    machine = summary["machine"]
+    options = summary["options"]
+    lines = [
+        f"Run {summary['started']} on {machine['cpu']} ({machine['cores']} cores, shared with "
+        f"the load generator), Python {machine['python']}, granian {machine['granian']}. "
+        f"{machine['wrk']}, 1 thread, {options['connections']} connections, "
+        f"{options['seconds']:g} s per scenario after {options['warmup']:g} s of warm-up. "
+        "wrk is closed-loop. CPU is the server's process tree, user + system, per request.",
+        "",
+        "| scenario | req/s | p50 ms | p90 ms | p99 ms | errors | CPU µs/req | x ceiling |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in summary["scenarios"]:
+        ratio = s["cpu_ratio_to_ceiling"]
+        ceiling = "" if ratio is None else f"{ratio:.2f} x {s['ceiling']}"
+        lines.append(
+            f"| {s['name']} | {s['rps']:,.0f} | {s['p50_ms']:.2f} | {s['p90_ms']:.2f} | "
+            f"{s['p99_ms']:.2f} | {s['http_errors'] + s['socket_errors']} | "
+            f"{s['cpu_us_per_request']:,.0f} | {ceiling} |"
+        )
+    lines += ["", "| budget | measured | met |", "|---|---:|:---:|"]
+    for goal in summary["budget"]:
+        lines.append(f"| {goal['goal']} | {goal['value']} | {'yes' if goal['met'] else 'NO'} |")
+    if summary["peer_comparison"]:
+        peer = summary["peer_comparison"]
+        lines += [
+            "",
+            f"Against the FastAPI peer on the same read: hotpath serves "
+            f"{peer['rps_hotpath_over_peer']}x the requests per second, and the peer spends "
+            f"{peer['cpu_per_request_peer_over_hotpath']}x hotpath's CPU per request.",
+        ]
+    art = summary["artillery"]
+    if art:
+        lines += [
+            "",
+            f"Artillery, open model: {art['arrival_rate']} new users a second for "
+            f"{art['duration_s']} s, each logging in and then making 19 requests (90% reads, "
+            f"10% orders): {art['requests']} requests, {art['non_2xx']} non-2xx, "
+            f"errors {art['errors'] or 'none'}.",
+            "",
+            "| request | p50 ms | p90 ms | p99 ms | max ms |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        by_request = {"all": art["latency_ms"], **art.get("latency_ms_by_request", {})}
+        for name, latency in by_request.items():
+            lines.append(
+                f"| {name} | {latency['p50']} | {latency['p90']} | {latency['p99']} | "
+                f"{latency['max']} |"
+            )
+    elif summary["artillery_skipped"]:
+        lines += ["", f"Artillery skipped: {summary['artillery_skipped']}"]
+    return "\n".join(lines) + "\n"
+
+
+def chart(summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = summary["scenarios"]
+    names = [s["name"] for s in scenarios]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 0.45 * len(names) + 1.5))
+    positions = range(len(names))
+    left.barh(positions, [s["rps"] for s in scenarios], color="#3572a5")
+    left.set_yticks(positions, names)
+    left.invert_yaxis()
+    left.set_xlabel("requests/s (wrk, closed-loop)")
+    height = 0.4
+    right.barh(
+        [p - height / 2 for p in positions],
+        [s["p50_ms"] for s in scenarios],
+        height,
+        label="p50",
+        color="#6aa84f",
+    )
+    right.barh(
+        [p + height / 2 for p in positions],
+        [s["p99_ms"] for s in scenarios],
+        height,
+        label="p99",
+        color="#cc4125",
+    )
+    right.set_yticks(positions, [""] * len(names))
+    right.invert_yaxis()
+    right.set_xscale("log")
+    right.set_xlabel("latency, ms (log scale)")
+    right.legend(loc="lower right")
+    figure.suptitle(f"hotpath bench, {summary['started']}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def write(results: Results, directory: Path) -> dict[str, Path]:
+    summary = summarize(results)
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = summary["started"][:19].replace(":", "-")
+    paths = {
+        "json": directory / f"{stamp}.json",
+        "md": directory / f"{stamp}.md",
+        "png": directory / f"{stamp}.png",
+    }
+    paths["json"].write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    paths["md"].write_text(markdown(summary))
+    chart(summary, paths["png"])
+    for kind, path in paths.items():
+        shutil.copyfile(path, directory / f"latest.{kind}")
+    return paths

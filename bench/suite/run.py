@@ -1,0 +1,289 @@
+"""One benchmark run: the ceilings, hotpath (cache on and off), the FastAPI peer, then the
+open-model Artillery run, each scenario measured after a warm-up on a freshly started server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.suite import setup
+from bench.suite.procs import RssSampler
+from bench.suite.servers import Server, asgi_command, hotpath_command, running
+from bench.suite.wrk import Load, Measured, run
+from server.auth.keys import generate_dev_key
+
+
+@dataclass(frozen=True)
+class Options:
+    seconds: float = 15.0
+    warmup: float = 3.0
+    connections: int = 16
+    products: int = 10_000
+    hot_products: int = 2_000  # product_get's ids: all of them stay in the local cache
+    accounts: int = 50
+    deep_pages: int = 100
+    artillery_rate: int = 4
+    artillery_seconds: int = 30
+    artillery: bool = True
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str
+    server: str
+    ceiling: str | None
+    description: str
+    measured: Measured
+
+
+@dataclass
+class Results:
+    started: str
+    options: Options
+    outcomes: list[Outcome] = field(default_factory=list)
+    peak_rss: dict[str, int] = field(default_factory=dict)
+    artillery: dict[str, object] | None = None
+    artillery_skipped: str | None = None
+
+
+class _Run:
+    def __init__(self, options: Options, workdir: Path) -> None:
+        self.options = options
+        self.workdir = workdir
+        self.log = workdir / "servers.log"
+        self.results = Results(dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), options)
+
+    def file(self, name: str, lines: list[str]) -> str:
+        return str(setup.write_lines(self.workdir / name, lines))
+
+    def measure(
+        self,
+        server: Server,
+        name: str,
+        script: str,
+        env: dict[str, str],
+        *,
+        ceiling: str | None,
+        description: str,
+    ) -> None:
+        options = self.options
+        run(server.base, script, env, Load(options.warmup, options.connections), server.pid)
+        measured = run(
+            server.base, script, env, Load(options.seconds, options.connections), server.pid
+        )
+        self.results.outcomes.append(Outcome(name, server.name, ceiling, description, measured))
+
+    def serve(
+        self,
+        name: str,
+        command: list[str],
+        env: dict[str, str],
+        ready: str,
+        body: Callable[[Server], None],
+    ) -> None:
+        with running(name, command, env, ready_path=ready, log=self.log) as server:
+            sampler = RssSampler(server.pid).start()
+            try:
+                body(server)
+            finally:
+                self.results.peak_rss[name] = sampler.stop()
+
+
+def run_suite(options: Options) -> Results:
+    workdir = Path(tempfile.mkdtemp(prefix="hotpath-bench-"))
+    with setup.bench_database() as url:
+        accounts = setup.prepare_database(url, products=options.products, accounts=options.accounts)
+        state = _Run(options, workdir)
+        _ceilings(state, url)
+        _hotpath(state, url, accounts)
+        _peer(state, url, accounts)
+        return state.results
+
+
+def _ceilings(state: _Run, url: str) -> None:
+    products = {"BENCH_PRODUCTS": str(state.options.products)}
+    anyone = state.file("no-tokens.txt", ["none"])
+
+    def fixed(server: Server) -> None:
+        state.measure(
+            server,
+            "ceiling_json",
+            "ping.lua",
+            {},
+            ceiling=None,
+            description="bare ASGI callable on granian, fixed JSON",
+        )
+
+    def lookup(server: Server) -> None:
+        state.measure(
+            server,
+            "ceiling_pk",
+            "product_get.lua",
+            {**products, "BENCH_TOKENS": anyone},
+            ceiling=None,
+            description="bare ASGI callable, asyncpg primary-key lookup + orjson",
+        )
+
+    state.serve("ceiling_json", asgi_command("bench.ceilings.fixed_json:app"), {}, "/", fixed)
+    state.serve(
+        "ceiling_pk",
+        asgi_command("bench.ceilings.pk_lookup:app"),
+        {"CEILING_DATABASE_URL": url},
+        "/v1/products/1",
+        lookup,
+    )
+
+
+def _hotpath_env(state: _Run, url: str) -> dict[str, str]:
+    keys = state.workdir / "jwt"
+    if not keys.exists():
+        generate_dev_key(keys, "EdDSA")
+    return {
+        "HOTPATH_ENV": "production",
+        "DATABASE_URL": url,
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "HOTPATH_SECRET_KEY": secrets.token_urlsafe(32),
+        "HOTPATH_JWT_KEYS_DIR": str(keys),
+        "HOTPATH_DATA_DIR": str(state.workdir / "data"),
+        "HOTPATH_ACCESS_LOG": "false",
+        "HOTPATH_ACCESS_TOKEN_TTL": "900",
+        "HOTPATH_DRAIN_SECONDS": "0",
+        "HOTPATH_LOG_LEVEL": "warning",
+    }
+
+
+def _hotpath(state: _Run, url: str, accounts: list[setup.Account]) -> None:
+    options = state.options
+    env = _hotpath_env(state, url)
+
+    def cached(server: Server) -> None:
+        tokens = state.file("tokens.txt", setup.log_in(server.base, accounts))
+        keys = state.file("keys.txt", setup.issue_api_keys(server.base, _read(tokens)))
+        first, deep = setup.list_paths(server.base, deep_pages=options.deep_pages)
+        hot = {"BENCH_PRODUCTS": str(options.hot_products)}
+        logins = state.file("logins.txt", [f"{a.email}\t{a.password}" for a in accounts])
+        every = {"BENCH_PRODUCTS": str(options.products)}
+        m = state.measure
+        m(
+            server,
+            "ping",
+            "ping.lua",
+            {},
+            ceiling="ceiling_json",
+            description="GET /livez: routing and the middleware stack",
+        )
+        m(
+            server,
+            "product_get",
+            "product_get.lua",
+            {**hot, "BENCH_TOKENS": tokens},
+            ceiling="ceiling_pk",
+            description="GET /v1/products/{id}, JWT, warm cache",
+        )
+        m(
+            server,
+            "product_get_apikey",
+            "product_get.lua",
+            {**hot, "BENCH_TOKENS": keys},
+            ceiling="ceiling_pk",
+            description="the same read with an hp_ API key",
+        )
+        m(
+            server,
+            "product_list_first",
+            "paths.lua",
+            {"BENCH_PATHS": state.file("first.txt", [first])},
+            ceiling="ceiling_pk",
+            description="GET /v1/products?limit=50, first page",
+        )
+        m(
+            server,
+            "product_list_deep",
+            "paths.lua",
+            {"BENCH_PATHS": state.file("deep.txt", [deep])},
+            ceiling="ceiling_pk",
+            description=f"the page {options.deep_pages} cursors in",
+        )
+        m(
+            server,
+            "order_place",
+            "order_place.lua",
+            {**every, "BENCH_TOKENS": tokens},
+            ceiling="ceiling_pk",
+            description="POST /v1/orders, a fresh Idempotency-Key each",
+        )
+        m(
+            server,
+            "login",
+            "login.lua",
+            {"BENCH_LOGINS": logins},
+            ceiling="ceiling_pk",
+            description="POST /v1/auth/login, argon2id at the production cost",
+        )
+        m(
+            server,
+            "mixed",
+            "mixed.lua",
+            {**hot, "BENCH_TOKENS": tokens},
+            ceiling="ceiling_pk",
+            description="80% product by id, 10% list page, 10% orders",
+        )
+        if options.artillery:
+            _artillery(state, server, accounts)
+
+    def uncached(server: Server) -> None:
+        tokens = state.file("tokens-nocache.txt", setup.log_in(server.base, accounts))
+        state.measure(
+            server,
+            "product_get_nocache",
+            "product_get.lua",
+            {"BENCH_PRODUCTS": str(options.products), "BENCH_TOKENS": tokens},
+            ceiling="ceiling_pk",
+            description="the same read, product cache off: PostgreSQL",
+        )
+
+    state.serve("hotpath", hotpath_command(), env, "/readyz", cached)
+    nocache = {**env, "HOTPATH_PRODUCT_CACHE_SECONDS": "0"}
+    state.serve("hotpath_nocache", hotpath_command(), nocache, "/readyz", uncached)
+
+
+def _peer(state: _Run, url: str, accounts: list[setup.Account]) -> None:
+    secret = secrets.token_urlsafe(32)
+    tokens = state.file("tokens-peer.txt", setup.peer_tokens(accounts, secret))
+
+    def read(server: Server) -> None:
+        state.measure(
+            server,
+            "peer_product_get",
+            "product_get.lua",
+            {"BENCH_PRODUCTS": str(state.options.hot_products), "BENCH_TOKENS": tokens},
+            ceiling="ceiling_pk",
+            description="FastAPI + SQLAlchemy async ORM + pydantic, user loaded per request",
+        )
+
+    env = {"PEER_DATABASE_URL": url, "PEER_JWT_SECRET": secret}
+    state.serve("peer", asgi_command("bench.peers.fastapi_template:app"), env, "/livez", read)
+
+
+def _artillery(state: _Run, server: Server, accounts: list[setup.Account]) -> None:
+    from bench.suite import artillery
+
+    if not artillery.artillery_available():
+        state.results.artillery_skipped = "node and npm are not on PATH"
+        return
+    state.results.artillery = artillery.run_artillery(
+        server.base,
+        [(a.email, a.password) for a in accounts],
+        state.options.products,
+        arrival_rate=state.options.artillery_rate,
+        duration=state.options.artillery_seconds,
+        workdir=state.workdir,
+    )
+
+
+def _read(path: str) -> list[str]:
+    return Path(path).read_text().split()

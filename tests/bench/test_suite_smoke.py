@@ -1,0 +1,71 @@
+"""The benchmark suite in smoke mode, so it cannot rot: every server starts, every scenario
+runs without an error, and the report is whole. It measures nothing: the budget is
+`make bench`'s business, on a quiet machine."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bench.suite.report import CPU_BUDGET
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+SCENARIOS = {
+    "ceiling_json",
+    "ceiling_pk",
+    "ping",
+    "product_get",
+    "product_get_apikey",
+    "product_list_first",
+    "product_list_deep",
+    "order_place",
+    "login",
+    "mixed",
+    "product_get_nocache",
+    "peer_product_get",
+}
+
+
+def test_the_suite_runs_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.suite", "--smoke", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = orjson.loads((tmp_path / "latest.json").read_bytes())
+    scenarios = {s["name"]: s for s in report["scenarios"]}
+    assert set(scenarios) == SCENARIOS
+    for name, s in scenarios.items():
+        assert s["requests"] > 0, name
+        assert (s["http_errors"], s["socket_errors"]) == (0, 0), (name, s)
+        assert s["cpu_us_per_request"] > 0, name
+        if name.startswith("ceiling_"):
+            assert s["ceiling"] is None
+        else:
+            assert s["cpu_ratio_to_ceiling"] > 0, name
+    goals = [goal["goal"] for goal in report["budget"]]
+    assert len(goals) == len(CPU_BUDGET) + 2
+    assert report["peak_rss_mb"]["hotpath"] > 10
+    assert report["peer_comparison"]["rps_hotpath_over_peer"] > 0
+    assert "closed-loop" in report["load_generator"]
+
+    if shutil.which("npm"):
+        artillery = report["artillery"]
+        assert artillery["requests"] > 0
+        assert artillery["non_2xx"] == 0, artillery
+        assert artillery["vusers"]["failed"] == 0, artillery
+    else:
+        assert report["artillery_skipped"]
+
+    table = (tmp_path / "latest.md").read_text()
+    assert all(f"| {name} |" in table for name in SCENARIOS)
+    assert "closed-loop" in table
+    assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
