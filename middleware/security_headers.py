@@ -48,10 +48,11 @@ class SecurityHeadersMiddleware:
         self._headers_with_csp = (*headers, _API_CSP)
         self._headers_without_csp = headers
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine: the inner app's is handed back, so this layer adds no frame that
+        # every await deeper down would have to pass through.
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
 
         credentialed = False
         for name, _ in scope["headers"]:
@@ -64,7 +65,7 @@ class SecurityHeadersMiddleware:
                 message["headers"] = self._secure(message.get("headers", ()), credentialed)
             return send(message)
 
-        await self.app(scope, receive, send_secured)
+        return self.app(scope, receive, send_secured)
 
     def _secure(self, raw: Iterable[tuple[bytes, bytes]], credentialed: bool) -> list[Header]:
         # ASGI allows any iterable; it is read twice below.

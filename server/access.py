@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from server.apidoc import API_ATTR, EndpointDoc
 from server.auth.principal import Principal
@@ -47,17 +49,23 @@ def principal_of(request: Request) -> Principal:
     return principal
 
 
+def _check(access: Access, request: Request) -> None:
+    if access.kind == "public":
+        return
+    principal = principal_of(request)
+    if access.kind == "session" and principal.session_id is None:
+        raise Forbidden("This needs a signed-in user; API keys cannot do it.")
+    if access.permission is not None and not principal.can(access.permission):
+        raise Forbidden(f"This needs the {access.permission} permission.")
+
+
 def _guard(endpoint: Endpoint, access: Access) -> Endpoint:
     if access.kind == "public":
         return endpoint
 
     @functools.wraps(endpoint)
     async def guarded(request: Request) -> Response:
-        principal = principal_of(request)
-        if access.kind == "session" and principal.session_id is None:
-            raise Forbidden("This needs a signed-in user; API keys cannot do it.")
-        if access.permission is not None and not principal.can(access.permission):
-            raise Forbidden(f"This needs the {access.permission} permission.")
+        _check(access, request)
         return await endpoint(request)
 
     doc: EndpointDoc | None = getattr(endpoint, API_ATTR, None)
@@ -97,6 +105,27 @@ class GuardedRoute(Route):
             include_in_schema=include_in_schema,
         )
         self.access = access
+        if inspect.iscoroutinefunction(endpoint):
+            self.app = _EndpointApp(endpoint, access)
+
+
+class _EndpointApp:
+    """What serves a guarded route: Starlette's request_response, less its per-route exception
+    wrapper and closures, with the guard inline. An exception goes up to ExceptionMiddleware,
+    which runs the same handlers on the same request, so the answer is the same; each layer
+    less is a frame fewer for every await below it to resume through."""
+
+    __slots__ = ("access", "endpoint")
+
+    def __init__(self, endpoint: Endpoint, access: Access) -> None:
+        self.endpoint = endpoint
+        self.access = access
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive, send)
+        _check(self.access, request)
+        response = await self.endpoint(request)
+        await response(scope, receive, send)
 
 
 def guarded_route(
