@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 from structlog.typing import FilteringBoundLogger
 
 from middleware.authentication import AuthenticationMiddleware
@@ -20,6 +20,7 @@ from middleware.stack import build_stack
 from server import __version__, background
 from server.auth.setup import build_identity
 from server.container import ContainerFactory, build_container
+from server.error_boundary import ErrorBoundary
 from server.errors import AppError
 from server.health.service import DrainState
 from server.logs import configure_logging, flush_logs
@@ -36,8 +37,14 @@ HOUSEKEEPING_SECONDS = 0.5
 
 
 class HotpathApp(Starlette):
-    """Starlette with our middleware *outside* its error middleware, so even a 500 answer
-    carries the request id, security headers and a metrics sample."""
+    """Starlette with our middleware *outside* its error handling, so even a 500 answer
+    carries the request id, security headers and a metrics sample.
+
+    The stack is built by hand rather than by Starlette: one ErrorBoundary where Starlette puts
+    two error layers, the indexed router called directly, and no coroutine of its own in
+    ``__call__``. Every layer left out is a frame fewer that each await below has to resume
+    through (measured: a third of the Python a database-backed read spends outside asyncpg).
+    """
 
     def __init__(self, *, wrap: Any, routes: list[BaseRoute], **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -45,7 +52,17 @@ class HotpathApp(Starlette):
         self._wrap = wrap
 
     def build_middleware_stack(self) -> ASGIApp:
-        return self._wrap(super().build_middleware_stack())  # type: ignore[no-any-return]
+        app: ASGIApp = self.router.app
+        for cls, args, options in reversed(self.user_middleware):
+            app = cls(app, *args, **options)
+        return self._wrap(ErrorBoundary(app, self.exception_handlers))  # type: ignore[no-any-return]
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:  # type: ignore[override]
+        scope["app"] = self
+        stack = self.middleware_stack
+        if stack is None:
+            stack = self.middleware_stack = self.build_middleware_stack()
+        return stack(scope, receive, send)
 
 
 def create_app(
@@ -119,7 +136,7 @@ def create_app(
         routes=build_routes(openapi_document),
         exception_handlers=exception_handlers(log),
         lifespan=lifespan,
-        # Inside Starlette's error middleware: a bug while authenticating is a logged 500.
+        # Inside the error boundary: a bug while authenticating is a logged 500.
         middleware=[
             Middleware(
                 AuthenticationMiddleware,

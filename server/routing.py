@@ -9,6 +9,7 @@ fully or partially, Starlette's own walk runs, so 404s, 405s and slash redirects
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from starlette._utils import get_route_path
@@ -50,10 +51,10 @@ class IndexedRouter(Router):
             ]
         return len(self.routes), files, anywhere
 
-    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def app(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:  # type: ignore[override]
+        # Not a coroutine: a matched route's own awaitable is handed back, a frame fewer.
         if scope["type"] != "http":
-            await super().app(scope, receive, send)
-            return
+            return super().app(scope, receive, send)
         if "router" not in scope:
             scope["router"] = self
         partial = partial_scope = None
@@ -62,13 +63,15 @@ class IndexedRouter(Router):
             if match is Match.FULL:
                 scope["route"] = route
                 scope.update(child_scope)
-                await route.handle(scope, receive, send)
-                return
+                if isinstance(route, Route) and type(route).handle is Route.handle:
+                    # A full match of a plain route means its method is allowed: handle()
+                    # would only call route.app.
+                    return route.app(scope, receive, send)
+                return route.handle(scope, receive, send)
             if match is Match.PARTIAL and partial is None:
                 partial, partial_scope = route, child_scope
         if partial is not None and partial_scope is not None:
             scope["route"] = partial
             scope.update(partial_scope)
-            await partial.handle(scope, receive, send)
-            return
-        await super().app(scope, receive, send)
+            return partial.handle(scope, receive, send)
+        return super().app(scope, receive, send)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from server.apikeys.format import looks_like_key
 from server.apikeys.verifier import ApiKeyVerifier, KeyRejected
 from server.auth.principal import Principal
@@ -31,7 +33,9 @@ class Authenticator:
         # Attached by the lifespan once PostgreSQL is there; until then keys are refused.
         self.api_keys: ApiKeyVerifier | None = None
 
-    async def __call__(self, authorization: str) -> Principal:
+    def __call__(self, authorization: str) -> Principal | Awaitable[Principal]:
+        """A principal at once for an access token (a cached signature check); an awaitable
+        of one for an API key, which may need the database."""
         scheme, _, token = authorization.partition(" ")
         scheme = scheme.lower()
         if scheme not in ("bearer", "apikey") or not token:
@@ -41,10 +45,7 @@ class Authenticator:
         if looks_like_key(token):
             if self.api_keys is None:
                 raise _reject()
-            try:
-                return await self.api_keys.verify(token.strip())
-            except KeyRejected:
-                raise _reject() from None
+            return self._key(self.api_keys, token.strip())
         try:
             claims = self.codec.verify(token.strip())
         except InvalidToken:
@@ -58,3 +59,9 @@ class Authenticator:
             permissions=claims.permissions,
             issued_at=claims.iat,
         )
+
+    async def _key(self, verifier: ApiKeyVerifier, key: str) -> Principal:
+        try:
+            return await verifier.verify(key)
+        except KeyRejected:
+            raise _reject() from None
