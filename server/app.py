@@ -32,6 +32,9 @@ from server.routes import build_routes
 from server.routing import IndexedRouter
 from server.settings import Settings
 
+# A request allocates a few hundred objects and nearly all die with it: at the default 700 a
+# young-generation pass ran every few requests (measured: +17% requests/s with this and freeze).
+GC_THRESHOLDS = (50_000, 20, 100)
 # Info log lines and other workers' metrics are at most this late.
 HOUSEKEEPING_SECONDS = 0.5
 
@@ -107,6 +110,7 @@ def create_app(
             # Start-up objects live for the whole process: keep them out of every GC pass.
             gc.collect()
             gc.freeze()
+            gc.set_threshold(*GC_THRESHOLDS)
             housekeeping = background.run_every(
                 HOUSEKEEPING_SECONDS, housekeep, name="housekeeping"
             )

@@ -40,8 +40,32 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
+_encode_struct = msgspec.json.Encoder(decimal_format="string").encode
+
+
 def dumps(content: Any) -> bytes:
+    # A response schema (a Struct) straight through msgspec: the same bytes as orjson after
+    # to_builtins(), without building the intermediate dicts (a third of a product's render).
+    if isinstance(content, msgspec.Struct):
+        return _encode_struct(content)
     return orjson.dumps(content, default=_default, option=_ORJSON_OPTIONS)
+
+
+class PreparedJSON(Response):
+    """A JSON body already encoded, with its extra headers already bytes: Starlette's header
+    assembly (a dict walked and encoded per response) is skipped on the hottest reads."""
+
+    def __init__(
+        self, body: bytes, headers: list[tuple[bytes, bytes]], status_code: int = 200
+    ) -> None:
+        self.status_code = status_code
+        self.body = body
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *headers,
+        ]
 
 
 class JSONResponse(Response):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import enum
 import uuid
 
 import msgspec
@@ -66,6 +67,44 @@ def test_dumps_handles_database_types() -> None:
     assert decoded["day"] == "2026-01-02"
     assert decoded["tags"] == ["a"]
     assert decoded["item"] == {"product_id": 1, "quantity": 2}
+
+
+class Kind(str, enum.Enum):
+    A = "a"
+
+
+class Everything(msgspec.Struct):
+    item: Item
+    items: list[Item]
+    at: dt.datetime
+    local_at: dt.datetime
+    day: dt.date
+    price: decimal.Decimal
+    id: uuid.UUID
+    kind: Kind
+    maybe: str | None
+    flag: bool
+    ratio: float
+    text: str
+
+
+def test_a_struct_is_encoded_byte_for_byte_as_its_builtins_would_be() -> None:
+    value = Everything(
+        item=Item(1, 2),
+        items=[Item(3, 4), Item(5, 6)],
+        at=dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC),
+        local_at=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+        day=dt.date(2026, 1, 2),
+        price=decimal.Decimal("12.30"),
+        id=uuid.UUID(int=7),
+        kind=Kind.A,
+        maybe=None,
+        flag=True,
+        ratio=0.1,
+        text='quote " backslash \\ nul \x00 é \u2028 😀',
+    )
+    assert dumps(value) == dumps(msgspec.to_builtins(value))
+    assert dumps([value]) == b"[" + dumps(value) + b"]"
 
 
 @pytest.mark.parametrize(

@@ -124,10 +124,13 @@ class ProductCache(Collector):
         elif registry is not None:
             registry.register(self)
 
-    async def get(self, product_id: int, load: Loader) -> CachedProduct | None:
+    def get(self, product_id: int, load: Loader) -> Awaitable[CachedProduct | None]:
         if not self.enabled:
             self.misses += 1
-            return await load()
+            return load()  # not wrapped in a coroutine of our own: a frame fewer per read
+        return self._get(product_id, load)
+
+    async def _get(self, product_id: int, load: Loader) -> CachedProduct | None:
         entry = self._local.get(product_id)
         if entry is not None and entry[0] > self._clock():
             self.local_hits += 1

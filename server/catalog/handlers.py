@@ -17,10 +17,11 @@ from server.catalog.repository import Product, ProductFields, ProductFilter
 from server.conditional import etag, not_modified, required_versions
 from server.context import request_context
 from server.pagination import CursorCodec, InvalidCursor, paged_response
-from server.responses import dumps, path_id, read_json, read_query
+from server.responses import PreparedJSON, dumps, path_id, read_json, read_query
 
 # A public resource: shared caches may keep it briefly; revalidation is cheap (ETag -> 304).
 _PUBLIC = "public, max-age=5, stale-while-revalidate=30"
+_PUBLIC_HEADER = (b"cache-control", _PUBLIC.encode())
 _CURSOR_TYPES: dict[str, type] = {"created_at": str, "price": int, "name": str}
 
 
@@ -49,10 +50,9 @@ def _product_response(product: Product, status: int = 200) -> Response:
 async def get_product(request: Request) -> Response:
     catalog = request.app.state.container.catalog
     cached = await catalog.get_cached(path_id(request, "product_id", "No such product."), render)
-    headers = {"etag": cached.etag, "cache-control": _PUBLIC}
     if not_modified(request.headers.get("if-none-match"), cached.etag):
-        return Response(status_code=304, headers=headers)
-    return Response(cached.body, media_type="application/json", headers=headers)
+        return Response(status_code=304, headers={"etag": cached.etag, "cache-control": _PUBLIC})
+    return PreparedJSON(cached.body, [(b"etag", cached.etag.encode()), _PUBLIC_HEADER])
 
 
 def _scope(query: schemas.ProductQuery) -> str:
