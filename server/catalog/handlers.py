@@ -16,12 +16,14 @@ from server.catalog.cache import CachedProduct
 from server.catalog.repository import Product, ProductFields, ProductFilter
 from server.conditional import etag, not_modified, required_versions
 from server.context import request_context
+from server.errors import NotFound
 from server.pagination import CursorCodec, InvalidCursor, paged_response
 from server.responses import PreparedJSON, dumps, path_id, read_json, read_query
 
 # A public resource: shared caches may keep it briefly; revalidation is cheap (ETag -> 304).
 _PUBLIC = "public, max-age=5, stale-while-revalidate=30"
 _PUBLIC_HEADER = (b"cache-control", _PUBLIC.encode())
+_NO_PRODUCT = "No such product."
 _CURSOR_TYPES: dict[str, type] = {"created_at": str, "price": int, "name": str}
 
 
@@ -49,7 +51,9 @@ def _product_response(product: Product, status: int = 200) -> Response:
 )
 async def get_product(request: Request) -> Response:
     catalog = request.app.state.container.catalog
-    cached = await catalog.get_cached(path_id(request, "product_id", "No such product."), render)
+    cached = await catalog.find_cached(path_id(request, "product_id", _NO_PRODUCT), render)
+    if cached is None:
+        raise NotFound(_NO_PRODUCT)
     if not_modified(request.headers.get("if-none-match"), cached.etag):
         return Response(status_code=304, headers={"etag": cached.etag, "cache-control": _PUBLIC})
     return PreparedJSON(cached.body, [(b"etag", cached.etag.encode()), _PUBLIC_HEADER])
@@ -150,7 +154,7 @@ async def create_product(request: Request) -> Response:
     errors=(400, 404, 412, 422, 428),
 )
 async def patch_product(request: Request) -> Response:
-    product_id = path_id(request, "product_id", "No such product.")
+    product_id = path_id(request, "product_id", _NO_PRODUCT)
     versions = required_versions(request.headers.get("if-match"), "p", product_id)
     body = await read_json(request, schemas.ProductPatch)
     changes: dict[str, Any] = {
@@ -174,7 +178,7 @@ async def patch_product(request: Request) -> Response:
     errors=(404, 412, 428),
 )
 async def delete_product(request: Request) -> Response:
-    product_id = path_id(request, "product_id", "No such product.")
+    product_id = path_id(request, "product_id", _NO_PRODUCT)
     versions = required_versions(request.headers.get("if-match"), "p", product_id)
     await request.app.state.container.catalog.delete(
         principal_of(request), product_id, versions, request_context(request)
@@ -194,7 +198,7 @@ async def change_stock(request: Request) -> Response:
     body = await read_json(request, schemas.StockBody)
     product = await request.app.state.container.catalog.change_stock(
         principal_of(request),
-        path_id(request, "product_id", "No such product."),
+        path_id(request, "product_id", _NO_PRODUCT),
         body.delta,
         body.reason,
         request_context(request),
