@@ -203,7 +203,7 @@ async def test_a_stale_reader_cannot_overwrite_a_newer_write(
         replica(link, logger, namespace, local_ttl=60) as writer,
     ):
         source.gate = asyncio.Event()
-        late = asyncio.create_task(a.get(PRODUCT, source.load))
+        late = asyncio.ensure_future(a.get(PRODUCT, source.load))
         await source.started.wait()  # a's loader has read version 1 ...
         source.version = 2
         await writer.invalidate(PRODUCT, 2)  # ... and the write commits meanwhile
@@ -229,7 +229,7 @@ async def test_an_invalidation_during_a_local_load_is_not_undone(
     source = Source()
     source.gate = asyncio.Event()
     async with replica(link, logger, namespace, local_ttl=60) as cache:
-        late = asyncio.create_task(cache.get(PRODUCT, source.load))
+        late = asyncio.ensure_future(cache.get(PRODUCT, source.load))
         await source.started.wait()
         source.version = 2
         await cache.invalidate(PRODUCT, 2)
@@ -359,9 +359,9 @@ async def test_a_caller_that_goes_away_does_not_cancel_the_load(
     source = Source()
     source.delay = 0.05
     async with replica(link, logger, namespace) as cache:
-        leader = asyncio.create_task(cache.get(PRODUCT, source.load))
+        leader = asyncio.ensure_future(cache.get(PRODUCT, source.load))
         await source.started.wait()
-        follower = asyncio.create_task(cache.get(PRODUCT, source.load))
+        follower = asyncio.ensure_future(cache.get(PRODUCT, source.load))
         await asyncio.sleep(0)
         leader.cancel()
         found = await follower
