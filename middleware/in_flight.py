@@ -1,0 +1,73 @@
+"""Shed load at once when a process already has as many requests in flight as it can serve."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from middleware.types import OnError
+
+
+class Overloaded(Exception):
+    """Too many requests in flight in this process (the server answers 503 with Retry-After)."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("too many requests in flight")
+        self.retry_after = retry_after
+
+
+class InFlightLimitMiddleware:
+    """Answer `on_error(Overloaded(retry_after))` while `limit` HTTP requests are in flight.
+
+    Past saturation, queueing only adds latency until every request times out; refusing the
+    excess at once keeps the admitted ones fast and tells clients when to come back. The cap is
+    per process (each granian worker has its own). A request holds its slot until the inner app
+    returns, raises or is cancelled. Exempt paths (health probes, the metrics scrape) are never
+    counted nor refused: an orchestrator must see an overloaded process as alive. ``in_flight``
+    is the current count, for a gauge.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limit: int,
+        retry_after: int = 1,
+        on_error: OnError,
+        exempt_paths: frozenset[str] = frozenset({"/livez", "/readyz", "/metrics"}),
+    ) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a positive int, got {limit!r}")
+        if isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0:
+            raise ValueError(f"retry_after must be a non-negative int, got {retry_after!r}")
+        if not callable(on_error):
+            raise TypeError("on_error must be callable")
+        if isinstance(exempt_paths, str) or not all(
+            isinstance(path, str) and path.startswith("/") for path in exempt_paths
+        ):
+            raise ValueError(f"exempt_paths must be paths starting with '/', got {exempt_paths!r}")
+        self.app = app
+        self.limit = limit
+        self.retry_after = retry_after
+        self.on_error = on_error
+        self.exempt_paths = frozenset(exempt_paths)
+        self.in_flight = 0
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Exempt requests get the inner app's awaitable: see SecurityHeadersMiddleware.
+        if scope["type"] != "http" or scope["path"] in self.exempt_paths:
+            return self.app(scope, receive, send)
+        return self._counted(scope, receive, send)
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Checked and taken inside the coroutine, with no await between: an awaitable that is
+        # created but never run can neither take a slot nor leak one.
+        if self.in_flight >= self.limit:
+            await self.on_error(Overloaded(self.retry_after))(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
