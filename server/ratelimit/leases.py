@@ -1,0 +1,108 @@
+"""One key's share of the global limit held in this process: tokens leased from Redis in a
+batch, spent one per request with no I/O, and what Redis last said about the key."""
+
+from __future__ import annotations
+
+import math
+
+from server.ratelimit.gcra import Grant
+from server.ratelimit.policy import Decision, Policy
+
+_MIN_SPAN = 0.001  # seconds: requests seen "at once" count as this far apart when sizing
+
+
+class Lease:
+    """Mutable, per process, touched only from the event loop."""
+
+    __slots__ = (
+        "counts",
+        "demand",
+        "denied_until",
+        "expires",
+        "full_at",
+        "remaining",
+        "since",
+        "tokens",
+    )
+
+    def __init__(self, counts: list[int], now: float) -> None:
+        self.counts = counts  # the policy's [allowed, denied] metric pair
+        self.tokens = 0  # leased, not yet spent
+        self.expires = 0.0  # leased tokens are void from then: none can be hoarded
+        self.denied_until = 0.0  # Redis said no token before then
+        self.remaining = 0  # what Redis had left after our last grant
+        self.full_at = now  # when Redis' bucket for the key is full again
+        self.demand = 0  # requests since the last refill started
+        self.since: float | None = None  # when it started
+
+    def take(self, policy: Policy, now: float) -> Decision | None:
+        """A local decision (a token, or a denial Redis already gave), or None: ask Redis."""
+        if self.tokens and now < self.expires:
+            self.tokens -= 1
+            self.counts[0] += 1
+            return Decision(
+                True,
+                policy.name,
+                policy.limit,
+                policy.window_seconds,
+                self.remaining + self.tokens,
+                max(0.0, self.full_at - now),
+                0.0,
+            )
+        if now < self.denied_until:
+            self.counts[1] += 1
+            return Decision(
+                False,
+                policy.name,
+                policy.limit,
+                policy.window_seconds,
+                0,
+                max(0.0, self.full_at - now),
+                self.denied_until - now,
+            )
+        return None
+
+    def wanted(self, now: float, policy: Policy, *, lease_seconds: float, cap: int) -> int:
+        """Tokens for ``lease_seconds`` of this key's traffic here since the last refill.
+
+        A key seen once a second asks for 1 (a call per request, as without leasing); one seen
+        a thousand times a second asks for 50 at 50 ms (a call per 50 ms). Never more than the
+        policy itself mints in ``lease_seconds``: what a lease leaves unspent when it expires is
+        lost to everyone, and that bounds the loss to a sliver of the limit."""
+        since, self.since, demand, self.demand = self.since, now, self.demand, 0
+        if since is None:
+            return 1  # no history: a key's first request may well be its only one
+        minted = int(lease_seconds * 1_000_000) // policy.interval_us
+        cap = max(1, min(cap, policy.capacity, minted))
+        return max(1, min(cap, math.ceil(demand / max(now - since, _MIN_SPAN) * lease_seconds)))
+
+    def refilled(
+        self,
+        grant: Grant,
+        policy: Policy,
+        *,
+        wanted: int,
+        sent: float,
+        received: float,
+        ttl: float,
+        hold_seconds: float,
+    ) -> None:
+        """Store Redis' answer. Times count from our side of the call: a lease from when it was
+        asked for (never longer than ``ttl``), a denial from when the answer was in (never
+        shorter than Redis' retry-after)."""
+        self.tokens = grant.granted
+        self.expires = sent + ttl
+        self.remaining = grant.remaining
+        self.full_at = received + grant.reset_us / 1_000_000
+        if grant.retry_us:
+            # Out of tokens: stay out until the batch we asked for has dripped in, by at most
+            # hold_seconds. A saturated hot key then costs a call per hold_seconds instead of
+            # one per token, and the wait stays within the burst (wanted <= capacity), so
+            # nothing drips away unused. The reported retry-after is this later moment.
+            hold_us = min((wanted - 1) * policy.interval_us, round(hold_seconds * 1_000_000))
+            self.denied_until = received + (grant.retry_us + hold_us) / 1_000_000
+        else:
+            self.denied_until = 0.0
+
+    def idle(self, now: float) -> bool:
+        return now >= self.expires and now >= self.denied_until
