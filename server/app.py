@@ -27,6 +27,7 @@ from server.logs import configure_logging, flush_logs
 from server.metrics import exposition_registry, retire_worker
 from server.openapi import build_openapi
 from server.problem import exception_handlers, middleware_error_renderer
+from server.ratelimit.setup import build_rate_limit
 from server.responses import dumps
 from server.routes import build_routes
 from server.routing import IndexedRouter
@@ -101,11 +102,18 @@ def create_app(
             flush()
         flush_logs()
 
+    rate_limit = build_rate_limit(settings, log, registry)
+    limiter = rate_limit[0] if rate_limit else None
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with container_factory(settings, log, drain_state, identity, registry) as container:
             app.state.container = container
             metric_flushers.append(container.catalog.cache.flush)
+            if limiter is not None:
+                limiter.attach(container.redis)
+                await limiter.start()
+                metric_flushers.append(limiter.flush)
             log.info("started", env=settings.env, version=__version__)
             # Start-up objects live for the whole process: keep them out of every GC pass.
             gc.collect()
@@ -119,6 +127,8 @@ def create_app(
             finally:
                 drain_state.draining = True
                 await background.stop(housekeeping)
+                if limiter is not None:
+                    await limiter.stop()
                 retire_worker(metric_flushers)
         log.info("stopped")
         flush_logs()
@@ -148,7 +158,9 @@ def create_app(
                 on_error=middleware_error_renderer,
                 handled=(AppError,),
                 own_auth_paths=frozenset({"/metrics"}),
-            )
+            ),
+            # After authentication: the budget is the API key's or the user's.
+            *([rate_limit[1]] if rate_limit else []),
         ],
     )
     app.state.settings = settings

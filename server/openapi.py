@@ -13,6 +13,7 @@ from starlette.convertors import Convertor, FloatConvertor, IntegerConvertor, UU
 from starlette.routing import BaseRoute, Host, Mount, Route
 
 from server.apidoc import EndpointDoc, endpoint_doc
+from server.ratelimit.classes import exempt as rate_limit_exempt
 
 __all__ = ["PROBLEM_SCHEMA", "build_openapi"]
 
@@ -148,6 +149,16 @@ def _collect_types(docs: Iterator[EndpointDoc]) -> list[Any]:
     return list(types)
 
 
+_RATE_LIMIT_HEADERS = {
+    name: {"description": description, "schema": {"type": "string"}}
+    for name, description in (
+        ("Retry-After", "Seconds until a request is admitted again (rounded up)."),
+        ("RateLimit", 'Remaining requests and seconds to a full budget: "read";r=0;t=20'),
+        ("RateLimit-Policy", 'The budget: "read";q=1200;w=60 (also on every allowed answer)'),
+    )
+}
+
+
 def _operation(
     e: _Endpoint, schema_of: dict[Any, dict[str, Any]], components: dict[str, Any]
 ) -> dict[str, Any]:
@@ -180,9 +191,13 @@ def _operation(
         if body is not None:
             responses[status]["content"] = {doc.response_media_type: {"schema": schema_of[body]}}
     problems = {*doc.errors, 500} | ({401} if doc.auth else set())
+    if not rate_limit_exempt(e.path):
+        problems.add(429)
     for status in problems - set(responses):
         content = {_PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_REF}}
         responses[status] = {"description": _phrase(status), "content": content}
+    if 429 in responses and not rate_limit_exempt(e.path):
+        responses[429]["headers"] = _RATE_LIMIT_HEADERS
     op["responses"] = {str(s): responses[s] for s in sorted(responses)}
     if doc.auth:
         op["security"] = [{"bearerAuth": []}]

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from middleware import types as mw
+from middleware.rate_limit import RateLimited
 from server import errors
 
 PROBLEM_TYPE_PREFIX = "urn:hotpath:problem:"
@@ -74,6 +75,9 @@ def to_app_error(exc: BaseException) -> errors.AppError:
         return errors.PayloadTooLarge(f"The request body exceeds the limit of {exc.limit} bytes.")
     if isinstance(exc, mw.BadContentLength):
         return errors.BadContentLength("Content-Length must be a non-negative integer.")
+    if isinstance(exc, RateLimited):
+        headers = {name.decode(): value.decode() for name, value in exc.headers}
+        return errors.TooManyRequests("Rate limit exceeded; see Retry-After.", headers=headers)
     return errors.AppError("The server failed to handle this request.")
 
 
@@ -106,7 +110,17 @@ def exception_handlers(
     """Starlette exception handlers: one for known errors, one for the 500 path."""
 
     async def known(request: Request, exc: Exception) -> Response:
-        return problem_response(to_app_error(exc), request_id=_request_id(request.scope))
+        error = to_app_error(exc)
+        if error.status >= 500:
+            # A known outage (the database not answering): not a bug, but operators must see it.
+            cause = exc.__cause__
+            logger.warning(
+                "service_unavailable",
+                problem=error.slug,
+                path=request.url.path,
+                cause=type(cause).__name__ if cause is not None else None,
+            )
+        return problem_response(error, request_id=_request_id(request.scope))
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         # Starlette re-raises after this answer so the server also sees it; the log line
@@ -124,5 +138,6 @@ def exception_handlers(
         HTTPException: known,
         mw.PayloadTooLarge: known,
         mw.BadContentLength: known,
+        RateLimited: known,
         Exception: unexpected,
     }

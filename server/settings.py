@@ -79,6 +79,13 @@ class Settings:
     apikey_rotation_grace_seconds: int = 86400
     apikey_cache_seconds: float = 60.0
     product_cache_seconds: float = 30.0
+    # Rate limits: (requests, window seconds); per API key, user, or client address.
+    rate_limits: bool = True
+    rate_read: tuple[int, float] = (1200, 60.0)
+    rate_write: tuple[int, float] = (300, 60.0)
+    rate_auth: tuple[int, float] = (20, 60.0)
+    rate_high_tier: int = 10
+    rate_replicas: int = 1
 
     @property
     def keys_dir(self) -> Path:
@@ -184,6 +191,12 @@ class Settings:
             ),
             apikey_cache_seconds=reader.number("HOTPATH_APIKEY_CACHE_SECONDS", 60.0, 1, 600),
             product_cache_seconds=reader.number("HOTPATH_PRODUCT_CACHE_SECONDS", 30.0, 0, 3600),
+            rate_limits=reader.boolean("HOTPATH_RATE_LIMITS", True),
+            rate_read=reader.rate("HOTPATH_RATE_LIMIT_READ", (1200, 60.0)),
+            rate_write=reader.rate("HOTPATH_RATE_LIMIT_WRITE", (300, 60.0)),
+            rate_auth=reader.rate("HOTPATH_RATE_LIMIT_AUTH", (20, 60.0)),
+            rate_high_tier=reader.integer("HOTPATH_RATE_LIMIT_HIGH_TIER", 10, 1, 1000),
+            rate_replicas=reader.integer("HOTPATH_RATE_LIMIT_REPLICAS", 1, 1, 1000),
         )
         if settings.db_pool_min > settings.db_pool_max:
             reader.problems.append("HOTPATH_DB_POOL_MIN must not exceed HOTPATH_DB_POOL_MAX")
@@ -271,6 +284,16 @@ class _Reader:
             return value.lower()
 
         return self._parse(name, default, parse, "one of " + ", ".join(options))
+
+    def rate(self, name: str, default: tuple[int, float]) -> tuple[int, float]:
+        def parse(value: str) -> tuple[int, float]:
+            count, _, window = value.partition("/")
+            limit, seconds = int(count), float(window)
+            if not (1 <= limit <= 10**9 and 0 < seconds <= 86400 and limit / seconds <= 10**6):
+                raise ValueError(value)
+            return limit, seconds
+
+        return self._parse(name, default, parse, "requests/seconds, e.g. 1200/60")
 
     def networks(self, name: str) -> tuple[str, ...]:
         def parse(value: str) -> tuple[str, ...]:

@@ -93,6 +93,9 @@ def settings(migrated_db: str, tmp_path_factory: pytest.TempPathFactory) -> Sett
         embedded_db=False,
         db_pool_min=1,
         db_pool_max=4,
+        # On in tests/ratelimit only: elsewhere hundreds of requests from the one test client
+        # address would spend the strict auth budget.
+        rate_limits=False,
     )
 
 

@@ -69,7 +69,7 @@ def test_dumps_handles_database_types() -> None:
     assert decoded["item"] == {"product_id": 1, "quantity": 2}
 
 
-class Kind(str, enum.Enum):
+class Kind(enum.StrEnum):
     A = "a"
 
 

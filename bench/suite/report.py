@@ -21,7 +21,7 @@ MB = 1024 * 1024
 RSS_LIMIT_MB = 200
 # (scenario, the most its CPU per request may be as a multiple of its ceiling's)
 CPU_BUDGET = (("product_get", 1.0), ("product_get_nocache", 1.25))
-HOTPATH_SERVERS = ("hotpath", "hotpath_nocache")
+HOTPATH_SERVERS = ("hotpath", "hotpath_nocache", "hotpath_nolimit")
 
 
 def _machine() -> dict[str, Any]:
@@ -96,6 +96,12 @@ def summarize(results: Results) -> dict[str, Any]:
     )
     peer = by_name.get("peer_product_get")
     ours = by_name.get("product_get")
+    unlimited = by_name.get("product_get_nolimit")
+    limiter_us = None
+    if ours and unlimited:
+        limiter_us = round(
+            ours.measured.cpu_us_per_request - unlimited.measured.cpu_us_per_request, 1
+        )
     comparison = None
     if peer and ours:
         comparison = {
@@ -114,6 +120,7 @@ def summarize(results: Results) -> dict[str, Any]:
         "peak_rss_mb": {k: round(v / MB, 1) for k, v in results.peak_rss.items()},
         "budget": budget,
         "peer_comparison": comparison,
+        "rate_limiter_cpu_us_per_request": limiter_us,
         "artillery": results.artillery,
         "artillery_skipped": results.artillery_skipped,
     }
@@ -150,6 +157,14 @@ def markdown(summary: dict[str, Any]) -> str:
             f"Against the FastAPI peer on the same read: hotpath serves "
             f"{peer['rps_hotpath_over_peer']}x the requests per second, and the peer spends "
             f"{peer['cpu_per_request_peer_over_hotpath']}x hotpath's CPU per request.",
+        ]
+    if summary["rate_limiter_cpu_us_per_request"] is not None:
+        lines += [
+            "",
+            "The global rate limiter (on in every hotpath scenario, with limits the load never "
+            "reaches) costs "
+            f"{summary['rate_limiter_cpu_us_per_request']} µs of server CPU per request: "
+            "product_get against product_get_nolimit.",
         ]
     art = summary["artillery"]
     if art:

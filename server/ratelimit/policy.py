@@ -19,7 +19,7 @@ from fractions import Fraction
 
 # The name goes into Redis keys, metric labels and a quoted header string: keep it plain.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_MAX_RATE = 1_000_000  # tokens per second: the emission interval is counted in whole microseconds
+MAX_RATE = 1_000_000  # tokens per second: the emission interval is counted in whole microseconds
 _MAX_HORIZON_US = 2**50  # burst * interval: Lua's doubles stay exact (~35 years of bucket)
 
 
@@ -50,8 +50,8 @@ class Policy:
         elif burst is not None and burst < 1:
             errors.append("burst must be at least 1")
         if not errors:
-            if self.limit / window > _MAX_RATE:
-                errors.append(f"limit / window_seconds must be at most {_MAX_RATE} per second")
+            if self.limit / window > MAX_RATE:
+                errors.append(f"limit / window_seconds must be at most {MAX_RATE} per second")
             else:
                 # From the decimal the user wrote: 0.1 * 1e6 / 10 in floats is 10000.000000000002.
                 interval = math.ceil(Fraction(repr(window)) * 1_000_000 / self.limit)

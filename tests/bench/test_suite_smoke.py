@@ -27,6 +27,7 @@ SCENARIOS = {
     "login",
     "mixed",
     "product_get_nocache",
+    "product_get_nolimit",
     "peer_product_get",
 }
 
@@ -55,6 +56,7 @@ def test_the_suite_runs_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
     assert len(goals) == len(CPU_BUDGET) + 2
     assert report["peak_rss_mb"]["hotpath"] > 10
     assert report["peer_comparison"]["rps_hotpath_over_peer"] > 0
+    assert report["rate_limiter_cpu_us_per_request"] is not None
     assert "closed-loop" in report["load_generator"]
 
     if shutil.which("npm"):

@@ -38,7 +38,12 @@ def wait_until_live(base: str, process: subprocess.Popen[Any], seconds: float = 
 
 @contextmanager
 def running_servers(
-    count: int, *, database_url: str, redis_url: str, data_dir: Path
+    count: int,
+    *,
+    database_url: str,
+    redis_url: str,
+    data_dir: Path,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[list[str]]:
     """``count`` server processes on one database; yields their base URLs."""
     generate_dev_key(data_dir / "jwt", "EdDSA")  # every process must share one signing key
@@ -52,10 +57,13 @@ def running_servers(
         "HOTPATH_ACCESS_LOG": "false",
         "HOTPATH_ARGON2_TIME_COST": "1",
         "HOTPATH_ARGON2_MEMORY_KIB": "1024",
+        "HOTPATH_RATE_LIMITS": "false",  # tests/e2e/test_rate_limit_replicas.py turns it on
+        **(extra_env or {}),
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     processes: list[subprocess.Popen[bytes]] = []
     bases: list[str] = []
+    log = (data_dir / "servers.log").open("ab")
     try:
         for _ in range(count):
             port = free_port()
@@ -63,8 +71,9 @@ def running_servers(
                 subprocess.Popen(
                     [sys.executable, "-m", "server", "serve", "--port", str(port)],
                     env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                    # Kept with the test's files: the first place to look when one fails.
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                 )
             )
             bases.append(f"http://127.0.0.1:{port}")
@@ -79,3 +88,4 @@ def running_servers(
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+        log.close()

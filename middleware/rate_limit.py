@@ -1,0 +1,89 @@
+"""Rate limiting at the edge: every request of a limited route spends from its key's budget.
+
+The collaborators do the work: ``classify(scope)`` names the key and the policy (or None: not
+limited), ``check(key, policy)`` decides, at once when the process holds a lease for the key or
+through an awaitable when only the shared store can answer, and ``headers(decision)`` renders
+the RateLimit-Policy / RateLimit (and, on a denial, Retry-After) headers. A denied request is
+answered through ``on_error(RateLimited(headers))``; an allowed one carries the headers too.
+It runs after authentication (the key is the API key, the user or the client address).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from middleware.types import OnError
+
+Header = tuple[bytes, bytes]
+
+
+class _Decision(Protocol):
+    @property
+    def allowed(self) -> bool: ...
+
+
+Classify = Callable[[Scope], tuple[str, Any] | None]
+Check = Callable[[str, Any], Any]  # a decision, or an awaitable of one
+RenderHeaders = Callable[[Any], list[Header]]
+
+
+class RateLimited(Exception):
+    """Over the limit: the server answers 429 with these headers (Retry-After among them)."""
+
+    def __init__(self, headers: list[Header]) -> None:
+        super().__init__("rate limit exceeded")
+        self.headers = headers
+
+
+class RateLimitMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        classify: Classify,
+        check: Check,
+        headers: RenderHeaders,
+        on_error: OnError,
+    ) -> None:
+        if not all(callable(f) for f in (classify, check, headers, on_error)):
+            raise TypeError("classify, check, headers and on_error must be callable")
+        self.app = app
+        self.classify = classify
+        self.check = check
+        self.headers = headers
+        self.on_error = on_error
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine when the decision is local (a leased token): see security_headers.py.
+        if scope["type"] != "http":
+            return self.app(scope, receive, send)
+        found = self.classify(scope)
+        if found is None:
+            return self.app(scope, receive, send)
+        decision = self.check(*found)
+        if inspect.isawaitable(decision):
+            return self._awaiting(decision, scope, receive, send)
+        return self._answer(decision, scope, receive, send)
+
+    async def _awaiting(
+        self, pending: Awaitable[_Decision], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        await self._answer(await pending, scope, receive, send)
+
+    def _answer(
+        self, decision: _Decision, scope: Scope, receive: Receive, send: Send
+    ) -> Awaitable[None]:
+        extra = self.headers(decision)
+        if not decision.allowed:
+            return self.on_error(RateLimited(extra))(scope, receive, send)
+
+        def send_with_limits(message: Message) -> Awaitable[None]:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            return send(message)
+
+        return self.app(scope, receive, send_with_limits)

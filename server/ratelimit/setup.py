@@ -1,0 +1,39 @@
+"""The limiter and its middleware, built with the app; the lifespan hands it the Redis link."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+from starlette.middleware import Middleware
+from structlog.typing import FilteringBoundLogger
+
+from middleware.rate_limit import RateLimitMiddleware
+from server.devdb import database_name
+from server.problem import middleware_error_renderer
+from server.ratelimit.classes import RouteClasses
+from server.ratelimit.headers import rate_limit_headers
+from server.ratelimit.limiter import RateLimiter
+from server.redis_link import RedisLink
+from server.settings import Settings
+
+
+def build_rate_limit(
+    settings: Settings, logger: FilteringBoundLogger, registry: CollectorRegistry
+) -> tuple[RateLimiter, Middleware] | None:
+    """None when HOTPATH_RATE_LIMITS is off. Until ``attach``, the limiter decides locally."""
+    if not settings.rate_limits:
+        return None
+    limiter = RateLimiter(
+        RedisLink(None, timeout=settings.redis_timeout, logger=logger),
+        logger,
+        namespace=f"hotpath:{database_name(settings.database_url)}",
+        replicas=settings.rate_replicas,
+        registry=registry,
+    )
+    middleware = Middleware(
+        RateLimitMiddleware,
+        classify=RouteClasses(settings),
+        check=limiter.check,
+        headers=rate_limit_headers,
+        on_error=middleware_error_renderer,
+    )
+    return limiter, middleware
