@@ -36,12 +36,20 @@ def retry_after(decision: Decision) -> str | None:
     return str(max(1, _seconds(decision.retry_after_seconds)))
 
 
+_policy_headers: dict[tuple[str, int, float], tuple[bytes, bytes]] = {}
+
+
 def rate_limit_headers(decision: Decision) -> list[tuple[bytes, bytes]]:
     """The two (three on a denial) as raw ASGI headers, ready to append to a response's."""
-    headers = [
-        (b"ratelimit-policy", ratelimit_policy(decision).encode()),
-        (b"ratelimit", ratelimit(decision).encode()),
-    ]
+    # The policy header is the same for every request of a policy: rendered once.
+    ident = (decision.policy, decision.limit, decision.window_seconds)
+    policy = _policy_headers.get(ident)
+    if policy is None:
+        policy = _policy_headers[ident] = (
+            b"ratelimit-policy",
+            ratelimit_policy(decision).encode(),
+        )
+    headers = [policy, (b"ratelimit", ratelimit(decision).encode())]
     if (after := retry_after(decision)) is not None:
         headers.append((b"retry-after", after.encode()))
     return headers

@@ -21,6 +21,7 @@ class Lease:
         "expires",
         "full_at",
         "remaining",
+        "roomy",
         "since",
         "tokens",
     )
@@ -34,6 +35,7 @@ class Lease:
         self.full_at = now  # when Redis' bucket for the key is full again
         self.demand = 0  # requests since the last refill started
         self.since: float | None = None  # when it started
+        self.roomy = False  # the last lease was sized for a key far from its limit
 
     def take(self, policy: Policy, now: float) -> Decision | None:
         """A local decision (a token, or a denial Redis already gave), or None: ask Redis."""
@@ -62,7 +64,9 @@ class Lease:
             )
         return None
 
-    def wanted(self, now: float, policy: Policy, *, lease_seconds: float, cap: int) -> int:
+    def wanted(
+        self, now: float, policy: Policy, *, lease_seconds: float, roomy_seconds: float, cap: int
+    ) -> int:
         """Tokens for ``lease_seconds`` of this key's traffic here since the last refill.
 
         A key seen once a second asks for 1 (a call per request, as without leasing); one seen
@@ -70,11 +74,21 @@ class Lease:
         policy itself mints in ``lease_seconds``: what a lease leaves unspent when it expires is
         lost to everyone, and that bounds the loss to a sliver of the limit."""
         since, self.since, demand, self.demand = self.since, now, self.demand, 0
+        self.roomy = False
         if since is None:
             return 1  # no history: a key's first request may well be its only one
+        rate = demand / max(now - since, _MIN_SPAN)
+        if self.remaining * 2 >= policy.capacity:
+            # Far from the limit (Redis had half the bucket left): lease ``roomy_seconds`` of
+            # traffic, at most half of what is left. Leases only ever take real tokens, so this
+            # can never admit too much; what lapses unspent leaves at least a quarter of the
+            # bucket, and near the limit the short leases below take over again. Many keys at
+            # a few hundred requests a second each then cost a Redis call a second apiece.
+            self.roomy = True
+            return max(1, min(cap, self.remaining // 2, math.ceil(rate * roomy_seconds)))
         minted = int(lease_seconds * 1_000_000) // policy.interval_us
         cap = max(1, min(cap, policy.capacity, minted))
-        return max(1, min(cap, math.ceil(demand / max(now - since, _MIN_SPAN) * lease_seconds)))
+        return max(1, min(cap, math.ceil(rate * lease_seconds)))
 
     def refilled(
         self,

@@ -32,6 +32,7 @@ from server.redis_link import RedisLink
 
 _REDIS_PAUSE = 1.0  # after a Redis failure, decide locally this long before trying again
 _SWEEP_SECONDS = 1.0
+_ROOMY_SECONDS = 1.0  # lease length for keys far from their limit (see Lease.wanted)
 _MAX_ROUNDS = 16  # refills a waiter sees others drain before it settles for the local share
 
 Ident = tuple[str, str]  # (policy name, key)
@@ -170,7 +171,13 @@ class RateLimiter:
         if client is None:
             return  # the waiters see it in _local_only
         sent = self._clock()
-        wanted = lease.wanted(sent, policy, lease_seconds=self.lease_seconds, cap=self.max_lease)
+        wanted = lease.wanted(
+            sent,
+            policy,
+            lease_seconds=self.lease_seconds,
+            roomy_seconds=_ROOMY_SECONDS,
+            cap=self.max_lease,
+        )
         now_us = None if self._redis_clock is None else round(self._redis_clock() * 1_000_000)
         key = f"{self.namespace}:ratelimit:{ident[0]}:{ident[1]}"
         try:
@@ -190,7 +197,7 @@ class RateLimiter:
             wanted=wanted,
             sent=sent,
             received=self._clock(),
-            ttl=self.lease_ttl,
+            ttl=_ROOMY_SECONDS if lease.roomy else self.lease_ttl,
             hold_seconds=self.lease_seconds,
         )
 
