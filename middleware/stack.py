@@ -6,6 +6,8 @@ from starlette.types import ASGIApp
 
 from middleware.access_log import AccessLogMiddleware
 from middleware.body_limit import BodyLimitMiddleware
+from middleware.cors import CorsMiddleware
+from middleware.in_flight import InFlightLimitMiddleware
 from middleware.metrics import HttpMetrics, MetricsMiddleware
 from middleware.proxy_headers import ProxyHeadersMiddleware
 from middleware.request_id import RequestIdMiddleware
@@ -23,15 +25,26 @@ def build_stack(
     max_body_bytes: int,
     on_error: OnError,
     trusted_proxies: tuple[str, ...] = (),
+    cors_origins: tuple[str, ...] = (),
+    cors_credentials: bool = False,
+    max_in_flight: int = 0,
 ) -> ASGIApp:
     """Wrap `app`, outermost first: proxy headers (when proxies are trusted), request id,
-    access log, metrics, security headers, body limit.
+    access log, metrics, security headers, CORS (when origins are allowed), the in-flight cap
+    (when set), body limit.
 
     The request id is outermost so every log line and every answer (a 500 from the app's error
     middleware, a 413 from the body limit) carries it; the body limit is innermost so the
-    refused requests are still logged, counted and given security headers.
+    refused requests are still logged, counted and given security headers. CORS sits outside
+    the in-flight cap and the body limit so their 503 and 413 reach a browser page readable;
+    the cap sheds load before any body is read.
     """
     app = BodyLimitMiddleware(app, max_bytes=max_body_bytes, on_error=on_error)
+    if max_in_flight:
+        app = InFlightLimitMiddleware(app, limit=max_in_flight, on_error=on_error)
+    if cors_origins:
+        # Left out rather than empty: an empty allowlist would still cost a call per request.
+        app = CorsMiddleware(app, allow_origins=cors_origins, allow_credentials=cors_credentials)
     app = SecurityHeadersMiddleware(app, hsts=hsts)
     app = MetricsMiddleware(app, metrics=metrics)
     if access_log:

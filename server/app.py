@@ -143,6 +143,9 @@ def create_app(
             max_body_bytes=settings.max_body_bytes,
             on_error=middleware_error_renderer,
             trusted_proxies=settings.trusted_proxies,
+            cors_origins=settings.cors_origins,
+            cors_credentials=settings.cors_credentials,
+            max_in_flight=settings.max_in_flight,
         )
 
     app = HotpathApp(

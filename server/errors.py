@@ -171,6 +171,11 @@ class ServiceUnavailable(AppError):
         self.retry_after = retry_after
 
 
+class Overloaded(ServiceUnavailable):
+    slug = "overloaded"
+    title = "Overloaded"
+
+
 class DatabaseUnavailable(ServiceUnavailable):
     slug = "database-unavailable"
     title = "Database unavailable"

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from middleware import types as mw
+from middleware.in_flight import Overloaded
 from middleware.rate_limit import RateLimited
 from server import errors
 
@@ -75,6 +76,10 @@ def to_app_error(exc: BaseException) -> errors.AppError:
         return errors.PayloadTooLarge(f"The request body exceeds the limit of {exc.limit} bytes.")
     if isinstance(exc, mw.BadContentLength):
         return errors.BadContentLength("Content-Length must be a non-negative integer.")
+    if isinstance(exc, Overloaded):
+        return errors.Overloaded(
+            "Too many requests in flight; retry shortly.", retry_after=exc.retry_after
+        )
     if isinstance(exc, RateLimited):
         headers = {name.decode(): value.decode() for name, value in exc.headers}
         return errors.TooManyRequests("Rate limit exceeded; see Retry-After.", headers=headers)
@@ -139,5 +144,6 @@ def exception_handlers(
         mw.PayloadTooLarge: known,
         mw.BadContentLength: known,
         RateLimited: known,
+        Overloaded: known,
         Exception: unexpected,
     }

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from middleware.cors import normalise_origin
+
 Environment = Literal["development", "test", "production"]
 T = TypeVar("T")
 N = TypeVar("N", int, float)
@@ -86,6 +88,9 @@ class Settings:
     rate_auth: tuple[int, float] = (20, 60.0)
     rate_high_tier: int = 10
     rate_replicas: int = 1
+    cors_origins: tuple[str, ...] = ()
+    cors_credentials: bool = False
+    max_in_flight: int = 512
 
     @property
     def keys_dir(self) -> Path:
@@ -197,6 +202,9 @@ class Settings:
             rate_auth=reader.rate("HOTPATH_RATE_LIMIT_AUTH", (20, 60.0)),
             rate_high_tier=reader.integer("HOTPATH_RATE_LIMIT_HIGH_TIER", 10, 1, 1000),
             rate_replicas=reader.integer("HOTPATH_RATE_LIMIT_REPLICAS", 1, 1, 1000),
+            cors_origins=reader.origins("HOTPATH_CORS_ORIGINS"),
+            cors_credentials=reader.boolean("HOTPATH_CORS_CREDENTIALS", False),
+            max_in_flight=reader.integer("HOTPATH_MAX_IN_FLIGHT", 512, 0, 1_000_000),
         )
         if settings.db_pool_min > settings.db_pool_max:
             reader.problems.append("HOTPATH_DB_POOL_MIN must not exceed HOTPATH_DB_POOL_MAX")
@@ -294,6 +302,14 @@ class _Reader:
             return limit, seconds
 
         return self._parse(name, default, parse, "requests/seconds, e.g. 1200/60")
+
+    def origins(self, name: str) -> tuple[str, ...]:
+        def parse(value: str) -> tuple[str, ...]:
+            return tuple(
+                normalise_origin(item.strip()) for item in value.split(",") if item.strip()
+            )
+
+        return self._parse(name, (), parse, "a comma-separated list of origins (https://host)")
 
     def networks(self, name: str) -> tuple[str, ...]:
         def parse(value: str) -> tuple[str, ...]:

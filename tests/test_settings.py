@@ -112,3 +112,31 @@ def test_production_never_generates_a_secret(tmp_path: Path) -> None:
     with pytest.raises(SettingsError):
         load_settings(env)
     assert not (tmp_path / "secret_key").exists()
+
+
+def test_edge_settings_parse_and_report_bad_values() -> None:
+    settings = Settings.from_env(
+        {
+            "HOTPATH_CORS_ORIGINS": "https://App.example.com:443/, http://localhost:5173",
+            "HOTPATH_RATE_LIMIT_READ": "50/10",
+            "HOTPATH_MAX_IN_FLIGHT": "0",
+        }
+    )
+    assert settings.cors_origins == ("https://app.example.com", "http://localhost:5173")
+    assert settings.rate_read == (50, 10.0)
+    assert settings.max_in_flight == 0
+    defaults = Settings.from_env({})
+    assert defaults.rate_limits
+    assert defaults.max_in_flight > 0
+    assert defaults.cors_origins == ()
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            {
+                "HOTPATH_CORS_ORIGINS": "*",
+                "HOTPATH_RATE_LIMIT_WRITE": "ten/60",
+                "HOTPATH_RATE_LIMIT_AUTH": "0/60",
+            }
+        )
+    text = str(caught.value)
+    for name in ("HOTPATH_CORS_ORIGINS", "HOTPATH_RATE_LIMIT_WRITE", "HOTPATH_RATE_LIMIT_AUTH"):
+        assert name in text
