@@ -22,6 +22,8 @@ Encoder = tuple[Callable[[bytes], bytes], Callable[[], bytes], Callable[[], byte
 
 BR = b"br"
 GZIP = b"gzip"
+# What a compressed answer's ETag ends with; precondition checks take it off (see _encoded).
+CODING_SUFFIXES = ('-br"', '-gzip"')
 _ACCEPT_ENCODING = b"accept-encoding"
 _CONTENT_ENCODING = b"content-encoding"
 _CONTENT_LENGTH = b"content-length"
@@ -134,8 +136,9 @@ class CompressionMiddleware:
     requests, 204/206 answers, bodies already encoded, compressed media (images, audio, video,
     archives, woff), event streams, ``Cache-Control: no-transform`` and smaller bodies, which
     pass byte for byte. A compressed answer gets Content-Encoding, the right Content-Length
-    (none when streamed), ``Vary: Accept-Encoding`` and a weak ETag, since its bytes are no
-    longer those the strong tag named (RFC 9110 8.8.1). Vary is also added when a body was too
+    (none when streamed), ``Vary: Accept-Encoding`` and a strong ETag of its own: ``"p1v3"``
+    becomes ``"p1v3-gzip"`` (``CODING_SUFFIXES``), since its bytes are no longer those the tag
+    named (RFC 9110 8.8.3); a weak tag stays as it is. Vary is also added when a body was too
     small, and to 304s: the representation still depends on Accept-Encoding.
     """
 
@@ -337,8 +340,11 @@ class _Responder:
             if name in (_CONTENT_LENGTH, _ACCEPT_RANGES):
                 # A byte range would count bytes of the encoded body, which differs per coding.
                 continue
-            if name == _ETAG and value.startswith(b'"'):
-                value = b"W/" + value
+            if name == _ETAG and value.startswith(b'"') and value.endswith(b'"'):
+                # Other bytes, so another strong validator (RFC 9110 8.8.3): the coding goes
+                # into the tag, and the server's precondition checks take it off again, so an
+                # If-Match with what a client read compressed still names the resource.
+                value = value[:-1] + b"-" + self.coding + b'"'
             headers.append((name, value))
         headers = _with_vary(headers)
         headers.append((_CONTENT_ENCODING, self.coding))

@@ -6,6 +6,7 @@ from starlette.types import ASGIApp
 
 from middleware.access_log import AccessLogMiddleware
 from middleware.body_limit import BodyLimitMiddleware
+from middleware.compression import CompressionMiddleware
 from middleware.cors import CorsMiddleware
 from middleware.in_flight import InFlightLimitMiddleware
 from middleware.metrics import HttpMetrics, MetricsMiddleware
@@ -28,10 +29,12 @@ def build_stack(
     cors_origins: tuple[str, ...] = (),
     cors_credentials: bool = False,
     max_in_flight: int = 0,
+    compress_from: int = 0,
 ) -> ASGIApp:
     """Wrap `app`, outermost first: proxy headers (when proxies are trusted), request id,
-    access log, metrics, security headers, CORS (when origins are allowed), the in-flight cap
-    (when set), body limit.
+    access log, metrics, compression (when on), security headers, CORS (when origins are
+    allowed), the in-flight cap (when set), body limit. Compression sits inside the access log
+    and metrics, so what they record is what went on the wire.
 
     The request id is outermost so every log line and every answer (a 500 from the app's error
     middleware, a 413 from the body limit) carries it; the body limit is innermost so the
@@ -46,6 +49,8 @@ def build_stack(
         # Left out rather than empty: an empty allowlist would still cost a call per request.
         app = CorsMiddleware(app, allow_origins=cors_origins, allow_credentials=cors_credentials)
     app = SecurityHeadersMiddleware(app, hsts=hsts)
+    if compress_from:
+        app = CompressionMiddleware(app, minimum_size=compress_from)
     app = MetricsMiddleware(app, metrics=metrics)
     if access_log:
         # Left out rather than disabled: a disabled layer would still cost a call per request.

@@ -146,6 +146,7 @@ def create_app(
             cors_origins=settings.cors_origins,
             cors_credentials=settings.cors_credentials,
             max_in_flight=settings.max_in_flight,
+            compress_from=settings.compress_from,
         )
 
     app = HotpathApp(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from middleware.compression import CODING_SUFFIXES
 from server.errors import PreconditionFailed, PreconditionRequired
 
 
@@ -10,8 +11,17 @@ def etag(kind: str, resource_id: int, version: int) -> str:
     return f'"{kind}{resource_id}v{version}"'
 
 
+def _decoded(tag: str) -> str:
+    """The tag of the identity representation: compression adds its coding to a strong tag
+    (``"p1v3-gzip"``), and a client may send back what it read compressed."""
+    for suffix in CODING_SUFFIXES:
+        if tag.endswith(suffix):
+            return tag[: -len(suffix)] + '"'
+    return tag
+
+
 def _tags(header: str) -> list[str]:
-    return [part.strip().removeprefix("W/") for part in header.split(",") if part.strip()]
+    return [_decoded(part.strip().removeprefix("W/")) for part in header.split(",") if part.strip()]
 
 
 def not_modified(if_none_match: str | None, current: str) -> bool:
@@ -33,7 +43,7 @@ def required_versions(if_match: str | None, kind: str, resource_id: int) -> froz
     prefix = f'"{kind}{resource_id}v'
     versions = set()
     for raw in if_match.split(","):
-        tag = raw.strip()
+        tag = _decoded(raw.strip())
         if tag.startswith(prefix) and tag.endswith('"'):
             digits = tag[len(prefix) : -1]
             if digits.isascii() and digits.isdigit() and len(digits) <= 9:

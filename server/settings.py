@@ -91,6 +91,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     cors_credentials: bool = False
     max_in_flight: int = 512
+    compress_from: int = 1024
 
     @property
     def keys_dir(self) -> Path:
@@ -205,6 +206,7 @@ class Settings:
             cors_origins=reader.origins("HOTPATH_CORS_ORIGINS"),
             cors_credentials=reader.boolean("HOTPATH_CORS_CREDENTIALS", False),
             max_in_flight=reader.integer("HOTPATH_MAX_IN_FLIGHT", 512, 0, 1_000_000),
+            compress_from=reader.integer("HOTPATH_COMPRESS_FROM_BYTES", 1024, 0, 1 << 30),
         )
         if settings.db_pool_min > settings.db_pool_max:
             reader.problems.append("HOTPATH_DB_POOL_MIN must not exceed HOTPATH_DB_POOL_MAX")

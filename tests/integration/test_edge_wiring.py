@@ -67,3 +67,26 @@ def test_the_caps_refusal_is_a_503_with_retry_after() -> None:
     assert error.status == 503
     assert error.slug == "overloaded"
     assert error.headers["retry-after"] == "3"
+
+
+async def test_large_answers_are_compressed_and_their_etag_still_matches(
+    settings: Settings, logger: FilteringBoundLogger
+) -> None:
+    from server.conditional import not_modified, required_versions
+
+    app = create_app(settings, logger=logger)  # the default threshold, 1 KiB
+    async with lifespan(app), client_for(app) as http:
+        document = await http.get("/openapi.json", headers={"accept-encoding": "gzip"})
+        assert document.status_code == 200
+        assert document.headers["content-encoding"] == "gzip"
+        assert "Accept-Encoding" in document.headers["vary"]
+        assert document.json()["openapi"].startswith("3.")  # httpx decoded it
+        small = await http.get("/livez", headers={"accept-encoding": "gzip"})
+        assert "content-encoding" not in small.headers
+        plain = await http.get("/openapi.json", headers={"accept-encoding": "identity"})
+        assert "content-encoding" not in plain.headers
+    # A tag read from a compressed answer names the same resource version.
+    assert not_modified('"p7v3-gzip"', '"p7v3"')
+    assert not_modified('W/"p7v3-br"', '"p7v3"')
+    assert not not_modified('"p7v4-gzip"', '"p7v3"')
+    assert required_versions('"p7v3-br"', "p", 7) == frozenset({3})
