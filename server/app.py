@@ -34,7 +34,8 @@ from server.routing import IndexedRouter
 from server.settings import Settings
 
 # A request allocates a few hundred objects and nearly all die with it: at the default 700 a
-# young-generation pass ran every few requests (measured: +17% requests/s with this and freeze).
+# young-generation pass ran every few requests (measured: an uncached product read 146 -> 137 us
+# of server CPU).
 GC_THRESHOLDS = (50_000, 20, 100)
 # Info log lines and other workers' metrics are at most this late.
 HOUSEKEEPING_SECONDS = 0.5
@@ -47,7 +48,8 @@ class HotpathApp(Starlette):
     The stack is built by hand rather than by Starlette: one ErrorBoundary where Starlette puts
     two error layers, the indexed router called directly, and no coroutine of its own in
     ``__call__``. Every layer left out is a frame fewer that each await below has to resume
-    through (measured: a third of the Python a database-backed read spends outside asyncpg).
+    through (measured with the other frame cuts: an uncached product read about 155 -> 140 us of
+    server CPU, a cached one 74 -> 65).
     """
 
     def __init__(self, *, wrap: Any, routes: list[BaseRoute], **kwargs: Any) -> None:
