@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -106,6 +107,8 @@ def create_app(
 
     rate_limit = build_rate_limit(settings, log, registry)
     limiter = rate_limit[0] if rate_limit else None
+    if rate_limit:
+        identity = dataclasses.replace(identity, account_mail=rate_limit[2])
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

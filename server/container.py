@@ -251,6 +251,7 @@ def _services(
         ),
         public_url=settings.public_url,
         logger=logger,
+        mail_budget=identity.account_mail,
     )
     api_keys = ApiKeysRepository(queries)
     products = ProductsRepository(queries)

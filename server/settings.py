@@ -86,6 +86,7 @@ class Settings:
     rate_read: tuple[int, float] = (1200, 60.0)
     rate_write: tuple[int, float] = (300, 60.0)
     rate_auth: tuple[int, float] = (20, 60.0)
+    rate_account_mail: tuple[int, float] = (5, 3600.0)
     rate_high_tier: int = 10
     rate_replicas: int = 1
     cors_origins: tuple[str, ...] = ()
@@ -201,6 +202,7 @@ class Settings:
             rate_read=reader.rate("HOTPATH_RATE_LIMIT_READ", (1200, 60.0)),
             rate_write=reader.rate("HOTPATH_RATE_LIMIT_WRITE", (300, 60.0)),
             rate_auth=reader.rate("HOTPATH_RATE_LIMIT_AUTH", (20, 60.0)),
+            rate_account_mail=reader.rate("HOTPATH_RATE_LIMIT_ACCOUNT_MAIL", (5, 3600.0)),
             rate_high_tier=reader.integer("HOTPATH_RATE_LIMIT_HIGH_TIER", 10, 1, 1000),
             rate_replicas=reader.integer("HOTPATH_RATE_LIMIT_REPLICAS", 1, 1, 1000),
             cors_origins=reader.origins("HOTPATH_CORS_ORIGINS"),

@@ -17,6 +17,7 @@ from server.auth.password_policy import password_problems
 from server.auth.passwords import PasswordHasher
 from server.auth.principal import Principal
 from server.auth.revoker import Revoker
+from server.auth.setup import AccountMailBudget
 from server.context import RequestContext
 from server.db import Connection, Database
 from server.errors import BadRequest, NotFound, ValidationFailed
@@ -59,6 +60,7 @@ class AccountService:
         mailer: Mailer,
         public_url: str,
         logger: FilteringBoundLogger,
+        mail_budget: AccountMailBudget | None = None,
     ) -> None:
         self.db = db
         self.users = users
@@ -69,6 +71,7 @@ class AccountService:
         self.mailer = mailer
         self.public_url = public_url
         self.logger = logger
+        self.mail_budget = mail_budget
         self._background: set[asyncio.Task[None]] = set()
 
     def _later(self, job: Coroutine[Any, Any, None]) -> None:
@@ -147,6 +150,10 @@ class AccountService:
         self._later(self._send_reset(email, ctx))
 
     async def _send_reset(self, email: str, ctx: RequestContext) -> None:
+        if self.mail_budget is not None and not await self.mail_budget.allows(email):
+            # The caller got the same answer either way; the inbox is spared.
+            self.logger.info("password_reset_mail_suppressed", reason="account_budget_spent")
+            return
         async with self.db.transaction() as conn:
             found = await self.users.credentials(conn, email)
             if found is None or found.user.status != "active":

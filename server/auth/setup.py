@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 from server.auth.authenticator import Authenticator
 from server.auth.denylist import Denylist
@@ -18,6 +18,12 @@ class Identity:
     codec: AccessTokenCodec
     denylist: Denylist
     authenticator: Authenticator
+    # The rate limiter's per-account mail budget, when limits are on (set by create_app).
+    account_mail: AccountMailBudget | None = None
+
+
+class AccountMailBudget(Protocol):
+    async def allows(self, email: str) -> bool: ...
 
 
 def load_keys(settings: Settings) -> KeyRing:

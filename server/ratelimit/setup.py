@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from prometheus_client import CollectorRegistry
 from starlette.middleware import Middleware
 from structlog.typing import FilteringBoundLogger
@@ -12,13 +14,29 @@ from server.problem import middleware_error_renderer
 from server.ratelimit.classes import RouteClasses
 from server.ratelimit.headers import rate_limit_headers
 from server.ratelimit.limiter import RateLimiter
+from server.ratelimit.policy import Policy
 from server.redis_link import RedisLink
 from server.settings import Settings
 
 
+class AccountBudget:
+    """Per account, how many mails an anonymous caller may make us send (password resets):
+    the per-address budget alone lets a sender spread over many addresses flood one inbox."""
+
+    def __init__(self, limiter: RateLimiter, policy: Policy) -> None:
+        self.limiter = limiter
+        self.policy = policy
+
+    async def allows(self, email: str) -> bool:
+        decision = self.limiter.check("account:" + email.strip().lower(), self.policy)
+        if inspect.isawaitable(decision):
+            decision = await decision
+        return decision.allowed
+
+
 def build_rate_limit(
     settings: Settings, logger: FilteringBoundLogger, registry: CollectorRegistry
-) -> tuple[RateLimiter, Middleware] | None:
+) -> tuple[RateLimiter, Middleware, AccountBudget] | None:
     """None when HOTPATH_RATE_LIMITS is off. Until ``attach``, the limiter decides locally."""
     if not settings.rate_limits:
         return None
@@ -36,4 +54,5 @@ def build_rate_limit(
         headers=rate_limit_headers,
         on_error=middleware_error_renderer,
     )
-    return limiter, middleware
+    budget = AccountBudget(limiter, Policy("account-mail", *settings.rate_account_mail))
+    return limiter, middleware, budget

@@ -132,3 +132,26 @@ def test_the_high_tier_never_exceeds_what_a_policy_can_express(settings: Setting
     classes = RouteClasses(dataclasses.replace(settings, rate_read=(MAX_RATE, 1.0)))
     assert classes.read_high.limit == MAX_RATE
     assert RouteClasses(settings).read_high.limit == settings.rate_read[0] * 10
+
+
+async def test_reset_mails_to_one_account_are_budgeted_whoever_asks(
+    settings: Settings, logger: FilteringBoundLogger, migrated_db: str
+) -> None:
+    email, _ = await customer(migrated_db)
+    budgeted = dataclasses.replace(
+        settings, rate_limits=True, rate_auth=(100, WINDOW), rate_account_mail=(2, 3600.0)
+    )
+    app = create_app(budgeted, logger=logger)
+    async with lifespan(app):
+        answers = []
+        for n in range(3):  # three different addresses: only the account's budget applies
+            async with client_for(app, client=(f"10.9.8.{n + 1}", 40000)) as http:
+                answers.append(await http.post("/v1/auth/password/forgot", json={"email": email}))
+        assert len({(a.status_code, a.text) for a in answers}) == 1  # the same answer each time
+        await app.state.container.accounts.drain()
+    sent = [
+        path
+        for path in (settings.data_dir / "mail").glob("*.eml")
+        if f"To: {email}" in path.read_text()
+    ]
+    assert len(sent) == 2
