@@ -171,98 +171,66 @@ def _hotpath(state: _Run, url: str, accounts: list[setup.Account]) -> None:
         hot = {"BENCH_PRODUCTS": str(options.hot_products)}
         logins = state.file("logins.txt", [f"{a.email}\t{a.password}" for a in accounts])
         every = {"BENCH_PRODUCTS": str(options.products)}
-        m = state.measure
-        m(
-            server,
-            "ping",
-            "ping.lua",
-            {},
-            ceiling="ceiling_json",
-            description="GET /livez: routing and the middleware stack",
-        )
-        m(
-            server,
-            "product_get",
-            "product_get.lua",
-            {**hot, "BENCH_TOKENS": tokens},
-            ceiling="ceiling_pk",
-            description="GET /v1/products/{id}, JWT, warm cache",
-        )
-        m(
-            server,
-            "product_get_apikey",
-            "product_get.lua",
-            {**hot, "BENCH_TOKENS": keys},
-            ceiling="ceiling_pk",
-            description="the same read with an hp_ API key",
-        )
-        m(
-            server,
-            "product_list_first",
-            "paths.lua",
-            {"BENCH_PATHS": state.file("first.txt", [first])},
-            ceiling="ceiling_pk",
-            description="GET /v1/products?limit=50, first page",
-        )
-        m(
-            server,
-            "product_list_deep",
-            "paths.lua",
-            {"BENCH_PATHS": state.file("deep.txt", [deep])},
-            ceiling="ceiling_pk",
-            description=f"the page {options.deep_pages} cursors in",
-        )
-        m(
-            server,
-            "order_place",
-            "order_place.lua",
-            {**every, "BENCH_TOKENS": tokens},
-            ceiling="ceiling_pk",
-            description="POST /v1/orders, a fresh Idempotency-Key each",
-        )
-        # Few connections: past 20 logins in flight from one address, the login throttle
-        # answers 429 by design; 4 already keep the one argon2 slot of a 2-core box busy.
-        m(
-            server,
-            "login",
-            "login.lua",
-            {"BENCH_LOGINS": logins},
-            ceiling="ceiling_pk",
-            description="POST /v1/auth/login, argon2id at the production cost, 4 connections",
-            connections=4,
-        )
-        m(
-            server,
-            "mixed",
-            "mixed.lua",
-            {**hot, "BENCH_TOKENS": tokens},
-            ceiling="ceiling_pk",
-            description="80% product by id, 10% list page, 10% orders",
-        )
+        pk = "ceiling_pk"
+        # (name, script, environment, ceiling, description, connections if not the default)
+        scenarios: list[tuple[str, str, dict[str, str], str, str, int | None]] = [
+            ("ping", "ping.lua", {}, "ceiling_json", "GET /livez: routing, middleware", None),
+            ("product_get", "product_get.lua", {**hot, "BENCH_TOKENS": tokens}, pk,
+             "GET /v1/products/{id}, JWT, warm cache", None),
+            ("product_get_apikey", "product_get.lua", {**hot, "BENCH_TOKENS": keys}, pk,
+             "the same read with an hp_ API key", None),
+            ("product_list_first", "paths.lua",
+             {"BENCH_PATHS": state.file("first.txt", [first])}, pk,
+             "GET /v1/products?limit=50, first page", None),
+            ("product_list_deep", "paths.lua", {"BENCH_PATHS": state.file("deep.txt", [deep])},
+             pk, f"the page {options.deep_pages} cursors in", None),
+            ("order_place", "order_place.lua", {**every, "BENCH_TOKENS": tokens}, pk,
+             "POST /v1/orders, a fresh Idempotency-Key each", None),
+            # Few connections: past 20 logins in flight from one address, the login throttle
+            # answers 429 by design; 4 already keep the one argon2 slot of a 2-core box busy.
+            ("login", "login.lua", {"BENCH_LOGINS": logins}, pk,
+             "POST /v1/auth/login, argon2id at the production cost, 4 connections", 4),
+            ("mixed", "mixed.lua", {**hot, "BENCH_TOKENS": tokens}, pk,
+             "80% product by id, 10% list page, 10% orders", None),
+        ]  # fmt: skip
+        for name, script, environment, ceiling, description, connections in scenarios:
+            state.measure(
+                server,
+                name,
+                script,
+                environment,
+                ceiling=ceiling,
+                description=description,
+                connections=connections,
+            )
         if options.artillery:
             _artillery(state, server, accounts)
 
-    def uncached(server: Server) -> None:
-        tokens = state.file("tokens-nocache.txt", setup.log_in(server.base, accounts))
-        state.measure(
-            server,
-            "product_get_nocache",
-            "product_get.lua",
-            {"BENCH_PRODUCTS": str(options.products), "BENCH_TOKENS": tokens},
-            ceiling="ceiling_pk",
-            description="the same read, product cache off: PostgreSQL",
-        )
+    def one_read(name: str, products: int, description: str) -> Callable[[Server], None]:
+        """A server of its own for one variant of product_get."""
 
-    def unlimited(server: Server) -> None:
-        tokens = state.file("tokens-nolimit.txt", setup.log_in(server.base, accounts))
-        state.measure(
-            server,
-            "product_get_nolimit",
-            "product_get.lua",
-            {"BENCH_PRODUCTS": str(options.hot_products), "BENCH_TOKENS": tokens},
-            ceiling="ceiling_pk",
-            description="product_get with the rate limiter off: what the limiter costs",
-        )
+        def body(server: Server) -> None:
+            tokens = state.file(f"tokens-{name}.txt", setup.log_in(server.base, accounts))
+            environment = {"BENCH_PRODUCTS": str(products), "BENCH_TOKENS": tokens}
+            state.measure(
+                server,
+                name,
+                "product_get.lua",
+                environment,
+                ceiling="ceiling_pk",
+                description=description,
+            )
+
+        return body
+
+    uncached = one_read(
+        "product_get_nocache", options.products, "the same read, product cache off: PostgreSQL"
+    )
+    unlimited = one_read(
+        "product_get_nolimit",
+        options.hot_products,
+        "product_get with the rate limiter off: what the limiter costs",
+    )
 
     state.serve("hotpath", hotpath_command(), env, "/readyz", cached)
     nocache = {**env, "HOTPATH_PRODUCT_CACHE_SECONDS": "0"}
