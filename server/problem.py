@@ -3,6 +3,7 @@ unexpected exceptions all become ``application/problem+json`` (RFC 9457)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
@@ -114,17 +115,28 @@ def exception_handlers(
 ) -> dict[Any, Callable[[Request, Exception], Any]]:
     """Starlette exception handlers: one for known errors, one for the 500 path."""
 
+    logged: dict[str, tuple[float, int]] = {}  # problem slug -> (last line's time, suppressed)
+
     async def known(request: Request, exc: Exception) -> Response:
         error = to_app_error(exc)
         if error.status >= 500:
-            # A known outage (the database not answering): not a bug, but operators must see it.
-            cause = exc.__cause__
-            logger.warning(
-                "service_unavailable",
-                problem=error.slug,
-                path=request.url.path,
-                cause=type(cause).__name__ if cause is not None else None,
-            )
+            # A known outage (the database not answering, load shed): not a bug, but operators
+            # must see it. One line per kind a second: an outage must not add a log write to
+            # every request it refuses.
+            now = time.monotonic()
+            last, suppressed = logged.get(error.slug, (0.0, 0))
+            if now - last >= 1.0:
+                logged[error.slug] = (now, 0)
+                cause = exc.__cause__
+                logger.warning(
+                    "service_unavailable",
+                    problem=error.slug,
+                    path=request.url.path,
+                    cause=type(cause).__name__ if cause is not None else None,
+                    suppressed=suppressed,
+                )
+            else:
+                logged[error.slug] = (last, suppressed + 1)
         return problem_response(error, request_id=_request_id(request.scope))
 
     async def unexpected(request: Request, exc: Exception) -> Response:

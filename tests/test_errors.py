@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+import io
+
+import orjson
 import pytest
+from starlette.requests import Request
+from structlog.typing import FilteringBoundLogger
 
 from server import errors
 from server.errors import AppError, registered_slugs
+from server.problem import exception_handlers
 
 
 def test_slugs_are_unique_and_every_error_is_registered() -> None:
@@ -35,3 +41,22 @@ def test_service_unavailable_carries_retry_after() -> None:
     exc = errors.DatabaseUnavailable(retry_after=3)
     assert exc.status_code == 503
     assert exc.headers["retry-after"] == "3"
+
+
+async def test_outages_are_logged_with_their_cause_once_a_second_per_kind(
+    logger: FilteringBoundLogger, log_stream: io.BytesIO
+) -> None:
+    known = exception_handlers(logger)[errors.AppError]
+    request = Request({"type": "http", "method": "GET", "path": "/v1/x", "headers": []})
+    for _ in range(5):
+        try:
+            raise errors.DatabaseUnavailable("no connection") from TimeoutError()
+        except errors.DatabaseUnavailable as exc:
+            answer = await known(request, exc)
+        assert answer.status_code == 503
+    await known(request, errors.NotFound("gone"))  # a 4xx is never logged
+    lines = [orjson.loads(line) for line in log_stream.getvalue().splitlines()]
+    logged = [line for line in lines if line["event"] == "service_unavailable"]
+    assert len(logged) == 1
+    assert logged[0]["cause"] == "TimeoutError"
+    assert logged[0]["problem"] == "database-unavailable"
