@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-
 from prometheus_client import CollectorRegistry
 from starlette.middleware import Middleware
 from structlog.typing import FilteringBoundLogger
@@ -28,9 +26,7 @@ class AccountBudget:
         self.policy = policy
 
     async def allows(self, email: str) -> bool:
-        decision = self.limiter.check("account:" + email.strip().lower(), self.policy)
-        if inspect.isawaitable(decision):
-            decision = await decision
+        decision = await self.limiter.acquire("account:" + email.strip().lower(), self.policy)
         return decision.allowed
 
 
