@@ -152,7 +152,7 @@ def _collect_types(docs: Iterator[EndpointDoc]) -> list[Any]:
 _RATE_LIMIT_HEADERS = {
     name: {"description": description, "schema": {"type": "string"}}
     for name, description in (
-        ("Retry-After", "Seconds until a request is admitted again (rounded up)."),
+        ("Retry-After", "Seconds to wait before trying again (rounded up)."),
         ("RateLimit", 'Remaining requests and seconds to a full budget: "read";r=0;t=20'),
         ("RateLimit-Policy", 'The budget: "read";q=1200;w=60 (also on every allowed answer)'),
     )
@@ -191,13 +191,16 @@ def _operation(
         if body is not None:
             responses[status]["content"] = {doc.response_media_type: {"schema": schema_of[body]}}
     problems = {*doc.errors, 500} | ({401} if doc.auth else set())
-    if not rate_limit_exempt(e.path):
-        problems.add(429)
+    edge = not rate_limit_exempt(e.path)
+    if edge:
+        # Rate limits, the in-flight cap and an unreachable database reach every such route.
+        problems |= {429, 503}
     for status in problems - set(responses):
         content = {_PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_REF}}
         responses[status] = {"description": _phrase(status), "content": content}
-    if 429 in responses and not rate_limit_exempt(e.path):
+    if edge:
         responses[429]["headers"] = _RATE_LIMIT_HEADERS
+        responses[503]["headers"] = {"Retry-After": _RATE_LIMIT_HEADERS["Retry-After"]}
     op["responses"] = {str(s): responses[s] for s in sorted(responses)}
     if doc.auth:
         op["security"] = [{"bearerAuth": []}]

@@ -201,14 +201,16 @@ def test_request_body_and_headers(doc: dict[str, Any]) -> None:
 
 def test_responses_and_problem_errors(doc: dict[str, Any]) -> None:
     listed = doc["paths"]["/v1/things"]["get"]["responses"]
-    assert list(listed) == ["200", "429", "500"]  # every route but probes and docs is limited
+    # Every route but probes and docs is limited, capped and needs the database.
+    assert list(listed) == ["200", "429", "500", "503"]
     assert set(listed["429"]["headers"]) == {"Retry-After", "RateLimit", "RateLimit-Policy"}
+    assert set(listed["503"]["headers"]) == {"Retry-After"}
     assert listed["200"]["content"]["application/json"]["schema"] == {
         "type": "array",
         "items": {"$ref": "#/components/schemas/Thing"},
     }
     created = doc["paths"]["/v1/things"]["post"]["responses"]
-    assert list(created) == ["201", "401", "409", "422", "429", "500"]
+    assert list(created) == ["201", "401", "409", "422", "429", "500", "503"]
     for status in ("401", "409", "422", "500"):
         assert created[status]["content"] == {"application/problem+json": {"schema": PROBLEM}}
     assert created["409"]["description"] == "Conflict"
