@@ -16,9 +16,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from structlog.typing import FilteringBoundLogger
 
 from middleware.authentication import AuthenticationMiddleware
+from middleware.csrf import CsrfMiddleware
 from middleware.metrics import HttpMetrics
 from middleware.stack import build_stack
 from server import __version__, background
+from server.auth.cookies import CSRF_COOKIE, CSRF_HEADER, REFRESH_COOKIE, SessionCookies
 from server.auth.setup import build_identity
 from server.container import ContainerFactory, build_container
 from server.error_boundary import ErrorBoundary
@@ -152,8 +154,20 @@ def create_app(
             cors_credentials=settings.cors_credentials,
             max_in_flight=settings.max_in_flight,
             compress_from=settings.compress_from,
+            request_timeout=settings.request_timeout,
         )
 
+    csrf = (
+        Middleware(
+            CsrfMiddleware,
+            session_cookie=REFRESH_COOKIE,
+            csrf_cookie=CSRF_COOKIE,
+            csrf_header=CSRF_HEADER,
+            on_error=middleware_error_renderer,
+        )
+        if settings.auth_cookies
+        else None
+    )
     app = HotpathApp(
         wrap=wrap,
         routes=build_routes(openapi_document),
@@ -168,6 +182,8 @@ def create_app(
                 handled=(AppError,),
                 own_auth_paths=frozenset({"/metrics"}),
             ),
+            # After authentication: only requests it found no credentials on are checked.
+            *([csrf] if csrf else []),
             # After authentication: the budget is the API key's or the user's.
             *([rate_limit[1]] if rate_limit else []),
         ],
@@ -176,6 +192,9 @@ def create_app(
     app.state.logger = log
     app.state.drain = drain_state
     app.state.keyring = identity.keyring
+    app.state.session_cookies = (
+        SessionCookies(max_age=settings.session_lifetime_seconds) if settings.auth_cookies else None
+    )
     app.state.metrics_registry = exposition_registry(registry)
     app.state.metric_flushers = metric_flushers
     app.state.openapi_document = openapi_document

@@ -1,12 +1,18 @@
-"""Periodic housekeeping inside a worker: one task, stopped with the lifespan."""
+"""Work a worker runs beside its requests: periodic housekeeping, and tasks a request starts."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import contextvars
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from structlog.typing import FilteringBoundLogger
+
+from middleware.deadline import detach
+
+T = TypeVar("T")
 
 
 def run_every(seconds: float, job: Callable[[], None], *, name: str) -> asyncio.Task[None]:
@@ -42,3 +48,11 @@ async def stop(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def spawn_detached(job: Coroutine[Any, Any, T], *, name: str | None = None) -> asyncio.Task[T]:
+    """A task that outlives the request starting it, or serves other requests too: it keeps
+    the request's log context but not its deadline (a task copies its creator's context)."""
+    context = contextvars.copy_context()
+    context.run(detach)
+    return asyncio.create_task(job, name=name, context=context)

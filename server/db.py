@@ -1,7 +1,10 @@
 """asyncpg pool creation and the only two ways code reaches a connection.
 
 Every acquire and every statement has a timeout; a pool that is exhausted or a database that
-does not answer becomes ``DatabaseUnavailable`` (503 + Retry-After), fast, never a hang.
+does not answer becomes ``DatabaseUnavailable`` (503 + Retry-After), fast, never a hang. Inside
+a request the timeout is also the time the request has left (its deadline), so a lock wait or
+a slow statement ends - and is cancelled in PostgreSQL - when the request's time is up
+(``DeadlineExceeded``, 503).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Any, TypeVar
 import asyncpg
 import orjson
 
-from server.errors import DatabaseUnavailable
+from middleware.deadline import time_left
+from server.errors import DatabaseUnavailable, DeadlineExceeded
 from server.settings import Settings
 
 T = TypeVar("T")
@@ -34,18 +38,47 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    # What asyncpg 0.32 raises at times, instead of "connection is closed", for the next
+    # statement on a connection whose backend was terminated (a restart, pg_terminate_backend).
+    asyncpg.InternalClientError,
 )
 
 
-class FastResetConnection(asyncpg.Connection):
-    """Skips asyncpg's per-release reset query (a third of a primary-key lookup's cost).
+class PooledConnection(asyncpg.Connection):
+    """asyncpg's connection with two changes for request work.
 
-    asyncpg still ends any open transaction on release. This is safe because request code never
+    It skips the per-release reset query (a third of a primary-key lookup's cost). asyncpg still
+    ends any open transaction on release; skipping the rest is safe because request code never
     leaves session state behind: no SET (only SET LOCAL), LISTEN, advisory locks or cursors.
+
+    Every fetch and every execute with arguments (all repository queries) gets the request's
+    time left as its timeout, capped by the command timeout; asyncpg cancels a statement in the
+    server when it times out. execute() without arguments (BEGIN, COMMIT, ROLLBACK) keeps the
+    command timeout: the rollback of a request whose time ran out must still run.
     """
 
     def get_reset_query(self) -> str:
         return ""
+
+    # Plain functions handing back asyncpg's coroutines: no frame of our own per query.
+    def _execute(self, query: str, args: Any, limit: int, timeout: float | None, **kw: Any) -> Any:
+        if timeout is None:
+            timeout = self._deadline_timeout()
+        return super()._execute(query, args, limit, timeout, **kw)  # type: ignore[misc]
+
+    def _executemany(self, query: str, args: Any, timeout: float | None, *a: Any, **kw: Any) -> Any:
+        if timeout is None:
+            timeout = self._deadline_timeout()
+        return super()._executemany(query, args, timeout, *a, **kw)  # type: ignore[misc]
+
+    def _deadline_timeout(self) -> float | None:
+        left = time_left()
+        if left is None:
+            return None  # outside a request: the pool's command timeout
+        if left <= 0:
+            raise TimeoutError("the request's deadline has passed")
+        limit: float | None = self._config.command_timeout  # type: ignore[attr-defined]
+        return left if limit is None or left < limit else limit
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -69,7 +102,7 @@ async def create_pool(settings: Settings, *, statement_cache_size: int = 256) ->
             timeout=settings.db_connect_timeout,
             statement_cache_size=statement_cache_size,
             max_inactive_connection_lifetime=300.0,
-            connection_class=FastResetConnection,
+            connection_class=PooledConnection,
             init=_init_connection,
             server_settings={"application_name": "hotpath"},
         )
@@ -110,11 +143,15 @@ class _Acquired:
         self._db = db
 
     async def __aenter__(self) -> asyncpg.pool.PoolConnectionProxy:
+        timeout = self._db.acquire_timeout
+        left = time_left()
+        if left is not None and left < timeout:
+            timeout = left
         try:
-            async with asyncio.timeout(self._db.acquire_timeout):
+            async with asyncio.timeout(timeout):
                 self._conn: asyncpg.pool.PoolConnectionProxy = await self._db.pool.acquire()
         except _UNAVAILABLE as exc:
-            raise DatabaseUnavailable("No database connection is available.") from exc
+            raise _unavailable("No database connection is available.", exc) from exc
         return self._conn
 
     async def __aexit__(
@@ -122,7 +159,15 @@ class _Acquired:
     ) -> None:
         await self._db.pool.release(self._conn)
         if exc is not None and isinstance(exc, _UNAVAILABLE):
-            raise DatabaseUnavailable("The database connection failed.") from exc
+            raise _unavailable("The database connection failed.", exc) from exc
+
+
+def _unavailable(detail: str, exc: BaseException) -> DatabaseUnavailable | DeadlineExceeded:
+    if isinstance(exc, asyncio.TimeoutError):
+        left = time_left()
+        if left is not None and left <= 0.001:
+            return DeadlineExceeded("The request ran out of time waiting for the database.")
+    return DatabaseUnavailable(detail)
 
 
 def record_to(kind: type[T], record: asyncpg.Record) -> T:

@@ -87,6 +87,11 @@ class Forbidden(AppError):
     title = "Forbidden"
 
 
+class CsrfFailed(Forbidden):
+    slug = "csrf-failed"
+    title = "Cross-site request refused"
+
+
 class NotFound(AppError):
     status = 404
     slug = "not-found"
@@ -179,3 +184,10 @@ class Overloaded(ServiceUnavailable):
 class DatabaseUnavailable(ServiceUnavailable):
     slug = "database-unavailable"
     title = "Database unavailable"
+
+
+class DeadlineExceeded(ServiceUnavailable):
+    """The request's time ran out while it waited on the database (a lock, a slow statement)."""
+
+    slug = "deadline-exceeded"
+    title = "Request deadline exceeded"

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from middleware import types as mw
+from middleware.csrf import CsrfRejected
 from middleware.in_flight import Overloaded
 from middleware.rate_limit import RateLimited
 from server import errors
@@ -81,6 +82,8 @@ def to_app_error(exc: BaseException) -> errors.AppError:
         return errors.Overloaded(
             "Too many requests in flight; retry shortly.", retry_after=exc.retry_after
         )
+    if isinstance(exc, CsrfRejected):
+        return errors.CsrfFailed(str(exc))
     if isinstance(exc, RateLimited):
         headers = {name.decode(): value.decode() for name, value in exc.headers}
         return errors.TooManyRequests("Rate limit exceeded; see Retry-After.", headers=headers)

@@ -55,6 +55,7 @@ class Settings:
     db_pool_max: int = 10
     db_acquire_timeout: float = 1.0
     db_command_timeout: float = 5.0
+    request_timeout: float = 10.0
     db_connect_timeout: float = 3.0
     redis_timeout: float = 0.5
     max_body_bytes: int = 1_048_576
@@ -91,6 +92,7 @@ class Settings:
     rate_replicas: int = 1
     cors_origins: tuple[str, ...] = ()
     cors_credentials: bool = False
+    auth_cookies: bool = False
     max_in_flight: int = 512
     compress_from: int = 1024
 
@@ -155,6 +157,7 @@ class Settings:
             db_pool_max=reader.integer("HOTPATH_DB_POOL_MAX", 10, 1, 1000),
             db_acquire_timeout=reader.number("HOTPATH_DB_ACQUIRE_TIMEOUT", 1.0, 0.01, 60),
             db_command_timeout=reader.number("HOTPATH_DB_COMMAND_TIMEOUT", 5.0, 0.01, 3600),
+            request_timeout=reader.number("HOTPATH_REQUEST_TIMEOUT", 10.0, 0.01, 3600),
             db_connect_timeout=reader.number("HOTPATH_DB_CONNECT_TIMEOUT", 3.0, 0.1, 60),
             redis_timeout=reader.number("HOTPATH_REDIS_TIMEOUT", 0.5, 0.01, 30),
             max_body_bytes=reader.integer("HOTPATH_MAX_BODY_BYTES", 1_048_576, 1, 1 << 30),
@@ -207,6 +210,7 @@ class Settings:
             rate_replicas=reader.integer("HOTPATH_RATE_LIMIT_REPLICAS", 1, 1, 1000),
             cors_origins=reader.origins("HOTPATH_CORS_ORIGINS"),
             cors_credentials=reader.boolean("HOTPATH_CORS_CREDENTIALS", False),
+            auth_cookies=reader.boolean("HOTPATH_AUTH_COOKIES", False),
             max_in_flight=reader.integer("HOTPATH_MAX_IN_FLIGHT", 512, 0, 1_000_000),
             compress_from=reader.integer("HOTPATH_COMPRESS_FROM_BYTES", 1024, 0, 1 << 30),
         )

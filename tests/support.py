@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from starlette.types import ASGIApp, Message
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 @asynccontextmanager
@@ -44,11 +44,29 @@ async def lifespan(app: ASGIApp, *, timeout: float = 30) -> AsyncIterator[None]:
         await asyncio.wait_for(task, timeout)
 
 
+def task_per_request(app: ASGIApp) -> ASGIApp:
+    """Run each request in a task of its own, as granian does: what a request sets in its
+    context (its deadline, its log fields) then ends with it instead of leaking into the test."""
+
+    async def run(scope: Scope, receive: Receive, send: Send) -> None:
+        async def one() -> None:
+            await app(scope, receive, send)
+
+        await asyncio.create_task(one())
+
+    return run
+
+
 @asynccontextmanager
 async def client_for(
-    app: ASGIApp, *, client: tuple[str, int] = ("127.0.0.1", 50000)
+    app: ASGIApp,
+    *,
+    client: tuple[str, int] = ("127.0.0.1", 50000),
+    raise_app_exceptions: bool = True,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, client=client)
+    transport = httpx.ASGITransport(
+        app=task_per_request(app), client=client, raise_app_exceptions=raise_app_exceptions
+    )
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
 

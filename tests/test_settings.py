@@ -120,8 +120,10 @@ def test_edge_settings_parse_and_report_bad_values() -> None:
             "HOTPATH_CORS_ORIGINS": "https://App.example.com:443/, http://localhost:5173",
             "HOTPATH_RATE_LIMIT_READ": "50/10",
             "HOTPATH_MAX_IN_FLIGHT": "0",
+            "HOTPATH_REQUEST_TIMEOUT": "2.5",
         }
     )
+    assert settings.request_timeout == 2.5
     assert settings.cors_origins == ("https://app.example.com", "http://localhost:5173")
     assert settings.rate_read == (50, 10.0)
     assert settings.max_in_flight == 0
@@ -135,8 +137,14 @@ def test_edge_settings_parse_and_report_bad_values() -> None:
                 "HOTPATH_CORS_ORIGINS": "*",
                 "HOTPATH_RATE_LIMIT_WRITE": "ten/60",
                 "HOTPATH_RATE_LIMIT_AUTH": "0/60",
+                "HOTPATH_REQUEST_TIMEOUT": "0",
             }
         )
     text = str(caught.value)
-    for name in ("HOTPATH_CORS_ORIGINS", "HOTPATH_RATE_LIMIT_WRITE", "HOTPATH_RATE_LIMIT_AUTH"):
+    for name in (
+        "HOTPATH_CORS_ORIGINS",
+        "HOTPATH_RATE_LIMIT_WRITE",
+        "HOTPATH_RATE_LIMIT_AUTH",
+        "HOTPATH_REQUEST_TIMEOUT",
+    ):
         assert name in text

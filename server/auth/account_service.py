@@ -11,6 +11,7 @@ from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
+from server import background
 from server.audit.repository import AuditRepository
 from server.auth.one_time_tokens import OneTimeTokens
 from server.auth.password_policy import password_problems
@@ -76,7 +77,7 @@ class AccountService:
 
     def _later(self, job: Coroutine[Any, Any, None]) -> None:
         """Work whose duration must not show in the response time (it would reveal accounts)."""
-        task = asyncio.create_task(self._guarded(job))
+        task = background.spawn_detached(self._guarded(job))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

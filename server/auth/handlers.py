@@ -10,23 +10,44 @@ from starlette.responses import Response
 from server.access import principal_of
 from server.apidoc import api
 from server.auth import schemas
-from server.auth.service import TokenPair
+from server.auth.cookies import CSRF_HEADER, REFRESH_COOKIE, SessionCookies
+from server.auth.service import InvalidRefreshToken, TokenPair
 from server.context import request_context
-from server.errors import NotFound
+from server.errors import NotFound, ValidationFailed
 from server.responses import JSONResponse, read_json
 
 _NO_STORE = {"cache-control": "no-store"}
 _ACCEPTED = {"status": "accepted"}
 
 
-def _tokens(pair: TokenPair) -> Response:
+def _tokens(pair: TokenPair, cookies: SessionCookies | None = None) -> Response:
+    """The token answer: the refresh token in the body, or (cookie mode) in its cookie with
+    a fresh CSRF token in the body and the CSRF cookie."""
     body = {
         "access_token": pair.access_token,
         "token_type": "Bearer",
         "expires_in": pair.expires_in,
-        "refresh_token": pair.refresh_token,
     }
-    return JSONResponse(body, headers=_NO_STORE)
+    if cookies is None:
+        return JSONResponse({**body, "refresh_token": pair.refresh_token}, headers=_NO_STORE)
+    csrf = cookies.new_csrf_token()
+    response = JSONResponse({**body, "csrf_token": csrf}, headers=_NO_STORE)
+    cookies.attach(response, pair.refresh_token, csrf)
+    return response
+
+
+def _session_cookies(request: Request) -> SessionCookies | None:
+    cookies: SessionCookies | None = request.app.state.session_cookies
+    return cookies
+
+
+def _ended(request: Request) -> Response:
+    """204 for a logout; it clears the session cookies when the request carried them."""
+    response = Response(status_code=204)
+    cookies = _session_cookies(request)
+    if cookies is not None and cookies.present(request):
+        cookies.clear(response)
+    return response
 
 
 def _accepted(detail: str) -> Response:
@@ -52,6 +73,9 @@ async def register(request: Request) -> Response:
 
 @api(
     summary="Log in",
+    description="With `cookie: true` (cookie mode, `HOTPATH_AUTH_COOKIES`) the refresh token is "
+    f"set as the HttpOnly cookie `{REFRESH_COOKIE}` instead of returned, and the answer carries "
+    "a `csrf_token` to send back in the `X-CSRF-Token` header when refreshing.",
     tags=("auth",),
     body=schemas.LoginBody,
     responses={200: schemas.TokenResponse},
@@ -59,37 +83,62 @@ async def register(request: Request) -> Response:
 )
 async def login(request: Request) -> Response:
     body = await read_json(request, schemas.LoginBody)
+    cookies = _session_cookies(request)
+    if body.cookie and cookies is None:
+        raise ValidationFailed(
+            "Cookie mode is off on this server.",
+            errors=[{"pointer": "/cookie", "detail": "cookie mode is not enabled"}],
+        )
     auth = request.app.state.container.auth
-    return _tokens(await auth.login(body.email, body.password, request_context(request)))
+    pair = await auth.login(body.email, body.password, request_context(request))
+    return _tokens(pair, cookies if body.cookie else None)
 
 
 @api(
     summary="Rotate a refresh token",
     description="Returns a new access token and a new refresh token; the old one stops working "
-    "(a retry within the grace window gets the same successor).",
+    "(a retry within the grace window gets the same successor). In cookie mode, send no "
+    f"`refresh_token` (an empty body will do): the `{REFRESH_COOKIE}` cookie carries it, the "
+    f"`{CSRF_HEADER}` header must repeat the CSRF token and `Sec-Fetch-Site` must be "
+    "same-origin or same-site (403 otherwise); the new refresh token comes back as the cookie.",
     tags=("auth",),
     body=schemas.RefreshBody,
     responses={200: schemas.TokenResponse},
-    errors=(400, 401, 422),
+    errors=(400, 401, 403, 422),
 )
 async def refresh(request: Request) -> Response:
-    body = await read_json(request, schemas.RefreshBody)
+    if await request.body():
+        body = await read_json(request, schemas.RefreshBody)
+    else:
+        body = schemas.RefreshBody()
     auth = request.app.state.container.auth
-    return _tokens(await auth.refresh(body.refresh_token, request_context(request)))
+    if body.refresh_token is not None:
+        return _tokens(await auth.refresh(body.refresh_token, request_context(request)))
+    cookies = _session_cookies(request)
+    if cookies is None:
+        raise ValidationFailed(
+            "The refresh token is missing.",
+            errors=[{"pointer": "/refresh_token", "detail": "required"}],
+        )
+    token = cookies.refresh_token(request)
+    if token is None:
+        raise InvalidRefreshToken("No refresh token: log in again.")
+    # The CSRF middleware has checked this cookie-authenticated request.
+    return _tokens(await auth.refresh(token, request_context(request)), cookies)
 
 
 @api(summary="End this session", tags=("auth",), responses={204: None})
 async def logout(request: Request) -> Response:
     auth = request.app.state.container.auth
     await auth.logout(principal_of(request), request_context(request))
-    return Response(status_code=204)
+    return _ended(request)
 
 
 @api(summary="End every session of this account", tags=("auth",), responses={204: None})
 async def logout_all(request: Request) -> Response:
     auth = request.app.state.container.auth
     await auth.logout_all(principal_of(request), request_context(request))
-    return Response(status_code=204)
+    return _ended(request)
 
 
 @api(

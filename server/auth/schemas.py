@@ -27,10 +27,13 @@ class RegisterBody(Strict):
 class LoginBody(Strict):
     email: Email
     password: Password
+    # Browser apps: the refresh token goes in an HttpOnly cookie, not the body (cookie mode).
+    cookie: bool = False
 
 
 class RefreshBody(Strict):
-    refresh_token: Token
+    # None: the session cookie carries it (cookie mode).
+    refresh_token: Token | None = None
 
 
 class EmailBody(Strict):
@@ -51,11 +54,13 @@ class ChangePasswordBody(Strict):
     new_password: Password
 
 
-class TokenResponse(msgspec.Struct):
+class TokenResponse(msgspec.Struct, omit_defaults=True):
     access_token: str
     token_type: str
     expires_in: int
-    refresh_token: str
+    # In the body for bearer clients; in cookie mode the cookie holds it and csrf_token is here.
+    refresh_token: str | None = None
+    csrf_token: str | None = None
 
 
 class Accepted(msgspec.Struct):

@@ -137,7 +137,8 @@ class ProductCache(Collector):
             return entry[1]
         flight = self._flights.get(product_id)
         if flight is None:
-            flight = asyncio.create_task(self._fill(product_id, load))
+            # Detached: one caller's deadline must not fail the others waiting on this load.
+            flight = background.spawn_detached(self._fill(product_id, load))
             self._flights[product_id] = flight
             flight.add_done_callback(lambda done: self._landed(product_id, done))
         else:

@@ -15,6 +15,7 @@ import pytest
 from server.app import HotpathApp
 from server.settings import Settings
 from tests.identity.conftest import Account, Accounts, Tokens, accounts, app, http, settings
+from tests.support import client_for
 
 __all__ = ["Catalog", "accounts", "app", "catalog", "db", "http", "served", "settings"]
 
@@ -84,8 +85,7 @@ async def catalog(http: httpx.AsyncClient, accounts: Accounts) -> Catalog:
 async def served(app: HotpathApp, http: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
     """Like ``http`` (same running app), but an unhandled error comes back as the 500 a client
     would get instead of being raised into the test."""
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=("127.0.0.1", 1))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with client_for(app, client=("127.0.0.1", 1), raise_app_exceptions=False) as client:
         yield client
 
 
