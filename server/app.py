@@ -29,6 +29,7 @@ from server.health.service import DrainState
 from server.logs import configure_logging, flush_logs
 from server.metrics import exposition_registry, retire_worker
 from server.openapi import build_openapi
+from server.pool_metrics import PoolMetrics
 from server.problem import exception_handlers, middleware_error_renderer
 from server.ratelimit.setup import build_rate_limit
 from server.responses import dumps
@@ -117,6 +118,7 @@ def create_app(
         async with container_factory(settings, log, drain_state, identity, registry) as container:
             app.state.container = container
             metric_flushers.append(container.catalog.cache.flush)
+            metric_flushers.append(PoolMetrics(container.db.pool, registry=registry).flush)
             if limiter is not None:
                 limiter.attach(container.redis)
                 await limiter.start()

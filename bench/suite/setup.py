@@ -22,7 +22,7 @@ import jwt
 
 from server.auth.passwords import PasswordHasher
 from server.catalog.seed import seed_products
-from server.db import Database
+from server.db import Database, open_pool
 from server.migrate import migrate
 from server.paths import MIGRATIONS_DIR
 
@@ -65,27 +65,28 @@ def prepare_database(url: str, *, products: int, accounts: int) -> list[Account]
 
 async def _prepare(url: str, products: int, accounts: int) -> list[Account]:
     await migrate(url, MIGRATIONS_DIR)
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+    db = Database(await open_pool(url, min_size=1, max_size=2), acquire_timeout=30)
     try:
-        await seed_products(Database(pool, acquire_timeout=30), products)
-        await pool.execute("UPDATE products SET stock = 1000000000")
-        hasher = PasswordHasher()
-        made = []
-        for n in range(accounts):
-            email = f"bench-{n}@example.com"
-            password = secrets.token_urlsafe(18)
-            user_id = await pool.fetchval(
-                "INSERT INTO users (email, password_hash, email_verified_at) "
-                "VALUES ($1, $2, now()) RETURNING id",
-                email,
-                await hasher.hash(password),
-            )
-            made.append(Account(user_id, email, password))
-        hasher.close()
-        await pool.execute("VACUUM ANALYZE")
+        await seed_products(db, products)
+        async with db.connection() as conn:
+            await conn.execute("UPDATE products SET stock = 1000000000")
+            hasher = PasswordHasher()
+            made = []
+            for n in range(accounts):
+                email = f"bench-{n}@example.com"
+                password = secrets.token_urlsafe(18)
+                user_id = await conn.fetchval(
+                    "INSERT INTO users (email, password_hash, email_verified_at) "
+                    "VALUES ($1, $2, now()) RETURNING id",
+                    email,
+                    await hasher.hash(password),
+                )
+                made.append(Account(user_id, email, password))
+            hasher.close()
+            await conn.execute("VACUUM ANALYZE")
         return made
     finally:
-        await pool.close()
+        await db.close()
 
 
 def log_in(base: str, accounts: list[Account]) -> list[str]:

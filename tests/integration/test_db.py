@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -16,6 +17,7 @@ from structlog.typing import FilteringBoundLogger
 from server.app import create_app
 from server.db import Database, create_pool
 from server.errors import DatabaseUnavailable
+from server.pool_metrics import PoolMetrics
 from server.responses import JSONResponse
 from server.settings import Settings
 from tests.support import client_for, free_port, lifespan
@@ -85,11 +87,51 @@ async def test_exhaustion_answers_503_with_retry_after(
         started = time.perf_counter()
         blocked: httpx.Response = await http.get("/test/query")
         elapsed = time.perf_counter() - started
+        during = await http.get("/metrics")
         gate.set()
         assert (await holder).status_code == 200
         after = await http.get("/test/query")
+        metrics = await http.get("/metrics")
     assert blocked.status_code == 503
     assert blocked.headers["retry-after"] == "1"
     assert blocked.json()["type"] == "urn:hotpath:problem:database-unavailable"
     assert elapsed < 1.0
     assert after.json() == {"one": 1}
+    pool = 'db_client_connection_pool_name="hotpath"'
+    assert f'db_client_connection_count{{{pool},db_client_connection_state="used"}} 1.0' in (
+        during.text
+    )
+    # At least the refused request's wait; a background poll may have timed out beside it.
+    timeouts = f"db_client_connection_timeouts_total{{{pool}}} "
+    (line,) = [line for line in metrics.text.splitlines() if line.startswith(timeouts)]
+    assert float(line.removeprefix(timeouts)) >= 1
+    assert f"db_client_connection_max{{{pool}}} 1.0" in metrics.text
+    assert f'db_client_connection_count{{{pool},db_client_connection_state="idle"}} 1.0' in (
+        metrics.text
+    )
+
+
+async def test_pool_metrics_flush_into_the_shared_files_in_multiprocess_mode(
+    settings: Settings,
+) -> None:
+    db = Database(await create_pool(replace(settings, db_pool_min=2)), acquire_timeout=1.0)
+    try:
+        metrics = PoolMetrics(db.pool, registry=None, multiprocess=True)
+        exported = CollectorRegistry()
+        for metric in (metrics._count, metrics._max, metrics._pending, metrics._timeouts):
+            exported.register(metric)
+        async with db.connection():
+            metrics.flush()
+            pool = {"db_client_connection_pool_name": "hotpath"}
+            used = {**pool, "db_client_connection_state": "used"}
+            idle = {**pool, "db_client_connection_state": "idle"}
+            assert exported.get_sample_value("db_client_connection_count", used) == 1
+            assert exported.get_sample_value("db_client_connection_count", idle) == 1
+        db.pool.timeouts += 2
+        metrics.flush()
+        metrics.flush()  # deltas only: a second flush adds nothing
+        assert exported.get_sample_value("db_client_connection_timeouts_total", pool) == 2
+        assert exported.get_sample_value("db_client_connection_count", used) == 0
+        assert exported.get_sample_value("db_client_connection_max", pool) == settings.db_pool_max
+    finally:
+        await db.close()
