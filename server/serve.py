@@ -45,6 +45,10 @@ def granian_command(
         "asgi",
         "--loop",
         "uvloop",
+        # An asyncio Task per request, with a context of its own: the request's deadline and
+        # request id live in context variables set without a reset (middleware/deadline.py).
+        "--task-impl",
+        "asyncio",
         *(("--factory",) if factory else ()),
         target.removesuffix("()"),
         "--host",

@@ -22,6 +22,8 @@ SMOKE = Options(
     deep_pages=3,
     artillery_rate=2,
     artillery_seconds=4,
+    budget_rounds=2,
+    budget_seconds=1,
 )
 
 

@@ -8,6 +8,7 @@ import dataclasses
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 from importlib.metadata import version
 from pathlib import Path
@@ -19,8 +20,9 @@ from bench.suite.run import Outcome, Results
 
 MB = 1024 * 1024
 RSS_LIMIT_MB = 200
-# (scenario, the most its CPU per request may be as a multiple of its ceiling's)
-CPU_BUDGET = (("product_get", 1.0), ("product_get_nocache", 1.25))
+# (scenario, its server in the interleaved budget rounds, the most its CPU per request may be
+# as a multiple of its ceiling's)
+CPU_BUDGET = (("product_get", "hotpath", 1.0), ("product_get_nocache", "hotpath_nocache", 1.25))
 HOTPATH_SERVERS = ("hotpath", "hotpath_nocache", "hotpath_nolimit")
 
 
@@ -73,15 +75,16 @@ def summarize(results: Results) -> dict[str, Any]:
             }
         )
     budget = []
-    for name, limit in CPU_BUDGET:
-        if name in by_name:
-            ratio = _ratio(by_name[name], by_name)
-            assert ratio is not None
+    for name, server, limit in CPU_BUDGET:
+        rounds = [r[server] / r["ceiling_pk"] for r in results.budget_rounds]
+        if rounds:
+            ratio = statistics.median(rounds)
             budget.append(
                 {
                     "goal": f"{name} CPU/request <= {limit:g}x ceiling_pk",
                     "value": round(ratio, 3),
                     "met": ratio <= limit,
+                    "rounds": [round(r, 3) for r in rounds],
                 }
             )
     errors = sum(o.measured.http_errors + o.measured.socket_errors for o in results.outcomes)
@@ -119,6 +122,7 @@ def summarize(results: Results) -> dict[str, Any]:
         "scenarios": scenarios,
         "peak_rss_mb": {k: round(v / MB, 1) for k, v in results.peak_rss.items()},
         "budget": budget,
+        "budget_rounds": results.budget_rounds,
         "peer_comparison": comparison,
         "rate_limiter_cpu_us_per_request": limiter_us,
         "artillery": results.artillery,
@@ -147,7 +151,17 @@ def markdown(summary: dict[str, Any]) -> str:
             f"{s['p99_ms']:.2f} | {s['http_errors'] + s['socket_errors']} | "
             f"{s['cpu_us_per_request']:,.0f} | {ceiling} |"
         )
-    lines += ["", "| budget | measured | met |", "|---|---:|:---:|"]
+    rounds = len(summary["budget_rounds"])
+    lines += [
+        "",
+        f"The CPU budget is the median of {rounds} rounds in which the ceiling and the budgeted "
+        "read are measured in alternation, all three servers running, so drift on the shared "
+        "box moves both sides of each ratio alike (the table above measures each scenario "
+        "once, minutes apart).",
+        "",
+        "| budget | measured | met |",
+        "|---|---:|:---:|",
+    ]
     for goal in summary["budget"]:
         lines.append(f"| {goal['goal']} | {goal['value']} | {'yes' if goal['met'] else 'NO'} |")
     if summary["peer_comparison"]:

@@ -7,6 +7,7 @@ import datetime as dt
 import secrets
 import tempfile
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,10 @@ class Options:
     artillery_rate: int = 4
     artillery_seconds: int = 30
     artillery: bool = True
+    # The budget's ratios: the ceiling and the budgeted reads measured in alternation, so a
+    # box that gets slower or faster over the run moves both sides of each ratio alike.
+    budget_rounds: int = 5
+    budget_seconds: float = 6.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,8 @@ class Results:
     peak_rss: dict[str, int] = field(default_factory=dict)
     artillery: dict[str, object] | None = None
     artillery_skipped: str | None = None
+    # One dict per interleaved round: server name -> CPU µs per request.
+    budget_rounds: list[dict[str, float]] = field(default_factory=list)
 
 
 class _Run:
@@ -101,6 +108,7 @@ def run_suite(options: Options) -> Results:
         _ceilings(state, url)
         _hotpath(state, url, accounts)
         _peer(state, url, accounts)
+        _budget(state, url, accounts)
         return state.results
 
 
@@ -255,6 +263,78 @@ def _peer(state: _Run, url: str, accounts: list[setup.Account]) -> None:
 
     env = {"PEER_DATABASE_URL": url, "PEER_JWT_SECRET": secret}
     state.serve("peer", asgi_command("bench.peers.fastapi_template:app"), env, "/livez", read)
+
+
+BUDGET_SERVERS = ("ceiling_pk", "hotpath", "hotpath_nocache")
+
+
+def _budget(state: _Run, url: str, accounts: list[setup.Account]) -> None:
+    """The ceiling, hotpath and hotpath without its product cache, all running at once and
+    measured in turn for a few rounds (an idle server costs nothing)."""
+    options = state.options
+    env = _hotpath_env(state, url)
+    starts = {
+        "ceiling_pk": (
+            asgi_command("bench.ceilings.pk_lookup:app"),
+            {"CEILING_DATABASE_URL": url},
+            "/v1/products/1",
+        ),
+        "hotpath": (hotpath_command(), env, "/readyz"),
+        "hotpath_nocache": (
+            hotpath_command(),
+            {**env, "HOTPATH_PRODUCT_CACHE_SECONDS": "0"},
+            "/readyz",
+        ),
+    }
+    with ExitStack() as stack:
+        servers = {
+            name: stack.enter_context(
+                running(name, command, environment, ready_path=ready, log=state.log)
+            )
+            for name, (command, environment, ready) in starts.items()
+        }
+        loads = {
+            "ceiling_pk": {
+                "BENCH_PRODUCTS": str(options.products),
+                "BENCH_TOKENS": state.file("no-tokens.txt", ["none"]),
+            }
+        }
+        for name in ("hotpath", "hotpath_nocache"):
+            tokens = state.file(
+                f"tokens-budget-{name}.txt", setup.log_in(servers[name].base, accounts)
+            )
+            products = options.hot_products if name == "hotpath" else options.products
+            loads[name] = {"BENCH_PRODUCTS": str(products), "BENCH_TOKENS": tokens}
+        for name, server in servers.items():
+            run(
+                server.base,
+                "product_get.lua",
+                loads[name],
+                Load(options.warmup, options.connections),
+                server.pid,
+            )
+        samplers = {
+            name: RssSampler(servers[name].pid).start() for name in loads if name != "ceiling_pk"
+        }
+        try:
+            for _ in range(options.budget_rounds):
+                round_: dict[str, float] = {}
+                for name, server in servers.items():
+                    measured = run(
+                        server.base,
+                        "product_get.lua",
+                        loads[name],
+                        Load(options.budget_seconds, options.connections),
+                        server.pid,
+                    )
+                    if measured.http_errors or measured.socket_errors:
+                        raise RuntimeError(f"budget round on {name} had errors: {measured}")
+                    round_[name] = measured.cpu_us_per_request
+                state.results.budget_rounds.append(round_)
+        finally:
+            peak = state.results.peak_rss
+            for name, sampler in samplers.items():
+                peak[name] = max(peak.get(name, 0), sampler.stop())
 
 
 def _artillery(state: _Run, server: Server, accounts: list[setup.Account]) -> None:

@@ -54,6 +54,13 @@ def test_the_suite_runs_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
             assert s["cpu_ratio_to_ceiling"] > 0, name
     goals = [goal["goal"] for goal in report["budget"]]
     assert len(goals) == len(CPU_BUDGET) + 2
+    assert len(report["budget_rounds"]) == 2
+    for round_ in report["budget_rounds"]:
+        assert set(round_) == {"ceiling_pk", "hotpath", "hotpath_nocache"}
+        assert all(cpu > 0 for cpu in round_.values())
+    for goal in report["budget"][: len(CPU_BUDGET)]:
+        assert len(goal["rounds"]) == 2
+        assert goal["value"] > 0
     assert report["peak_rss_mb"]["hotpath"] > 10
     assert report["peer_comparison"]["rps_hotpath_over_peer"] > 0
     assert report["rate_limiter_cpu_us_per_request"] is not None
