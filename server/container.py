@@ -268,7 +268,7 @@ def _services(
         auth=auth,
         accounts=accounts,
         users_admin=UsersAdminService(db, users=users, roles=roles, audit=audit, revoker=revoker),
-        roles=RolesService(db, roles=roles, audit=audit),
+        roles=RolesService(db, roles=roles, audit=audit, revoker=revoker),
         audit=AuditService(db, audit=audit),
         api_keys=ApiKeysService(
             db,

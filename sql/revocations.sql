@@ -4,6 +4,14 @@ INSERT INTO revocations (kind, subject, not_before, expires_at)
 VALUES ($1, $2, $3, $4)
 RETURNING id, kind, subject, not_before, expires_at;
 
+-- name: create_role_holder_revocations :many
+-- A role lost permissions: a user-level cut-off for every holder, in the role change's
+-- transaction. Their older access tokens are refused (a refresh carries the role's new
+-- permissions) and their cached API keys are looked up again.
+INSERT INTO revocations (kind, subject, not_before, expires_at)
+SELECT 'user', id::text, $2, $3 FROM users WHERE $1 = ANY (roles)
+RETURNING id, kind, subject, not_before, expires_at;
+
 -- name: list_revocations_after :many
 -- The replicas' poll: unexpired revocations past a known id, oldest first, one page at a time.
 SELECT id, kind, subject, not_before, expires_at

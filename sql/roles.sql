@@ -4,6 +4,11 @@ SELECT name, description, permissions, created_at, updated_at FROM roles ORDER B
 -- name: get_role :one
 SELECT name, description, permissions, created_at, updated_at FROM roles WHERE name = $1;
 
+-- name: get_role_for_update :one
+-- The role as it is before a change, locked so concurrent changes see each other's result.
+SELECT name, description, permissions, created_at, updated_at FROM roles WHERE name = $1
+FOR UPDATE;
+
 -- name: list_permissions_for_roles :many
 -- The permissions granted by a set of role names (unknown names grant nothing).
 SELECT DISTINCT unnest(permissions) AS permission FROM roles WHERE name = ANY ($1::text[]);

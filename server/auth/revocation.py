@@ -44,6 +44,7 @@ def _revocation(row: asyncpg.Record) -> Revocation:
 class RevocationStore:
     def __init__(self, queries: Queries) -> None:
         self._create = queries.sql("create_revocation")
+        self._create_for_role = queries.sql("create_role_holder_revocations")
         self._list_after = queries.sql("list_revocations_after")
         self._list_by_id = queries.sql("list_revocations_by_id")
         self._delete_expired = queries.sql("delete_expired_revocations")
@@ -59,6 +60,12 @@ class RevocationStore:
         record = await conn.fetchrow(self._create, kind, subject, not_before, expires_at)
         assert record is not None
         return _revocation(record)
+
+    async def create_for_role_holders(
+        self, conn: Connection, role: str, not_before: dt.datetime, expires_at: dt.datetime
+    ) -> list[Revocation]:
+        records = await conn.fetch(self._create_for_role, role, not_before, expires_at)
+        return [_revocation(r) for r in records]
 
     async def list_after(self, conn: Connection, last_id: int, limit: int) -> list[Revocation]:
         return [_revocation(r) for r in await conn.fetch(self._list_after, last_id, limit)]

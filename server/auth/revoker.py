@@ -61,6 +61,15 @@ class Revoker:
             rows.append(await self.store.create(conn, "user", str(user_id), cutoff, now + self.ttl))
         return rows
 
+    async def cut_off_role_holders(self, conn: Connection, role: str) -> list[Revocation]:
+        """A role lost permissions: its holders' access tokens issued before this second are
+        refused (a refresh reissues them with the role's permissions now) and every replica
+        looks their API keys up again, so no key keeps a permission its owner lost."""
+        now = dt.datetime.now(dt.UTC)
+        # Whole seconds, as in end_all_sessions: a refresh right after this still works.
+        cutoff = now.replace(microsecond=0)
+        return await self.store.create_for_role_holders(conn, role, cutoff, now + self.ttl)
+
     async def end_key(self, conn: Connection, key_id: str) -> list[Revocation]:
         """A revoked API key: every replica drops it from its cache within a second."""
         now = dt.datetime.now(dt.UTC)

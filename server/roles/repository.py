@@ -41,6 +41,7 @@ class RolesRepository:
     def __init__(self, queries: Queries) -> None:
         self._list = queries.sql("list_roles")
         self._get = queries.sql("get_role")
+        self._lock = queries.sql("get_role_for_update")
         self._permissions = queries.sql("list_permissions_for_roles")
         self._create = queries.sql("create_role")
         self._update = queries.sql("update_role_permissions")
@@ -48,8 +49,8 @@ class RolesRepository:
     async def all(self, conn: Connection) -> list[Role]:
         return [_role(r) for r in await conn.fetch(self._list)]
 
-    async def get(self, conn: Connection, name: str) -> Role | None:
-        record = await conn.fetchrow(self._get, name)
+    async def get(self, conn: Connection, name: str, *, for_update: bool = False) -> Role | None:
+        record = await conn.fetchrow(self._lock if for_update else self._get, name)
         return None if record is None else _role(record)
 
     async def permissions(self, conn: Connection, roles: Iterable[str]) -> frozenset[str]:

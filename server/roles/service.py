@@ -5,6 +5,8 @@ from __future__ import annotations
 from server.audit.repository import AuditRepository
 from server.auth.permissions import KNOWN_PERMISSIONS
 from server.auth.principal import Principal
+from server.auth.revocation import Revocation
+from server.auth.revoker import Revoker
 from server.context import RequestContext
 from server.db import Connection, Database
 from server.errors import NotFound, ValidationFailed
@@ -21,10 +23,13 @@ def _check(permissions: list[str]) -> None:
 
 
 class RolesService:
-    def __init__(self, db: Database, *, roles: RolesRepository, audit: AuditRepository) -> None:
+    def __init__(
+        self, db: Database, *, roles: RolesRepository, audit: AuditRepository, revoker: Revoker
+    ) -> None:
         self.db = db
         self.roles = roles
         self.audit = audit
+        self.revoker = revoker
 
     async def all(self) -> list[Role]:
         async with self.db.connection() as conn:
@@ -53,12 +58,19 @@ class RolesService:
         ctx: RequestContext,
     ) -> Role:
         _check(permissions)
+        revoked: list[Revocation] = []
         async with self.db.transaction() as conn:
-            role = await self.roles.set_permissions(conn, name, permissions, description)
-            if role is None:
+            before = await self.roles.get(conn, name, for_update=True)
+            if before is None:
                 raise NotFound(f"No role named {name!r}.")
+            role = await self.roles.set_permissions(conn, name, permissions, description)
+            assert role is not None  # locked above
+            if set(before.permissions) - set(role.permissions):
+                # Tokens and cached API keys carry permissions: none may keep a lost one.
+                revoked = await self.revoker.cut_off_role_holders(conn, name)
             await self._record(conn, "role.updated", actor, role, ctx)
-            return role
+        await self.revoker.announce(revoked)
+        return role
 
     async def _record(
         self, conn: Connection, action: str, actor: Principal, role: Role, ctx: RequestContext

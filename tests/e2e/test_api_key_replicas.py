@@ -87,3 +87,49 @@ def test_a_revoked_key_is_refused_by_the_other_replica_with_and_without_redis(
         assert revoked.status_code == 204, revoked.text
         assert status_with_key(first, key) == 401  # the revoking replica: at once
         assert seconds_until_refused(second, key) < 1.0, f"redis up: {redis_up}"
+
+
+GRACE = 2
+
+
+@pytest.fixture
+def two_replicas_short_grace(
+    migrated_db: str, throwaway_redis: Redis, tmp_path: Path
+) -> Iterator[tuple[str, str]]:
+    with running_servers(
+        2,
+        database_url=migrated_db,
+        redis_url=throwaway_redis.url,
+        data_dir=tmp_path,
+        extra_env={"HOTPATH_APIKEY_ROTATION_GRACE_SECONDS": str(GRACE)},
+    ) as bases:
+        yield bases[0], bases[1]
+
+
+def test_a_rotated_secret_cached_by_another_replica_ends_with_the_grace_period(
+    two_replicas_short_grace: tuple[str, str], migrated_db: str
+) -> None:
+    first, second = two_replicas_short_grace
+    email = f"key-rotate-{secrets.token_hex(4)}@example.com"
+    password = "rotated passphrase " + secrets.token_hex(4)
+    digest = PasswordHasher(time_cost=1, memory_cost=1024).hash(password)
+    asyncio.run(insert_admin(migrated_db, email, digest))
+    login = httpx.post(f"{first}/v1/auth/login", json={"email": email, "password": password})
+    assert login.status_code == 200, login.text
+    session = {"authorization": f"Bearer {login.json()['access_token']}"}
+    created = httpx.post(
+        f"{first}/v1/api-keys", json={"name": "rotated", "scopes": []}, headers=session
+    )
+    assert created.status_code == 201, created.text
+    old, key_id = created.json()["key"], created.json()["id"]
+    assert status_with_key(second, old) == 200  # cached there for a minute
+
+    rotated = httpx.post(f"{first}/v1/api-keys/{key_id}/rotate", headers=session)
+    assert rotated.status_code == 200, rotated.text
+    new = rotated.json()["key"]
+    assert status_with_key(second, new) == 200
+    # The other replica keeps the old secret for the grace period, not its cache lifetime
+    # (a minute): the rotation reached it and it looked the key up again.
+    elapsed = seconds_until_refused(second, old, limit=GRACE + 3.0)
+    assert GRACE - 0.5 < elapsed < GRACE + 1.0, elapsed
+    assert status_with_key(second, new) == 200

@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import io
 import re
+import secrets
 import time
 from typing import Any
 
@@ -286,6 +287,55 @@ async def test_demoting_the_owner_demotes_a_cached_key_at_once(
     refused = await http.get("/v1/users?limit=1", headers=headers)
     assert refused.status_code == 403, refused.text
     assert (await http.get(ME, headers=headers)).status_code == 200  # still the owner's key
+
+
+async def test_a_role_losing_a_permission_demotes_its_holders_keys_and_tokens(
+    http: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    _, admin = await accounts.create_and_login("admin")
+    role = f"desk-{secrets.token_hex(4)}"
+    made = await http.post(
+        "/v1/roles", json={"name": role, "permissions": ["users:read"]}, headers=admin.headers
+    )
+    assert made.status_code == 201, made.text
+    holder, tokens = await accounts.create_and_login(role)
+    _, bystander = await accounts.create_and_login("admin")
+    key = await new_key(http, tokens, scopes=["users:read"])
+    for _ in range(2):  # the second answer comes from the key cache
+        assert (await http.get("/v1/users?limit=1", headers=bearer(key["key"]))).status_code == 200
+    assert (await http.get("/v1/users?limit=1", headers=tokens.headers)).status_code == 200
+
+    # Gaining a permission cuts nothing off.
+    grown = await http.patch(
+        f"/v1/roles/{role}",
+        json={"permissions": ["users:read", "audit:read"]},
+        headers=admin.headers,
+    )
+    assert grown.status_code == 200, grown.text
+    assert (await http.get("/v1/users?limit=1", headers=tokens.headers)).status_code == 200
+
+    # Tokens carry whole-second iat and the cut-off is the change's whole second (so a refresh
+    # right after it works): a token from the very second of the change would slip through.
+    await asyncio.sleep(1.02 - time.time() % 1)
+    shrunk = await http.patch(
+        f"/v1/roles/{role}", json={"permissions": ["audit:read"]}, headers=admin.headers
+    )
+    assert shrunk.status_code == 200, shrunk.text
+
+    refused = await http.get("/v1/users?limit=1", headers=bearer(key["key"]))
+    assert refused.status_code == 403, refused.text
+    assert (await http.get(ME, headers=bearer(key["key"]))).status_code == 200  # still a key
+    # The holder's access token carried the lost permission: it is refused; a refresh gets one
+    # with the role's permissions as they are now.
+    assert (await http.get(ME, headers=tokens.headers)).status_code == 401
+    refreshed = await http.post("/v1/auth/refresh", json={"refresh_token": tokens.refresh})
+    assert refreshed.status_code == 200, refreshed.text
+    fresh = {"authorization": f"Bearer {refreshed.json()['access_token']}"}
+    assert (await http.get("/v1/users?limit=1", headers=fresh)).status_code == 403
+    assert (await http.get("/v1/audit-events?limit=1", headers=fresh)).status_code == 200
+    # Users without the role are untouched.
+    assert (await http.get(ME, headers=bystander.headers)).status_code == 200
+    assert holder.id != 0
 
 
 async def test_disabling_the_owner_refuses_the_key(
