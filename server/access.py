@@ -80,7 +80,11 @@ def _guard(endpoint: Endpoint, access: Access) -> Endpoint:
             guarded,
             API_ATTR,
             dataclasses.replace(
-                doc, auth=True, errors=tuple(sorted(errors)), description=description
+                doc,
+                auth=True,
+                api_keys=access.kind != "session",
+                errors=tuple(sorted(errors)),
+                description=description,
             ),
         )
     return guarded

@@ -33,6 +33,8 @@ class EndpointDoc:
     query: type | None = None
     errors: tuple[int, ...] = ()
     auth: bool = False
+    # With auth: whether an API key (X-API-Key, or as the bearer token) is accepted too.
+    api_keys: bool = True
     request_headers: tuple[tuple[str, str, bool], ...] = ()
     response_media_type: str = "application/json"
     operation_id: str | None = None

@@ -49,7 +49,23 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     "required": ["type", "title", "status"],
 }
 
-_BEARER = {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+_SECURITY_SCHEMES = {
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "An access token from /v1/auth/login or /v1/auth/refresh; routes that "
+        "take API keys also accept an hp_ key here.",
+    },
+    "apiKeyAuth": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "An hp_ API key from /v1/api-keys (its scopes limit what it may do).",
+    },
+}
+_SESSION_ONLY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+_SESSION_OR_KEY: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"apiKeyAuth": []}]
 
 
 def build_openapi(
@@ -81,7 +97,7 @@ def build_openapi(
         "paths": paths,
         "components": {
             "schemas": {**components, "Problem": PROBLEM_SCHEMA},
-            "securitySchemes": _BEARER,
+            "securitySchemes": _SECURITY_SCHEMES,
         },
     }
     if description:
@@ -203,7 +219,7 @@ def _operation(
         responses[503]["headers"] = {"Retry-After": _RATE_LIMIT_HEADERS["Retry-After"]}
     op["responses"] = {str(s): responses[s] for s in sorted(responses)}
     if doc.auth:
-        op["security"] = [{"bearerAuth": []}]
+        op["security"] = _SESSION_OR_KEY if doc.api_keys else _SESSION_ONLY
     return op
 
 

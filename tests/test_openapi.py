@@ -224,12 +224,16 @@ def test_responses_and_problem_errors(doc: dict[str, Any]) -> None:
 
 
 def test_security_follows_auth(doc: dict[str, Any]) -> None:
-    assert doc["components"]["securitySchemes"]["bearerAuth"] == {
-        "type": "http",
-        "scheme": "bearer",
-        "bearerFormat": "JWT",
-    }
-    assert doc["paths"]["/v1/things"]["post"]["security"] == [{"bearerAuth": []}]
+    schemes = doc["components"]["securitySchemes"]
+    bearer = schemes["bearerAuth"]
+    assert (bearer["type"], bearer["scheme"], bearer["bearerFormat"]) == ("http", "bearer", "JWT")
+    key = schemes["apiKeyAuth"]
+    assert (key["type"], key["in"], key["name"]) == ("apiKey", "header", "X-API-Key")
+    # Either scheme satisfies the requirement (a list of alternatives).
+    assert doc["paths"]["/v1/things"]["post"]["security"] == [
+        {"bearerAuth": []},
+        {"apiKeyAuth": []},
+    ]
     assert "security" not in doc["paths"]["/v1/things"]["get"]
     assert "security" not in doc
 

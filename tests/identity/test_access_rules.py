@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, Router, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from server.access import AUTHENTICATED, PUBLIC, GuardedRoute, guarded_route, permission
+from server.access import AUTHENTICATED, PUBLIC, SESSION, GuardedRoute, guarded_route, permission
 from server.app import HotpathApp
 from server.auth.permissions import KNOWN_PERMISSIONS
 from server.catalog.repository import ProductFields, ProductsRepository
@@ -179,7 +179,11 @@ async def test_openapi_marks_every_protected_operation(
             if route.access == PUBLIC:
                 assert not op.get("security"), where
                 continue
-            assert op.get("security") == [{"bearerAuth": []}], where
+            takes_keys = route.access != SESSION
+            expected: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+            if takes_keys:
+                expected.append({"apiKeyAuth": []})
+            assert op.get("security") == expected, where
             assert "401" in responses, where
             content = responses["401"]["content"]["application/problem+json"]
             assert content["schema"] == problem, where

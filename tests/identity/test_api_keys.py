@@ -15,6 +15,7 @@ import secrets
 import time
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 import pytest
@@ -728,3 +729,45 @@ async def test_x_api_key_carries_only_api_keys_never_a_session_token(
     smuggled = await http.get("/v1/users/me", headers={"x-api-key": tokens.access})
     assert smuggled.status_code == 401
     assert (await http.get("/v1/users/me", headers=tokens.headers)).status_code == 200
+
+
+async def test_usage_reaches_the_database_within_a_second_or_so_by_itself(
+    http: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    """No flush called here: the once-a-second background flush must write it."""
+    _, tokens = await accounts.create_and_login("customer")
+    key = await new_key(http, tokens)
+    for _ in range(3):
+        assert (await http.get(ME, headers=bearer(key["key"]))).status_code == 200
+    where = f"/v1/api-keys/{key['id']}"
+    started = time.monotonic()
+    count = 0
+    while time.monotonic() - started < 3.0:
+        count = (await http.get(where, headers=tokens.headers)).json()["request_count"]
+        if count == 3:
+            break
+        await asyncio.sleep(0.1)
+    assert count == 3
+    assert time.monotonic() - started < 2.5
+
+
+async def test_only_the_sha256_of_a_key_is_stored(
+    http: httpx.AsyncClient, accounts: Accounts, settings: Settings
+) -> None:
+    _, tokens = await accounts.create_and_login("customer")
+    key = await new_key(http, tokens)
+    rotated = await http.post(f"/v1/api-keys/{key['id']}/rotate", headers=tokens.headers)
+    assert rotated.status_code == 200, rotated.text
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        row = await conn.fetchrow("SELECT * FROM api_keys WHERE id = $1", key["id"])
+        dumped = await conn.fetchval(
+            "SELECT row_to_json(k)::text FROM api_keys k WHERE id = $1", key["id"]
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    assert bytes(row["secret_hash"]) == hashlib.sha256(rotated.json()["key"].encode()).digest()
+    assert bytes(row["previous_secret_hash"]) == hashlib.sha256(key["key"].encode()).digest()
+    for secret in (key["key"], rotated.json()["key"]):
+        assert secret.rsplit("_", 1)[1][:20] not in dumped
