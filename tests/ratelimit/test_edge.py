@@ -155,3 +155,37 @@ async def test_reset_mails_to_one_account_are_budgeted_whoever_asks(
         if f"To: {email}" in path.read_text()
     ]
     assert len(sent) == 2
+
+
+async def test_an_api_key_spends_its_own_budget_and_the_high_tier_a_larger_one(
+    http: httpx.AsyncClient, migrated_db: str
+) -> None:
+    email, password = await customer(migrated_db)
+    conn = await asyncpg.connect(migrated_db)
+    try:  # the high tier needs apikeys:write
+        await conn.execute("UPDATE users SET roles = '{admin}' WHERE email = $1", email)
+    finally:
+        await conn.close()
+    login = await http.post("/v1/auth/login", json={"email": email, "password": password})
+    assert login.status_code == 200, login.text
+    session = {"authorization": f"Bearer {login.json()['access_token']}"}
+    keys = {}
+    for tier in ("standard", "high"):
+        made = await http.post(
+            "/v1/api-keys", json={"name": tier, "rate_tier": tier}, headers=session
+        )
+        assert made.status_code == 201, made.text
+        keys[tier] = {"x-api-key": made.json()["key"]}
+
+    for _ in range(3):
+        assert (await http.get("/v1/products", headers=session)).status_code == 200
+    assert (await http.get("/v1/products", headers=session)).status_code == 429
+    # Each key has a budget of its own, not the owner's.
+    standard = [await http.get("/v1/products", headers=keys["standard"]) for _ in range(4)]
+    assert [a.status_code for a in standard] == [200, 200, 200, 429]
+    assert standard[0].headers["ratelimit-policy"] == '"read";q=3;w=60'
+    # The high tier: the read budget times HOTPATH_RATE_LIMIT_HIGH_TIER (10).
+    high = [await http.get("/v1/products", headers=keys["high"]) for _ in range(12)]
+    assert all(a.status_code == 200 for a in high)
+    assert high[0].headers["ratelimit-policy"] == '"read-high";q=30;w=60'
+    assert remaining(high[-1]) == 18
