@@ -1,7 +1,8 @@
 """Resolve the request's credentials into a principal before routing.
 
-The collaborator does the work: ``authenticate(authorization_header)`` returns a principal, or
-an awaitable of one when it has to wait (an API key not yet cached), or raises; this class only
+The collaborator does the work: ``authenticate(authorization_header, scope)`` returns a
+principal, or an awaitable of one when it has to wait (an API key not yet cached), or raises
+(the scope is for what it records of a refused credential: client, request id). This class only
 finds the header, stores the result in ``scope["principal"]`` (None for anonymous requests) and
 answers the failures it is told about (``handled``) through the injected ``on_error``; anything
 else propagates, so a bug is a logged 500. It never falls back to anonymous when credentials
@@ -21,7 +22,7 @@ from middleware.types import OnError
 _AUTHORIZATION = b"authorization"
 _API_KEY = b"x-api-key"
 
-Authenticate = Callable[[str], Any]  # a principal, or an awaitable of one
+Authenticate = Callable[[str, Scope], Any]  # a principal, or an awaitable of one
 
 
 class AuthenticationMiddleware:
@@ -60,7 +61,7 @@ class AuthenticationMiddleware:
             scope["principal"] = None
             return self.app(scope, receive, send)
         try:
-            found = self.authenticate(credentials.decode("latin-1"))
+            found = self.authenticate(credentials.decode("latin-1"), scope)
         except self.handled as exc:
             return self.on_error(exc)(scope, receive, send)
         if inspect.isawaitable(found):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from starlette.requests import Request
+from starlette.types import Scope
 
 _MAX_USER_AGENT = 256
 
@@ -17,10 +18,20 @@ class RequestContext:
 
 
 def request_context(request: Request) -> RequestContext:
-    client = request.client
-    rid = request.scope.get("request_id")
+    return scope_context(request.scope)
+
+
+def scope_context(scope: Scope) -> RequestContext:
+    """The same from an ASGI scope, for code below the handlers' level (authentication)."""
+    client = scope.get("client")
+    rid = scope.get("request_id")
+    user_agent = ""
+    for name, value in scope.get("headers", ()):
+        if name == b"user-agent":
+            user_agent = value.decode("latin-1")[:_MAX_USER_AGENT]
+            break
     return RequestContext(
-        ip=client.host if client else "",
-        user_agent=request.headers.get("user-agent", "")[:_MAX_USER_AGENT],
+        ip=client[0] if client else "",
+        user_agent=user_agent,
         request_id=rid if isinstance(rid, str) else "",
     )

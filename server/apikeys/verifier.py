@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from starlette.types import Scope
 from structlog.typing import FilteringBoundLogger
 
 from server.apikeys.format import MalformedKey, parse
@@ -23,7 +24,7 @@ from server.apikeys.repository import ApiKeysRepository, KeyCredentials
 from server.audit.repository import AuditRepository
 from server.auth.denylist import Denylist
 from server.auth.principal import Principal
-from server.context import RequestContext
+from server.context import RequestContext, scope_context
 from server.db import Database
 
 _AUDIT_EVERY = 60.0
@@ -73,7 +74,9 @@ class ApiKeyVerifier:
         self._usage: dict[str, list[float]] = {}  # key id -> [requests, last used]
         self._audited: dict[str, float] = {}
 
-    async def verify(self, token: str) -> Principal:
+    async def verify(self, token: str, scope: Scope | None = None) -> Principal:
+        """The key's principal, or KeyRejected; ``scope`` (the request) goes into the audit
+        event of a revoked, expired or rotated-out key being presented."""
         now = self.clock()
         entry = self._cache.get(token)
         if entry is not None:
@@ -87,7 +90,7 @@ class ApiKeyVerifier:
             raise KeyRejected("malformed") from None
         async with self.db.connection() as conn:
             found = await self.keys.credentials(conn, parsed.key_id)
-        principal, valid_until = await self._check(found, token, now)
+        principal, valid_until = await self._check(found, token, now, scope)
         if len(self._cache) >= _MAX_CACHE:
             self._cache.clear()
         self._cache[token] = _Entry(principal, now, valid_until)
@@ -113,7 +116,7 @@ class ApiKeyVerifier:
         return not (revoked or owner_changed or rotated or now >= entry.valid_until)
 
     async def _check(
-        self, found: KeyCredentials | None, token: str, now: float
+        self, found: KeyCredentials | None, token: str, now: float, scope: Scope | None
     ) -> tuple[Principal, float]:
         if found is None:
             raise KeyRejected("unknown key")
@@ -125,15 +128,15 @@ class ApiKeyVerifier:
             if previous is None or grace is None or not hmac.compare_digest(digest, previous):
                 raise KeyRejected("wrong secret")
             if grace.timestamp() <= now:
-                await self._audit_rejection(found, "rotated_out")
+                await self._audit_rejection(found, "rotated_out", scope)
                 raise KeyRejected("rotated out")
             valid_until = min(valid_until, grace.timestamp())
         if found.revoked_at is not None:
-            await self._audit_rejection(found, "revoked")
+            await self._audit_rejection(found, "revoked", scope)
             raise KeyRejected("revoked")
         if found.expires_at is not None:
             if found.expires_at.timestamp() <= now:
-                await self._audit_rejection(found, "expired")
+                await self._audit_rejection(found, "expired", scope)
                 raise KeyRejected("expired")
             valid_until = min(valid_until, found.expires_at.timestamp())
         if not found.owner_active:
@@ -150,7 +153,9 @@ class ApiKeyVerifier:
         )
         return principal, valid_until
 
-    async def _audit_rejection(self, found: KeyCredentials, reason: str) -> None:
+    async def _audit_rejection(
+        self, found: KeyCredentials, reason: str, scope: Scope | None
+    ) -> None:
         now = self.clock()
         if now - self._audited.get(found.id, 0.0) < _AUDIT_EVERY:
             return  # one event a minute per key: a hammering client must not flood the trail
@@ -158,7 +163,7 @@ class ApiKeyVerifier:
         async with self.db.transaction() as conn:
             await self.audit.record(
                 conn,
-                RequestContext(),
+                RequestContext() if scope is None else scope_context(scope),
                 "apikey.rejected",
                 outcome="denied",
                 actor_id=found.user_id,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 
+from starlette.types import Scope
+
 from server.apikeys.format import looks_like_key
 from server.apikeys.verifier import ApiKeyVerifier, KeyRejected
 from server.auth.principal import Principal
@@ -37,7 +39,7 @@ class Authenticator:
         self.api_keys: ApiKeyVerifier | None = None
         self._principals: dict[str, Principal] = {}
 
-    def __call__(self, authorization: str) -> Principal | Awaitable[Principal]:
+    def __call__(self, authorization: str, scope: Scope) -> Principal | Awaitable[Principal]:
         """A principal at once for an access token (a cached signature check); an awaitable
         of one for an API key, which may need the database."""
         scheme, _, token = authorization.partition(" ")
@@ -49,7 +51,7 @@ class Authenticator:
         if looks_like_key(token):
             if self.api_keys is None:
                 raise _reject()
-            return self._key(self.api_keys, token.strip())
+            return self._key(self.api_keys, token.strip(), scope)
         try:
             claims = self.codec.verify(token.strip())
         except InvalidToken:
@@ -71,8 +73,8 @@ class Authenticator:
             )
         return principal
 
-    async def _key(self, verifier: ApiKeyVerifier, key: str) -> Principal:
+    async def _key(self, verifier: ApiKeyVerifier, key: str, scope: Scope) -> Principal:
         try:
-            return await verifier.verify(key)
+            return await verifier.verify(key, scope)
         except KeyRejected:
             raise _reject() from None

@@ -95,7 +95,8 @@ async def admin_permissions(app: HotpathApp) -> list[str]:
 async def audit_of(app: HotpathApp, key_id: str) -> list[dict[str, Any]]:
     async with app.state.container.db.connection() as conn:
         rows = await conn.fetch(
-            "SELECT action, outcome, actor_id, details::text AS details FROM audit_events"
+            "SELECT action, outcome, actor_id, details::text AS details, ip,"
+            " user_agent, request_id FROM audit_events"
             " WHERE target_type = 'apikey' AND target_id = $1 ORDER BY id",
             key_id,
         )
@@ -370,15 +371,22 @@ async def test_a_key_works_until_it_expires_then_is_refused_and_audited(
     assert (await http.get(ME, headers=x_api_key(key["key"]))).status_code == 200
 
     await asyncio.sleep(_seconds_until(expires) + 0.05)
+    request_ids = []
     for headers in (bearer(key["key"]), x_api_key(key["key"])):
-        refused = await http.get(ME, headers=headers)
+        refused = await http.get(ME, headers={**headers, "user-agent": "presenter/1.0"})
         assert refused.status_code == 401, refused.text
         assert refused.json()["type"] == PROBLEM + "invalid-access-token"
+        request_ids.append(refused.headers["x-request-id"])
 
     rejected = [e for e in await audit_of(app, key["id"]) if e["action"] == "apikey.rejected"]
     assert rejected, "no apikey.rejected audit event"
     assert rejected[0]["details"]["reason"] == "expired"
     assert rejected[0]["outcome"] == "denied"
+    # Who presented it: the client's address, user agent and request id.
+    assert rejected[0]["ip"] == "127.0.0.1"
+    assert rejected[0]["user_agent"] == "presenter/1.0"
+    assert rejected[0]["request_id"] == request_ids[0]  # one event a minute per key
+    assert len(rejected) == 1
 
 
 async def test_a_mistyped_key_is_refused_without_a_database_lookup(

@@ -8,7 +8,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Scope
 
 from middleware.authentication import AuthenticationMiddleware
 
@@ -17,7 +17,7 @@ class Refused(Exception):
     pass
 
 
-async def authenticate(credentials: str) -> dict[str, str]:
+async def authenticate(credentials: str, scope: Scope) -> dict[str, str]:
     if credentials == "Bearer good":
         return {"who": "alice"}
     if credentials == "ApiKey key-1":
