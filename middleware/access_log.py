@@ -16,8 +16,8 @@ _MAX_USER_AGENT = 256
 class AccessLogMiddleware:
     """Log method, path, route, status, duration, size, client and user agent of each request.
 
-    The query string is never logged: it may carry secrets. The request id is not passed here;
-    it reaches the line through structlog's context variables (see RequestIdMiddleware).
+    The query string is never logged: it may carry secrets. The request id comes from the
+    scope, where RequestIdMiddleware (outside this one) put it.
     """
 
     def __init__(self, app: ASGIApp, *, logger: InfoLogger, enabled: bool = True) -> None:
@@ -73,4 +73,5 @@ class AccessLogMiddleware:
             client_ip=client_ip,
             user_agent=user_agent,
             error=error,
+            request_id=scope.get("request_id"),
         )

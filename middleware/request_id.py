@@ -54,8 +54,8 @@ class RequestIdMiddleware:
     """Accept a sane incoming request id or make one; expose it everywhere for the request.
 
     The id is stored in `scope["request_id"]`, bound as `request_id` in structlog's context
-    variables for the duration of the request, and echoed as a response header on every
-    response, error answers included.
+    variables of the request's task, and echoed as a response header on every response, error
+    answers included.
     """
 
     def __init__(self, app: ASGIApp, *, header: str = "x-request-id") -> None:
@@ -66,10 +66,10 @@ class RequestIdMiddleware:
         self.header = name.encode("ascii")
         self._var = _structlog_var("request_id")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine: see SecurityHeadersMiddleware.
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
 
         header = self.header
         request_id: str | None = None
@@ -89,8 +89,8 @@ class RequestIdMiddleware:
                 message["headers"] = [*message.get("headers", ()), echoed]
             return send(message)
 
-        token = self._var.set(request_id)
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            self._var.reset(token)
+        # Set without a reset, as the request deadline is (middleware/deadline.py): the server
+        # runs each request in a task of its own, whose context ends with it, and a reset would
+        # need a coroutine frame around every request.
+        self._var.set(request_id)
+        return self.app(scope, receive, send_with_id)

@@ -26,7 +26,7 @@ from server.container import ContainerFactory, build_container
 from server.error_boundary import ErrorBoundary
 from server.errors import AppError
 from server.health.service import DrainState
-from server.logs import configure_logging, flush_logs
+from server.logs import configure_logging, flush_logs, request_line_logger
 from server.metrics import exposition_registry, retire_worker
 from server.openapi import build_openapi
 from server.pool_metrics import PoolMetrics
@@ -83,6 +83,8 @@ def create_app(
     drain: DrainState | None = None,
 ) -> HotpathApp:
     log = logger or configure_logging(settings.log_level)
+    # Into the stream (and at the level) that the logging set-up above chose.
+    request_lines = request_line_logger()
     drain_state = drain or DrainState()
     identity = build_identity(settings)
     registry = CollectorRegistry(auto_describe=True)
@@ -145,7 +147,7 @@ def create_app(
     def wrap(inner: ASGIApp) -> ASGIApp:
         return build_stack(
             inner,
-            logger=log,
+            logger=request_lines,
             access_log=settings.access_log,
             metrics=http_metrics,
             hsts=settings.hsts,

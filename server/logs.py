@@ -61,11 +61,42 @@ def flush_logs() -> None:
 
 
 _STREAMS: list[BinaryIO] = []
+_LEVEL = [logging.INFO]
+
+
+class _Quiet:
+    def info(self, event: str, **fields: Any) -> None:
+        return None
+
+
+class JsonLines:
+    """The access log's writer: the same JSON line structlog would write (``event``, the
+    fields, ``level``, ``ts``), without structlog's processor chain: one orjson call into the
+    same buffered stream. Measured in bench/micro: about 6 -> 2 us a line. The caller passes
+    every field itself, the request id included (no context variables are merged)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._write = stream.write
+
+    def info(self, event: str, **fields: Any) -> None:
+        fields["event"] = event
+        fields["level"] = "info"
+        fields["ts"] = time.time()
+        self._write(orjson.dumps(fields, default=repr, option=orjson.OPT_APPEND_NEWLINE))
+
+
+def request_line_logger() -> JsonLines | _Quiet:
+    """A writer for one line per request into the stream ``configure_logging`` set up, or a
+    silent one when its level is above info."""
+    if _LEVEL[0] > logging.INFO:
+        return _Quiet()
+    return JsonLines(_STREAMS[0] if _STREAMS else sys.stdout.buffer)
 
 
 def configure_logging(level: str = "info", stream: BinaryIO | None = None) -> FilteringBoundLogger:
     target = stream or sys.stdout.buffer
     _STREAMS[:] = [target]
+    _LEVEL[0] = _LEVELS[level]
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

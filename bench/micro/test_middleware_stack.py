@@ -24,7 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message
 
 from middleware import HttpMetrics, build_stack
-from server.logs import configure_logging
+from server.logs import configure_logging, request_line_logger
 
 BATCH = 200
 PAIR_ROUNDS = 60
@@ -66,9 +66,10 @@ def bare_app() -> Starlette:
 
 
 def full_stack(sink: BinaryIO, *, access_log: bool = True) -> ASGIApp:
+    configure_logging("info", stream=sink)
     return build_stack(
         bare_app(),
-        logger=configure_logging("info", stream=sink),
+        logger=request_line_logger(),  # the access log's writer, as create_app passes it
         access_log=access_log,
         metrics=HttpMetrics(registry=CollectorRegistry()),
         hsts=False,

@@ -24,6 +24,7 @@ from middleware import (
     SecurityHeadersMiddleware,
     build_stack,
 )
+from tests.support import task_per_request
 
 DURATION_COUNT = "http_server_request_duration_seconds_count"
 
@@ -83,7 +84,10 @@ class Harness:
         self.events.append("shutdown")
 
     def client(self) -> httpx.AsyncClient:
-        transport = httpx.ASGITransport(app=self.stack, raise_app_exceptions=False)
+        # A task per request, as granian serves it.
+        transport = httpx.ASGITransport(
+            app=task_per_request(self.stack), raise_app_exceptions=False
+        )
         return httpx.AsyncClient(transport=transport, base_url="http://test")
 
     def count(self, method: str, route: str, status: int) -> float | None:
