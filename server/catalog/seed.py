@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from collections.abc import Callable, Iterator
 
 from server.db import Database
 
 COLUMNS = ("sku", "name", "description", "category", "price_minor", "currency", "stock")
+_COPY_COLUMNS = (*COLUMNS, "created_at", "updated_at")
+# The catalog looks a year old: products were added over it, the newest just now.
+CATALOG_AGE = dt.timedelta(days=365)
 CATEGORIES = ("tools", "garden", "kitchen", "office", "outdoor", "lighting", "storage", "audio")
 _ADJECTIVES = (
     "Compact",
@@ -62,6 +66,16 @@ def _rows(count: int, seed: int) -> Iterator[tuple[object, ...]]:
         )
 
 
+def _created(count: int, seed: int, now: dt.datetime) -> Iterator[dt.datetime]:
+    """Ascending with the rows (and so with their ids), one per slot of the year, jittered."""
+    # A stream of its own: the rows stay what they were for a given seed.
+    rng = random.Random(f"created_at:{seed}")
+    slot = CATALOG_AGE / count
+    start = now - CATALOG_AGE
+    for n in range(count):
+        yield start + slot * (n + rng.random())
+
+
 async def seed_products(
     db: Database, count: int, progress: Callable[[str, int, int], None] | None = None
 ) -> int:
@@ -70,11 +84,13 @@ async def seed_products(
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('hotpath.seed.products'))")
         if count <= 0 or await conn.fetchval("SELECT EXISTS (SELECT 1 FROM products)"):
             return 0
-        rows = _rows(count, seed=count)
+        now = dt.datetime.now(dt.UTC)
+        rows = zip(_rows(count, seed=count), _created(count, seed=count, now=now), strict=True)
         done = 0
         while done < count:
-            batch = [row for _, row in zip(range(_BATCH), rows, strict=False)]
-            await conn.copy_records_to_table("products", records=batch, columns=COLUMNS)
+            # Never updated since: updated_at is created_at.
+            batch = [(*row, at, at) for _, (row, at) in zip(range(_BATCH), rows, strict=False)]
+            await conn.copy_records_to_table("products", records=batch, columns=_COPY_COLUMNS)
             done += len(batch)
             if progress is not None:
                 progress("products", done, count)

@@ -18,6 +18,8 @@ READ_ALL = "orders:read_all"
 WRITE_ALL = "orders:write_all"
 # Status moves the state machine allows: anything else is a 409.
 TRANSITIONS = {("placed", "fulfilled"), ("placed", "cancelled")}
+# orders.total_minor is a bigint: prices up to 10^15 times quantities up to 10,000 can pass it.
+MAX_TOTAL_MINOR = 2**63 - 1
 
 
 class IdempotencyInFlight(Conflict):
@@ -29,6 +31,11 @@ class IdempotencyMismatch(AppError):
     status = 422
     slug = "idempotency-key-reused"
     title = "Idempotency-Key reused with another body"
+
+
+class OrderTotalTooLarge(ValidationFailed):
+    slug = "order-total-too-large"
+    title = "The order's total is too large"
 
 
 class OutOfStock(Conflict):
@@ -91,6 +98,18 @@ class OrdersService:
                     errors=[{"pointer": "/items", "detail": ", ".join(sorted(currencies))}],
                 )
             items = [OrderItem(p.id, quantities[p.id], p.price_minor) for p in taken]
+            total = sum(item.quantity * item.unit_price_minor for item in items)
+            if total > MAX_TOTAL_MINOR:
+                # Raised inside the transaction: the stock just taken goes back, no key is kept.
+                raise OrderTotalTooLarge(
+                    "Split the order: its total is more than one order can hold.",
+                    errors=[
+                        {
+                            "pointer": "/items",
+                            "detail": f"total {total} exceeds {MAX_TOTAL_MINOR} minor units",
+                        }
+                    ],
+                )
             order = await self.orders.create(conn, buyer.user_id, currencies.pop(), items)
             body = render(order)
             await self.outbox.add(conn, "order.placed", "order", order.id, _event(order))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import secrets
@@ -145,3 +146,31 @@ async def test_create_admin_reads_the_password_from_stdin(
     assert row is not None
     assert row["roles"] == ["admin"]
     assert PasswordHasher().verify(row["password_hash"], password)
+
+
+async def test_seed_fills_a_small_catalog_once(
+    base_env: dict[str, str], fresh_database_url: str
+) -> None:
+    env = {**base_env, "DATABASE_URL": fresh_database_url}
+    assert run(["migrate"], env).returncode == 0
+    command = ["seed", "--users", "20", "--products", "2000"]
+    first = run(command, env)
+    assert first.returncode == 0, first.stderr + first.stdout
+    conn = await asyncpg.connect(fresh_database_url)
+    try:
+        catalog = await conn.fetchrow(
+            "SELECT count(*) AS n, count(DISTINCT sku) AS skus, max(id) AS last_id,"
+            " now() - min(created_at) AS oldest FROM products"
+        )
+        assert catalog is not None
+        assert (catalog["n"], catalog["skus"]) == (2000, 2000)
+        assert catalog["oldest"] > dt.timedelta(days=300)  # a catalog a year old, not one instant
+        assert await conn.fetchval("SELECT count(*) FROM users") == 23  # 3 demo logins + 20
+
+        second = run(command, env)
+        assert second.returncode == 0, second.stderr + second.stdout
+        assert await conn.fetchval("SELECT count(*) FROM products") == 2000
+        assert await conn.fetchval("SELECT max(id) FROM products") == catalog["last_id"]
+        assert await conn.fetchval("SELECT count(*) FROM users") == 23
+    finally:
+        await conn.close()

@@ -1,12 +1,15 @@
 """Two real server processes sell one product with 10 in stock to 200 concurrent buyers'
 requests: exactly 10 orders succeed, the other 190 are 409, and stock never goes below zero.
-Repeated over several rounds (a fresh product each) to shake out races."""
+Repeated over many rounds (a fresh product each) to shake out races; each process must have
+both sold and refused, by what its client saw and by its own request metrics."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from tests.e2e.servers import running_servers
 
 pytestmark = pytest.mark.slow
 
-ROUNDS = 5
+ROUNDS = 20  # about 0.9 s each
 STOCK = 10
 REQUESTS = 200
 
@@ -66,9 +69,27 @@ async def watch_stock(dsn: str, product_id: int, stop: asyncio.Event) -> list[in
     return seen
 
 
+_ORDERS_COUNT = re.compile(
+    r'^http_server_request_duration_seconds_count\{(?=[^}]*http_request_method="POST")'
+    r'(?=[^}]*http_route="/v1/orders")[^}]*http_response_status_code="(\d+)"[^}]*\} (\S+)$',
+    re.MULTILINE,
+)
+
+
+async def orders_answered(client: httpx.AsyncClient) -> Counter[int]:
+    """POST /v1/orders answers by status, as the process behind ``client`` counted them."""
+    response = await client.get("/metrics")
+    assert response.status_code == 200, response.text
+    counts: Counter[int] = Counter()
+    for status, value in _ORDERS_COUNT.findall(response.text):
+        counts[int(status)] += int(float(value))
+    return counts
+
+
 async def one_round(
     clients: list[httpx.AsyncClient], headers: dict[str, str], dsn: str, conn: asyncpg.Connection
-) -> None:
+) -> list[Counter[int]]:
+    """Statuses by process: request ``n`` goes to process ``n % 2``."""
     product = await insert_product(conn, STOCK)
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch_stock(dsn, product, stop))
@@ -89,9 +110,6 @@ async def one_round(
     statuses = [r.status_code for r in responses]
     assert statuses.count(201) == STOCK, sorted(set(statuses))
     assert statuses.count(409) == REQUESTS - STOCK, sorted(set(statuses))
-    # Both processes served successes or failures (the split really happened).
-    for index in (0, 1):
-        assert {statuses[n] for n in range(index, REQUESTS, 2)} <= {201, 409}
     for refused in (r for r in responses if r.status_code == 409):
         assert refused.json()["type"].endswith("out-of-stock"), refused.text
         assert refused.json()["items"] == [{"product_id": product}]
@@ -118,6 +136,17 @@ async def one_round(
         [str(i) for i in created_ids],
     )
     assert events == STOCK
+    return [Counter(statuses[index::2]) for index in (0, 1)]
+
+
+async def until_counted(client: httpx.AsyncClient, expected: Counter[int]) -> None:
+    """A request is counted just after its answer is sent: allow the last ones a moment."""
+    for _ in range(50):
+        counted = await orders_answered(client)
+        if counted == expected:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError((client.base_url, counted, expected))
 
 
 def test_two_processes_never_oversell(two_servers: list[str], migrated_db: str) -> None:
@@ -136,10 +165,23 @@ def test_two_processes_never_oversell(two_servers: list[str], migrated_db: str) 
                 assert login.status_code == 200, login.text
                 headers = {"authorization": f"Bearer {login.json()['access_token']}"}
                 assert (await second.get("/v1/users/me", headers=headers)).status_code == 200
+                clients = [first, second]
+                before = [await orders_answered(client) for client in clients]
+                tallies: list[Counter[int]] = [Counter(), Counter()]
                 started = time.monotonic()
                 for _ in range(ROUNDS):
-                    await one_round([first, second], headers, migrated_db, conn)
+                    split = await one_round(clients, headers, migrated_db, conn)
+                    for tally, answered in zip(tallies, split, strict=True):
+                        tally.update(answered)
                 assert time.monotonic() - started < 40
+                # The load really split: each process sold some of the stock and refused
+                # some buyers, so the contention crossed processes.
+                for tally in tallies:
+                    assert tally[201] > 0, tallies
+                    assert tally[409] > 0, tallies
+                # And each process counted those answers itself (metrics are per process here).
+                for client, tally, baseline in zip(clients, tallies, before, strict=True):
+                    await until_counted(client, baseline + tally)
         finally:
             await conn.close()
 

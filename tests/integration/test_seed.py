@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import stat
 from dataclasses import replace
@@ -89,3 +90,39 @@ async def test_seed_products_copies_a_realistic_catalog_once(
     assert stats["categories"] >= 5
     assert 0 < stats["low"] < stats["high"]
     assert 0 < stats["empty"] < 25_000 * 0.2
+
+
+async def test_seeded_products_were_created_over_the_past_year(
+    settings: Settings, empty_db: str
+) -> None:
+    await migrate(empty_db, MIGRATIONS_DIR)
+    db = Database(await create_pool(replace(settings, database_url=empty_db)), acquire_timeout=1.0)
+    try:
+        assert await seed_products(db, 5_000) == 5_000
+    finally:
+        await db.close()
+    conn = await asyncpg.connect(empty_db)
+    try:
+        spread = await conn.fetchrow(
+            "SELECT now() - min(created_at) AS oldest, now() - max(created_at) AS newest,"
+            " count(DISTINCT created_at) AS stamps,"
+            " count(DISTINCT date_trunc('month', created_at)) AS months,"
+            " count(*) FILTER (WHERE created_at > now() - interval '30 days') AS last_month,"
+            " bool_and(updated_at = created_at) AS untouched FROM products"
+        )
+        # Newer products have higher ids, as in a shop that grew over the year.
+        out_of_order = await conn.fetchval(
+            "SELECT count(*) FROM (SELECT created_at,"
+            " lag(created_at) OVER (ORDER BY id) AS before FROM products) AS t"
+            " WHERE created_at <= before"
+        )
+    finally:
+        await conn.close()
+    assert spread is not None
+    assert dt.timedelta(days=360) < spread["oldest"] < dt.timedelta(days=365, minutes=1)
+    assert dt.timedelta(0) <= spread["newest"] < dt.timedelta(days=1)
+    assert spread["stamps"] == 5_000
+    assert spread["months"] >= 12
+    assert 5_000 * 0.05 < spread["last_month"] < 5_000 * 0.12  # about 30/365 of them
+    assert spread["untouched"] is True
+    assert out_of_order == 0

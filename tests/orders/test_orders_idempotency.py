@@ -8,11 +8,13 @@ import json
 import secrets
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
 from server.app import HotpathApp
 from server.orders.repository import OrdersRepository
+from server.settings import Settings
 from tests.identity.conftest import Accounts
 from tests.orders.test_orders_smoke import new_product, order
 
@@ -95,6 +97,67 @@ async def test_one_key_fifty_times_at_once(
     )[0]
     assert row["expires_at"] - row["created_at"] >= dt.timedelta(hours=24)
     assert row["left"] >= dt.timedelta(hours=23, minutes=59)
+
+
+async def blocked_by(holder: asyncpg.Connection, *, seconds: float = 5.0) -> None:
+    """Return once some backend waits on a lock ``holder`` holds (the first request is stuck)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        waiting = await holder.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND $1 = ANY (pg_blocking_pids(pid))",
+            holder.get_server_pid(),
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the first request never reached the locked row")
+
+
+async def test_a_retry_while_the_first_is_running_is_a_409(
+    http: httpx.AsyncClient, app: HotpathApp, accounts: Accounts, settings: Settings
+) -> None:
+    _, staff = await accounts.create_and_login("staff")
+    buyer_account, buyer = await accounts.create_and_login("customer")
+    product = await new_product(http, staff, stock=5, price=400)
+    items = [{"product_id": product, "quantity": 2}]
+    holder = await asyncpg.connect(settings.database_url)
+    first: asyncio.Task[httpx.Response] | None = None
+    try:
+        # The product's row lock holds the first request in flight: it has taken the key's
+        # lock and waits to take the stock.
+        hold = holder.transaction()
+        await hold.start()
+        await holder.execute("SELECT 1 FROM products WHERE id = $1 FOR UPDATE", product)
+        first = asyncio.create_task(order(http, buyer, "in-flight", items))
+        await blocked_by(holder)
+
+        # Bounded so that a retry which queued behind the first fails here rather than hangs.
+        retry = await asyncio.wait_for(order(http, buyer, "in-flight", items), timeout=5)
+        assert retry.status_code == 409, retry.text
+        assert retry.headers["content-type"].startswith("application/problem+json")
+        assert retry.json()["type"] == PROBLEM + "idempotency-in-flight"
+        assert not first.done()
+        assert await orders_of(app, buyer_account.id) == 0
+        assert await keys_of(app, buyer_account.id) == 0
+
+        await hold.rollback()
+        placed = await asyncio.wait_for(first, timeout=5)
+    finally:
+        await holder.close()  # releases the row lock if an assertion left it held
+        if first is not None and not first.done():
+            first.cancel()
+    assert placed.status_code == 201, placed.text
+    assert placed.json()["total_minor"] == 800
+    assert await orders_of(app, buyer_account.id) == 1
+    assert await keys_of(app, buyer_account.id) == 1
+    assert await stock_of(app, product) == 3
+
+    # Settled: the same key and body replay the first answer byte for byte.
+    replay = await order(http, buyer, "in-flight", items)
+    assert (replay.status_code, replay.content) == (201, placed.content)
+    assert await orders_of(app, buyer_account.id) == 1
+    assert await stock_of(app, product) == 3
 
 
 async def test_a_refused_order_keeps_no_key(
@@ -324,3 +387,54 @@ async def test_deleted_product_cannot_be_ordered(
     assert response.json()["items"] == [{"product_id": product}]
     assert await stock_of(app, product) == 5
     assert await orders_of(app, buyer_account.id) == 0
+
+
+BIGINT_MAX = 2**63 - 1  # orders.total_minor
+MAX_PRICE = 10**15  # the catalog's highest price, in minor units
+MAX_QUANTITY = 10_000  # the most one line may ask for
+
+
+@pytest.mark.parametrize(
+    ("prices", "quantity"),
+    [
+        ([MAX_PRICE], MAX_QUANTITY),  # one line: 10^19
+        ([BIGINT_MAX // MAX_QUANTITY + 1], MAX_QUANTITY),  # one minor unit past the limit
+        ([MAX_PRICE // 10] * 10, MAX_QUANTITY),  # each line fits, their sum does not
+    ],
+    ids=["one-line", "just-past", "sum-of-lines"],
+)
+async def test_a_total_too_large_to_store_is_a_422_and_writes_nothing(
+    http: httpx.AsyncClient,
+    app: HotpathApp,
+    accounts: Accounts,
+    prices: list[int],
+    quantity: int,
+) -> None:
+    _, staff = await accounts.create_and_login("staff")
+    buyer_account, buyer = await accounts.create_and_login("customer")
+    products = [await new_product(http, staff, stock=MAX_QUANTITY, price=p) for p in prices]
+    items = [{"product_id": p, "quantity": quantity} for p in products]
+    response = await order(http, buyer, "huge", items)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["type"] == PROBLEM + "order-total-too-large"
+    assert problem["errors"] == [{"pointer": "/items", "detail": problem["errors"][0]["detail"]}]
+    assert str(BIGINT_MAX) in problem["errors"][0]["detail"]
+    assert await orders_of(app, buyer_account.id) == 0
+    assert await keys_of(app, buyer_account.id) == 0
+    for product in products:
+        assert await stock_of(app, product) == MAX_QUANTITY
+    events = await fetchval(
+        app,
+        "SELECT count(*) FROM outbox WHERE topic LIKE 'order.%' AND payload->>'user_id' = $1",
+        str(buyer_account.id),
+    )
+    assert events == 0
+
+    # The largest total that fits is an order like any other.
+    fits = await new_product(http, staff, stock=MAX_QUANTITY, price=BIGINT_MAX // MAX_QUANTITY)
+    placed = await order(http, buyer, "largest", [{"product_id": fits, "quantity": MAX_QUANTITY}])
+    assert placed.status_code == 201, placed.text
+    assert placed.json()["total_minor"] == BIGINT_MAX // MAX_QUANTITY * MAX_QUANTITY
+    assert await stock_of(app, fits) == 0
