@@ -3,7 +3,10 @@ describes, for webhook delivery later (a worker reads rows with FOR UPDATE SKIP 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+import orjson
 
 from server.db import Connection
 from server.sqlfiles import Queries
@@ -12,8 +15,23 @@ from server.sqlfiles import Queries
 class Outbox:
     def __init__(self, queries: Queries) -> None:
         self._create = queries.sql("create_outbox_event")
+        self._create_many = queries.sql("create_outbox_events")
 
     async def add(
         self, conn: Connection, topic: str, aggregate: str, aggregate_id: object, payload: Any
     ) -> None:
         await conn.execute(self._create, topic, aggregate, str(aggregate_id), payload)
+
+    async def add_many(
+        self,
+        conn: Connection,
+        topic: str,
+        aggregate: str,
+        events: Sequence[tuple[object, Any]],
+    ) -> None:
+        """``events``: (aggregate id, payload) pairs, written in one round trip."""
+        if not events:
+            return
+        ids = [str(aggregate_id) for aggregate_id, _ in events]
+        payloads = [orjson.dumps(payload).decode() for _, payload in events]
+        await conn.execute(self._create_many, topic, aggregate, ids, payloads)

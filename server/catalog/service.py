@@ -34,7 +34,8 @@ class StockLimit(Conflict):
     title = "Stock beyond the limit"
 
 
-def _event(product: Product) -> dict[str, Any]:
+def product_event(product: Product) -> dict[str, Any]:
+    """A product's outbox payload (orders' stock changes use it too)."""
     return {
         "id": product.id,
         "sku": product.sku,
@@ -176,7 +177,7 @@ class CatalogService:
         ctx: RequestContext,
         extra: dict[str, Any] | None = None,
     ) -> None:
-        payload = {**_event(product), **(extra or {})}
+        payload = {**product_event(product), **(extra or {})}
         await self.outbox.add(conn, topic, "product", product.id, payload)
         await self.audit.record(
             conn,

@@ -9,6 +9,7 @@ from typing import Any
 from server.auth.principal import Principal
 from server.catalog.cache import ProductCache
 from server.catalog.repository import Product, ProductsRepository
+from server.catalog.service import product_event
 from server.db import Connection, Database
 from server.errors import AppError, Conflict, Forbidden, NotFound, ValidationFailed
 from server.orders.repository import Order, OrderItem, OrdersRepository
@@ -113,6 +114,7 @@ class OrdersService:
             order = await self.orders.create(conn, buyer.user_id, currencies.pop(), items)
             body = render(order)
             await self.outbox.add(conn, "order.placed", "order", order.id, _event(order))
+            await self._stock_changed(conn, order.id, "order.placed", taken, quantities, -1)
             expires = dt.datetime.now(dt.UTC) + self.key_ttl
             await self.orders.store_response(
                 conn, buyer.user_id, key, request_hash, (201, body), expires
@@ -140,6 +142,31 @@ class OrdersService:
                 extra={"items": [{"product_id": pid} for pid in missing]},
             )
         return taken
+
+    async def _stock_changed(
+        self,
+        conn: Connection,
+        order_id: int,
+        reason: str,
+        products: list[Product],
+        quantities: dict[int, int],
+        sign: int,
+    ) -> None:
+        """One ``stock.changed`` event per product an order took stock from or gave it back
+        to, as the catalog's own stock changes write them (plus the order's id)."""
+        events = [
+            (
+                product.id,
+                {
+                    **product_event(product),
+                    "delta": sign * quantities[product.id],
+                    "reason": reason,
+                    "order_id": order_id,
+                },
+            )
+            for product in products
+        ]
+        await self.outbox.add_many(conn, "stock.changed", "product", events)
 
     async def _refresh(self, products: list[Product]) -> None:
         for product in products:
@@ -192,10 +219,18 @@ class OrdersService:
             moved = await self.orders.set_status(conn, order_id, new, order.status)
             assert moved is not None  # the row is locked: its status cannot have changed
             if new == "cancelled":
+                returned: dict[int, int] = {}
                 for item in order.items:
-                    product = await self.products.change_stock(conn, item.product_id, item.quantity)
+                    returned[item.product_id] = returned.get(item.product_id, 0) + item.quantity
+                # Ascending ids, as placing takes them: no deadlock with a concurrent order.
+                for product_id in sorted(returned):
+                    product = await self.products.change_stock(
+                        conn, product_id, returned[product_id]
+                    )
+                    # A product deleted since has no stock to return to: nothing to restock.
                     if product is not None:
                         restocked.append(product)
+                await self._stock_changed(conn, order_id, "order.cancelled", restocked, returned, 1)
             await self.outbox.add(conn, f"order.{new}", "order", order_id, _event(moved))
         await self._refresh(restocked)
         return moved

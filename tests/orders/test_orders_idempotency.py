@@ -257,6 +257,28 @@ async def test_outbox_events_carry_the_order(
         assert (payload["currency"], payload["total_minor"]) == ("EUR", 500)
         assert payload["items"] == [{"product_id": product, "quantity": 2, "unit_price_minor": 250}]
 
+    # Every stock movement an order causes is a stock.changed event of the product, as the
+    # catalog's own stock changes are: taken when placed, given back when cancelled.
+    moves = await fetch(
+        app,
+        "SELECT aggregate_type, aggregate_id, payload FROM outbox WHERE topic = 'stock.changed'"
+        " AND payload->>'order_id' = ANY($1) ORDER BY id",
+        [str(first["id"]), str(second["id"])],
+    )
+    changes = []
+    for row in moves:
+        payload = row["payload"]
+        if isinstance(payload, str):
+            payload = json.loads(payload)
+        assert (row["aggregate_type"], row["aggregate_id"]) == ("product", str(product))
+        assert payload["id"] == product
+        changes.append((payload["order_id"], payload["reason"], payload["delta"], payload["stock"]))
+    assert changes == [
+        (first["id"], "order.placed", -2, 8),
+        (second["id"], "order.placed", -2, 6),
+        (first["id"], "order.cancelled", 2, 8),
+    ]
+
 
 async def test_listing_filters_and_pages(http: httpx.AsyncClient, accounts: Accounts) -> None:
     _, staff = await accounts.create_and_login("staff")
