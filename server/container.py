@@ -240,6 +240,7 @@ def _services(
         db,
         users=users,
         tokens=OneTimeTokens(queries),
+        throttle=LoginThrottle(queries),
         audit=audit,
         revoker=revoker,
         passwords=passwords,

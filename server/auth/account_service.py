@@ -19,6 +19,7 @@ from server.auth.passwords import PasswordHasher
 from server.auth.principal import Principal
 from server.auth.revoker import Revoker
 from server.auth.setup import AccountMailBudget
+from server.auth.throttle import ACCOUNT_POLICY, LoginThrottle, account_key
 from server.context import RequestContext
 from server.db import Connection, Database
 from server.errors import BadRequest, NotFound, ValidationFailed
@@ -55,6 +56,7 @@ class AccountService:
         *,
         users: UsersRepository,
         tokens: OneTimeTokens,
+        throttle: LoginThrottle,
         audit: AuditRepository,
         revoker: Revoker,
         passwords: PasswordHasher,
@@ -66,6 +68,7 @@ class AccountService:
         self.db = db
         self.users = users
         self.tokens = tokens
+        self.throttle = throttle
         self.audit = audit
         self.revoker = revoker
         self.passwords = passwords
@@ -189,10 +192,8 @@ class AccountService:
     async def change_password(
         self, principal: Principal, current: str, new: str, ctx: RequestContext
     ) -> None:
-        async with self.db.connection() as conn:
-            user = await self._user(conn, principal.user_id)
-            stored = await self.users.password_hash(conn, user.id)
-        if stored is None or not (await self.passwords.verify(stored, current)).ok:
+        user, ok = await self._confirm_password(principal.user_id, current)
+        if not ok:
             async with self.db.transaction() as conn:
                 await self._record(conn, "auth.password_change", "failure", ctx, user.id, user.id)
             raise WrongPassword("The current password is wrong.")
@@ -219,9 +220,8 @@ class AccountService:
     async def delete_account(
         self, principal: Principal, password: str, ctx: RequestContext
     ) -> None:
-        async with self.db.connection() as conn:
-            stored = await self.users.password_hash(conn, principal.user_id)
-        if stored is None or not (await self.passwords.verify(stored, password)).ok:
+        _, ok = await self._confirm_password(principal.user_id, password)
+        if not ok:
             raise WrongPassword("The password is wrong.")
         async with self.db.transaction() as conn:
             revoked = await self.revoker.end_all_sessions(conn, principal.user_id, "deleted")
@@ -230,6 +230,24 @@ class AccountService:
             )
             await self.users.delete(conn, principal.user_id)
         await self.revoker.announce(revoked)
+
+    async def _confirm_password(self, user_id: int, password: str) -> tuple[User, bool]:
+        """Checks the account's password under the login's per-account backoff: whoever holds a
+        session (perhaps a stolen one) gets no more guesses at it than a login would, and a
+        block earned either way holds for both. Raises LoginThrottled (429) while blocked."""
+        async with self.db.connection() as conn:
+            user = await self._user(conn, user_id)
+            stored = await self.users.password_hash(conn, user.id)
+        account = account_key(user.email)
+        async with self.db.transaction() as conn:
+            # Counted as a failure and committed before the check, as at login: a burst of
+            # concurrent guesses cannot all get through.
+            await self.throttle.attempt(conn, [(account, ACCOUNT_POLICY)], _now())
+        if stored is None or not (await self.passwords.verify(stored, password)).ok:
+            return user, False
+        async with self.db.transaction() as conn:
+            await self.throttle.forgive(conn, account)
+        return user, True
 
     async def _user(self, conn: Connection, user_id: int) -> User:
         user = await self.users.get(conn, user_id)

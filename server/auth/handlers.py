@@ -211,11 +211,12 @@ async def reset_password(request: Request) -> Response:
 
 @api(
     summary="Change the password",
-    description="Needs the current password; ends every other session.",
+    description="Needs the current password; ends every other session. Wrong current "
+    "passwords count on the account's login backoff (429 + Retry-After while blocked).",
     tags=("auth",),
     body=schemas.ChangePasswordBody,
     responses={204: None},
-    errors=(400, 422),
+    errors=(400, 422, 429),
 )
 async def change_password(request: Request) -> Response:
     body = await read_json(request, schemas.ChangePasswordBody)

@@ -2,7 +2,9 @@
 
 The counters live in PostgreSQL (authoritative and shared by every replica). A block doubles
 with each failure past the free ones and is capped, so a stranger hammering someone's email
-can delay that person's login by minutes at most, never lock them out.
+can delay that person's login by minutes at most, never lock them out. The per-account counter
+also takes the guesses a signed-in caller makes at the current password (password change,
+account deletion), so a stolen session gets no more guesses than a login would.
 """
 
 from __future__ import annotations
@@ -70,8 +72,12 @@ class LoginThrottle:
             )
 
     async def succeeded(self, conn: Connection, account: str, address: str) -> None:
-        await conn.execute(self._clear, account)
+        await self.forgive(conn, account)
         await conn.execute(self._success, address)
+
+    async def forgive(self, conn: Connection, account: str) -> None:
+        """The right password was given: the account's failures are forgotten."""
+        await conn.execute(self._clear, account)
 
     async def forget_stale(self, conn: Connection) -> int:
         status = await conn.execute(

@@ -39,11 +39,12 @@ async def patch_me(request: Request) -> Response:
 
 @api(
     summary="Delete this account",
-    description="Needs the password in the body; ends every session.",
+    description="Needs the password in the body; ends every session. Wrong passwords count "
+    "on the account's login backoff (429 + Retry-After while blocked).",
     tags=("users",),
     body=schemas.DeleteAccountBody,
     responses={204: None},
-    errors=(400, 422),
+    errors=(400, 422, 429),
 )
 async def delete_me(request: Request) -> Response:
     body = await read_json(request, schemas.DeleteAccountBody)

@@ -16,6 +16,7 @@ import pytest
 from structlog.typing import FilteringBoundLogger
 
 from server.auth.revocation import (
+    SAFETY_POLL_SECONDS,
     Denylist,
     Revocation,
     RevocationFeed,
@@ -126,6 +127,22 @@ async def test_pubsub_carries_a_revocation_to_the_other_replica_at_once(
         await a.publish(only_redis)
         assert await seconds_until(lambda: knows(b, only_redis), limit=1.0) < 0.2
     assert events(log_stream, "revocation_message_invalid")
+
+
+async def test_a_lost_publish_still_reaches_a_subscribed_replica_within_a_second(
+    settings: Settings, logger: FilteringBoundLogger, channel: str
+) -> None:
+    """Redis is up but a message never arrives (a failover, a dropped subscriber connection):
+    the safety poll, at the pace a server runs it, must deliver within the second allowed."""
+    async with replica(
+        settings, logger, REDIS_URL, channel=channel, safety_poll_interval=SAFETY_POLL_SECONDS
+    ) as b:
+        await seconds_until(lambda: b.subscribed, limit=5)
+        for kind in ("session", "user"):
+            async with b.db.transaction() as conn:  # committed, never published
+                rev = await create(conn, kind, str(uuid.uuid4()))
+            await seconds_until(lambda: knows(b, rev), limit=1.0)  # noqa: B023
+        assert b.subscribed, "the fallback pace, not the safety poll, delivered it"
 
 
 async def test_without_redis_the_poll_delivers_within_a_second(

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
 from server.app import HotpathApp
+from server.auth.account_service import RESET_TTL
+from server.auth.one_time_tokens import digest
+from server.settings import Settings
 from tests.identity.conftest import Account, Accounts, Mailbox, Tokens
 from tests.support import client_for
 
@@ -30,6 +35,15 @@ async def other_ip(app: HotpathApp, http: httpx.AsyncClient) -> AsyncIterator[ht
     """For logins expected to fail: their per-address counter stays out of other tests."""
     async with client_for(app, client=(unique_ip(), 1)) as client:
         yield client
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 def local_part(account: Account) -> str:
@@ -117,6 +131,43 @@ async def test_reset_token_works_once_and_a_policy_failure_does_not_spend_it(
 
     assert (await login(other_ip, account.email, account.password)).status_code == 401
     assert (await login(http, account.email, NEW_PASSWORD)).status_code == 200
+
+
+async def test_a_reset_token_lives_its_set_lifetime_and_is_refused_once_expired(
+    http: httpx.AsyncClient,
+    other_ip: httpx.AsyncClient,
+    accounts: Accounts,
+    mailbox: Mailbox,
+    db: asyncpg.Connection,
+) -> None:
+    account = await accounts.create()
+    assert (await forgot(http, account.email)).status_code == 202
+    token = await mailbox.token(account.email, "Reset")
+    (message,) = await mailbox.messages(account.email)
+    minutes = int(RESET_TTL.total_seconds() // 60)
+    # Short-lived, and the mail tells the lifetime the token really has.
+    assert dt.timedelta(minutes=1) <= RESET_TTL <= dt.timedelta(hours=1)
+    assert f"expires in {minutes} minutes" in str(message.get_content())
+    row = await db.fetchrow(
+        "SELECT created_at, expires_at FROM one_time_tokens"
+        " WHERE token_hash = $1 AND purpose = 'password_reset' AND used_at IS NULL",
+        digest(token),
+    )
+    assert row is not None
+    lifetime = row["expires_at"] - row["created_at"]
+    assert abs(lifetime - RESET_TTL) < dt.timedelta(seconds=5), lifetime
+
+    await db.execute(
+        "UPDATE one_time_tokens SET expires_at = now() - interval '1 second' WHERE token_hash = $1",
+        digest(token),
+    )
+    expired = await reset(http, token, NEW_PASSWORD)
+    assert expired.status_code == 400
+    assert expired.headers["content-type"] == "application/problem+json"
+    assert expired.json()["type"].endswith("invalid-one-time-token")
+    # Nothing changed: the old password still works, the new one does not.
+    assert (await login(other_ip, account.email, NEW_PASSWORD)).status_code == 401
+    assert (await login(http, account.email, account.password)).status_code == 200
 
 
 async def test_a_garbage_or_wrong_purpose_token_cannot_reset(

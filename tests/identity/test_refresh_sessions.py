@@ -73,6 +73,16 @@ async def generations(db: asyncpg.Connection, sid: str) -> list[int]:
     return [row["generation"] for row in rows]
 
 
+async def audit_event(db: asyncpg.Connection, response: httpx.Response) -> asyncpg.Record:
+    """The one audit row the request behind ``response`` wrote."""
+    rows = await db.fetch(
+        "SELECT * FROM audit_events WHERE request_id = $1", response.headers["x-request-id"]
+    )
+    assert len(rows) == 1, f"{len(rows)} audit rows for {response.request.url.path}"
+    row: asyncpg.Record = rows[0]
+    return row
+
+
 async def login_from(
     app: HotpathApp, account: Account, *, ip: str, user_agent: str
 ) -> tuple[Tokens, httpx.Response]:
@@ -221,15 +231,24 @@ async def test_logout_ends_this_session_only(http: httpx.AsyncClient, accounts: 
     assert (await http.post("/v1/auth/logout", headers=mine.headers)).status_code == 401
 
 
-async def test_logout_all_ends_every_session(http: httpx.AsyncClient, accounts: Accounts) -> None:
+async def test_logout_all_ends_every_session(
+    http: httpx.AsyncClient, accounts: Accounts, db: asyncpg.Connection
+) -> None:
     account, first = await accounts.create_and_login()
     others = [await accounts.login(account) for _ in range(2)]
     _, bystander = await accounts.create_and_login()
-    assert (await http.post("/v1/auth/logout-all", headers=first.headers)).status_code == 204
+    response = await http.post("/v1/auth/logout-all", headers=first.headers)
+    assert response.status_code == 204
     for tokens in (first, *others):
         assert await me_status(http, tokens) == 401
         assert (await refresh(http, tokens.refresh)).status_code == 401
     assert await me_status(http, bystander) == 200
+
+    event = await audit_event(db, response)
+    assert (event["action"], event["outcome"]) == ("auth.logout_all", "success")
+    assert event["actor_id"] == account.id
+    assert (event["target_type"], event["target_id"]) == ("user", str(account.id))
+    assert event["ip"] == "127.0.0.1"
 
 
 async def test_a_login_right_after_logout_all_gets_a_working_token(
@@ -283,12 +302,17 @@ async def test_sessions_lists_live_sessions_with_current_flag_agent_and_ip(
 
 
 async def test_deleting_a_session_revokes_it(
-    app: HotpathApp, http: httpx.AsyncClient, accounts: Accounts
+    app: HotpathApp, http: httpx.AsyncClient, accounts: Accounts, db: asyncpg.Connection
 ) -> None:
     account, mine = await accounts.create_and_login()
     other = await accounts.login(account)
     response = await http.delete(f"/v1/auth/sessions/{session_id(other)}", headers=mine.headers)
     assert response.status_code == 204
+    event = await audit_event(db, response)
+    assert (event["action"], event["outcome"]) == ("auth.session_revoked", "success")
+    assert event["actor_id"] == account.id
+    assert (event["target_type"], event["target_id"]) == ("session", session_id(other))
+    assert event["ip"] == "127.0.0.1"
     assert await me_status(http, other) == 401
     assert (await refresh(http, other.refresh)).status_code == 401
     assert await me_status(http, mine) == 200
