@@ -19,6 +19,7 @@ from server.apikeys.verifier import ApiKeyVerifier
 from server.audit.repository import AuditRepository
 from server.audit.service import AuditService
 from server.auth.account_service import AccountService
+from server.auth.device_tokens import DeviceTokens
 from server.auth.one_time_tokens import OneTimeTokens
 from server.auth.passwords import PasswordHasher
 from server.auth.refresh_tokens import SuccessorSeal
@@ -230,6 +231,7 @@ def _services(
         passwords=passwords,
         codec=identity.codec,
         seal=SuccessorSeal(settings.secret_key),
+        devices=DeviceTokens(settings.secret_key),
         policy=SessionPolicy(
             grace=dt.timedelta(seconds=settings.refresh_grace_seconds),
             idle=dt.timedelta(seconds=settings.session_idle_seconds),

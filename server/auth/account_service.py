@@ -186,6 +186,8 @@ class AccountService:
             check_password(password, user.email)
             await self.users.set_password(conn, user.id, await self.passwords.hash(password))
             revoked = await self.revoker.end_all_sessions(conn, user.id, "password_reset")
+            # The emailed token proved the owner: failed logins by anyone else are forgotten.
+            await self.throttle.forgive(conn, account_key(user.email))
             await self._record(conn, "auth.password_reset", "success", ctx, user.id, user.id)
         await self.revoker.announce(revoked)
 

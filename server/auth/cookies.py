@@ -20,6 +20,9 @@ from starlette.responses import Response
 REFRESH_COOKIE = "__Host-hotpath-refresh"
 CSRF_COOKIE = "__Host-hotpath-csrf"
 CSRF_HEADER = "X-CSRF-Token"
+# The known-device token (server/auth/device_tokens.py): outlives sessions and logouts.
+DEVICE_COOKIE = "__Host-hotpath-device"
+DEVICE_MAX_AGE = 400 * 86400  # the longest a browser keeps a cookie
 
 
 class SessionCookies:
@@ -46,6 +49,13 @@ class SessionCookies:
     def attach(self, response: Response, refresh_token: str, csrf_token: str) -> None:
         self._set(response, REFRESH_COOKIE, refresh_token, self.max_age, http_only=True)
         self._set(response, CSRF_COOKIE, csrf_token, self.max_age, http_only=False)
+
+    def attach_device(self, response: Response, device_token: str) -> None:
+        self._set(response, DEVICE_COOKIE, device_token, DEVICE_MAX_AGE, http_only=True)
+
+    @staticmethod
+    def device_token(request: Request) -> str | None:
+        return request.cookies.get(DEVICE_COOKIE) or None
 
     def clear(self, response: Response) -> None:
         self._set(response, REFRESH_COOKIE, "", 0, http_only=True)

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from server.access import principal_of
 from server.apidoc import api
 from server.auth import schemas
-from server.auth.cookies import CSRF_HEADER, REFRESH_COOKIE, SessionCookies
+from server.auth.cookies import CSRF_HEADER, DEVICE_COOKIE, REFRESH_COOKIE, SessionCookies
 from server.auth.service import InvalidRefreshToken, TokenPair
 from server.context import request_context
 from server.errors import NotFound, ValidationFailed
@@ -29,10 +29,15 @@ def _tokens(pair: TokenPair, cookies: SessionCookies | None = None) -> Response:
         "expires_in": pair.expires_in,
     }
     if cookies is None:
-        return JSONResponse({**body, "refresh_token": pair.refresh_token}, headers=_NO_STORE)
+        body["refresh_token"] = pair.refresh_token
+        if pair.device_token is not None:
+            body["device_token"] = pair.device_token
+        return JSONResponse(body, headers=_NO_STORE)
     csrf = cookies.new_csrf_token()
     response = JSONResponse({**body, "csrf_token": csrf}, headers=_NO_STORE)
     cookies.attach(response, pair.refresh_token, csrf)
+    if pair.device_token is not None:
+        cookies.attach_device(response, pair.device_token)
     return response
 
 
@@ -73,9 +78,12 @@ async def register(request: Request) -> Response:
 
 @api(
     summary="Log in",
-    description="With `cookie: true` (cookie mode, `HOTPATH_AUTH_COOKIES`) the refresh token is "
-    f"set as the HttpOnly cookie `{REFRESH_COOKIE}` instead of returned, and the answer carries "
-    "a `csrf_token` to send back in the `X-CSRF-Token` header when refreshing.",
+    description="The answer's `device_token` makes this client a known device: sent with its "
+    "next login, failed logins by others (which block the account for a while) do not hold it "
+    "up. With `cookie: true` (cookie mode, `HOTPATH_AUTH_COOKIES`) the refresh token is "
+    f"set as the HttpOnly cookie `{REFRESH_COOKIE}` instead of returned, the device token as "
+    f"`{DEVICE_COOKIE}`, and the answer carries a `csrf_token` to send back in the "
+    "`X-CSRF-Token` header when refreshing.",
     tags=("auth",),
     body=schemas.LoginBody,
     responses={200: schemas.TokenResponse},
@@ -89,8 +97,11 @@ async def login(request: Request) -> Response:
             "Cookie mode is off on this server.",
             errors=[{"pointer": "/cookie", "detail": "cookie mode is not enabled"}],
         )
+    device = body.device_token
+    if device is None and cookies is not None:
+        device = cookies.device_token(request)
     auth = request.app.state.container.auth
-    pair = await auth.login(body.email, body.password, request_context(request))
+    pair = await auth.login(body.email, body.password, request_context(request), device)
     return _tokens(pair, cookies if body.cookie else None)
 
 

@@ -29,6 +29,8 @@ class LoginBody(Strict):
     password: Password
     # Browser apps: the refresh token goes in an HttpOnly cookie, not the body (cookie mode).
     cookie: bool = False
+    # The device_token of an earlier login from this client (see TokenResponse).
+    device_token: Annotated[str, msgspec.Meta(max_length=128)] | None = None
 
 
 class RefreshBody(Strict):
@@ -61,6 +63,9 @@ class TokenResponse(msgspec.Struct, omit_defaults=True):
     # In the body for bearer clients; in cookie mode the cookie holds it and csrf_token is here.
     refresh_token: str | None = None
     csrf_token: str | None = None
+    # Logins only: send it with this client's next login, and failed logins by others (which
+    # block the account for a while) do not hold this client up. In cookie mode it is a cookie.
+    device_token: str | None = None
 
 
 class Accepted(msgspec.Struct):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from dataclasses import dataclass
 
 from server.audit.repository import AuditRepository
 from server.auth import refresh_tokens
+from server.auth.device_tokens import DeviceTokens
 from server.auth.passwords import PasswordHasher
 from server.auth.principal import Principal
 from server.auth.refresh_tokens import SuccessorSeal
@@ -17,6 +19,7 @@ from server.auth.sessions import Session, SessionsRepository
 from server.auth.throttle import (
     ACCOUNT_POLICY,
     ADDRESS_POLICY,
+    DEVICE_POLICY,
     LoginThrottle,
     account_key,
     address_key,
@@ -45,6 +48,7 @@ class TokenPair:
     expires_in: int
     refresh_token: str
     session_id: uuid.UUID
+    device_token: str | None = None  # logins only: this client is a known device from now on
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +77,10 @@ class AuthService:
         codec: AccessTokenCodec,
         seal: SuccessorSeal,
         policy: SessionPolicy,
+        devices: DeviceTokens,
     ) -> None:
         self.db = db
+        self.devices = devices
         self.users = users
         self.roles = roles
         self.sessions = sessions
@@ -86,13 +92,17 @@ class AuthService:
         self.seal = seal
         self.policy = policy
 
-    async def login(self, email: str, password: str, ctx: RequestContext) -> TokenPair:
+    async def login(
+        self, email: str, password: str, ctx: RequestContext, device_token: str | None = None
+    ) -> TokenPair:
         account, address = account_key(email), address_key(ctx.ip)
+        # A device that logged in to this account before is counted on its own: strangers'
+        # failures (which block the account) do not hold it up.
+        device = self.devices.device_key(device_token, account)
+        first = (device, DEVICE_POLICY) if device else (account, ACCOUNT_POLICY)
         async with self.db.transaction() as conn:
             # Committed before the password is checked: it is what throttles a burst.
-            await self.throttle.attempt(
-                conn, [(account, ACCOUNT_POLICY), (address, ADDRESS_POLICY)], _now()
-            )
+            await self.throttle.attempt(conn, [first, (address, ADDRESS_POLICY)], _now())
         async with self.db.connection() as conn:
             credentials = await self.users.credentials(conn, email)
         if credentials is None:
@@ -109,10 +119,11 @@ class AuthService:
         async with self.db.transaction() as conn:
             if new_hash is not None:
                 await self.users.rehash(conn, user.id, new_hash)
-            await self.throttle.succeeded(conn, account, address)
+            await self.throttle.succeeded(conn, first[0], address)
             pair = await self._start_session(conn, user, ctx)
             await self._record(conn, "auth.login", "success", ctx, user.id, user.id)
-        return pair
+        known = device_token if device else self.devices.issue(account)
+        return dataclasses.replace(pair, device_token=known)
 
     async def _login_failed(self, user_id: int | None, ctx: RequestContext, reason: str) -> None:
         async with self.db.transaction() as conn:

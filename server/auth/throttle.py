@@ -1,8 +1,9 @@
 """Login throttling: per-account and per-address failure counters with exponential backoff.
 
 The counters live in PostgreSQL (authoritative and shared by every replica). A block doubles
-with each failure past the free ones and is capped, so a stranger hammering someone's email
-can delay that person's login by minutes at most, never lock them out. The per-account counter
+with each failure past the free ones and is capped. A stranger hammering someone's email blocks
+only clients that have never logged in to the account: the owner's devices present a device
+token and are counted on their own key (server/auth/device_tokens.py). The per-account counter
 also takes the guesses a signed-in caller makes at the current password (password change,
 account deletion), so a stolen session gets no more guesses than a login would.
 """
@@ -27,6 +28,8 @@ class ThrottlePolicy:
 
 
 ACCOUNT_POLICY = ThrottlePolicy(5, 1.0, 300.0, 3600.0)
+# A known device's logins (server/auth/device_tokens.py) count here instead of on the account.
+DEVICE_POLICY = ThrottlePolicy(5, 1.0, 300.0, 3600.0)
 ADDRESS_POLICY = ThrottlePolicy(20, 1.0, 900.0, 3600.0)
 
 

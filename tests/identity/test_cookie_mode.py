@@ -13,7 +13,7 @@ from http.cookies import SimpleCookie
 import httpx
 import pytest
 
-from server.auth.cookies import CSRF_COOKIE, REFRESH_COOKIE
+from server.auth.cookies import CSRF_COOKIE, DEVICE_COOKIE, REFRESH_COOKIE
 from server.settings import Settings
 from tests.catalog.conftest import assert_problem
 from tests.identity.conftest import Account, Accounts
@@ -89,6 +89,13 @@ async def test_login_sets_host_only_strict_cookies_and_hides_the_refresh_token(
         assert morsel["max-age"] == str(settings.session_lifetime_seconds)
     assert refresh["httponly"] is True
     assert not csrf["httponly"]  # the page reads it to send it back
+    # The known-device token is a cookie too, kept past logouts (a stranger's failed logins
+    # then do not block this browser), and not in the body.
+    device = cookies[DEVICE_COOKIE][DEVICE_COOKIE]
+    assert device["httponly"] is True
+    assert device["secure"] is True
+    assert device.value.startswith("dv1.")
+    assert "device_token" not in response.json()
     assert session.csrf == session.csrf_cookie
     assert len(session.csrf) >= 32
     assert session.refresh_cookie not in response.text
