@@ -8,10 +8,11 @@ from typing import Annotated, Literal
 import msgspec
 
 from server.auth.schemas import Strict
+from server.catalog.currencies import ISO_4217
 from server.catalog.repository import Product
 
 Money = Annotated[int, msgspec.Meta(ge=0, le=10**15)]
-Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+Currency = ISO_4217
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Category = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")]
 Description = Annotated[str, msgspec.Meta(max_length=5000)]

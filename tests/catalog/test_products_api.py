@@ -157,6 +157,8 @@ BAD_BODIES: list[dict[str, Any]] = [
     {"price": {"amount_minor": -1, "currency": "EUR"}},
     {"price": {"amount_minor": 1999, "currency": "eur"}},
     {"price": {"amount_minor": 1999, "currency": "EURO"}},
+    {"price": {"amount_minor": 1999, "currency": "ABC"}},  # three letters, not a currency
+    {"price": {"amount_minor": 1999, "currency": "XAU"}},  # gold: no price is quoted in it
     {"price": {"amount_minor": 1999}},
     {"price": 1999},
     {"stock": -1},
@@ -171,6 +173,22 @@ async def test_a_bad_body_is_422(http: httpx.AsyncClient, catalog: Catalog) -> N
     for change in BAD_BODIES:
         response = await http.post("/v1/products", json=new_body(**change), headers=catalog.headers)
         assert_problem(response, 422, "validation-failed", case=change)
+
+
+async def test_a_price_names_an_iso_4217_currency(
+    http: httpx.AsyncClient, catalog: Catalog
+) -> None:
+    for currency in ("JPY", "CHF", "XOF"):
+        body = new_body(price={"amount_minor": 500, "currency": currency})
+        response = await http.post("/v1/products", json=body, headers=catalog.headers)
+        assert response.status_code == 201, (currency, response.text)
+        assert response.json()["price"]["currency"] == currency
+    refused = await http.post(
+        "/v1/products",
+        json=new_body(price={"amount_minor": 500, "currency": "ABC"}),
+        headers=catalog.headers,
+    )
+    assert refused.json()["errors"][0]["pointer"] == "/price/currency"
 
 
 async def test_a_missing_field_is_422(http: httpx.AsyncClient, catalog: Catalog) -> None:
