@@ -451,23 +451,30 @@ async def test_rows_added_during_a_walk_are_seen_once(
 @given(
     prices=st.lists(st.integers(min_value=0, max_value=5), min_size=1, max_size=8),
     limit=st.integers(min_value=1, max_value=3),
+    sort=st.sampled_from(["price", "name", "created_at"]),
     order=st.sampled_from(["asc", "desc"]),
     changes=st.lists(st.tuples(st.sampled_from(["add", "delete"]), st.integers(0, 5)), max_size=5),
 )
-async def test_a_price_walk_sees_each_lasting_row_once(
+async def test_a_walk_in_any_order_sees_each_lasting_row_once(
     http: httpx.AsyncClient,
     catalog: Catalog,
     prices: list[int],
     limit: int,
+    sort: str,
     order: str,
     changes: list[tuple[str, int]],
 ) -> None:
-    """Rows come and go anywhere in a price-sorted walk: rows there all along are seen exactly
-    once, nothing is seen twice, and what is seen is in order."""
+    """Rows come and go anywhere in a walk, in any sort and direction (prices and names with
+    ties): rows there all along are seen exactly once, nothing is seen twice, and what is seen
+    is in order."""
     category = unique_category()
-    live = {p["id"]: p for p in [await catalog.create(category=category, price=x) for x in prices]}
+
+    async def create(value: int) -> dict[str, Any]:
+        return await catalog.create(category=category, price=value, name=f"Item {value % 3}")
+
+    live = {p["id"]: p for p in [await create(x) for x in prices]}
     lasting = set(live)
-    params: dict[str, Any] = {"category": category, "limit": limit, "sort": "price"}
+    params: dict[str, Any] = {"category": category, "limit": limit, "sort": sort}
     params["order"] = order
     seen: list[dict[str, Any]] = []
     response = await http.get("/v1/products", params=params)
@@ -480,7 +487,7 @@ async def test_a_price_walk_sees_each_lasting_row_once(
         if step < len(changes):
             kind, value = changes[step]
             if kind == "add":
-                added = await catalog.create(category=category, price=value)
+                added = await create(value)
                 live[added["id"]] = added
             elif live:
                 victim = sorted(live)[value % len(live)]
@@ -493,5 +500,5 @@ async def test_a_price_walk_sees_each_lasting_row_once(
     ids = [p["id"] for p in seen]
     assert len(ids) == len(set(ids)), ids
     assert lasting <= set(ids), (lasting, ids)
-    keys = [sort_key("price", p) for p in seen]
+    keys = [sort_key(sort, p) for p in seen]
     assert keys == sorted(keys, reverse=order == "desc")
