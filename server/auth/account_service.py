@@ -222,8 +222,10 @@ class AccountService:
     async def delete_account(
         self, principal: Principal, password: str, ctx: RequestContext
     ) -> None:
-        _, ok = await self._confirm_password(principal.user_id, password)
+        user, ok = await self._confirm_password(principal.user_id, password)
         if not ok:
+            async with self.db.transaction() as conn:
+                await self._record(conn, "user.deleted", "failure", ctx, user.id, user.id)
             raise WrongPassword("The password is wrong.")
         async with self.db.transaction() as conn:
             revoked = await self.revoker.end_all_sessions(conn, principal.user_id, "deleted")

@@ -139,12 +139,14 @@ async def test_delete_me_needs_the_password_then_ends_everything(
         assert refreshed.status_code == 401
     assert (await login(probe, account.email, account.password)).status_code == 401
     assert await db.fetchval("SELECT count(*) FROM users WHERE id = $1", account.id) == 0
-    event = await db.fetchrow(
-        "SELECT * FROM audit_events WHERE action = 'user.deleted' AND target_id = $1",
+    events = await db.fetch(
+        "SELECT * FROM audit_events WHERE action = 'user.deleted' AND target_id = $1 ORDER BY id",
         str(account.id),
     )
-    assert event is not None
-    assert event["request_id"] == done.headers["x-request-id"]
+    assert [(e["outcome"], e["request_id"]) for e in events] == [
+        ("failure", wrong.headers["x-request-id"]),
+        ("success", done.headers["x-request-id"]),
+    ]
 
 
 # --- audit trail ------------------------------------------------------------------------------
