@@ -8,13 +8,11 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
 from server.app import HotpathApp
-from server.settings import Settings
-from tests.identity.conftest import Account, Accounts, Tokens, accounts, app, http, settings
+from tests.identity.conftest import Account, Accounts, Tokens, accounts, app, db, http, settings
 from tests.support import client_for
 
 __all__ = ["Catalog", "accounts", "app", "catalog", "db", "http", "served", "settings"]
@@ -87,12 +85,3 @@ async def served(app: HotpathApp, http: httpx.AsyncClient) -> AsyncIterator[http
     would get instead of being raised into the test."""
     async with client_for(app, client=("127.0.0.1", 1), raise_app_exceptions=False) as client:
         yield client
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        yield conn
-    finally:
-        await conn.close()

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from structlog.typing import FilteringBoundLogger
@@ -54,6 +55,29 @@ def app(settings: Settings, logger: FilteringBoundLogger) -> HotpathApp:
 async def http(app: HotpathApp) -> AsyncIterator[httpx.AsyncClient]:
     async with lifespan(app), client_for(app) as client:
         yield client
+
+
+def unique_ip() -> str:
+    """A client address of its own: per-address login counters stay out of other tests."""
+    a, b, c = secrets.token_bytes(3)
+    return f"10.{a}.{b}.{max(c, 1)}"
+
+
+@pytest.fixture
+async def other_ip(app: HotpathApp, http: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
+    """For logins expected to fail: their per-address counter stays out of other tests."""
+    async with client_for(app, client=(unique_ip(), 1)) as client:
+        yield client
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the test's own to the run's database (outside the app's pool)."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 class Accounts:

@@ -4,18 +4,14 @@ count on the login's per-account backoff: a stolen session gets no more guesses 
 from __future__ import annotations
 
 import asyncio
-import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import httpx
 import pytest
 
-from server.app import HotpathApp
 from server.auth.throttle import ACCOUNT_POLICY
-from server.settings import Settings
 from tests.identity.conftest import Account, Accounts, Tokens
-from tests.support import client_for
 
 NEW_PASSWORD = "Velvet-Harbor-Compass-0451"
 
@@ -39,23 +35,6 @@ async def delete_me(http: httpx.AsyncClient, tokens: Tokens, password: str) -> h
 ENDPOINTS = pytest.mark.parametrize(
     "guess", [change, delete_me], ids=["password-change", "delete-me"]
 )
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-async def other_ip(app: HotpathApp, http: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
-    """For logins expected to fail: their per-address counter stays out of other tests."""
-    a, b, c = secrets.token_bytes(3)
-    async with client_for(app, client=(f"10.{a}.{b}.{max(c, 1)}", 1)) as client:
-        yield client
 
 
 async def login(client: httpx.AsyncClient, account: Account, password: str) -> httpx.Response:

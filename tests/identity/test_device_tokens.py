@@ -13,13 +13,8 @@ from server.app import HotpathApp
 from server.auth.device_tokens import DeviceTokens
 from server.auth.throttle import ACCOUNT_POLICY, DEVICE_POLICY, account_key
 from tests.catalog.conftest import assert_problem
-from tests.identity.conftest import Account, Accounts, Mailbox
+from tests.identity.conftest import Account, Accounts, Mailbox, unique_ip
 from tests.support import client_for
-
-
-def unique_ip() -> str:
-    a, b, c = secrets.token_bytes(3)
-    return f"10.{a}.{b}.{max(c, 1)}"
 
 
 @pytest.fixture

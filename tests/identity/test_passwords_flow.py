@@ -6,44 +6,19 @@ import asyncio
 import datetime as dt
 import secrets
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
-from server.app import HotpathApp
 from server.auth.account_service import RESET_TTL
 from server.auth.one_time_tokens import digest
-from server.settings import Settings
 from tests.identity.conftest import Account, Accounts, Mailbox, Tokens
-from tests.support import client_for
 
 NEW_PASSWORD = "Velvet-Harbor-Compass-0451"
 COMMON = "Password1234!"
 SHORT = "Sh0rt-Pw!"
-
-
-def unique_ip() -> str:
-    a, b, c = secrets.token_bytes(3)
-    return f"10.{a}.{b}.{max(c, 1)}"
-
-
-@pytest.fixture
-async def other_ip(app: HotpathApp, http: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
-    """For logins expected to fail: their per-address counter stays out of other tests."""
-    async with client_for(app, client=(unique_ip(), 1)) as client:
-        yield client
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 def local_part(account: Account) -> str:

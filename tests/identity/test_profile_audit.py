@@ -15,25 +15,10 @@ import pytest
 
 from server.app import HotpathApp
 from server.logs import flush_logs
-from server.settings import Settings
-from tests.identity.conftest import Accounts, Mailbox, Tokens
+from tests.identity.conftest import Accounts, Mailbox, Tokens, unique_ip
 from tests.support import client_for
 
 AGENT = "audit-probe/1.0 (+canary)"
-
-
-def unique_ip() -> str:
-    a, b, c = secrets.token_bytes(3)
-    return f"10.{a}.{b}.{max(c, 1)}"
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 @pytest.fixture

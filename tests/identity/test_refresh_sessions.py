@@ -6,7 +6,6 @@ import asyncio
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import asyncpg
@@ -17,7 +16,7 @@ import pytest
 from server.app import HotpathApp
 from server.auth.refresh_tokens import digest
 from server.settings import Settings
-from tests.identity.conftest import Account, Accounts, Tokens
+from tests.identity.conftest import Account, Accounts, Tokens, unique_ip
 from tests.support import client_for
 
 
@@ -29,20 +28,6 @@ def grace_seconds() -> float:
 @pytest.fixture
 def settings(settings: Settings, grace_seconds: float) -> Settings:
     return replace(settings, refresh_grace_seconds=grace_seconds)
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
-def unique_ip() -> str:
-    a, b, c = secrets.token_bytes(3)
-    return f"10.{a}.{b}.{max(c, 1)}"
 
 
 def session_id(tokens: Tokens) -> str:

@@ -7,7 +7,6 @@ import datetime as dt
 import secrets
 import statistics
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -17,19 +16,12 @@ import pytest
 from server.app import HotpathApp
 from server.auth.passwords import PasswordHasher
 from server.auth.throttle import ACCOUNT_POLICY, ADDRESS_POLICY
-from server.settings import Settings
 from server.sqlfiles import load_queries
 from server.users.repository import NewUser, UsersRepository
-from tests.identity.conftest import Accounts, Mailbox
+from tests.identity.conftest import Accounts, Mailbox, unique_ip
 from tests.support import client_for
 
 PASSWORD = "Quartz-Lantern-Orbit-7731"
-
-
-def unique_ip() -> str:
-    """A client address of this test's own, so per-address counters do not leak between tests."""
-    a, b, c = secrets.token_bytes(3)
-    return f"10.{a}.{b}.{max(c, 1)}"
 
 
 def new_email() -> str:
@@ -45,22 +37,6 @@ def without_request_id(response: httpx.Response) -> dict[str, Any]:
 
 def comparable_headers(response: httpx.Response) -> dict[str, str]:
     return {k: v for k, v in response.headers.items() if k.lower() != "x-request-id"}
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-async def other_ip(app: HotpathApp, http: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
-    """A second client from an address no other test uses (the app's lifespan runs via http)."""
-    async with client_for(app, client=(unique_ip(), 1)) as client:
-        yield client
 
 
 async def login(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
