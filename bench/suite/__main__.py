@@ -13,12 +13,12 @@ from bench.suite.run import Options, run_suite
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 # A few seconds per scenario: enough to prove every part still runs, not to measure.
 SMOKE = Options(
-    seconds=2,
-    warmup=1,
+    seconds=1,
+    warmup=0,
     connections=8,
     products=500,
     hot_products=200,
-    accounts=4,
+    accounts=2,
     deep_pages=3,
     artillery_rate=2,
     artillery_seconds=4,

@@ -20,8 +20,8 @@ from server.auth.keys import generate_dev_key
 
 @dataclass(frozen=True)
 class Options:
-    seconds: float = 15.0
-    warmup: float = 3.0
+    seconds: float = 15.0  # wrk takes whole seconds
+    warmup: float = 3.0  # 0: none
     connections: int = 16
     products: int = 10_000
     hot_products: int = 2_000  # product_get's ids: all of them stay in the local cache
@@ -80,7 +80,8 @@ class _Run:
     ) -> None:
         options = self.options
         conns = connections or options.connections
-        run(server.base, script, env, Load(options.warmup, conns), server.pid)
+        if options.warmup > 0:
+            run(server.base, script, env, Load(options.warmup, conns), server.pid)
         measured = run(server.base, script, env, Load(options.seconds, conns), server.pid)
         self.results.outcomes.append(Outcome(name, server.name, ceiling, description, measured))
 
@@ -306,13 +307,14 @@ def _budget(state: _Run, url: str, accounts: list[setup.Account]) -> None:
             products = options.hot_products if name == "hotpath" else options.products
             loads[name] = {"BENCH_PRODUCTS": str(products), "BENCH_TOKENS": tokens}
         for name, server in servers.items():
-            run(
-                server.base,
-                "product_get.lua",
-                loads[name],
-                Load(options.warmup, options.connections),
-                server.pid,
-            )
+            if options.warmup > 0:
+                run(
+                    server.base,
+                    "product_get.lua",
+                    loads[name],
+                    Load(options.warmup, options.connections),
+                    server.pid,
+                )
         samplers = {
             name: RssSampler(servers[name].pid).start() for name in loads if name != "ceiling_pk"
         }
