@@ -128,11 +128,11 @@ class ConnectionPool:
                 try:
                     conn = await waiter
                 except BaseException:
-                    if waiter.done() and not waiter.cancelled():
+                    if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                         handed = waiter.result()
                         if handed is not None:  # handed over as the wait ended: give it back
                             self.release(handed)
-                    else:
+                    elif waiter in self._waiters:  # timed out or cancelled while waiting
                         self._waiters.remove(waiter)
                     raise
                 if conn is not None:

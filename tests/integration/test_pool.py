@@ -74,6 +74,8 @@ async def test_a_full_pool_makes_callers_wait_in_order_or_time_out(
     held = [await pool.acquire(1), await pool.acquire(1)]
     with pytest.raises(TimeoutError):
         await pool.acquire(0.1)
+    assert pool.pending == 0  # the caller that gave up is no longer queued
+    assert pool.timeouts == 1
     first = asyncio.create_task(pool.acquire(5))
     second = asyncio.create_task(pool.acquire(5))
     await asyncio.sleep(0.05)
