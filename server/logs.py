@@ -64,33 +64,25 @@ _STREAMS: list[BinaryIO] = []
 _LEVEL = [logging.INFO]
 
 
-class _Quiet:
-    def info(self, event: str, **fields: Any) -> None:
-        return None
+def _stamp(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    event["level"] = "info"
+    event["ts"] = time.time()
+    return event
 
 
-class JsonLines:
-    """The access log's writer: the same JSON line structlog would write (``event``, the
-    fields, ``level``, ``ts``), without structlog's processor chain: one orjson call into the
-    same buffered stream. Measured in bench/micro: about 6 -> 2 us a line. The caller passes
-    every field itself, the request id included (no context variables are merged)."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._write = stream.write
-
-    def info(self, event: str, **fields: Any) -> None:
-        fields["event"] = event
-        fields["level"] = "info"
-        fields["ts"] = time.time()
-        self._write(orjson.dumps(fields, default=repr, option=orjson.OPT_APPEND_NEWLINE))
-
-
-def request_line_logger() -> JsonLines | _Quiet:
-    """A writer for one line per request into the stream ``configure_logging`` set up, or a
-    silent one when its level is above info."""
-    if _LEVEL[0] > logging.INFO:
-        return _Quiet()
-    return JsonLines(_STREAMS[0] if _STREAMS else sys.stdout.buffer)
+def request_line_logger() -> FilteringBoundLogger:
+    """The access log's structlog logger: the same JSON line into the same buffered stream as
+    ``configure_logging``'s, through a two-step processor chain (level and time, then orjson)
+    instead of the full one. Measured in bench/micro: about 6 -> 3.5 us a line. No context
+    variables are merged: the caller passes every field, the request id included."""
+    target = _STREAMS[0] if _STREAMS else sys.stdout.buffer
+    logger: FilteringBoundLogger = structlog.wrap_logger(
+        BufferedBytesLogger(target),
+        processors=[_stamp, _json],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVEL[0]),
+        cache_logger_on_first_use=True,
+    ).bind()
+    return logger
 
 
 def configure_logging(level: str = "info", stream: BinaryIO | None = None) -> FilteringBoundLogger:

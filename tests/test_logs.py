@@ -7,7 +7,7 @@ import tempfile
 import orjson
 import structlog
 
-from server.logs import configure_logging, flush_logs
+from server.logs import configure_logging, flush_logs, request_line_logger
 
 
 def test_info_lines_wait_for_the_flush_and_warnings_do_not() -> None:
@@ -41,3 +41,26 @@ def test_lines_carry_level_time_and_bound_context() -> None:
     assert line["request_id"] == "r-1"
     assert line["user"] == 7
     assert isinstance(line["ts"], float)
+
+
+def test_the_access_log_writes_the_same_line_shape_at_the_configured_level() -> None:
+    quiet = io.BytesIO()
+    configure_logging("warning", stream=quiet)
+    request_line_logger().info("http_request", status=200)
+    flush_logs()
+    assert quiet.getvalue() == b""
+
+    sink = io.BytesIO()
+    general = configure_logging("info", stream=sink)
+    access = request_line_logger()
+    general.info("something", n=1)
+    access.info("http_request", status=200, request_id="rid-1")
+    flush_logs()
+    first, second = (orjson.loads(line) for line in sink.getvalue().splitlines())
+    assert set(first) - {"n"} == set(second) - {"status", "request_id"}  # event, level, ts
+    assert (second["event"], second["level"], second["request_id"]) == (
+        "http_request",
+        "info",
+        "rid-1",
+    )
+    assert isinstance(second["ts"], float)
