@@ -1,4 +1,4 @@
-"""asyncpg pool creation and the only two ways code reaches a connection.
+"""The connection pool's creation and the only two ways code reaches a connection.
 
 Every acquire and every statement has a timeout; a pool that is exhausted or a database that
 does not answer becomes ``DatabaseUnavailable`` (503 + Retry-After), fast, never a hang. Inside
@@ -27,7 +27,7 @@ T = TypeVar("T")
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 # What repositories receive: a pooled connection, or any asyncpg connection in tools and tests.
-Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+Connection = asyncpg.Connection
 
 # Connection failures that mean "the database is not there right now", not "the query is wrong".
 _UNAVAILABLE: tuple[type[BaseException], ...] = (

@@ -257,9 +257,7 @@ async def _release(conn: asyncpg.Connection, locked: bool) -> None:
         await conn.close(timeout=QUERY_TIMEOUT)
 
 
-async def status(
-    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, directory: Path
-) -> MigrationStatus:
+async def status(conn: asyncpg.Connection, directory: Path) -> MigrationStatus:
     """Compare the database with ``directory`` in one query; call it outside a transaction."""
     migrations = await asyncio.to_thread(load_migrations, directory)
     try:
