@@ -180,6 +180,11 @@ class _Acquired:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
     ) -> None:
+        if isinstance(exc, asyncio.CancelledError):
+            # Cancelled mid-statement (a client gone, an outer timeout): what the server did
+            # with it is unknown here, e.g. a BEGIN whose answer had not arrived. Never reuse.
+            self._db.pool.discard(self._conn)
+            return
         self._db.pool.release(self._conn)
         if exc is not None and isinstance(exc, _UNAVAILABLE):
             raise _unavailable("The database connection failed.", exc) from exc

@@ -10,8 +10,9 @@ timer exists only while a caller actually waits.
   out after ``max_idle`` seconds (down to ``min_size``).
 - Callers that find nothing idle and the pool full wait first-in first-out; a released
   connection goes straight to the oldest waiter.
-- A connection comes back usable or not at all: one that is closed, or still inside a
-  transaction (its request was cancelled mid-way), is dropped and its slot freed.
+- A connection comes back usable or not at all: one that is closed, still inside a
+  transaction, or given back by a holder that was cancelled mid-statement (``discard``), is
+  dropped and its slot freed.
 - Connections are plain asyncpg connections, not proxies: code must not keep one past its
   ``async with`` (request code never does; ``Database`` is the only caller).
 """
@@ -132,6 +133,8 @@ class ConnectionPool:
                         handed = waiter.result()
                         if handed is not None:  # handed over as the wait ended: give it back
                             self.release(handed)
+                        else:  # woken for a freed slot it will not use: pass the wake on
+                            self._wake_one()
                     elif waiter in self._waiters:  # timed out or cancelled while waiting
                         self._waiters.remove(waiter)
                     raise
@@ -174,6 +177,17 @@ class ConnectionPool:
         # not been needed for max_idle seconds.
         if len(idle) > 1 and self._size > self.min_size and now - idle[0][0] > self.max_idle:
             self._drop(idle.pop(0)[1])
+
+    def discard(self, conn: asyncpg.Connection) -> None:
+        """Give back a connection that must not be reused: its holder was cancelled while a
+        statement was in flight, so its state in the server (a BEGIN that completes after the
+        cancel, say) is not what asyncpg last saw."""
+        if conn not in self._in_use:
+            return
+        self._in_use.remove(conn)
+        self._drop(conn)
+        if self._closing and not self._in_use:
+            self._all_back.set()
 
     def _drop(self, conn: asyncpg.Connection) -> None:
         if not conn.is_closed():

@@ -4,12 +4,15 @@ idle retirement, cancellation races and closing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import secrets
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import asyncpg
 import pytest
 
-from server.db import PooledConnection
+from server.db import Database, PooledConnection, create_pool
 from server.pool import Connect, ConnectionPool, PoolClosed
 from server.settings import Settings
 from tests.support import free_port
@@ -267,3 +270,60 @@ def test_sizes_are_checked() -> None:
     for low, high in ((2, 1), (-1, 1), (0, 0)):
         with pytest.raises(ValueError, match="min_size"):
             ConnectionPool(connect, min_size=low, max_size=high)
+
+
+async def test_a_freed_slot_is_passed_on_when_the_woken_waiter_is_gone(
+    made: tuple[ConnectionPool, list[asyncpg.Connection]],
+) -> None:
+    pool, _ = made
+    held = [await pool.acquire(1), await pool.acquire(1)]
+    woken = asyncio.create_task(pool.acquire(5))
+    after = asyncio.create_task(pool.acquire(5))
+    await asyncio.sleep(0.05)
+    await held[0].execute("BEGIN")
+    pool.release(held[0])  # dropped: its slot wakes the first waiter...
+    woken.cancel()  # ...which is cancelled before it runs again
+    with pytest.raises(asyncio.CancelledError):
+        await woken
+    got = await asyncio.wait_for(after, 2)  # the next waiter opens the freed slot
+    assert await got.fetchval("SELECT 5") == 5
+    pool.release(got)
+    pool.release(held[1])
+    assert pool.pending == 0
+
+
+async def test_a_connection_whose_holder_was_cancelled_mid_begin_is_never_reused(
+    settings: Settings,
+) -> None:
+    """Cancelled while BEGIN is in flight: asyncpg has not seen the answer, so the connection
+    looks idle, but the server finishes the BEGIN. Reused, the next holder's write would run
+    inside that stray transaction and vanish."""
+    small = replace(settings, db_pool_min=1, db_pool_max=1)
+    db = Database(await create_pool(small), acquire_timeout=2.0)
+    table = f"pool_cancel_{secrets.token_hex(4)}"
+    try:
+        async with db.connection() as conn:
+            await conn.execute(f"CREATE TABLE {table} (n int)")
+
+        async def request() -> None:
+            async with db.transaction() as conn:
+                await conn.execute(f"INSERT INTO {table} VALUES ($1)", 1)
+
+        for loop_turns in range(6):  # cancel at each point the request can be at
+            task = asyncio.create_task(request())
+            for _ in range(loop_turns):
+                await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await asyncio.sleep(0.05)  # an in-flight BEGIN's answer arrives
+            async with db.connection() as conn:
+                assert not conn.is_in_transaction(), loop_turns
+                await conn.execute(f"INSERT INTO {table} VALUES ($1)", 42)
+            async with db.connection() as conn:
+                count = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE n = 42")
+            assert count == loop_turns + 1, loop_turns  # every acknowledged write is there
+    finally:
+        async with db.connection() as conn:
+            await conn.execute(f"DROP TABLE {table}")
+        await db.close()
