@@ -13,7 +13,9 @@ request with an unsafe method, two checks must both pass:
 
 Bearer-token and API-key requests never reach the checks: a browser does not attach those by
 itself, so they cannot be forged cross-site. Safe methods are not checked either; they change
-nothing.
+nothing. A request that passed the checks is marked ``scope["csrf_checked"] = True``: an
+endpoint that reads the session cookie itself (the refresh) must use it only then, or a request
+carrying someone's bearer token beside the victim's cookie would skip the checks.
 """
 
 from __future__ import annotations
@@ -84,4 +86,5 @@ class CsrfMiddleware:
             return self.on_error(CsrfRejected("The CSRF token is missing or does not match."))(
                 scope, receive, send
             )
+        scope["csrf_checked"] = True
         return self.app(scope, receive, send)

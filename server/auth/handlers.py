@@ -13,7 +13,7 @@ from server.auth import schemas
 from server.auth.cookies import CSRF_HEADER, DEVICE_COOKIE, REFRESH_COOKIE, SessionCookies
 from server.auth.service import InvalidRefreshToken, TokenPair
 from server.context import request_context
-from server.errors import NotFound, ValidationFailed
+from server.errors import CsrfFailed, NotFound, ValidationFailed
 from server.responses import JSONResponse, read_json
 
 _NO_STORE = {"cache-control": "no-store"}
@@ -134,7 +134,10 @@ async def refresh(request: Request) -> Response:
     token = cookies.refresh_token(request)
     if token is None:
         raise InvalidRefreshToken("No refresh token: log in again.")
-    # The CSRF middleware has checked this cookie-authenticated request.
+    if not request.scope.get("csrf_checked"):
+        # The CSRF layer skips requests that carry credentials of their own (a bearer token):
+        # the session cookie is used only by a request it vetted.
+        raise CsrfFailed("A refresh from the session cookie takes no other credentials.")
     return _tokens(await auth.refresh(token, request_context(request)), cookies)
 
 

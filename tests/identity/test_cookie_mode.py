@@ -210,3 +210,24 @@ async def test_a_cookie_refresh_without_a_cookie_is_401(http: httpx.AsyncClient)
     assert_problem(await http.post("/v1/auth/refresh", headers=SAME_ORIGIN), 401)
     bogus = {"cookie": f"{REFRESH_COOKIE}=nope; {CSRF_COOKIE}=t", "x-csrf-token": "t"}
     assert_problem(await http.post("/v1/auth/refresh", headers={**bogus, **SAME_ORIGIN}), 401)
+
+
+async def test_a_bearer_token_beside_the_cookie_does_not_skip_the_csrf_checks(
+    http: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    """The CSRF layer leaves requests with credentials of their own alone; the refresh must
+    then not use the session cookie, or anyone's bearer token would carry a victim's cookie
+    past the checks."""
+    victim = await cookie_login(http, await accounts.create())
+    _, someone = await accounts.create_and_login()
+    smuggled = {
+        "cookie": f"{REFRESH_COOKIE}={victim.refresh_cookie}",
+        "authorization": f"Bearer {someone.access}",
+        "sec-fetch-site": "cross-site",
+    }
+    refused = await http.post("/v1/auth/refresh", headers=smuggled)
+    assert_problem(refused, 403, "csrf-failed")
+    assert "set-cookie" not in refused.headers
+    # The victim's session was not touched: the proper refresh still rotates it.
+    ok = await http.post("/v1/auth/refresh", headers=victim.refresh_headers())
+    assert session_from(ok).refresh_cookie != victim.refresh_cookie
