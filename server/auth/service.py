@@ -96,15 +96,16 @@ class AuthService:
         self, email: str, password: str, ctx: RequestContext, device_token: str | None = None
     ) -> TokenPair:
         account, address = account_key(email), address_key(ctx.ip)
-        # A device that logged in to this account before is counted on its own: strangers'
-        # failures (which block the account) do not hold it up.
-        device = self.devices.device_key(device_token, account)
+        async with self.db.connection() as conn:
+            credentials = await self.users.credentials(conn, email)
+        stamp = credentials.password_hash if credentials is not None else ""
+        # A device that logged in to this account before (with its password as it is now) is
+        # counted on its own: strangers' failures, which block the account, do not hold it up.
+        device = self.devices.device_key(device_token, account, stamp)
         first = (device, DEVICE_POLICY) if device else (account, ACCOUNT_POLICY)
         async with self.db.transaction() as conn:
             # Committed before the password is checked: it is what throttles a burst.
             await self.throttle.attempt(conn, [first, (address, ADDRESS_POLICY)], _now())
-        async with self.db.connection() as conn:
-            credentials = await self.users.credentials(conn, email)
         if credentials is None:
             await self.passwords.verify_dummy(password)
             await self._login_failed(None, ctx, "unknown_email")
@@ -122,7 +123,10 @@ class AuthService:
             await self.throttle.succeeded(conn, first[0], address)
             pair = await self._start_session(conn, user, ctx)
             await self._record(conn, "auth.login", "success", ctx, user.id, user.id)
-        known = device_token if device else self.devices.issue(account)
+        if device and new_hash is None:
+            known = device_token
+        else:
+            known = self.devices.issue(account, new_hash or credentials.password_hash)
         return dataclasses.replace(pair, device_token=known)
 
     async def _login_failed(self, user_id: int | None, ctx: RequestContext, reason: str) -> None:

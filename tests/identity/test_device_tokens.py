@@ -73,7 +73,7 @@ async def test_a_device_token_works_only_for_its_account_and_unaltered(
     assert (await login(owner_ip, mine, mine.password, device)).status_code == 429
     good = (await login(owner_ip, mine, mine.password)).status_code
     assert good == 429
-    forged = DeviceTokens("not the server's key").issue(account_key(mine.email))
+    forged = DeviceTokens("not the server's key").issue(account_key(mine.email), "any")
     assert (await login(owner_ip, mine, mine.password, forged)).status_code == 429
     prefix, nonce, mac = device.split(".")
     tampered = f"{prefix}.{nonce[:-1]}{'A' if nonce[-1] != 'A' else 'B'}.{mac}"
@@ -115,3 +115,30 @@ async def test_a_password_reset_ends_a_strangers_block(
         "/v1/auth/login", json={"email": account.email, "password": new_password}
     )
     assert again.status_code == 200, again.text
+
+
+async def test_a_password_change_retires_every_device_token(
+    http: httpx.AsyncClient,
+    accounts: Accounts,
+    stranger: httpx.AsyncClient,
+    owner_ip: httpx.AsyncClient,
+) -> None:
+    """A device token is bound to the password as it was: one stolen along with a session is
+    worth nothing after the owner changes the password."""
+    account = await accounts.create()
+    first = await login(owner_ip, account, account.password)
+    old_device = first.json()["device_token"]
+    session = {"authorization": f"Bearer {first.json()['access_token']}"}
+    new_password = "another long passphrase " + secrets.token_hex(4)
+    changed = await http.post(
+        "/v1/auth/password/change",
+        json={"current_password": account.password, "new_password": new_password},
+        headers=session,
+    )
+    assert changed.status_code == 204, changed.text
+    renewed = Account(account.id, account.email, new_password)
+    new_device = (await login(owner_ip, renewed, new_password)).json()["device_token"]
+    assert new_device != old_device
+    await block(stranger, renewed)
+    assert (await login(owner_ip, renewed, new_password, old_device)).status_code == 429
+    assert (await login(owner_ip, renewed, new_password, new_device)).status_code == 200
