@@ -53,7 +53,8 @@ class PooledConnection(asyncpg.Connection):
     Every fetch and every execute with arguments (all repository queries) gets the request's
     time left as its timeout, capped by the command timeout; asyncpg cancels a statement in the
     server when it times out. execute() without arguments (BEGIN, COMMIT, ROLLBACK) keeps the
-    command timeout: the rollback of a request whose time ran out must still run.
+    command timeout: the rollback of a request whose time ran out must still run. So do
+    cursors, prepare() and COPY, which request code does not use.
     """
 
     # Plain functions handing back asyncpg's coroutines: no frame of our own per query.

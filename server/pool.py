@@ -15,6 +15,8 @@ timer exists only while a caller actually waits.
   dropped and its slot freed.
 - Connections are plain asyncpg connections, not proxies: code must not keep one past its
   ``async with`` (request code never does; ``Database`` is the only caller).
+- Idle connections past ``min_size`` are retired as releases happen: a pool with no traffic
+  at all keeps what it has until the next request.
 """
 
 from __future__ import annotations
@@ -150,6 +152,10 @@ class ConnectionPool:
             self._size -= 1
             self._wake_one()
             raise
+        if self._closing:  # the pool closed while this one was connecting
+            conn.terminate()
+            self._size -= 1
+            raise PoolClosed("the connection pool is closed")
         self._in_use.add(conn)
         return conn
 
