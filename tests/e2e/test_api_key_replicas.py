@@ -41,6 +41,17 @@ async def insert_admin(dsn: str, email: str, password_hash: str) -> None:
         await conn.close()
 
 
+def admin_session(base: str, dsn: str) -> dict[str, str]:
+    """A new admin, logged in on ``base``: the headers of its session."""
+    email = f"key-replica-{secrets.token_hex(4)}@example.com"
+    password = "replicated passphrase " + secrets.token_hex(4)
+    digest = PasswordHasher(time_cost=1, memory_cost=1024).hash(password)
+    asyncio.run(insert_admin(dsn, email, digest))
+    login = httpx.post(f"{base}/v1/auth/login", json={"email": email, "password": password})
+    assert login.status_code == 200, login.text
+    return {"authorization": f"Bearer {login.json()['access_token']}"}
+
+
 def status_with_key(base: str, key: str, path: str = "/v1/users/me") -> int:
     return httpx.get(f"{base}{path}", headers={"x-api-key": key}).status_code
 
@@ -60,13 +71,7 @@ def test_a_revoked_key_is_refused_by_the_other_replica_with_and_without_redis(
     two_replicas: tuple[str, str], throwaway_redis: Redis, migrated_db: str
 ) -> None:
     first, second = two_replicas
-    email = f"key-replica-{secrets.token_hex(4)}@example.com"
-    password = "replicated passphrase " + secrets.token_hex(4)
-    digest = PasswordHasher(time_cost=1, memory_cost=1024).hash(password)
-    asyncio.run(insert_admin(migrated_db, email, digest))
-    login = httpx.post(f"{first}/v1/auth/login", json={"email": email, "password": password})
-    assert login.status_code == 200, login.text
-    session = {"authorization": f"Bearer {login.json()['access_token']}"}
+    session = admin_session(first, migrated_db)
 
     for redis_up in (True, False):
         if not redis_up:
@@ -110,13 +115,7 @@ def test_a_rotated_secret_cached_by_another_replica_ends_with_the_grace_period(
     two_replicas_short_grace: tuple[str, str], migrated_db: str
 ) -> None:
     first, second = two_replicas_short_grace
-    email = f"key-rotate-{secrets.token_hex(4)}@example.com"
-    password = "rotated passphrase " + secrets.token_hex(4)
-    digest = PasswordHasher(time_cost=1, memory_cost=1024).hash(password)
-    asyncio.run(insert_admin(migrated_db, email, digest))
-    login = httpx.post(f"{first}/v1/auth/login", json={"email": email, "password": password})
-    assert login.status_code == 200, login.text
-    session = {"authorization": f"Bearer {login.json()['access_token']}"}
+    session = admin_session(first, migrated_db)
     created = httpx.post(
         f"{first}/v1/api-keys", json={"name": "rotated", "scopes": []}, headers=session
     )
