@@ -300,7 +300,7 @@ async def test_a_role_losing_a_permission_demotes_its_holders_keys_and_tokens(
         "/v1/roles", json={"name": role, "permissions": ["users:read"]}, headers=admin.headers
     )
     assert made.status_code == 201, made.text
-    holder, tokens = await accounts.create_and_login(role)
+    _, tokens = await accounts.create_and_login(role)
     _, bystander = await accounts.create_and_login("admin")
     key = await new_key(http, tokens, scopes=["users:read"])
     for _ in range(2):  # the second answer comes from the key cache
@@ -337,7 +337,6 @@ async def test_a_role_losing_a_permission_demotes_its_holders_keys_and_tokens(
     assert (await http.get("/v1/audit-events?limit=1", headers=fresh)).status_code == 200
     # Users without the role are untouched.
     assert (await http.get(ME, headers=bystander.headers)).status_code == 200
-    assert holder.id != 0
 
 
 async def test_disabling_the_owner_refuses_the_key(
