@@ -34,8 +34,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## the suite in two (up to four) worker processes: each makes its own databases and Redis namespace
 pytest: $(STAMP) tools
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses=auto --maxprocesses=4
 
 openapi: $(STAMP)
 	$(BIN)/python -m server openapi --out openapi.json
