@@ -104,11 +104,14 @@ def create_app(
 
     # Counters kept as plain ints that multiprocess mode writes to the shared files.
     metric_flushers: list[Callable[[], None]] = [http_metrics.flush]
+    # Other work of the same twice-a-second round.
+    chores: list[Callable[[], object]] = [flush_logs]
 
     def housekeep() -> None:
         for flush in metric_flushers:
             flush()
-        flush_logs()
+        for chore in chores:
+            chore()
 
     rate_limit = build_rate_limit(settings, log, registry)
     limiter = rate_limit[0] if rate_limit else None
@@ -121,6 +124,7 @@ def create_app(
             app.state.container = container
             metric_flushers.append(container.catalog.cache.flush)
             metric_flushers.append(PoolMetrics(container.db.pool, registry=registry).flush)
+            chores.append(container.db.pool.retire_idle)
             if limiter is not None:
                 limiter.attach(container.redis)
                 await limiter.start()

@@ -15,8 +15,9 @@ timer exists only while a caller actually waits.
   dropped and its slot freed.
 - Connections are plain asyncpg connections, not proxies: code must not keep one past its
   ``async with`` (request code never does; ``Database`` is the only caller).
-- Idle connections past ``min_size`` are retired as releases happen: a pool with no traffic
-  at all keeps what it has until the next request.
+- Idle connections past ``min_size`` are retired by ``retire_idle()``, which the app's
+  housekeeping calls twice a second, so a replica whose traffic stops gives its connections
+  back to PostgreSQL too.
 """
 
 from __future__ import annotations
@@ -176,13 +177,18 @@ class ConnectionPool:
                 self._in_use.add(conn)
                 waiter.set_result(conn)
                 return
+        self._idle.append((self._clock(), conn))
+
+    def retire_idle(self) -> int:
+        """Close the connections that have sat idle for more than ``max_idle`` seconds, down
+        to ``min_size``; how many were closed. The oldest sit at the bottom (LIFO reuse)."""
         idle = self._idle
-        now = self._clock()
-        idle.append((now, conn))
-        # The oldest idle connection sits at the bottom (LIFO reuse): retire it once it has
-        # not been needed for max_idle seconds.
-        if len(idle) > 1 and self._size > self.min_size and now - idle[0][0] > self.max_idle:
+        cutoff = self._clock() - self.max_idle
+        retired = 0
+        while idle and self._size > self.min_size and idle[0][0] < cutoff:
             self._drop(idle.pop(0)[1])
+            retired += 1
+        return retired
 
     def discard(self, conn: asyncpg.Connection) -> None:
         """Give back a connection that must not be reused: its holder was cancelled while a

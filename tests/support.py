@@ -6,12 +6,22 @@ import asyncio
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+async def until(condition: Callable[[], bool], *, limit: float) -> float:
+    """Seconds until `condition()` holds, polled every 2 ms; AssertionError after `limit`."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > limit:
+            raise AssertionError(f"not within {limit} s")
+        await asyncio.sleep(0.002)
+    return time.monotonic() - start
 
 
 @asynccontextmanager

@@ -17,7 +17,7 @@ from structlog.typing import FilteringBoundLogger
 from server.catalog.cache import CachedProduct, ProductCache
 from server.redis_link import RedisLink, open_redis
 from tests.conftest import REDIS_URL
-from tests.support import ThrowawayRedis
+from tests.support import ThrowawayRedis, until
 
 PRODUCT = 42
 
@@ -82,15 +82,6 @@ async def replica(
         yield cache
     finally:
         await cache.stop()
-
-
-async def until(condition: Callable[[], bool], *, limit: float) -> float:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > limit:
-            raise AssertionError(f"not within {limit} s")
-        await asyncio.sleep(0.002)
-    return time.monotonic() - start
 
 
 async def until_version(

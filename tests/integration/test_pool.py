@@ -10,12 +10,14 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import asyncpg
+import httpx
 import pytest
 
+from server.app import HotpathApp
 from server.db import Database, PooledConnection, create_pool
 from server.pool import Connect, ConnectionPool, PoolClosed
 from server.settings import Settings
-from tests.support import free_port
+from tests.support import free_port, until
 
 
 class Clock:
@@ -168,17 +170,21 @@ async def test_connections_idle_past_max_idle_are_retired_down_to_min_size(
         conns = [await pool.acquire(1) for _ in range(3)]
         for conn in conns:
             pool.release(conn)
-        assert pool.size == 3
-        clock.now += 301
-        busy = await pool.acquire(1)
-        pool.release(busy)  # the oldest idle one has waited too long: retired
-        assert pool.size == 2
-        assert conns[0].is_closed()
-        clock.now += 301
-        pool.release(await pool.acquire(1))
-        assert pool.size == 1  # and never below min_size
-        pool.release(await pool.acquire(1))
-        assert pool.size == 1
+            clock.now += 10
+        assert (pool.retire_idle(), pool.size) == (0, 3)
+        clock.now += 275  # conns[0] has been idle 305 s, conns[1] 295 s
+        busy = await pool.acquire(1)  # the newest (LIFO): conns[2]
+        assert busy is conns[2]
+        assert (pool.retire_idle(), pool.size) == (1, 3 - 1)
+        assert (conns[0].is_closed(), conns[1].is_closed()) == (True, False)
+        clock.now += 1000
+        assert (pool.retire_idle(), pool.size) == (1, 1)  # the one in use stays open
+        assert (conns[1].is_closed(), busy.is_closed()) == (True, False)
+        pool.release(busy)
+        clock.now += 1000
+        assert (pool.retire_idle(), pool.size) == (0, 1)  # never below min_size
+        async with asyncio.timeout(1):
+            assert await pool.acquire(1) is busy
     finally:
         await pool.close(timeout=1)
 
@@ -327,3 +333,17 @@ async def test_a_connection_whose_holder_was_cancelled_mid_begin_is_never_reused
         async with db.connection() as conn:
             await conn.execute(f"DROP TABLE {table}")
         await db.close()
+
+
+async def test_the_app_retires_idle_connections_without_any_traffic(
+    app: HotpathApp, client: httpx.AsyncClient
+) -> None:
+    pool: ConnectionPool = app.state.container.db.pool
+    held = [await pool.acquire(1) for _ in range(pool.max_size)]
+    for conn in held:
+        pool.release(conn)
+    assert pool.size == pool.max_size > pool.min_size
+    pool.max_idle = 0.1
+    await until(lambda: pool.size == pool.min_size, limit=3)  # housekeeping: twice a second
+    assert sum(conn.is_closed() for conn in held) == pool.max_size - pool.min_size
+    assert (await client.get("/readyz")).status_code == 200
