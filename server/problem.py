@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import structlog
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
@@ -23,6 +23,7 @@ from server import errors
 
 PROBLEM_TYPE_PREFIX = "urn:hotpath:problem:"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+CLIENT_CLOSED_REQUEST = 499
 
 _HTTP_STATUS_ERRORS: dict[int, type[errors.AppError]] = {
     400: errors.BadRequest,
@@ -153,7 +154,14 @@ def exception_handlers(
         )
         return problem_response(to_app_error(exc), request_id=_request_id(request.scope))
 
+    async def disconnected(request: Request, exc: Exception) -> Response:
+        # The client left while its body was being read: not a server error, and nobody reads
+        # an answer. 499, nginx's "client closed request", is what the access log and the
+        # metrics record.
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+
     return {
+        ClientDisconnect: disconnected,
         errors.AppError: known,
         HTTPException: known,
         mw.PayloadTooLarge: known,

@@ -85,7 +85,8 @@ def _decoder(kind: type[T]) -> msgspec.json.Decoder[T]:
 def json_pointer(message: str) -> tuple[str, str]:
     """Split a msgspec error message into (RFC 6901 pointer, human detail)."""
     match = _MSGSPEC_PATH.search(message)
-    path = match.group("path") if match else ""
+    # A dict's value is reported as `[...]`, without its key: point at the dict itself.
+    path = match.group("path").split("[...]", 1)[0] if match else ""
     detail = message[: match.start()] if match else message
     parts = [name or index for name, index in _PATH_PART.findall(path)]
     field = _FIELD_IN_MESSAGE.search(detail)
@@ -105,6 +106,12 @@ def decode_json(body: bytes, kind: type[T]) -> T:
     try:
         return _decoder(kind).decode(body)
     except msgspec.ValidationError as exc:
+        # msgspec validates as it parses, so `{"a":` is refused for the unknown field before
+        # the parser reaches the missing value: malformed JSON must stay a 400.
+        try:
+            msgspec.json.decode(body)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            raise errors.MalformedJson("The request body is not valid JSON.") from None
         pointer, detail = json_pointer(str(exc))
         raise errors.ValidationFailed(
             "The request body does not match the schema.",
@@ -112,6 +119,8 @@ def decode_json(body: bytes, kind: type[T]) -> T:
         ) from None
     except msgspec.DecodeError as exc:
         raise errors.MalformedJson(f"The request body is not valid JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise errors.MalformedJson("The request body is not valid UTF-8.") from None
 
 
 async def read_json(request: Request, kind: type[T]) -> T:

@@ -41,9 +41,28 @@ def test_missing_and_unknown_fields_point_at_the_field() -> None:
     assert unknown.value.extra["errors"][0]["pointer"] == "/admin"
 
 
-def test_malformed_json_is_a_400_not_a_422() -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"items": [',
+        b'{"admin":',  # msgspec meets the unknown field before the missing value
+        b'{"items": [{"product_id": 1, "quantity": "two"',
+        b'{"items": [], "note": "\xff"}',  # not UTF-8
+        b"\xfe\xff",
+    ],
+)
+def test_malformed_json_is_a_400_not_a_422(body: bytes) -> None:
     with pytest.raises(errors.MalformedJson):
-        decode_json(b'{"items": [', Order)
+        decode_json(body, Order)
+
+
+def test_a_bad_dict_value_points_at_the_dict() -> None:
+    class Tagged(msgspec.Struct):
+        tags: dict[str, int]
+
+    with pytest.raises(errors.ValidationFailed) as caught:
+        decode_json(b'{"tags": {"a": 1, "b": "x"}}', Tagged)
+    assert caught.value.extra["errors"][0]["pointer"] == "/tags"
 
 
 def test_pointer_escapes_per_rfc6901() -> None:

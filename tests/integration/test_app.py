@@ -15,6 +15,7 @@ from openapi_spec_validator import validate
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Message
 from structlog.typing import FilteringBoundLogger
 
 from server import errors
@@ -140,6 +141,52 @@ async def test_malformed_json_is_400(test_client: httpx.AsyncClient) -> None:
         "/test/widgets", content=b'{"name": ', headers={"content-type": "application/json"}
     )
     assert_problem(response, 400, "malformed-json")
+
+
+async def test_a_body_that_is_not_utf8_is_400(test_client: httpx.AsyncClient) -> None:
+    response = await test_client.post(
+        "/test/widgets",
+        content=b'{"name": "\xff", "size": 1}',
+        headers={"content-type": "application/json"},
+    )
+    assert_problem(response, 400, "malformed-json")
+
+
+async def test_a_client_that_leaves_mid_body_is_a_499_not_a_server_error(
+    app: HotpathApp, test_client: httpx.AsyncClient, log_stream: io.BytesIO
+) -> None:
+    inbox: list[Message] = [
+        {"type": "http.request", "body": b'{"name": "w", ', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return inbox.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/test/widgets",
+        "raw_path": b"/test/widgets",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"40")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 499
+    lines = [orjson.loads(line) for line in log_stream.getvalue().splitlines()]
+    assert not [line for line in lines if line["level"] == "error"]
+    (logged,) = [line for line in lines if line.get("path") == "/test/widgets"]
+    assert logged["status"] == 499
 
 
 async def test_wrong_media_type_is_415(test_client: httpx.AsyncClient) -> None:
