@@ -6,6 +6,7 @@ import datetime as dt
 import decimal
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
@@ -20,7 +21,7 @@ T = TypeVar("T")
 _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_UTC_Z
 _MSGSPEC_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
-_FIELD_IN_MESSAGE = re.compile(r"(?:required|unknown) field `([^`]+)`")
+_FIELD_IN_MESSAGE = re.compile(r"(?:required|unknown|invalid) field `([^`]+)`")
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 
 
@@ -141,10 +142,17 @@ def read_query(request: Request, kind: type[T]) -> T:
         if name in values:
             raise errors.UnknownParameter(f"The parameter {name!r} is given more than once.")
         values[name] = value
-    fields = getattr(kind, "__struct_fields__", ())
-    unknown = sorted(set(values) - set(fields))
+    spellings = _spellings(kind)
+    unknown = sorted(set(values) - set(spellings))
     if unknown:
         raise errors.UnknownParameter(f"Unknown query parameters: {', '.join(unknown)}.")
+    for name, value in values.items():
+        spelling = spellings[name]
+        if spelling is not None and not spelling[0](value):
+            raise errors.InvalidParameter(
+                f"The query parameter {name} is not valid: expected {spelling[1]}.",
+                extra={"errors": [{"pointer": f"/{name}", "detail": f"Expected {spelling[1]}"}]},
+            )
     try:
         return msgspec.convert(values, kind, strict=False)
     except msgspec.ValidationError as exc:
@@ -155,6 +163,44 @@ def read_query(request: Request, kind: type[T]) -> T:
             f"The query parameter {pointer.lstrip('/') or '?'} is not valid: {detail}",
             extra={"errors": [{"pointer": pointer, "detail": detail}]},
         ) from None
+
+
+# msgspec's lax conversion (needed to read "20" as an int) also reads "5.0" and "1e1" as ints
+# and "0.5" as a date-time (seconds since 1970): each query field takes its own spelling only.
+_INTEGER = re.compile(r"-?[0-9]+").fullmatch
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+).fullmatch
+_BOOLEAN = frozenset(("true", "false")).__contains__
+_SPELLING_OF: dict[type, tuple[Callable[[str], object], str]] = {
+    msgspec.inspect.IntType: (_INTEGER, "an integer"),
+    msgspec.inspect.DateTimeType: (_RFC3339, "an RFC 3339 date-time with an offset"),
+    msgspec.inspect.BoolType: (_BOOLEAN, "true or false"),
+}
+_query_spellings: dict[type, dict[str, tuple[Callable[[str], object], str] | None]] = {}
+
+
+def _spellings(kind: type) -> dict[str, tuple[Callable[[str], object], str] | None]:
+    """Each field of a query Struct, with the check its text must pass (None: any text)."""
+    found = _query_spellings.get(kind)
+    if found is None:
+        found = {}
+        info = msgspec.inspect.type_info(kind)
+        for field in getattr(info, "fields", ()):
+            checks = {
+                _SPELLING_OF[type(option)]
+                for option in _options(field.type)
+                if type(option) in _SPELLING_OF
+            }
+            found[field.name] = checks.pop() if len(checks) == 1 else None
+        _query_spellings[kind] = found
+    return found
+
+
+def _options(field_type: msgspec.inspect.Type) -> tuple[msgspec.inspect.Type, ...]:
+    if isinstance(field_type, msgspec.inspect.UnionType):
+        return tuple(t for t in field_type.types if not isinstance(t, msgspec.inspect.NoneType))
+    return (field_type,)
 
 
 _MAX_BIGINT = 2**63 - 1
@@ -171,3 +217,13 @@ def path_id(request: Request, name: str, missing: str) -> int:
     if value > _MAX_BIGINT:
         raise errors.NotFound(missing)
     return value
+
+
+def path_text(request: Request, name: str, missing: str) -> str:
+    """A text path parameter that can name something: with a NUL (PostgreSQL text cannot hold
+    one; the driver fails with a 500) or over 255 characters it names nothing, 404 with
+    ``missing``."""
+    raw: str = request.path_params[name]
+    if "\x00" in raw or len(raw) > 255:
+        raise errors.NotFound(missing)
+    return raw

@@ -10,7 +10,7 @@ from server.apidoc import api
 from server.apikeys import schemas
 from server.context import request_context
 from server.pagination import paged_response
-from server.responses import JSONResponse, read_json, read_query
+from server.responses import JSONResponse, path_text, read_json, read_query
 
 _LIST_SCOPE = "api-keys"
 _NO_STORE = {"cache-control": "no-store"}
@@ -72,7 +72,7 @@ async def list_keys(request: Request) -> Response:
 @api(summary="One API key", tags=("api-keys",), responses={200: schemas.KeyView}, errors=(404,))
 async def get_key(request: Request) -> Response:
     key = await request.app.state.container.api_keys.get(
-        principal_of(request), request.path_params["key_id"]
+        principal_of(request), path_text(request, "key_id", "No such API key.")
     )
     return JSONResponse(schemas.key_view(key))
 
@@ -86,7 +86,9 @@ async def get_key(request: Request) -> Response:
 )
 async def revoke_key(request: Request) -> Response:
     await request.app.state.container.api_keys.revoke(
-        principal_of(request), request.path_params["key_id"], request_context(request)
+        principal_of(request),
+        path_text(request, "key_id", "No such API key."),
+        request_context(request),
     )
     return Response(status_code=204)
 
@@ -101,6 +103,8 @@ async def revoke_key(request: Request) -> Response:
 )
 async def rotate_key(request: Request) -> Response:
     issued = await request.app.state.container.api_keys.rotate(
-        principal_of(request), request.path_params["key_id"], request_context(request)
+        principal_of(request),
+        path_text(request, "key_id", "No such API key."),
+        request_context(request),
     )
     return JSONResponse(schemas.issued_view(issued.key, issued.secret), headers=_NO_STORE)

@@ -9,10 +9,9 @@ import msgspec
 
 from server.apikeys.repository import ApiKey
 from server.auth.schemas import Strict
+from server.instants import Instant, check_storable
 
 Scope = Annotated[str, msgspec.Meta(pattern=r"^[a-z_]+:[a-z_]+$", max_length=64)]
-# An instant needs its time zone: a naive one cannot be compared with now (it was a 500).
-Instant = Annotated[dt.datetime, msgspec.Meta(tz=True)]
 
 
 class NewKeyBody(Strict):
@@ -22,6 +21,9 @@ class NewKeyBody(Strict):
     )
     expires_at: Instant | None = None
     rate_tier: Literal["standard", "high"] = "standard"
+
+    def __post_init__(self) -> None:
+        check_storable(expires_at=self.expires_at)
 
 
 class KeyQuery(Strict):

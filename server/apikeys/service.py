@@ -111,12 +111,13 @@ class ApiKeysService:
         await self.revoker.announce(revoked)
 
     async def rotate(self, owner: Principal, key_id: str, ctx: RequestContext) -> IssuedKey:
-        secret = key_format.new_key(key_id)
         async with self.db.transaction() as conn:
             key = await self._visible(conn, owner, key_id, admin_may=False)
             expired = key.expires_at is not None and key.expires_at <= dt.datetime.now(dt.UTC)
             if key.revoked_at is not None or expired:
                 raise NotFound("No such API key.")
+            # From the stored id, not the path's: any text can reach here, a key id cannot.
+            secret = key_format.new_key(key.id)
             grace_end = dt.datetime.now(dt.UTC) + self.rotation_grace
             rotated = await self.keys.rotate(conn, key.id, secret_digest(secret), grace_end)
             if rotated is None:

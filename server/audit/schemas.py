@@ -9,6 +9,7 @@ import msgspec
 
 from server.audit.repository import AuditEvent
 from server.auth.schemas import Strict
+from server.instants import Instant, check_storable
 
 
 class AuditEventView(msgspec.Struct):
@@ -32,8 +33,6 @@ class AuditList(msgspec.Struct):
 
 # actor_id is a PostgreSQL bigint: a larger value would fail in the driver (a 500).
 BigInt = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
-# RFC 3339 needs an offset; a naive time would be read in the server process's local zone.
-Instant = Annotated[dt.datetime, msgspec.Meta(tz=True)]
 
 
 class AuditQuery(Strict):
@@ -45,6 +44,9 @@ class AuditQuery(Strict):
     target_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     since: Instant | None = None
     until: Instant | None = None
+
+    def __post_init__(self) -> None:
+        check_storable(since=self.since, until=self.until)
 
 
 def event_view(event: AuditEvent) -> AuditEventView:

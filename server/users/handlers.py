@@ -9,7 +9,7 @@ from server.access import principal_of
 from server.apidoc import api
 from server.context import request_context
 from server.pagination import paged_response
-from server.responses import JSONResponse, path_id, read_json, read_query
+from server.responses import JSONResponse, path_id, path_text, read_json, read_query
 from server.users import schemas
 from server.users.repository import UserFilter
 
@@ -114,7 +114,7 @@ async def grant_role(request: Request) -> Response:
     user = await request.app.state.container.users_admin.grant(
         principal_of(request),
         path_id(request, "user_id", "No such user."),
-        request.path_params["role"],
+        path_text(request, "role", "No such role."),
         request_context(request),
     )
     return JSONResponse(schemas.user_view(user))
@@ -125,7 +125,7 @@ async def revoke_role(request: Request) -> Response:
     user = await request.app.state.container.users_admin.revoke(
         principal_of(request),
         path_id(request, "user_id", "No such user."),
-        request.path_params["role"],
+        path_text(request, "role", "No such role."),
         request_context(request),
     )
     return JSONResponse(schemas.user_view(user))
