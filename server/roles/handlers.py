@@ -8,7 +8,7 @@ from starlette.responses import Response
 from server.access import principal_of
 from server.apidoc import api
 from server.context import request_context
-from server.responses import JSONResponse, read_json
+from server.responses import JSONResponse, path_text, read_json
 from server.roles import schemas
 
 
@@ -20,6 +20,7 @@ async def list_roles(request: Request) -> Response:
 
 @api(
     summary="Create a role",
+    description="The role may hold only permissions the caller holds (else 403).",
     tags=("roles",),
     body=schemas.NewRoleBody,
     responses={201: schemas.RoleView},
@@ -39,16 +40,18 @@ async def create_role(request: Request) -> Response:
 
 @api(
     summary="Set a role's permissions",
+    description="The caller must hold every permission the role has before and after the "
+    "change (else 403). The admin role cannot lose a permission (409 role-protected).",
     tags=("roles",),
     body=schemas.RolePatch,
     responses={200: schemas.RoleView},
-    errors=(400, 404, 422),
+    errors=(400, 404, 409, 422),
 )
 async def patch_role(request: Request) -> Response:
     body = await read_json(request, schemas.RolePatch)
     role = await request.app.state.container.roles.update(
         principal_of(request),
-        request.path_params["name"],
+        path_text(request, "name", "No such role."),
         body.permissions,
         body.description,
         request_context(request),

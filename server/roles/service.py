@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from server.audit.repository import AuditRepository
 from server.auth.permissions import KNOWN_PERMISSIONS
 from server.auth.principal import Principal
@@ -9,8 +11,26 @@ from server.auth.revocation import Revocation
 from server.auth.revoker import Revoker
 from server.context import RequestContext
 from server.db import Connection, Database
-from server.errors import NotFound, ValidationFailed
+from server.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from server.roles.repository import Role, RolesRepository
+
+# create-admin grants this role and nothing else: it must keep every permission it holds, or
+# the administrators (all of them at once) lose what they need to put it back.
+ADMIN_ROLE = "admin"
+
+
+class RoleProtected(Conflict):
+    slug = "role-protected"
+    title = "This built-in role cannot lose permissions"
+
+
+def check_no_escalation(actor: Principal, permissions: Iterable[str]) -> None:
+    """Handing out or taking away permissions, by a role grant or by a role's definition, needs
+    every one of them: users:write or roles:write alone must not be a way to make anyone,
+    oneself included, an administrator, nor to strip roles more powerful than the caller."""
+    missing = sorted(set(permissions) - actor.permissions)
+    if missing:
+        raise Forbidden(f"Managing this role needs the permissions you lack: {', '.join(missing)}.")
 
 
 def _check(permissions: list[str]) -> None:
@@ -43,7 +63,9 @@ class RolesService:
         permissions: list[str],
         ctx: RequestContext,
     ) -> Role:
+        """A new role may hold only permissions the caller holds itself."""
         _check(permissions)
+        check_no_escalation(actor, permissions)
         async with self.db.transaction() as conn:
             role = await self.roles.create(conn, name, description, permissions)
             await self._record(conn, "role.created", actor, role, ctx)
@@ -57,12 +79,27 @@ class RolesService:
         description: str | None,
         ctx: RequestContext,
     ) -> Role:
+        """Set a role's permissions (and description).
+
+        The caller must hold every permission the role has before the change and every one it
+        has after it, the rule for granting and revoking a role: nothing handed out exceeds the
+        caller's own (so widening a role the caller holds cannot widen the caller), and nobody
+        strips a role stronger than themselves. A caller holding every permission may make any
+        change except drop a permission from the admin role (RoleProtected; nothing is written).
+        """
         _check(permissions)
         revoked: list[Revocation] = []
         async with self.db.transaction() as conn:
             before = await self.roles.get(conn, name, for_update=True)
             if before is None:
                 raise NotFound(f"No role named {name!r}.")
+            check_no_escalation(actor, {*before.permissions, *permissions})
+            lost = sorted(set(before.permissions) - set(permissions))
+            if name == ADMIN_ROLE and lost:
+                raise RoleProtected(
+                    f"The {ADMIN_ROLE} role keeps every permission it holds; "
+                    f"this change would drop: {', '.join(lost)}."
+                )
             role = await self.roles.set_permissions(conn, name, permissions, description)
             assert role is not None  # locked above
             if set(before.permissions) - set(role.permissions):

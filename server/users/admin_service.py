@@ -10,22 +10,15 @@ from server.auth.revocation import Revocation
 from server.auth.revoker import Revoker
 from server.context import RequestContext
 from server.db import Connection, Database
-from server.errors import Conflict, Forbidden, NotFound
+from server.errors import Conflict, NotFound
 from server.roles.repository import RolesRepository
+from server.roles.service import ADMIN_ROLE, check_no_escalation
 from server.users.repository import User, UserFilter, UsersRepository
 
 
 class CannotChangeSelf(Conflict):
     slug = "cannot-change-self"
     title = "Administrators cannot disable or demote themselves"
-
-
-def _check_no_escalation(actor: Principal, permissions: tuple[str, ...]) -> None:
-    """Granting (or taking away) a role needs every permission the role holds: users:write
-    alone must not be a way to make anyone, oneself included, an administrator."""
-    missing = sorted(set(permissions) - actor.permissions)
-    if missing:
-        raise Forbidden(f"Managing this role needs the permissions you lack: {', '.join(missing)}.")
 
 
 class UsersAdminService:
@@ -88,7 +81,7 @@ class UsersAdminService:
             found = await self.roles.get(conn, role)
             if found is None:
                 raise NotFound(f"No role named {role!r}.")
-            _check_no_escalation(actor, found.permissions)
+            check_no_escalation(actor, found.permissions)
             user = await self._user(conn, user_id)
             changed = await self.users.add_role(conn, user_id, role)
             if changed is None:
@@ -100,11 +93,11 @@ class UsersAdminService:
         revoked: list[Revocation] = []
         async with self.db.transaction() as conn:
             user = await self._user(conn, user_id)
-            if user_id == actor.user_id and role == "admin":
+            if user_id == actor.user_id and role == ADMIN_ROLE:
                 raise CannotChangeSelf("You cannot remove your own admin role.")
             found = await self.roles.get(conn, role)
             if found is not None:
-                _check_no_escalation(actor, found.permissions)
+                check_no_escalation(actor, found.permissions)
             changed = await self.users.remove_role(conn, user_id, role)
             if changed is None:
                 return user

@@ -37,6 +37,8 @@ async def test_role_names_with_a_nul_are_not_found(
     for method in ("PUT", "DELETE"):
         answer = await http.request(method, f"/v1/users/{user.id}/roles/%00", headers=admin.headers)
         assert_problem(answer, 404, "not-found")
+    patched = await http.patch("/v1/roles/%00", json={"permissions": []}, headers=admin.headers)
+    assert_problem(patched, 404, "not-found")
 
 
 @pytest.mark.parametrize(
