@@ -43,6 +43,23 @@ from server.settings import Settings
 GC_THRESHOLDS = (50_000, 20, 100)
 # Info log lines and other workers' metrics are at most this late.
 HOUSEKEEPING_SECONDS = 0.5
+# Where Authorization and X-API-Key are not read: /metrics checks its own scrape token; the
+# sign-in endpoints and the probes need no credentials, and a stale access token that a client
+# attaches to every request must not make its refresh (or a probe) fail with a 401.
+UNAUTHENTICATED_PATHS = frozenset(
+    (
+        "/metrics",
+        "/livez",
+        "/readyz",
+        "/.well-known/jwks.json",
+        "/v1/auth/register",
+        "/v1/auth/login",
+        "/v1/auth/refresh",
+        "/v1/auth/password/forgot",
+        "/v1/auth/password/reset",
+        "/v1/auth/email/verify",
+    )
+)
 
 
 class HotpathApp(Starlette):
@@ -188,7 +205,7 @@ def create_app(
                 authenticate=identity.authenticator,
                 on_error=middleware_error_renderer,
                 handled=(AppError,),
-                own_auth_paths=frozenset({"/metrics"}),
+                own_auth_paths=UNAUTHENTICATED_PATHS,
             ),
             # After authentication: only requests it found no credentials on are checked.
             *([csrf] if csrf else []),

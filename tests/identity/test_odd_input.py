@@ -94,3 +94,27 @@ async def test_the_usual_spellings_still_work(http: httpx.AsyncClient, accounts:
         "/v1/products?limit=10&min_price=100&in_stock=true",
     ):
         assert (await http.get(path, headers=admin.headers)).status_code == 200, path
+
+
+async def test_a_stale_token_sent_by_habit_does_not_block_sign_in_or_probes(
+    http: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    account, tokens = await accounts.create_and_login("customer")
+    assert (await http.post("/v1/auth/logout", headers=tokens.headers)).status_code == 204
+    stale = tokens.headers  # revoked by the logout
+    fresh = await accounts.login(account)
+    refreshed = await http.post(
+        "/v1/auth/refresh", json={"refresh_token": fresh.refresh}, headers=stale
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    login = await http.post(
+        "/v1/auth/login",
+        json={"email": account.email, "password": account.password},
+        headers={"authorization": "Bearer garbage"},
+    )
+    assert login.status_code == 200, login.text
+    for probe in ("/livez", "/readyz", "/.well-known/jwks.json"):
+        assert (await http.get(probe, headers={"x-api-key": "garbage"})).status_code == 200
+    # Everywhere else a credential that does not verify is still a 401, never anonymous.
+    assert_problem(await http.get("/v1/users/me", headers=stale), 401, "invalid-access-token")
+    assert_problem(await http.get("/v1/products", headers=stale), 401, "invalid-access-token")
