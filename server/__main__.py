@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from server.logs import configure_logging
-from server.settings import Settings, SettingsError, load_settings
+from server.settings import Settings, SettingsError, is_host, load_settings
 
 
 def _settings() -> Settings:
@@ -23,9 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the HTTP server (granian)")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int)
+    serve.add_argument("--host", type=_host, help="default: HOTPATH_HOST")
+    serve.add_argument("--port", type=_integer(1, 65535), help="default: HOTPATH_PORT")
+    serve.add_argument("--workers", type=_integer(1, 256), help="default: HOTPATH_WORKERS")
     serve.add_argument(
         "--prepare",
         action="store_true",
@@ -57,14 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from server.serve import serve_forever
 
-        return serve_forever(
-            settings,
-            logger,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            prepare=args.prepare,
-        )
+        try:
+            return serve_forever(
+                settings,
+                logger,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                prepare=args.prepare,
+            )
+        except SettingsError as exc:
+            raise SystemExit(str(exc)) from None
     from server import tasks
 
     if args.command == "migrate":
@@ -75,6 +80,25 @@ def main(argv: list[str] | None = None) -> int:
     return asyncio.run(
         tasks.seed_command(settings, logger, users=args.users, products=args.products)
     )
+
+
+def _integer(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _host(text: str) -> str:
+    if not is_host(text):
+        raise argparse.ArgumentTypeError("must be an IP address or a host name")
+    return text
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -91,10 +115,12 @@ def _read_password(from_stdin: bool) -> str:
 
 def _openapi(out: Path | None) -> int:
     from server.app import create_app
-    from server.settings import Settings
 
-    app = create_app(Settings(secret_key="x" * 32), logger=configure_logging("warning"))
-    document = app.state.openapi_document()
+    # Building the app generates a signing key: into a directory that goes away again.
+    with tempfile.TemporaryDirectory(prefix="hotpath-openapi-") as scratch:
+        settings = Settings(secret_key="x" * 32, data_dir=Path(scratch))
+        app = create_app(settings, logger=configure_logging("warning"))
+        document = app.state.openapi_document()
     if out is None:
         sys.stdout.buffer.write(document + b"\n")
     else:

@@ -11,7 +11,7 @@ import secrets
 import smtplib
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
@@ -125,16 +125,25 @@ class LogMailer:
         return path
 
 
-def build_mailer(
-    *, smtp_url: str | None, sender: str, data_dir: Path, logger: FilteringBoundLogger
-) -> Mailer:
-    """``smtp://user:pass@host:587?starttls=true``, ``smtps://host``, or none: files in data_dir.
+@dataclass(frozen=True, slots=True)
+class SmtpServer:
+    """Where and how to hand mail over, read from an SMTP URL."""
+
+    host: str
+    port: int
+    username: str | None
+    password: str | None = field(repr=False)
+    starttls: bool
+    implicit_tls: bool
+    timeout: float
+
+
+def parse_smtp_url(smtp_url: str) -> SmtpServer:
+    """``smtp://user:pass@host:587?starttls=true`` or ``smtps://host``; ValueError if it is bad.
 
     ``starttls`` defaults to true and ``timeout`` (seconds) to 10. Errors never echo the URL,
     which holds a password.
     """
-    if not smtp_url:
-        return LogMailer(data_dir / "mail", logger, sender=sender)
     url = urlsplit(smtp_url)
     query = {key: values[-1] for key, values in parse_qs(url.query).items()}
     if url.scheme not in ("smtp", "smtps") or not url.hostname:
@@ -145,20 +154,40 @@ def build_mailer(
         raise ValueError("SMTP credentials need TLS: use smtps:// or starttls=true")
     try:
         timeout = float(query.get("timeout", DEFAULT_TIMEOUT))
-        port = url.port or (465 if implicit_tls else 587 if starttls else 25)
+        port = url.port
     except ValueError:
         raise ValueError("the SMTP URL has a bad port or timeout") from None
+    if port == 0:
+        raise ValueError("the SMTP URL has a bad port or timeout")
     if not 0 < timeout <= 300:
         raise ValueError("the SMTP timeout must be more than 0 and at most 300 seconds")
-    return SmtpMailer(
-        url.hostname,
-        port,
-        sender=sender,
+    return SmtpServer(
+        host=url.hostname,
+        port=port or (465 if implicit_tls else 587 if starttls else 25),
         username=unquote(url.username) if url.username else None,
         password=unquote(url.password) if url.password is not None else None,
         starttls=starttls,
         implicit_tls=implicit_tls,
         timeout=timeout,
+    )
+
+
+def build_mailer(
+    *, smtp_url: str | None, sender: str, data_dir: Path, logger: FilteringBoundLogger
+) -> Mailer:
+    """SMTP when ``smtp_url`` is set (see parse_smtp_url), else ``.eml`` files in data_dir."""
+    if not smtp_url:
+        return LogMailer(data_dir / "mail", logger, sender=sender)
+    server = parse_smtp_url(smtp_url)
+    return SmtpMailer(
+        server.host,
+        server.port,
+        sender=sender,
+        username=server.username,
+        password=server.password,
+        starttls=server.starttls,
+        implicit_tls=server.implicit_tls,
+        timeout=server.timeout,
     )
 
 

@@ -1,13 +1,17 @@
 """``python -m server serve``: granian in a child process, with a drain period on SIGTERM.
 
-On SIGTERM (or SIGINT) this process creates the drain file, so /readyz in every worker answers
-503 while the load balancer takes the instance out, waits ``HOTPATH_DRAIN_SECONDS``, then asks
-granian to stop: granian finishes the requests in flight and runs the lifespan shutdown.
+Before granian starts, this process checks what would make every worker fail (the signing key
+ring; in development it generates the key, once). On SIGTERM (or SIGINT) it creates the drain
+file, so /readyz in every worker answers 503 while the load balancer takes the instance out,
+waits ``HOTPATH_DRAIN_SECONDS``, then asks granian to stop: granian finishes the requests in
+flight and runs the lifespan shutdown, killing a worker that takes over WORKERS_KILL_TIMEOUT.
+A container's stop grace period must cover both (compose.yaml).
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
 import shutil
 import signal
@@ -20,14 +24,22 @@ from types import FrameType
 
 from structlog.typing import FilteringBoundLogger
 
+from server.auth.keys import KeyRingError
+from server.auth.setup import load_keys
 from server.health.service import DRAIN_FILE_ENV
 from server.logs import flush_logs
 from server.metrics import MULTIPROC_ENV
-from server.seed import read_logins
-from server.settings import Settings
+from server.seed import logins_file, read_logins
+from server.settings import Settings, SettingsError
 
+WORKERS_KILL_TIMEOUT = 30
 # Slow clients must not hold a worker: headers within 10 s; idle keep-alive closes with them.
-GRANIAN_TIMEOUT_FLAGS = ("--http1-header-read-timeout", "10000", "--workers-kill-timeout", "30")
+GRANIAN_TIMEOUT_FLAGS = (
+    "--http1-header-read-timeout",
+    "10000",
+    "--workers-kill-timeout",
+    str(WORKERS_KILL_TIMEOUT),
+)
 DEMO_USERS = 1000
 
 
@@ -67,6 +79,16 @@ def granian_command(
     ]
 
 
+def startup_problems(settings: Settings) -> list[str]:
+    """What would make every worker fail as it starts, found before any starts."""
+    try:
+        # In development this also generates the key, before the workers race to read it.
+        load_keys(settings)
+    except (KeyRingError, OSError) as error:
+        return [f"token signing keys: {error}"]
+    return []
+
+
 def serve_forever(
     settings: Settings,
     logger: FilteringBoundLogger,
@@ -76,13 +98,18 @@ def serve_forever(
     workers: int | None,
     prepare: bool,
 ) -> int:
+    """Serve until SIGTERM or SIGINT; raises SettingsError, before starting anything, when
+    the server could not start."""
+    problems = startup_problems(settings)
+    if problems:
+        raise SettingsError(problems)
     if prepare:
         from server.tasks import prepare as prepare_database
 
         settings = asyncio.run(prepare_database(settings, logger, users=DEMO_USERS))
-    host = host or settings.host
-    port = port or settings.port
-    workers = workers or settings.workers
+    host = settings.host if host is None else host
+    port = settings.port if port is None else port
+    workers = settings.workers if workers is None else workers
     runtime = Path(tempfile.mkdtemp(prefix="hotpath-"))
     env = dict(os.environ)
     env["DATABASE_URL"] = settings.database_url
@@ -94,7 +121,8 @@ def serve_forever(
     if not settings.production:
         env.setdefault("HOTPATH_SECRET_KEY", settings.secret_key)
     child = subprocess.Popen(granian_command(host, port, workers), env=env)
-    _announce(settings, host, port, workers, prepare)
+    local = _local_address(host)
+    announced = False
     stopping: list[int] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -104,6 +132,11 @@ def serve_forever(
     signal.signal(signal.SIGINT, on_signal)
     try:
         while child.poll() is None and not stopping:
+            # Announced once a worker answers, so the banner never tells of a server that
+            # then fails to start.
+            if not announced and _answers(local, port):
+                _announce(settings, local, port, workers, prepare)
+                announced = True
             time.sleep(0.1)
         if stopping and child.poll() is None:
             (runtime / "draining").touch()
@@ -112,17 +145,37 @@ def serve_forever(
             time.sleep(settings.drain_seconds)
             child.send_signal(signal.SIGTERM)
             try:
-                child.wait(timeout=40)
+                child.wait(timeout=WORKERS_KILL_TIMEOUT + 10)
             except subprocess.TimeoutExpired:
                 child.kill()
-        return 0 if stopping else (child.wait() or 0)
+        if stopping:
+            return 0
+        code = child.wait()
+        if not announced:
+            print(f"hotpath did not start: granian exited with {code}", file=sys.stderr)
+        return code or 0
     finally:
         shutil.rmtree(runtime, ignore_errors=True)
 
 
+def _local_address(host: str) -> str:
+    """Where this machine reaches a server bound to ``host``."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
+
+
+def _answers(host: str, port: int) -> bool:
+    connection = http.client.HTTPConnection(host, port, timeout=0.5)
+    try:
+        connection.request("GET", "/livez", headers={"user-agent": "hotpath-serve"})
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
 def _announce(settings: Settings, host: str, port: int, workers: int, demo: bool) -> None:
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
-    base = f"http://{shown}:{port}" if ":" not in shown else f"http://[{shown}]:{port}"
+    base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     lines = [
         f"hotpath serving on {base} ({workers} worker{'s' if workers > 1 else ''})",
         f"  API docs:  {base}/docs",
@@ -130,6 +183,7 @@ def _announce(settings: Settings, host: str, port: int, workers: int, demo: bool
     ]
     logins = read_logins(settings.data_dir) if demo else {}
     if logins:
-        lines.append("  demo logins (random per install, kept in .devdata/demo_logins.json):")
+        where = logins_file(settings.data_dir)
+        lines.append(f"  demo logins (random per install, kept in {where}):")
         lines += [f"    {email}  {password}" for email, password in logins.items()]
     print("\n".join(lines), flush=True)

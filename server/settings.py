@@ -6,15 +6,21 @@ Every bad value is reported at once, and secrets never appear in a repr.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from email.headerregistry import AddressHeader, BaseHeader
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from middleware.cors import normalise_origin
+from server.mail import parse_smtp_url
 
 Environment = Literal["development", "test", "production"]
 T = TypeVar("T")
@@ -23,6 +29,7 @@ N = TypeVar("N", int, float)
 DEV_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/hotpath"
 DEV_REDIS_URL = "redis://127.0.0.1:6379/0"
 _MIN_SECRET_LENGTH = 32
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
 class SettingsError(ValueError):
@@ -132,8 +139,11 @@ class Settings:
         if production and not keys_dir:
             reader.problems.append("HOTPATH_JWT_KEYS_DIR is required when HOTPATH_ENV=production")
         smtp_url = reader.text("HOTPATH_SMTP_URL", "") or None
-        if smtp_url and not smtp_url.startswith(("smtp://", "smtps://")):
-            reader.problems.append("HOTPATH_SMTP_URL must be an smtp:// or smtps:// URL")
+        if smtp_url:
+            try:
+                parse_smtp_url(smtp_url)
+            except ValueError as error:  # its text never holds the URL, which holds a password
+                reader.problems.append(f"HOTPATH_SMTP_URL: {error}")
         metrics_token = reader.text("HOTPATH_METRICS_TOKEN", "") or None
         if metrics_token is not None and len(metrics_token) < 16:
             reader.problems.append("HOTPATH_METRICS_TOKEN must be at least 16 characters")
@@ -148,7 +158,7 @@ class Settings:
             redis_required=bool(redis_url),
             secret_key=secret_key,
             metrics_token=metrics_token,
-            host=reader.text("HOTPATH_HOST", "127.0.0.1"),
+            host=reader.host("HOTPATH_HOST", "127.0.0.1"),
             port=reader.integer("HOTPATH_PORT", 8000, 1, 65535),
             workers=reader.integer("HOTPATH_WORKERS", 1, 1, 256),
             data_dir=Path(reader.text("HOTPATH_DATA_DIR", ".devdata")),
@@ -194,8 +204,8 @@ class Settings:
                 "HOTPATH_ARGON2_MEMORY_KIB", 65536, 1024 if test else 65536, 4 * 1048576
             ),
             smtp_url=smtp_url,
-            mail_from=reader.text("HOTPATH_MAIL_FROM", "hotpath <no-reply@localhost>"),
-            public_url=reader.text("HOTPATH_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
+            mail_from=reader.mailbox("HOTPATH_MAIL_FROM", "hotpath <no-reply@localhost>"),
+            public_url=reader.public_url("HOTPATH_PUBLIC_URL", "http://127.0.0.1:8000"),
             apikey_rotation_grace_seconds=reader.integer(
                 "HOTPATH_APIKEY_ROTATION_GRACE_SECONDS", 86400, 0, 30 * 86400
             ),
@@ -227,9 +237,7 @@ class Settings:
         path = self.data_dir / "secret_key"
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
+            _create_once(path, secrets.token_urlsafe(48))
         return replace(self, secret_key=path.read_text().strip())
 
     def with_database_url(self, url: str) -> Settings:
@@ -241,6 +249,56 @@ class Settings:
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return Settings.from_env(os.environ if environ is None else environ).with_dev_secrets()
+
+
+def _create_once(path: Path, text: str) -> None:
+    """Create ``path`` (mode 0600) unless another process just did; it appears whole or not at
+    all, so a process starting at the same moment never reads half a secret."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        with contextlib.suppress(FileExistsError):  # the first link wins; the others read it
+            os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def is_host(value: str) -> bool:
+    """An IP address or a DNS host name: what a server binds to or a URL names."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        name = value.removesuffix(".")
+        labels = name.split(".")
+        return len(name) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
+    return True
+
+
+def _public_url(value: str) -> str:
+    url = urlsplit(value)  # ValueError on a broken [IPv6] part
+    # A base that paths are appended to: no credentials, query or fragment to land after it.
+    if url.scheme not in ("http", "https") or url.query or url.fragment or "@" in url.netloc:
+        raise ValueError(value)
+    if url.hostname is None or not is_host(url.hostname) or url.port == 0:  # .port checks too
+        raise ValueError(value)
+    return value.rstrip("/")
+
+
+def _mailbox(value: str) -> str:
+    # Parsed as server/mail.py's compose() will: as the From header of a message.
+    message = EmailMessage()
+    message["From"] = value  # ValueError on CR or LF
+    header = message["From"]
+    if not (isinstance(header, BaseHeader) and isinstance(header, AddressHeader)):
+        raise ValueError(value)
+    if header.defects or len(header.addresses) != 1:
+        raise ValueError(value)
+    address = header.addresses[0]
+    if not (address.username and is_host(address.domain)):
+        raise ValueError(value)
+    return value
 
 
 class _Reader:
@@ -256,14 +314,16 @@ class _Reader:
         value = self.raw(name)
         return default if value is None else value
 
-    def _parse(self, name: str, default: T, parse: Callable[[str], T], what: str) -> T:
+    def _parse(
+        self, name: str, default: T, parse: Callable[[str], T], what: str, *, echo: bool = True
+    ) -> T:
         value = self.raw(name)
         if value is None or value == "":
             return default
         try:
             return parse(value)
         except ValueError:
-            self.problems.append(f"{name} must be {what}, got {value!r}")
+            self.problems.append(f"{name} must be {what}" + (f", got {value!r}" if echo else ""))
             return default
 
     def _ranged(self, name: str, default: N, low: N, high: N, kind: type[N], what: str) -> N:
@@ -280,6 +340,29 @@ class _Reader:
 
     def number(self, name: str, default: float, low: float, high: float) -> float:
         return self._ranged(name, default, low, high, float, "a number")
+
+    def host(self, name: str, default: str) -> str:
+        def parse(value: str) -> str:
+            if not is_host(value):
+                raise ValueError(value)
+            return value
+
+        return self._parse(name, default, parse, "an IP address or a host name")
+
+    def public_url(self, name: str, default: str) -> str:
+        return self._parse(
+            name,
+            default,
+            _public_url,
+            "an absolute http:// or https:// URL without credentials, query or fragment,"
+            " e.g. https://api.example.com",
+            echo="@" not in self.text(name, default),  # never echo a user:password@
+        )
+
+    def mailbox(self, name: str, default: str) -> str:
+        return self._parse(
+            name, default, _mailbox, "one email address, e.g. hotpath <no-reply@example.com>"
+        )
 
     def boolean(self, name: str, default: bool) -> bool:
         table = {"1": True, "true": True, "yes": True, "on": True}

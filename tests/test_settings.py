@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import multiprocessing
 import stat
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
@@ -148,3 +151,109 @@ def test_edge_settings_parse_and_report_bad_values() -> None:
         "HOTPATH_REQUEST_TIMEOUT",
     ):
         assert name in text
+
+
+def _load_at_once(data_dir: Path, start: Barrier, keys: Queue[str]) -> None:
+    start.wait(timeout=20)
+    keys.put(load_settings({"HOTPATH_DATA_DIR": str(data_dir)}).secret_key)
+
+
+# One round catches the old check-then-create race about half the time; ten nearly always.
+@pytest.mark.parametrize("round_", range(10))
+def test_processes_starting_at_once_share_one_development_secret(
+    tmp_path: Path, round_: int
+) -> None:
+    data_dir = tmp_path / "dev"
+    context = multiprocessing.get_context("fork")
+    count = 8
+    start, keys = context.Barrier(count), context.Queue()
+    processes = [
+        context.Process(target=_load_at_once, args=(data_dir, start, keys)) for _ in range(count)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=30)
+    assert [process.exitcode for process in processes] == [0] * count
+    secrets = {keys.get(timeout=5) for _ in range(count)}
+    assert len(secrets) == 1
+    assert len(secrets.pop()) >= 32
+    assert [path.name for path in data_dir.iterdir()] == ["secret_key"]
+
+
+def test_host_public_url_and_mail_from_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "HOTPATH_HOST": "10.1.2.3",
+            "HOTPATH_PUBLIC_URL": "https://api.example.com/",
+            "HOTPATH_MAIL_FROM": '"Shop, Inc." <no-reply@shop.example.com>',
+            "HOTPATH_SMTP_URL": "smtps://mailer:pw@smtp.example.com?timeout=5",
+        }
+    )
+    assert settings.host == "10.1.2.3"
+    assert settings.public_url == "https://api.example.com"
+    assert settings.mail_from == '"Shop, Inc." <no-reply@shop.example.com>'
+    assert settings.smtp_url == "smtps://mailer:pw@smtp.example.com?timeout=5"
+    for host in ("::", "::1", "localhost", "api-1.internal.example.com"):
+        assert Settings.from_env({"HOTPATH_HOST": host}).host == host
+    ipv6 = Settings.from_env({"HOTPATH_PUBLIC_URL": "http://[::1]:8000/shop"})
+    assert ipv6.public_url == "http://[::1]:8000/shop"
+    assert Settings.from_env({"HOTPATH_MAIL_FROM": "ops@localhost"}).mail_from == "ops@localhost"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("HOTPATH_HOST", "two words"),
+        ("HOTPATH_HOST", "-leading-hyphen.example.com"),
+        ("HOTPATH_HOST", "http://example.com"),
+        ("HOTPATH_HOST", "a" * 64 + ".example.com"),
+        ("HOTPATH_PUBLIC_URL", "api.example.com"),
+        ("HOTPATH_PUBLIC_URL", "ftp://api.example.com"),
+        ("HOTPATH_PUBLIC_URL", "https://"),
+        ("HOTPATH_PUBLIC_URL", "https://api.example.com:99999"),
+        ("HOTPATH_PUBLIC_URL", "https://api.example.com/?next=1"),
+        ("HOTPATH_PUBLIC_URL", "https://api.example.com/#top"),
+        ("HOTPATH_MAIL_FROM", "nobody"),
+        ("HOTPATH_MAIL_FROM", "a@example.com, b@example.com"),
+        ("HOTPATH_MAIL_FROM", "Ops <ops@>"),
+        ("HOTPATH_MAIL_FROM", "ops@example.com\r\nBcc: victim@example.com"),
+        ("HOTPATH_SMTP_URL", "http://smtp.example.com"),
+        ("HOTPATH_SMTP_URL", "smtp://smtp.example.com:0"),
+        ("HOTPATH_SMTP_URL", "smtp://smtp.example.com:70000"),
+        ("HOTPATH_SMTP_URL", "smtp://smtp.example.com?timeout=soon"),
+        ("HOTPATH_SMTP_URL", "smtp://smtp.example.com?timeout=301"),
+        ("HOTPATH_SMTP_URL", "smtp://smtp.example.com?starttls=maybe"),
+    ],
+)
+def test_bad_addresses_are_refused(name: str, value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({name: value})
+    (problem,) = caught.value.problems
+    assert problem.startswith(name)
+
+
+def test_address_problems_are_reported_with_the_others_and_never_echo_passwords() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            {
+                "HOTPATH_HOST": "not a host",
+                "HOTPATH_PUBLIC_URL": "https://user:pubpass@api.example.com",
+                "HOTPATH_MAIL_FROM": "no address here",
+                "HOTPATH_SMTP_URL": "smtp://mailer:smtppass@smtp.example.com?starttls=false",
+                "HOTPATH_PORT": "0",
+            }
+        )
+    problems = caught.value.problems
+    assert len(problems) == 5
+    for name in (
+        "HOTPATH_HOST",
+        "HOTPATH_PUBLIC_URL",
+        "HOTPATH_MAIL_FROM",
+        "HOTPATH_SMTP_URL",
+        "HOTPATH_PORT",
+    ):
+        assert any(problem.startswith(name) for problem in problems), name
+    assert any("credentials need TLS" in problem for problem in problems)
+    assert "smtppass" not in str(caught.value)
+    assert "pubpass" not in str(caught.value)

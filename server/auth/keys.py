@@ -8,6 +8,7 @@ HS256: ``<kid>.key`` holds a secret of at least 32 characters. One key is the ac
 from __future__ import annotations
 
 import base64
+import fcntl
 import os
 import re
 import secrets
@@ -27,6 +28,8 @@ ALGORITHMS: tuple[Algorithm, ...] = ("EdDSA", "HS256")
 MIN_SECRET_LENGTH = 32
 _KID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SUFFIXES: dict[str, tuple[str, ...]] = {"EdDSA": (".pub.pem", ".pem"), "HS256": (".key",)}
+# Hidden, so load_keyring never reads it.
+_GENERATE_LOCK = ".generate.lock"
 
 
 class KeyRingError(ValueError):
@@ -116,6 +119,25 @@ def load_keyring(directory: Path, *, algorithm: Algorithm, active_kid: str | Non
     return KeyRing(algorithm, keys, active_kid)
 
 
+def ensure_dev_key(directory: Path, algorithm: Algorithm) -> None:
+    """Generate a signing key unless ``directory`` already holds something (hidden names aside).
+
+    Several processes may start at once on one directory (granian workers, replicas sharing a
+    data directory): the check and the generation run under an exclusive lock on a file there,
+    so exactly one key is made and every process loads it.
+    """
+    if _holds_anything(directory):
+        return
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lock = os.open(directory / _GENERATE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _holds_anything(directory):
+            generate_dev_key(directory, algorithm)
+    finally:
+        os.close(lock)  # releases the lock
+
+
 def generate_dev_key(directory: Path, algorithm: Algorithm) -> str:
     """Create a new signing key file (mode 0600) for development; return its kid."""
     if algorithm not in ALGORITHMS:
@@ -132,10 +154,23 @@ def generate_dev_key(directory: Path, algorithm: Algorithm) -> str:
     else:
         content = secrets.token_urlsafe(48).encode() + b"\n"
         path = directory / f"{kid}.key"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(content)
+    # Written under a hidden name, then linked into place: a process reading the directory
+    # meanwhile sees no key or a whole one, never a part of one; link never replaces a file.
+    temporary = directory / f".{kid}.partial"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return kid
+
+
+def _holds_anything(directory: Path) -> bool:
+    return directory.is_dir() and any(not p.name.startswith(".") for p in directory.iterdir())
 
 
 def _split(name: str, suffixes: tuple[str, ...]) -> tuple[str, str] | None:

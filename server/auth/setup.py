@@ -7,7 +7,7 @@ from typing import Protocol, cast
 
 from server.auth.authenticator import Authenticator
 from server.auth.denylist import Denylist
-from server.auth.keys import Algorithm, KeyRing, generate_dev_key, load_keyring
+from server.auth.keys import Algorithm, KeyRing, ensure_dev_key, load_keyring
 from server.auth.tokens import AccessTokenCodec
 from server.settings import Settings
 
@@ -27,12 +27,14 @@ class AccountMailBudget(Protocol):
 
 
 def load_keys(settings: Settings) -> KeyRing:
-    """The configured keys; outside production an empty key directory gets a generated key."""
+    """The configured keys; outside production an empty key directory gets a generated key.
+
+    Raises KeyRingError for a key ring that cannot sign, OSError for a directory out of reach.
+    """
     algorithm = cast(Algorithm, settings.jwt_algorithm)
-    directory = settings.keys_dir
-    if not settings.production and not (directory.is_dir() and any(directory.iterdir())):
-        generate_dev_key(directory, algorithm)
-    return load_keyring(directory, algorithm=algorithm, active_kid=settings.jwt_active_kid)
+    if not settings.production:
+        ensure_dev_key(settings.keys_dir, algorithm)
+    return load_keyring(settings.keys_dir, algorithm=algorithm, active_kid=settings.jwt_active_kid)
 
 
 def build_identity(settings: Settings) -> Identity:

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import multiprocessing
 import os
 import stat
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import jwt
@@ -16,9 +19,12 @@ from server.auth.keys import (
     KeyRing,
     KeyRingError,
     SigningKey,
+    ensure_dev_key,
     generate_dev_key,
     load_keyring,
 )
+from server.auth.setup import load_keys
+from server.settings import Settings
 
 SECRET = "hs256-secret-" + "x" * 40
 
@@ -265,3 +271,46 @@ def test_a_ring_refuses_keys_of_another_algorithm() -> None:
         KeyRing("EdDSA", [SigningKey("k1", "HS256", secret, secret)], None)
     with pytest.raises(KeyRingError, match="unsupported algorithm"):
         KeyRing("RS256", [], None)
+
+
+def _load_keys_at_once(data_dir: Path, start: Barrier, kids: Queue[str]) -> None:
+    start.wait(timeout=20)
+    kids.put(load_keys(Settings(env="test", data_dir=data_dir)).active.kid)
+
+
+@pytest.mark.parametrize("round_", range(3))  # each round is a fresh race
+def test_processes_starting_at_once_on_an_empty_directory_make_one_key(
+    tmp_path: Path, round_: int
+) -> None:
+    """What the granian workers of a fresh install do: each builds the app, which loads keys."""
+    context = multiprocessing.get_context("fork")
+    count = 8
+    start, kids = context.Barrier(count), context.Queue()
+    processes = [
+        context.Process(target=_load_keys_at_once, args=(tmp_path, start, kids))
+        for _ in range(count)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=30)
+    assert [process.exitcode for process in processes] == [0] * count
+    loaded = {kids.get(timeout=5) for _ in range(count)}
+    assert len(loaded) == 1
+    files = sorted(path.name for path in (tmp_path / "jwt").iterdir())
+    # The lock file is hidden, so the loader never reads it; no partial file is left behind.
+    assert files == [".generate.lock", f"{loaded.pop()}.pem"]
+
+
+def test_a_directory_holding_only_hidden_entries_gets_one_key(tmp_path: Path) -> None:
+    (tmp_path / ".gitkeep").touch()
+    ensure_dev_key(tmp_path, "EdDSA")
+    ensure_dev_key(tmp_path, "EdDSA")
+    (key,) = [path for path in tmp_path.iterdir() if not path.name.startswith(".")]
+    assert load_keyring(tmp_path, algorithm="EdDSA", active_kid=None).active.kid == key.stem
+
+
+def test_a_directory_with_other_files_gets_no_key(tmp_path: Path) -> None:
+    (tmp_path / "README").write_text("the keys are elsewhere")
+    ensure_dev_key(tmp_path, "EdDSA")
+    assert [path.name for path in tmp_path.iterdir()] == ["README"]

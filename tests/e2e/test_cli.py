@@ -8,9 +8,10 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -19,6 +20,7 @@ import pytest
 from argon2 import PasswordHasher
 from openapi_spec_validator import validate
 
+from server.auth.keys import generate_dev_key
 from server.migrate import load_migrations
 from server.paths import MIGRATIONS_DIR
 from tests.conftest import database_url, drop_database
@@ -29,11 +31,16 @@ pytestmark = pytest.mark.slow
 
 
 def run(
-    args: list[str], env: dict[str, str], timeout: float = 60, stdin: str | None = None
+    args: list[str],
+    env: dict[str, str],
+    timeout: float = 60,
+    stdin: str | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "server", *args],
         env=env,
+        cwd=cwd,
         input=stdin,
         capture_output=True,
         text=True,
@@ -59,21 +66,122 @@ def fresh_database_url() -> Iterator[str]:
     asyncio.run(drop_database(url))
 
 
-def test_openapi_command_writes_a_valid_document(base_env: dict[str, str], tmp_path: Path) -> None:
-    out = tmp_path / "openapi.json"
-    result = run(["openapi", "--out", str(out)], base_env)
+def test_openapi_command_writes_a_valid_document_and_nothing_else(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    workdir, scratch = tmp_path / "cwd", tmp_path / "tmp"
+    workdir.mkdir()
+    scratch.mkdir()
+    result = run(
+        ["openapi", "--out", "openapi.json"], {**base_env, "TMPDIR": str(scratch)}, cwd=workdir
+    )
     assert result.returncode == 0, result.stderr
-    document = json.loads(out.read_bytes())
+    document = json.loads((workdir / "openapi.json").read_bytes())
     validate(document)
     assert "/readyz" in document["paths"]
+    # No signing key (nor anything else) left in the current directory, the data directory
+    # or the temporary one.
+    assert [path.name for path in workdir.iterdir()] == ["openapi.json"]
+    assert not Path(base_env["HOTPATH_DATA_DIR"]).exists()
+    assert list(scratch.iterdir()) == []
 
 
 def test_bad_settings_are_all_reported_and_nothing_starts(base_env: dict[str, str]) -> None:
-    env = {**base_env, "HOTPATH_PORT": "http", "HOTPATH_ENV": "production"}
-    result = run(["migrate"], env)
+    env = {
+        **base_env,
+        "HOTPATH_PORT": "http",
+        "HOTPATH_ENV": "production",
+        "HOTPATH_SMTP_URL": "smtp://mailer:smtp-password@smtp.example.com?starttls=false",
+        "HOTPATH_PUBLIC_URL": "api.example.com",
+        "HOTPATH_MAIL_FROM": "nobody",
+        "HOTPATH_HOST": "not a host",
+    }
+    for command in (["migrate"], ["serve"]):
+        result = run(command, env)
+        assert result.returncode != 0
+        for name in (
+            "HOTPATH_PORT",
+            "DATABASE_URL",
+            "HOTPATH_SECRET_KEY",
+            "HOTPATH_JWT_KEYS_DIR",
+            "HOTPATH_SMTP_URL",
+            "HOTPATH_PUBLIC_URL",
+            "HOTPATH_MAIL_FROM",
+            "HOTPATH_HOST",
+        ):
+            assert name in result.stderr, (command, name)
+        assert "smtp-password" not in result.stderr
+        assert "Traceback" not in result.stderr
+        assert "hotpath serving" not in result.stdout
+
+
+def private_key_readable_by_others(keys_dir: Path) -> None:
+    kid = generate_dev_key(keys_dir, "EdDSA")
+    (keys_dir / f"{kid}.pem").chmod(0o644)
+
+
+@pytest.mark.parametrize(
+    ("env_name", "keys", "extra", "problem"),
+    [
+        ("production", None, {}, "does not exist"),
+        ("production", lambda keys: keys.mkdir(), {}, "no EdDSA keys"),
+        ("production", private_key_readable_by_others, {}, "chmod 600"),
+        # Outside production the key is generated first, then found not to be the one asked for.
+        ("test", None, {"HOTPATH_JWT_ACTIVE_KID": "retired"}, "'retired' is not in the key ring"),
+    ],
+)
+def test_a_key_ring_that_cannot_sign_is_reported_before_anything_starts(
+    base_env: dict[str, str],
+    tmp_path: Path,
+    env_name: str,
+    keys: Callable[[Path], None] | None,
+    extra: dict[str, str],
+    problem: str,
+) -> None:
+    keys_dir = tmp_path / "keys"
+    if keys is not None:
+        keys(keys_dir)
+    env = {
+        **base_env,
+        **extra,
+        "HOTPATH_ENV": env_name,
+        "HOTPATH_JWT_KEYS_DIR": str(keys_dir),
+        "HOTPATH_SECRET_KEY": secrets.token_urlsafe(32),
+        # Never reached: nothing may connect before the keys are known to be good.
+        "DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none",
+    }
+    result = run(["serve", "--port", str(free_port()), "--workers", "2"], env)
     assert result.returncode != 0
-    for name in ("HOTPATH_PORT", "DATABASE_URL", "HOTPATH_SECRET_KEY"):
-        assert name in result.stderr
+    assert "invalid settings" in result.stderr
+    assert problem in result.stderr
+    # One clean message, printed before granian started: no worker ever ran.
+    assert "Traceback" not in result.stderr
+    assert "worker-" not in result.stderr
+    assert "crash loop" not in result.stderr
+    assert "hotpath serving" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--port", "0"), ("--port", "65536"), ("--workers", "0"), ("--host", "a b")]
+)
+def test_serve_refuses_bad_arguments(base_env: dict[str, str], flag: str, value: str) -> None:
+    result = run(["serve", flag, value], base_env, timeout=30)
+    assert result.returncode == 2
+    assert f"argument {flag}: must be" in result.stderr
+    assert "hotpath serving" not in result.stdout
+
+
+def test_serve_announces_nothing_when_granian_cannot_listen(
+    base_env: dict[str, str], migrated_db: str
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(["serve", "--port", str(port)], {**base_env, "DATABASE_URL": migrated_db})
+    assert result.returncode != 0
+    assert "hotpath serving" not in result.stdout
+    assert "hotpath did not start" in result.stderr
 
 
 async def test_migrate_creates_the_database_and_is_idempotent(
@@ -115,11 +223,20 @@ def test_serve_prepare_is_what_make_run_does(
     assert process.returncode == 0
     assert f"hotpath serving on {base}" in output
     assert f"{base}/docs" in output
-    logins = json.loads((tmp_path / "data" / "demo_logins.json").read_text())
+    data_dir = tmp_path / "data"
+    logins = json.loads((data_dir / "demo_logins.json").read_text())
     assert set(logins) == {"admin@example.com", "staff@example.com", "user@example.com"}
     for email, password in logins.items():
         assert f"{email}  {password}" in output
-    assert "secret_key" not in output
+    assert f"kept in {data_dir / 'demo_logins.json'}" in output
+    # The generated secrets exist, and neither is printed.
+    secret_key = (data_dir / "secret_key").read_text().strip()
+    assert len(secret_key) >= 32
+    assert secret_key not in output
+    (signing_key,) = (data_dir / "jwt").glob("*.pem")
+    pem_body = "".join(signing_key.read_text().splitlines()[1:-1])
+    assert pem_body
+    assert pem_body not in output
 
 
 async def test_create_admin_reads_the_password_from_stdin(
