@@ -7,9 +7,14 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-__all__ = ["API_ATTR", "EndpointDoc", "api", "endpoint_doc"]
+__all__ = ["API_ATTR", "DOCUMENTED", "EndpointDoc", "api", "endpoint_doc"]
 
 API_ATTR = "__api__"
+# A key of msgspec's `Meta(extra_json_schema=...)`: its mapping replaces keys of that value's
+# schema in the OpenAPI document. For a rule the server checks after decoding (a password's
+# length): msgspec writes its own constraints over extra_json_schema, so the document would
+# show the decoder's looser bounds instead of those a client has to meet.
+DOCUMENTED = "x-documented"
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -4,15 +4,21 @@ Starlette's router runs every route's regex in order until one matches: with som
 that cost more than the rest of a cached product read. Routes are filed by the first two
 segments of their path when those are literal; a request tries its file plus the routes whose
 first segments are parameters (or mounts), in the original order. When none of those matches
-fully or partially, Starlette's own walk runs, so 404s, 405s and slash redirects are unchanged.
+fully or partially, Starlette's own walk runs, so 404s and slash redirects are unchanged.
+
+A 405 differs on purpose: Starlette answers it from the first route whose path matched, and
+routes.py declares one route per method, so `Allow` named one method of several. Here it names
+every method of every route matching the path (RFC 9110 15.5.6).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Awaitable, Iterable
+from typing import Any, TypeGuard
 
 from starlette._utils import get_route_path
+from starlette.exceptions import HTTPException
+from starlette.responses import PlainTextResponse
 from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import Receive, Scope, Send
 
@@ -28,6 +34,10 @@ def _route_key(route: BaseRoute) -> str | None:
         return None
     key = _key(route.path)
     return None if "{" in key else key
+
+
+def _plain(route: BaseRoute) -> TypeGuard[Route]:
+    return isinstance(route, Route) and type(route).handle is Route.handle
 
 
 class IndexedRouter(Router):
@@ -58,7 +68,8 @@ class IndexedRouter(Router):
         if "router" not in scope:
             scope["router"] = self
         partial = partial_scope = None
-        for route in self._candidates(get_route_path(scope)):
+        candidates = self._candidates(get_route_path(scope))
+        for route in candidates:
             match, child_scope = route.matches(scope)
             if match is Match.FULL:
                 scope["route"] = route
@@ -71,7 +82,32 @@ class IndexedRouter(Router):
             if match is Match.PARTIAL and partial is None:
                 partial, partial_scope = route, child_scope
         if partial is not None and partial_scope is not None:
+            # Off the hot path: no route took the method, so the candidates are walked again.
+            allowed = _allowed(scope, candidates)
             scope["route"] = partial
             scope.update(partial_scope)
-            return partial.handle(scope, receive, send)
+            if allowed is None:
+                return partial.handle(scope, receive, send)
+            return _method_not_allowed(scope, receive, send, allowed)
         return super().app(scope, receive, send)
+
+
+def _allowed(scope: Scope, candidates: Iterable[BaseRoute]) -> str | None:
+    """The Allow value: every method of every route whose path matches (Route adds HEAD to
+    GET); None when such a route answers a wrong method its own way (handle overridden)."""
+    methods: set[str] = set()
+    for route in candidates:
+        if route.matches(scope)[0] is Match.PARTIAL:
+            if not _plain(route):
+                return None
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
+
+
+async def _method_not_allowed(scope: Scope, receive: Receive, send: Send, allow: str) -> None:
+    # As Route.handle answers it, with the whole Allow.
+    headers = {"Allow": allow}
+    if "app" in scope:
+        raise HTTPException(status_code=405, headers=headers)
+    response = PlainTextResponse("Method Not Allowed", status_code=405, headers=headers)
+    await response(scope, receive, send)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -12,8 +14,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
-from server.apidoc import EndpointDoc, api, endpoint_doc
+from server.apidoc import DOCUMENTED, EndpointDoc, api, endpoint_doc
+from server.auth import password_policy
+from server.auth.permissions import KNOWN_PERMISSIONS
+from server.conditional import etag
 from server.openapi import build_openapi
+from server.orders import handlers as order_handlers
+from server.routes import build_routes
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 
@@ -193,7 +200,13 @@ def test_request_body_and_headers(doc: dict[str, Any]) -> None:
             "in": "header",
             "required": False,
             "description": "Replays the first response",
-            "schema": {"type": "string"},
+            # The server's rule for the key, whoever declares the header.
+            "schema": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 255,
+                "pattern": "^[\\x21-\\x7e]{1,255}$",
+            },
         }
     ]
     assert "requestBody" not in doc["paths"]["/v1/things"]["get"]
@@ -210,8 +223,8 @@ def test_responses_and_problem_errors(doc: dict[str, Any]) -> None:
         "items": {"$ref": "#/components/schemas/Thing"},
     }
     created = doc["paths"]["/v1/things"]["post"]["responses"]
-    assert list(created) == ["201", "401", "409", "422", "429", "500", "503"]
-    for status in ("401", "409", "422", "500"):
+    assert list(created) == ["201", "401", "409", "413", "415", "422", "429", "500", "503"]
+    for status in ("401", "409", "413", "415", "422", "500"):
         assert created[status]["content"] == {"application/problem+json": {"schema": PROBLEM}}
     assert created["409"]["description"] == "Conflict"
     deleted = doc["paths"]["/v1/things/{thing_id}/labels/{name}"]["delete"]["responses"]
@@ -305,3 +318,225 @@ def test_bad_declarations_fail_at_decoration(
 ) -> None:
     with pytest.raises(ValueError, match="api"):
         api(summary="x", responses=responses, errors=errors)
+
+
+def test_a_request_body_can_be_too_large_or_of_another_media_type(doc: dict[str, Any]) -> None:
+    for ops in doc["paths"].values():
+        for op in ops.values():
+            body_problems = {"413", "415"} & set(op["responses"])
+            assert body_problems == ({"413", "415"} if "requestBody" in op else set())
+    responses = doc["paths"]["/v1/things"]["post"]["responses"]
+    assert responses["413"]["description"] == "Request Entity Too Large"
+    assert responses["415"]["content"] == {"application/problem+json": {"schema": PROBLEM}}
+
+
+def conditional_doc(**declared: Any) -> dict[str, Any]:
+    handler = api(summary="x", **declared)(fresh_handler())
+    document = build_openapi([Route("/c", handler)], title="t", version="1")
+    op: dict[str, Any] = document["paths"]["/c"]["get"]
+    return op
+
+
+def headers_of(op: dict[str, Any]) -> dict[str, tuple[bool, dict[str, Any]]]:
+    return {
+        p["name"]: (p["required"], p["schema"])
+        for p in op.get("parameters", ())
+        if p["in"] == "header"
+    }
+
+
+def test_statuses_of_preconditions_declare_their_headers() -> None:
+    read = conditional_doc(responses={200: Thing, 304: None})
+    assert headers_of(read) == {"If-None-Match": (False, {"type": "string"})}
+    assert set(read["responses"]["200"]["headers"]) == {"ETag"}
+    assert set(read["responses"]["304"]["headers"]) == {"ETag"}
+    # 428: the precondition is required; a 412 alone makes it optional.
+    write = conditional_doc(responses={200: Thing, 204: None}, errors=(412, 428))
+    assert headers_of(write) == {"If-Match": (True, {"type": "string"})}
+    assert "headers" not in write["responses"]["204"]  # no body, no representation to tag
+    assert (
+        headers_of(conditional_doc(responses={200: Thing}, errors=(412,)))["If-Match"][0] is False
+    )
+    plain = conditional_doc(responses={200: Thing}, errors=(404,))
+    assert "parameters" not in plain
+    assert "headers" not in plain["responses"]["200"]
+    # A handler's own declaration wins over the implied one.
+    own = conditional_doc(
+        responses={200: Thing}, errors=(412,), request_headers=(("if-match", "mine", True),)
+    )
+    assert [p["description"] for p in own["parameters"]] == ["mine"]
+
+
+def test_documented_replaces_the_decoders_bounds_in_the_document() -> None:
+    class Secret(msgspec.Struct):
+        value: Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1, max_length=1024, extra_json_schema={DOCUMENTED: {"minLength": 12}}
+            ),
+        ]
+
+    handler = api(summary="x", responses={200: Secret})(fresh_handler())
+    document = build_openapi([Route("/s", handler)], title="t", version="1")
+    prop = document["components"]["schemas"]["Secret"]["properties"]["value"]
+    assert prop == {"type": "string", "minLength": 12, "maxLength": 1024}
+
+    class Bad(msgspec.Struct):
+        value: Annotated[str, msgspec.Meta(extra_json_schema={DOCUMENTED: 12})]
+
+    bad = api(summary="x", responses={200: Bad})(fresh_handler())
+    with pytest.raises(ValueError, match=DOCUMENTED):
+        build_openapi([Route("/b", bad)], title="t", version="1")
+
+
+def test_string_path_ids_are_typed_by_their_name() -> None:
+    routes = [
+        # A convertor (uuid) says what the parameter is, whatever its name.
+        Route(path, api(summary="x", responses={200: None}, operation_id=path)(fresh_handler()))
+        for path in ("/p/{product_id}", "/s/{session_id}", "/u/{user_id:uuid}")
+    ]
+    document = build_openapi(routes, title="t", version="1")
+    schema = {
+        path: ops["get"]["parameters"][0]["schema"] for path, ops in document["paths"].items()
+    }
+    assert schema == {
+        "/p/{product_id}": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+        "/s/{session_id}": {"type": "string", "format": "uuid"},
+        "/u/{user_id}": {"type": "string", "format": "uuid"},
+    }
+
+
+# The document of the app's own route table.
+
+
+@pytest.fixture(scope="module")
+def app_doc() -> dict[str, Any]:
+    document = build_openapi(build_routes(lambda: b"{}"), title="hotpath", version="1")
+    validate(document)
+    return document
+
+
+def parameters(op: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    return {p["name"]: p for p in op.get("parameters", ()) if p["in"] == where}
+
+
+def test_app_operations_with_a_body_list_413_and_415(app_doc: dict[str, Any]) -> None:
+    with_body = 0
+    for ops in app_doc["paths"].values():
+        for op in ops.values():
+            if "requestBody" in op:
+                with_body += 1
+                for status in ("413", "415"):
+                    content = op["responses"][status]["content"]
+                    assert content == {"application/problem+json": {"schema": PROBLEM}}
+    assert with_body >= 15
+
+
+def test_app_product_preconditions_are_declared(app_doc: dict[str, Any]) -> None:
+    product = app_doc["paths"]["/v1/products/{product_id}"]
+    for method in ("patch", "delete"):
+        headers = parameters(product[method], "header")
+        assert set(headers) == {"If-Match"}
+        assert headers["If-Match"]["required"] is True  # server.conditional: 428 without it
+        assert {"412", "428"} <= set(product[method]["responses"])
+    headers = parameters(product["get"], "header")
+    assert set(headers) == {"If-None-Match"}
+    assert headers["If-None-Match"]["required"] is False
+    for status in ("200", "304"):
+        assert "ETag" in product["get"]["responses"][status]["headers"]
+    assert "ETag" in product["patch"]["responses"]["200"]["headers"]
+    # The format the descriptions give is the one the server makes.
+    example = f"`{etag('p', 42, 3)}`"
+    assert example in product["get"]["responses"]["200"]["headers"]["ETag"]["description"]
+    assert example in parameters(product["patch"], "header")["If-Match"]["description"]
+
+
+IDEMPOTENCY_SAMPLES = [
+    "",
+    "a",
+    "k" * 255,
+    "k" * 256,
+    "!~",
+    "a b",
+    " lead",
+    "tab\there",
+    "del\x7f",
+    "caf\u00e9",
+    "0f8e2a6c-5d1b-4c57-9a3e-6e1f0b7d2c44",
+]
+
+
+@pytest.mark.parametrize("key", IDEMPOTENCY_SAMPLES)
+def test_app_idempotency_key_schema_is_the_servers_check(app_doc: dict[str, Any], key: str) -> None:
+    header = parameters(app_doc["paths"]["/v1/orders"]["post"], "header")["Idempotency-Key"]
+    assert header["required"] is True
+    schema = header["schema"]
+    assert (schema["minLength"], schema["maxLength"]) == (1, 255)
+    # JSON Schema's pattern is unanchored (a search); no sample ends in a newline, where
+    # Python's $ and ECMA-262's differ.
+    documented = schema["minLength"] <= len(key) <= schema["maxLength"] and bool(
+        re.search(schema["pattern"], key)
+    )
+    assert documented == bool(order_handlers._KEY.fullmatch(key)), key
+
+
+def test_app_new_passwords_document_the_policy(app_doc: dict[str, Any]) -> None:
+    schemas = app_doc["components"]["schemas"]
+    new = [
+        schemas["RegisterBody"]["properties"]["password"],
+        schemas["ResetBody"]["properties"]["password"],
+        schemas["ChangePasswordBody"]["properties"]["new_password"],
+    ]
+    for prop in new:
+        assert (prop["minLength"], prop["maxLength"]) == (
+            password_policy.MIN_LENGTH,
+            password_policy.MAX_LENGTH,
+        )
+        assert "x-documented" not in prop
+    # A password being checked is not judged by today's policy: only the decoder's bounds.
+    for prop in (
+        schemas["LoginBody"]["properties"]["password"],
+        schemas["ChangePasswordBody"]["properties"]["current_password"],
+        schemas["DeleteAccountBody"]["properties"]["password"],
+    ):
+        assert (prop["minLength"], prop["maxLength"]) == (1, 1024)
+
+
+def test_app_permissions_and_scopes_are_enumerated(app_doc: dict[str, Any]) -> None:
+    schemas = app_doc["components"]["schemas"]
+    known = sorted(KNOWN_PERMISSIONS)
+    for name, field in (("NewRoleBody", "permissions"), ("RolePatch", "permissions")):
+        assert schemas[name]["properties"][field]["items"]["enum"] == known, name
+    scope = schemas["NewKeyBody"]["properties"]["scopes"]["items"]
+    assert scope["enum"] == known
+    assert all(re.fullmatch(scope["pattern"].strip("^$"), p) for p in known)
+
+
+def test_app_path_parameters_are_typed_as_their_handlers_parse_them(
+    app_doc: dict[str, Any],
+) -> None:
+    checked = 0
+    for route in build_routes(lambda: b"{}"):
+        if not (isinstance(route, Route) and route.include_in_schema and route.param_convertors):
+            continue
+        source = inspect.getsource(inspect.unwrap(route.endpoint))
+        parsed_as_id = set(re.findall(r'path_id\(request, "(\w+)"', source))
+        for method in route.methods or ():
+            if method == "HEAD":
+                continue
+            op = app_doc["paths"][route.path_format][method.lower()]
+            params = parameters(op, "path")
+            integers = {n for n, p in params.items() if p["schema"]["type"] == "integer"}
+            assert integers == parsed_as_id, (method, route.path)
+            for name in integers:
+                assert params[name]["schema"] == {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 2**63 - 1,
+                }
+            checked += 1
+    assert checked >= 15
+    (session,) = parameters(
+        app_doc["paths"]["/v1/auth/sessions/{session_id}"]["delete"], "path"
+    ).values()
+    assert session["schema"] == {"type": "string", "format": "uuid"}

@@ -1,5 +1,7 @@
 """The indexed router answers exactly as Starlette's own walk does, for every route of the app
-and for the paths around them (parameters, trailing slashes, unknown paths, wrong methods)."""
+and for the paths around them (parameters, trailing slashes, unknown paths, wrong methods), but
+for one thing: a 405's `Allow` names every method the path has, where Starlette's names those of
+the first route that matched it (routes.py declares one route per method)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from server.routes import build_routes
 from server.routing import IndexedRouter
 
 METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
+EVERY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 
 
 def echo_routes() -> list[BaseRoute]:
@@ -77,6 +80,8 @@ async def test_every_path_and_method_is_answered_as_starlette_answers_it() -> No
                 expected.text,
                 expected.headers.get("location"),
             ), (method, path)
+            if got.status_code == 405:
+                assert allowed(got) == methods_of(routes, path), (method, path)
             seen.add(expected.status_code)
     assert {200, 404, 405, 307} <= seen  # the probe reaches every kind of answer
 
@@ -93,3 +98,43 @@ def test_a_request_tries_only_the_routes_of_its_prefix() -> None:
         for route in product
     )
     assert router._candidates("/unknown/path") == router._candidates("/other")
+
+
+def allowed(response: httpx.Response) -> set[str]:
+    return {method.strip() for method in response.headers["allow"].split(",")}
+
+
+def methods_of(routes: list[BaseRoute], path: str) -> set[str]:
+    """Every method some route serves at `path` (an independent oracle: each route's regex)."""
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            methods |= route.methods
+        elif isinstance(route, Mount) and (inside := route.path_regex.match(path)):
+            methods |= methods_of(route.routes, "/" + inside["path"])
+    return methods
+
+
+def concrete(template: str) -> str:
+    # "1" matches every parameter of the table and names no literal segment.
+    return re.sub(r"\{[^}]+\}", "1", template)
+
+
+async def test_a_405_allows_every_method_of_its_path_template() -> None:
+    app = Starlette()
+    app.router = IndexedRouter(build_routes(lambda: b"{}"))
+    table: dict[str, set[str]] = {}
+    for route in app.router.routes:
+        if isinstance(route, Route):
+            table.setdefault(route.path, set()).update(route.methods or ())
+    assert {"PATCH", "DELETE"} <= table["/v1/products/{product_id}"]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+        probed = 0
+        for template, methods in table.items():
+            assert "GET" not in methods or "HEAD" in methods, template
+            for method in sorted(set(EVERY_METHOD) - methods):
+                response = await client.request(method, concrete(template))
+                assert response.status_code == 405, (method, template)
+                assert allowed(response) == methods, (method, template)
+                probed += 1
+    assert probed > len(table)

@@ -8,10 +8,20 @@ from typing import Annotated, Literal
 import msgspec
 
 from server.apikeys.repository import ApiKey
+from server.auth.permissions import KNOWN_PERMISSIONS
 from server.auth.schemas import Strict
 from server.instants import Instant, check_storable
 
-Scope = Annotated[str, msgspec.Meta(pattern=r"^[a-z_]+:[a-z_]+$", max_length=64)]
+# A scope is a permission its owner holds (the service refuses others with a 422), and roles
+# hold only KNOWN_PERMISSIONS: the enum documents that set.
+Scope = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[a-z_]+:[a-z_]+$",
+        max_length=64,
+        extra_json_schema={"enum": sorted(KNOWN_PERMISSIONS)},
+    ),
+]
 
 
 class NewKeyBody(Strict):

@@ -7,9 +7,28 @@ from typing import Annotated
 
 import msgspec
 
+from server.apidoc import DOCUMENTED
+from server.auth.password_policy import MAX_LENGTH, MIN_LENGTH
+
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
 # Length rules beyond these bounds are the password policy's (it reports every problem).
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+# A password being set: decoded as loosely as Password, so that the policy judges it and names
+# every problem at once (its length counted after NFKC, as it is hashed); the document shows
+# the policy's bounds, which are what a client has to meet.
+NewPassword = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=1024,
+        extra_json_schema={
+            "description": f"{MIN_LENGTH} to {MAX_LENGTH} characters (after NFKC "
+            "normalisation); not a common or predictable password, nor one containing the "
+            "account's email address.",
+            DOCUMENTED: {"minLength": MIN_LENGTH, "maxLength": MAX_LENGTH},
+        },
+    ),
+]
 Token = Annotated[str, msgspec.Meta(min_length=16, max_length=512)]
 DisplayName = Annotated[str, msgspec.Meta(max_length=100)]
 
@@ -20,7 +39,7 @@ class Strict(msgspec.Struct, forbid_unknown_fields=True):
 
 class RegisterBody(Strict):
     email: Email
-    password: Password
+    password: NewPassword
     display_name: DisplayName = ""
 
 
@@ -48,12 +67,12 @@ class TokenBody(Strict):
 
 class ResetBody(Strict):
     token: Token
-    password: Password
+    password: NewPassword
 
 
 class ChangePasswordBody(Strict):
     current_password: Password
-    new_password: Password
+    new_password: NewPassword
 
 
 class TokenResponse(msgspec.Struct, omit_defaults=True):

@@ -6,11 +6,14 @@ from typing import Annotated
 
 import msgspec
 
+from server.auth.permissions import KNOWN_PERMISSIONS
 from server.auth.schemas import Strict
 from server.roles.repository import Role
 
 RoleName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]{1,31}$")]
-Permissions = Annotated[list[str], msgspec.Meta(max_length=64)]
+# The service refuses a name outside KNOWN_PERMISSIONS (422 naming it); the enum documents it.
+Permission = Annotated[str, msgspec.Meta(extra_json_schema={"enum": sorted(KNOWN_PERMISSIONS)})]
+Permissions = Annotated[list[Permission], msgspec.Meta(max_length=64)]
 
 
 class RoleView(msgspec.Struct):

@@ -126,6 +126,14 @@ async def test_router_404_and_405_are_problems(client: httpx.AsyncClient) -> Non
     assert "GET" in response.headers["allow"]
 
 
+async def test_a_405_allows_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    # routes.py declares one route per method: Allow names them all, not the first one's.
+    response = await client.put("/v1/products/1")
+    assert_problem(response, 405, "method-not-allowed")
+    allow = {method.strip() for method in response.headers["allow"].split(",")}
+    assert allow == {"GET", "HEAD", "PATCH", "DELETE"}
+
+
 async def test_validation_is_422_with_a_pointer(test_client: httpx.AsyncClient) -> None:
     response = await test_client.post("/test/widgets", json={"name": "w", "size": "big"})
     body = assert_problem(response, 422, "validation-failed")
