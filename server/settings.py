@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from middleware.cors import normalise_origin
+from server.files import write_new
 from server.mail import parse_smtp_url
 
 Environment = Literal["development", "test", "production"]
@@ -237,7 +238,8 @@ class Settings:
         path = self.data_dir / "secret_key"
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            _create_once(path, secrets.token_urlsafe(48))
+            with contextlib.suppress(FileExistsError):  # made by a process starting beside us
+                write_new(path, secrets.token_urlsafe(48).encode())
         return replace(self, secret_key=path.read_text().strip())
 
     def with_database_url(self, url: str) -> Settings:
@@ -249,20 +251,6 @@ class Settings:
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return Settings.from_env(os.environ if environ is None else environ).with_dev_secrets()
-
-
-def _create_once(path: Path, text: str) -> None:
-    """Create ``path`` (mode 0600) unless another process just did; it appears whole or not at
-    all, so a process starting at the same moment never reads half a secret."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        with contextlib.suppress(FileExistsError):  # the first link wins; the others read it
-            os.link(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def is_host(value: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import socket
 import subprocess
 import time
@@ -129,3 +130,22 @@ class ThrowawayRedis:
             self.process.kill()
             self.process.wait(timeout=10)
             self.process = None
+
+
+def at_once_in_processes(work: Callable[[], object], count: int = 8) -> list[object]:
+    """What ``work()`` returned in each of ``count`` forked processes released together (a
+    race, as granian workers starting side by side run one); every process must exit 0."""
+    context = multiprocessing.get_context("fork")
+    start, results = context.Barrier(count), context.Queue()
+
+    def run() -> None:
+        start.wait(timeout=20)
+        results.put(work())
+
+    processes = [context.Process(target=run) for _ in range(count)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=30)
+    assert [process.exitcode for process in processes] == [0] * count
+    return [results.get(timeout=5) for _ in range(count)]

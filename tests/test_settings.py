@@ -1,14 +1,12 @@
 from __future__ import annotations
 
-import multiprocessing
 import stat
-from multiprocessing.queues import Queue
-from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
 
 from server.settings import DEV_DATABASE_URL, DEV_REDIS_URL, Settings, SettingsError, load_settings
+from tests.support import at_once_in_processes
 
 SECRET = "s3cr3t-" + "k" * 40
 
@@ -153,31 +151,16 @@ def test_edge_settings_parse_and_report_bad_values() -> None:
         assert name in text
 
 
-def _load_at_once(data_dir: Path, start: Barrier, keys: Queue[str]) -> None:
-    start.wait(timeout=20)
-    keys.put(load_settings({"HOTPATH_DATA_DIR": str(data_dir)}).secret_key)
-
-
 # One round catches the old check-then-create race about half the time; ten nearly always.
 @pytest.mark.parametrize("round_", range(10))
 def test_processes_starting_at_once_share_one_development_secret(
     tmp_path: Path, round_: int
 ) -> None:
     data_dir = tmp_path / "dev"
-    context = multiprocessing.get_context("fork")
-    count = 8
-    start, keys = context.Barrier(count), context.Queue()
-    processes = [
-        context.Process(target=_load_at_once, args=(data_dir, start, keys)) for _ in range(count)
-    ]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout=30)
-    assert [process.exitcode for process in processes] == [0] * count
-    secrets = {keys.get(timeout=5) for _ in range(count)}
+    environ = {"HOTPATH_DATA_DIR": str(data_dir)}
+    secrets = set(at_once_in_processes(lambda: load_settings(environ).secret_key))
     assert len(secrets) == 1
-    assert len(secrets.pop()) >= 32
+    assert len(str(secrets.pop())) >= 32
     assert [path.name for path in data_dir.iterdir()] == ["secret_key"]
 
 

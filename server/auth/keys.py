@@ -23,6 +23,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from server.files import write_new
+
 Algorithm = Literal["EdDSA", "HS256"]
 ALGORITHMS: tuple[Algorithm, ...] = ("EdDSA", "HS256")
 MIN_SECRET_LENGTH = 32
@@ -154,18 +156,7 @@ def generate_dev_key(directory: Path, algorithm: Algorithm) -> str:
     else:
         content = secrets.token_urlsafe(48).encode() + b"\n"
         path = directory / f"{kid}.key"
-    # Written under a hidden name, then linked into place: a process reading the directory
-    # meanwhile sees no key or a whole one, never a part of one; link never replaces a file.
-    temporary = directory / f".{kid}.partial"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_new(path, content)
     return kid
 
 

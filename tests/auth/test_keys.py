@@ -1,10 +1,7 @@
 from __future__ import annotations
 
-import multiprocessing
 import os
 import stat
-from multiprocessing.queues import Queue
-from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import jwt
@@ -25,6 +22,7 @@ from server.auth.keys import (
 )
 from server.auth.setup import load_keys
 from server.settings import Settings
+from tests.support import at_once_in_processes
 
 SECRET = "hs256-secret-" + "x" * 40
 
@@ -273,29 +271,13 @@ def test_a_ring_refuses_keys_of_another_algorithm() -> None:
         KeyRing("RS256", [], None)
 
 
-def _load_keys_at_once(data_dir: Path, start: Barrier, kids: Queue[str]) -> None:
-    start.wait(timeout=20)
-    kids.put(load_keys(Settings(env="test", data_dir=data_dir)).active.kid)
-
-
 @pytest.mark.parametrize("round_", range(3))  # each round is a fresh race
 def test_processes_starting_at_once_on_an_empty_directory_make_one_key(
     tmp_path: Path, round_: int
 ) -> None:
     """What the granian workers of a fresh install do: each builds the app, which loads keys."""
-    context = multiprocessing.get_context("fork")
-    count = 8
-    start, kids = context.Barrier(count), context.Queue()
-    processes = [
-        context.Process(target=_load_keys_at_once, args=(tmp_path, start, kids))
-        for _ in range(count)
-    ]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout=30)
-    assert [process.exitcode for process in processes] == [0] * count
-    loaded = {kids.get(timeout=5) for _ in range(count)}
+    settings = Settings(env="test", data_dir=tmp_path)
+    loaded = set(at_once_in_processes(lambda: load_keys(settings).active.kid))
     assert len(loaded) == 1
     files = sorted(path.name for path in (tmp_path / "jwt").iterdir())
     # The lock file is hidden, so the loader never reads it; no partial file is left behind.
