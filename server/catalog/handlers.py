@@ -188,7 +188,7 @@ async def delete_product(request: Request) -> Response:
 
 @api(
     summary="Change a product's stock",
-    description="`delta` may be negative; stock never goes below zero (409).",
+    description="`delta` may be negative, not 0; stock never goes below zero (409).",
     tags=("catalog",),
     body=schemas.StockBody,
     responses={200: schemas.ProductView},

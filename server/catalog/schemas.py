@@ -43,6 +43,11 @@ class StockBody(Strict):
     delta: Annotated[int, msgspec.Meta(ge=-(10**9), le=10**9)]
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
+    def __post_init__(self) -> None:
+        # A change of nothing would still bump the version, audit and publish an event.
+        if self.delta == 0:
+            raise ValueError("invalid field `delta`: must not be 0")
+
 
 class ProductQuery(Strict):
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20

@@ -383,6 +383,7 @@ async def test_a_bad_stock_body_is_422(http: httpx.AsyncClient, catalog: Catalog
         {"delta": "1", "reason": "x"},
         {"delta": 1, "reason": ""},
         {"delta": 1, "reason": "x", "extra": True},
+        {"delta": 0, "reason": "x"},
     ):
         response = await http.post(path, json=body, headers=catalog.headers)
         assert_problem(response, 422, "validation-failed", case=body)
