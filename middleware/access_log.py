@@ -7,7 +7,7 @@ from time import perf_counter_ns
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from middleware.types import InfoLogger, route_template
+from middleware.types import InfoLogger, RouteResolver, route_template
 
 _USER_AGENT = b"user-agent"
 _MAX_USER_AGENT = 256
@@ -20,12 +20,20 @@ class AccessLogMiddleware:
     scope, where RequestIdMiddleware (outside this one) put it.
     """
 
-    def __init__(self, app: ASGIApp, *, logger: InfoLogger, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        logger: InfoLogger,
+        enabled: bool = True,
+        resolve_route: RouteResolver | None = None,
+    ) -> None:
         if not callable(getattr(logger, "info", None)):
             raise TypeError("logger must have an info(event, **fields) method")
         self.app = app
         self.logger = logger
         self.enabled = enabled
+        self.resolve_route = resolve_route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.enabled:
@@ -66,7 +74,7 @@ class AccessLogMiddleware:
             "http_request",
             method=scope["method"],
             path=scope["path"],
-            route=route_template(scope),
+            route=route_template(scope, self.resolve_route),
             status=status,
             duration_ms=duration_ms,
             bytes=size,

@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from middleware.types import route_template
+from middleware.types import RouteResolver, route_template
 
 # OpenTelemetry's advice for http.server.request.duration.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -119,11 +119,14 @@ class HttpMetrics(Collector):
 class MetricsMiddleware:
     """Time every HTTP request and count the ones in flight."""
 
-    def __init__(self, app: ASGIApp, *, metrics: HttpMetrics) -> None:
+    def __init__(
+        self, app: ASGIApp, *, metrics: HttpMetrics, resolve_route: RouteResolver | None = None
+    ) -> None:
         if not isinstance(metrics, HttpMetrics):
             raise TypeError("metrics must be an HttpMetrics")
         self.app = app
         self.metrics = metrics
+        self.resolve_route = resolve_route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -134,6 +137,7 @@ class MetricsMiddleware:
         if method not in KNOWN_METHODS:
             method = OTHER_METHOD
         metrics = self.metrics
+        resolve = self.resolve_route
         active = metrics.active
         status = 500  # an app that returns or raises without answering gets a 500
 
@@ -148,10 +152,10 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_observing)
         except Exception:
-            metrics.observe(method, route_template(scope), status, perf_counter() - start)
+            metrics.observe(method, route_template(scope, resolve), status, perf_counter() - start)
             raise
         else:
-            metrics.observe(method, route_template(scope), status, perf_counter() - start)
+            metrics.observe(method, route_template(scope, resolve), status, perf_counter() - start)
         finally:
             # A cancelled request (client gone) leaves the gauge but is not counted as an answer.
             active[method] -= 1

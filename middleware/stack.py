@@ -14,7 +14,7 @@ from middleware.metrics import HttpMetrics, MetricsMiddleware
 from middleware.proxy_headers import ProxyHeadersMiddleware
 from middleware.request_id import RequestIdMiddleware
 from middleware.security_headers import SecurityHeadersMiddleware
-from middleware.types import InfoLogger, OnError
+from middleware.types import InfoLogger, OnError, RouteResolver
 
 
 def build_stack(
@@ -32,12 +32,13 @@ def build_stack(
     max_in_flight: int = 0,
     compress_from: int = 0,
     request_timeout: float = 0,
+    resolve_route: RouteResolver | None = None,
 ) -> ASGIApp:
     """Wrap `app`, outermost first: proxy headers (when proxies are trusted), request id,
     access log, metrics, compression (when on), security headers, CORS (when origins are
     allowed), the in-flight cap (when set), the request deadline (when set), body limit.
     Compression sits inside the access log and metrics, so what they record is what went on
-    the wire.
+    the wire; `resolve_route` names the route of a request refused before routing.
 
     The request id is outermost so every log line and every answer (a 500 from the app's error
     middleware, a 413 from the body limit) carries it; the body limit is innermost so the
@@ -57,10 +58,10 @@ def build_stack(
     app = SecurityHeadersMiddleware(app, hsts=hsts)
     if compress_from:
         app = CompressionMiddleware(app, minimum_size=compress_from)
-    app = MetricsMiddleware(app, metrics=metrics)
+    app = MetricsMiddleware(app, metrics=metrics, resolve_route=resolve_route)
     if access_log:
         # Left out rather than disabled: a disabled layer would still cost a call per request.
-        app = AccessLogMiddleware(app, logger=logger)
+        app = AccessLogMiddleware(app, logger=logger, resolve_route=resolve_route)
     app = RequestIdMiddleware(app)
     if trusted_proxies:
         # Outermost, so the log line, the metrics endpoint and limits all see the real client.

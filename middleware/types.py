@@ -35,15 +35,23 @@ class BadContentLength(Exception):
         super().__init__("invalid Content-Length header")
 
 
-def route_template(scope: Scope) -> str:
+RouteResolver = Callable[[Scope], object | None]
+"""The route a request's path names, whatever its method; None when no route has that path."""
+
+
+def route_template(scope: Scope, resolve: RouteResolver | None = None) -> str:
     """The matched route's template (`/v1/items/{id}`), never the raw path.
 
     Starlette's router stores the matched route in `scope["route"]`; a nested router under a
-    Mount overwrites it with its own route and extends `root_path` with the mount prefix.
+    Mount overwrites it with its own route and extends `root_path` with the mount prefix. A
+    request answered before routing (a 401, a 429, a 413) has none: `resolve` finds the route
+    its path names, and it is kept in the scope for the next caller.
     """
     route = scope.get("route")
     if route is None:
-        return UNMATCHED_ROUTE
+        if resolve is None or (route := resolve(scope)) is None:
+            return UNMATCHED_ROUTE
+        scope["route"] = route
     if isinstance(route, Mount):
         # A Mount is left as the route when its inner router found nothing (a 404 under the
         # prefix); a mounted plain app (static files) is labelled by its prefix.

@@ -19,6 +19,7 @@ from middleware.authentication import AuthenticationMiddleware
 from middleware.csrf import CsrfMiddleware
 from middleware.metrics import HttpMetrics
 from middleware.stack import build_stack
+from middleware.types import RouteResolver
 from server import __version__, background
 from server.auth.cookies import CSRF_COOKIE, CSRF_HEADER, REFRESH_COOKIE, SessionCookies
 from server.auth.setup import build_identity
@@ -75,14 +76,15 @@ class HotpathApp(Starlette):
 
     def __init__(self, *, wrap: Any, routes: list[BaseRoute], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.router = IndexedRouter(routes, lifespan=kwargs.get("lifespan"))
+        self.router = self.indexed_router = IndexedRouter(routes, lifespan=kwargs.get("lifespan"))
         self._wrap = wrap
 
     def build_middleware_stack(self) -> ASGIApp:
         app: ASGIApp = self.router.app
         for cls, args, options in reversed(self.user_middleware):
             app = cls(app, *args, **options)
-        return self._wrap(ErrorBoundary(app, self.exception_handlers))  # type: ignore[no-any-return]
+        boundary = ErrorBoundary(app, self.exception_handlers)
+        return self._wrap(boundary, self.indexed_router.route_for)  # type: ignore[no-any-return]
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:  # type: ignore[override]
         scope["app"] = self
@@ -165,7 +167,7 @@ def create_app(
         log.info("stopped")
         flush_logs()
 
-    def wrap(inner: ASGIApp) -> ASGIApp:
+    def wrap(inner: ASGIApp, resolve_route: RouteResolver) -> ASGIApp:
         return build_stack(
             inner,
             logger=request_lines,
@@ -180,6 +182,7 @@ def create_app(
             max_in_flight=settings.max_in_flight,
             compress_from=settings.compress_from,
             request_timeout=settings.request_timeout,
+            resolve_route=resolve_route,
         )
 
     csrf = (

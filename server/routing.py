@@ -91,6 +91,14 @@ class IndexedRouter(Router):
             return _method_not_allowed(scope, receive, send, allowed)
         return super().app(scope, receive, send)
 
+    def route_for(self, scope: Scope) -> BaseRoute | None:
+        """The route the request's path names, whatever its method (None: no route has that
+        path): the label of a request answered before routing, a 401 or a 429 say."""
+        for route in self._candidates(get_route_path(scope)):
+            if route.matches(scope)[0] is not Match.NONE:
+                return route
+        return None
+
 
 def _allowed(scope: Scope, candidates: Iterable[BaseRoute]) -> str | None:
     """The Allow value: every method of every route whose path matches (Route adds HEAD to

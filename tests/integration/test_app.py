@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +21,7 @@ from structlog.typing import FilteringBoundLogger
 
 from server import errors
 from server.app import HotpathApp, create_app
+from server.logs import flush_logs
 from server.responses import JSONResponse, read_json
 from server.settings import Settings
 from tests.support import client_for, lifespan
@@ -277,6 +279,32 @@ async def test_metrics_use_route_templates_and_are_not_public(app: HotpathApp) -
     assert "http_server_active_requests" in text
     assert_problem(proxied, 403, "forbidden")
     assert_problem(foreign, 403, "forbidden")
+
+
+async def test_requests_refused_before_routing_keep_their_route_label(
+    app: HotpathApp, log_stream: io.BytesIO
+) -> None:
+    async with lifespan(app), client_for(app) as local:
+        refused = await local.get("/v1/users/me", headers={"authorization": "Bearer stale"})
+        too_big = await local.post(
+            "/v1/auth/login", content=b"{}", headers={"content-length": str(1 << 30)}
+        )
+        assert (refused.status_code, too_big.status_code) == (401, 413)
+        await local.get("/v1/no-such-thing/7")
+        text = (await local.get("/metrics")).text
+    counted = {
+        (labels["http_route"], labels["http_response_status_code"])
+        for labels in (
+            dict(re.findall(r'(\w+)="([^"]*)"', line))
+            for line in text.splitlines()
+            if line.startswith("http_server_request_duration_seconds_count{")
+        )
+    }
+    assert {("/v1/users/me", "401"), ("/v1/auth/login", "413"), ("unmatched", "404")} <= counted
+    flush_logs()
+    lines = [orjson.loads(line) for line in log_stream.getvalue().splitlines()]
+    routes = {(line["route"], line["status"]) for line in lines if line["event"] == "http_request"}
+    assert {("/v1/users/me", 401), ("/v1/auth/login", 413), ("unmatched", 404)} <= routes
 
 
 async def test_metrics_token_is_required_when_configured(
