@@ -35,6 +35,8 @@ class EndpointDoc:
     description: str = ""
     tags: tuple[str, ...] = ()
     body: type | None = None
+    # False where an empty body is accepted too (a refresh in cookie mode).
+    body_required: bool = True
     query: type | None = None
     errors: tuple[int, ...] = ()
     auth: bool = False
@@ -72,6 +74,7 @@ def api(
     description: str = "",
     tags: tuple[str, ...] = (),
     body: type | None = None,
+    body_required: bool = True,
     query: type | None = None,
     errors: tuple[int, ...] = (),
     auth: bool = False,
@@ -86,6 +89,7 @@ def api(
         description=description,
         tags=tags,
         body=body,
+        body_required=body_required,
         query=query,
         errors=errors,
         auth=auth,

@@ -259,7 +259,7 @@ def _operation(
         op["parameters"] = params
     if doc.body is not None:
         content = {"application/json": {"schema": schema_of[doc.body]}}
-        op["requestBody"] = {"required": True, "content": content}
+        op["requestBody"] = {"required": doc.body_required, "content": content}
 
     responses: dict[int, dict[str, Any]] = {}
     for status, body in doc.responses.items():

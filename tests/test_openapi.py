@@ -540,3 +540,14 @@ def test_app_path_parameters_are_typed_as_their_handlers_parse_them(
         app_doc["paths"]["/v1/auth/sessions/{session_id}"]["delete"], "path"
     ).values()
     assert session["schema"] == {"type": "string", "format": "uuid"}
+
+
+def test_only_the_refresh_may_come_without_a_body() -> None:
+    document = build_openapi(build_routes(lambda: b"{}"), title="t", version="1")
+    optional = {
+        (path, method)
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if "requestBody" in operation and not operation["requestBody"]["required"]
+    }
+    assert optional == {("/v1/auth/refresh", "post")}

@@ -114,6 +114,7 @@ async def login(request: Request) -> Response:
     "same-origin or same-site (403 otherwise); the new refresh token comes back as the cookie.",
     tags=("auth",),
     body=schemas.RefreshBody,
+    body_required=False,
     responses={200: schemas.TokenResponse},
     errors=(400, 401, 403, 422),
 )
