@@ -9,8 +9,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from server.env_reader import is_host
 from server.logs import configure_logging
-from server.settings import Settings, SettingsError, is_host, load_settings
+from server.settings import Settings, SettingsError, load_settings
 
 
 def _settings() -> Settings:
