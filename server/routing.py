@@ -19,7 +19,7 @@ from typing import Any, TypeGuard
 from starlette._utils import get_route_path
 from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse
-from starlette.routing import BaseRoute, Match, Route, Router
+from starlette.routing import BaseRoute, Match, Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
 
@@ -93,10 +93,11 @@ class IndexedRouter(Router):
 
     def route_for(self, scope: Scope) -> BaseRoute | None:
         """The route the request's path names, whatever its method (None: no route has that
-        path): the label of a request answered before routing, a 401 or a 429 say."""
+        path): the label of a request answered before routing, a 401 or a 429 say. A mount's
+        label needs the root path its matching would have set, so a mount is not resolved."""
         for route in self._candidates(get_route_path(scope)):
             if route.matches(scope)[0] is not Match.NONE:
-                return route
+                return None if isinstance(route, Mount) else route
         return None
 
 
