@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from server.apidoc import API_ATTR, EndpointDoc
@@ -27,11 +27,15 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 @dataclass(frozen=True, slots=True)
 class Access:
-    kind: str  # "public", "authenticated" or "permission"
+    kind: str  # "anonymous", "public", "authenticated", "session" or "permission"
     permission: str | None = None
 
 
+# Open to anyone; credentials that are sent must verify (401 otherwise).
 PUBLIC = Access("public")
+# Open to anyone, and credentials are not read at all: sign-in endpoints and probes, where a
+# stale token a client attaches to every request must not make its refresh (or a probe) fail.
+ANONYMOUS = Access("anonymous")
 AUTHENTICATED = Access("authenticated")
 # A person's login, not an API key: managing sessions, passwords and keys themselves.
 SESSION = Access("session")
@@ -50,7 +54,7 @@ def principal_of(request: Request) -> Principal:
 
 
 def _check(access: Access, request: Request) -> None:
-    if access.kind == "public":
+    if access.kind in _OPEN:
         return
     principal = principal_of(request)
     if access.kind == "session" and principal.session_id is None:
@@ -59,9 +63,23 @@ def _check(access: Access, request: Request) -> None:
         raise Forbidden(f"This needs the {access.permission} permission.")
 
 
+_OPEN = frozenset(("anonymous", "public"))
+
+
+def anonymous_paths(routes: list[BaseRoute]) -> frozenset[str]:
+    """The paths whose routes do not read credentials (for the authentication layer)."""
+    return frozenset(
+        route.path
+        for route in routes
+        if isinstance(route, GuardedRoute) and route.access.kind == "anonymous"
+    )
+
+
 def _guard(endpoint: Endpoint, access: Access) -> Endpoint:
-    if access.kind == "public":
+    if access.kind == "anonymous":
         return endpoint
+    if access.kind == "public":
+        return _documented(endpoint, lambda doc: dataclasses.replace(doc, errors=_with(doc, 401)))
 
     @functools.wraps(endpoint)
     async def guarded(request: Request) -> Response:
@@ -88,6 +106,25 @@ def _guard(endpoint: Endpoint, access: Access) -> Endpoint:
             ),
         )
     return guarded
+
+
+def _with(doc: EndpointDoc, status: int) -> tuple[int, ...]:
+    return tuple(sorted({*doc.errors, status}))
+
+
+def _documented(endpoint: Endpoint, change: Callable[[EndpointDoc], EndpointDoc]) -> Endpoint:
+    """The endpoint under a changed OpenAPI description. Only the document sees the wrapper:
+    GuardedRoute serves a coroutine endpoint through _EndpointApp, which calls the original."""
+    doc: EndpointDoc | None = getattr(endpoint, API_ATTR, None)
+    if doc is None:
+        return endpoint
+
+    @functools.wraps(endpoint)
+    async def described(request: Request) -> Response:
+        return await endpoint(request)
+
+    setattr(described, API_ATTR, change(doc))
+    return described
 
 
 class GuardedRoute(Route):

@@ -21,6 +21,7 @@ from middleware.metrics import HttpMetrics
 from middleware.stack import build_stack
 from middleware.types import RouteResolver
 from server import __version__, background
+from server.access import anonymous_paths
 from server.auth.cookies import CSRF_COOKIE, CSRF_HEADER, REFRESH_COOKIE, SessionCookies
 from server.auth.setup import build_identity
 from server.container import ContainerFactory, build_container
@@ -44,23 +45,6 @@ from server.settings import Settings
 GC_THRESHOLDS = (50_000, 20, 100)
 # Info log lines and other workers' metrics are at most this late.
 HOUSEKEEPING_SECONDS = 0.5
-# Where Authorization and X-API-Key are not read: /metrics checks its own scrape token; the
-# sign-in endpoints and the probes need no credentials, and a stale access token that a client
-# attaches to every request must not make its refresh (or a probe) fail with a 401.
-UNAUTHENTICATED_PATHS = frozenset(
-    (
-        "/metrics",
-        "/livez",
-        "/readyz",
-        "/.well-known/jwks.json",
-        "/v1/auth/register",
-        "/v1/auth/login",
-        "/v1/auth/refresh",
-        "/v1/auth/password/forgot",
-        "/v1/auth/password/reset",
-        "/v1/auth/email/verify",
-    )
-)
 
 
 class HotpathApp(Starlette):
@@ -196,9 +180,10 @@ def create_app(
         if settings.auth_cookies
         else None
     )
+    routes = build_routes(openapi_document)
     app = HotpathApp(
         wrap=wrap,
-        routes=build_routes(openapi_document),
+        routes=routes,
         exception_handlers=exception_handlers(log),
         lifespan=lifespan,
         # Inside the error boundary: a bug while authenticating is a logged 500.
@@ -208,7 +193,9 @@ def create_app(
                 authenticate=identity.authenticator,
                 on_error=middleware_error_renderer,
                 handled=(AppError,),
-                own_auth_paths=UNAUTHENTICATED_PATHS,
+                # Not read: routes open without credentials (a stale token sent by habit must
+                # not fail a refresh), and /metrics, which checks its own scrape token.
+                own_auth_paths=anonymous_paths(routes) | {"/metrics"},
             ),
             # After authentication: only requests it found no credentials on are checked.
             *([csrf] if csrf else []),

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from starlette.routing import BaseRoute, Mount, Route
 
-from server.access import AUTHENTICATED, PUBLIC, SESSION, guarded_route, permission
+from server.access import ANONYMOUS, AUTHENTICATED, PUBLIC, SESSION, guarded_route, permission
 from server.apikeys import handlers as api_keys
 from server.audit import handlers as audit
 from server.auth import handlers as auth
@@ -24,22 +24,22 @@ GET, POST, PATCH, PUT, DELETE = ["GET"], ["POST"], ["PATCH"], ["PUT"], ["DELETE"
 def build_routes(openapi_document: Callable[[], bytes]) -> list[BaseRoute]:
     r = guarded_route
     return [
-        r("/livez", health.livez, GET, PUBLIC),
-        r("/readyz", health.readyz, GET, PUBLIC),
+        r("/livez", health.livez, GET, ANONYMOUS),
+        r("/readyz", health.readyz, GET, ANONYMOUS),
         # Scrape access is checked inside (a token or a direct loopback client).
         r("/metrics", metrics_endpoint, GET, PUBLIC),
-        r("/.well-known/jwks.json", auth.jwks, GET, PUBLIC),
-        r("/v1/auth/register", auth.register, POST, PUBLIC),
-        r("/v1/auth/login", auth.login, POST, PUBLIC),
-        r("/v1/auth/refresh", auth.refresh, POST, PUBLIC),
+        r("/.well-known/jwks.json", auth.jwks, GET, ANONYMOUS),
+        r("/v1/auth/register", auth.register, POST, ANONYMOUS),
+        r("/v1/auth/login", auth.login, POST, ANONYMOUS),
+        r("/v1/auth/refresh", auth.refresh, POST, ANONYMOUS),
         r("/v1/auth/logout", auth.logout, POST, SESSION),
         r("/v1/auth/logout-all", auth.logout_all, POST, SESSION),
         r("/v1/auth/sessions", auth.list_sessions, GET, SESSION),
         r("/v1/auth/sessions/{session_id}", auth.delete_session, DELETE, SESSION),
-        r("/v1/auth/password/forgot", auth.forgot_password, POST, PUBLIC),
-        r("/v1/auth/password/reset", auth.reset_password, POST, PUBLIC),
+        r("/v1/auth/password/forgot", auth.forgot_password, POST, ANONYMOUS),
+        r("/v1/auth/password/reset", auth.reset_password, POST, ANONYMOUS),
         r("/v1/auth/password/change", auth.change_password, POST, SESSION),
-        r("/v1/auth/email/verify", auth.verify_email, POST, PUBLIC),
+        r("/v1/auth/email/verify", auth.verify_email, POST, ANONYMOUS),
         r("/v1/auth/email/verify/resend", auth.resend_verification, POST, SESSION),
         r("/v1/users/me", users.get_me, GET, AUTHENTICATED),
         r("/v1/users/me", users.patch_me, PATCH, SESSION),
@@ -90,14 +90,14 @@ def build_routes(openapi_document: Callable[[], bytes]) -> list[BaseRoute]:
 
 
 def _public(route: BaseRoute) -> BaseRoute:
-    """The docs page, its assets and the OpenAPI document are public by design."""
+    """The docs page, its assets and the OpenAPI document are open by design."""
     if isinstance(route, Route) and route.methods:
         methods = sorted(route.methods - {"HEAD"})
         return guarded_route(
             route.path,
             route.endpoint,
             methods,
-            PUBLIC,
+            ANONYMOUS,
             name=route.name,
             include_in_schema=route.include_in_schema,
         )

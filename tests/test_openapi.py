@@ -551,3 +551,21 @@ def test_only_the_refresh_may_come_without_a_body() -> None:
         if "requestBody" in operation and not operation["requestBody"]["required"]
     }
     assert optional == {("/v1/auth/refresh", "post")}
+
+
+def test_open_routes_that_read_credentials_document_the_401() -> None:
+    paths = build_openapi(build_routes(lambda: b"{}"), title="t", version="1")["paths"]
+    # Credentials sent to a public read must verify; sign-in endpoints do not read them.
+    assert "401" in paths["/v1/products"]["get"]["responses"]
+    assert "401" in paths["/v1/products/{product_id}"]["get"]["responses"]
+    assert "401" not in paths["/livez"]["get"]["responses"]
+    assert "401" not in paths["/.well-known/jwks.json"]["get"]["responses"]
+    assert "403" in paths["/v1/orders"]["get"]["responses"]  # a customer naming another user
+
+
+def test_a_stock_change_of_zero_is_documented_as_refused() -> None:
+    document = build_openapi(build_routes(lambda: b"{}"), title="t", version="1")
+    body = document["paths"]["/v1/products/{product_id}/stock"]["post"]["requestBody"]
+    ref = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    delta = document["components"]["schemas"][ref]["properties"]["delta"]
+    assert delta["not"] == {"const": 0}

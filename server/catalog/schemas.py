@@ -40,7 +40,9 @@ class ProductPatch(Strict):
 
 
 class StockBody(Strict):
-    delta: Annotated[int, msgspec.Meta(ge=-(10**9), le=10**9)]
+    delta: Annotated[
+        int, msgspec.Meta(ge=-(10**9), le=10**9, extra_json_schema={"not": {"const": 0}})
+    ]
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
     def __post_init__(self) -> None:

@@ -68,7 +68,7 @@ async def place_order(request: Request) -> Response:
     tags=("orders",),
     query=schemas.OrderQuery,
     responses={200: schemas.OrderList},
-    errors=(400,),
+    errors=(400, 403),
 )
 async def list_orders(request: Request) -> Response:
     query = read_query(request, schemas.OrderQuery)
