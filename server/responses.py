@@ -129,6 +129,10 @@ async def read_json(request: Request, kind: type[T]) -> T:
     media = content_type.split(";", 1)[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
         raise errors.UnsupportedMediaType("Send the body as application/json.")
+    encoding = request.headers.get("content-encoding")
+    if encoding is not None and encoding.strip().lower() != "identity":
+        # RFC 9110 15.5.16: a content coding the server does not decode is a 415 too.
+        raise errors.UnsupportedMediaType("Send the body without a Content-Encoding.")
     return decode_json(await request.body(), kind)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import re
 from collections.abc import AsyncIterator
@@ -202,6 +203,15 @@ async def test_a_client_that_leaves_mid_body_is_a_499_not_a_server_error(
 async def test_wrong_media_type_is_415(test_client: httpx.AsyncClient) -> None:
     response = await test_client.post("/test/widgets", content=b"name=w")
     assert_problem(response, 415, "unsupported-media-type")
+    body = gzip.compress(b'{"name": "w", "size": 3}')
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    gzipped = await test_client.post("/test/widgets", content=body, headers=headers)
+    assert_problem(gzipped, 415, "unsupported-media-type")
+    headers["content-encoding"] = "identity"
+    plain = await test_client.post(
+        "/test/widgets", content=b'{"name": "w", "size": 3}', headers=headers
+    )
+    assert plain.status_code == 200, plain.text
 
 
 async def test_oversized_body_is_413(test_client: httpx.AsyncClient, settings: Settings) -> None:
