@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import re
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +24,9 @@ from structlog.typing import FilteringBoundLogger
 
 from server import errors
 from server.app import HotpathApp, create_app
+from server.container import build_container
 from server.logs import flush_logs
+from server.paths import MIGRATIONS_DIR
 from server.responses import JSONResponse, read_json
 from server.settings import Settings
 from tests.support import client_for, lifespan
@@ -109,6 +113,22 @@ async def test_readyz_is_503_with_pending_migrations(
     assert response.status_code == 503
     assert response.json()["checks"]["migrations"] == "pending"
     assert response.json()["checks"]["revocations"] == "loading"
+
+
+async def test_a_release_ahead_of_its_database_is_not_ready(
+    settings: Settings, logger: FilteringBoundLogger, tmp_path: Path
+) -> None:
+    """New code whose migration has not run yet: through the container_factory seam, the
+    app is built with a migrations folder holding one file more than the database has."""
+    for source in MIGRATIONS_DIR.glob("*.sql"):
+        shutil.copy(source, tmp_path / source.name)
+    (tmp_path / "9999_next_release.sql").write_text("SELECT 1;\n")
+    factory = functools.partial(build_container, migrations_dir=tmp_path)
+    app = create_app(settings, logger=logger, container_factory=factory)
+    async with lifespan(app), client_for(app) as http:
+        response = await http.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["migrations"] == "pending"
 
 
 async def test_readyz_when_redis_is_required_but_down(
