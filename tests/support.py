@@ -149,3 +149,24 @@ def at_once_in_processes(work: Callable[[], object], count: int = 8) -> list[obj
         process.join(timeout=30)
     assert [process.exitcode for process in processes] == [0] * count
     return [results.get(timeout=5) for _ in range(count)]
+
+
+PROBLEM = "urn:hotpath:problem:"
+
+
+def assert_problem(
+    response: httpx.Response, status: int, slug: str | None = None, *, case: object = None
+) -> None:
+    """An RFC 9457 problem document with this status (and problem type, when given)."""
+    assert response.status_code == status, (case, response.text)
+    media = response.headers["content-type"]
+    assert media.startswith("application/problem+json"), (case, media)
+    if slug is not None:
+        assert response.json()["type"] == PROBLEM + slug, (case, response.text)
+
+
+def problem_type(response: httpx.Response) -> str:
+    """The slug of a problem document's type (asserting that it is one)."""
+    assert response.headers["content-type"] == "application/problem+json", response.text
+    kind: str = response.json()["type"]
+    return kind.removeprefix(PROBLEM)

@@ -13,20 +13,19 @@ import pytest
 
 from server.app import HotpathApp
 from tests.identity.conftest import Account, Accounts, Tokens, accounts, app, db, http, settings
-from tests.support import client_for
+from tests.support import assert_problem, client_for
 
-__all__ = ["Catalog", "accounts", "app", "catalog", "db", "http", "served", "settings"]
-
-
-def assert_problem(
-    response: httpx.Response, status: int, slug: str | None = None, *, case: object = None
-) -> None:
-    """An RFC 9457 problem document with this status (and problem type, when given)."""
-    assert response.status_code == status, (case, response.text)
-    media = response.headers["content-type"]
-    assert media.startswith("application/problem+json"), (case, media)
-    if slug is not None:
-        assert response.json()["type"] == f"urn:hotpath:problem:{slug}", (case, response.text)
+__all__ = [
+    "Catalog",
+    "accounts",
+    "app",
+    "assert_problem",
+    "catalog",
+    "db",
+    "http",
+    "served",
+    "settings",
+]
 
 
 def unique_category() -> str:

@@ -14,8 +14,8 @@ import jwt
 
 from server.users.repository import NewUser
 from tests.identity.conftest import Account, Accounts, Tokens
+from tests.support import problem_type
 
-PROBLEM = "urn:hotpath:problem:"
 INT64_MAX = 2**63 - 1
 _LINK = re.compile(r'^<([^>]+)>; rel="next"$')
 
@@ -35,12 +35,6 @@ async def _create_with_emails(
 
 def _prefix() -> str:
     return f"pg{secrets.token_hex(5)}-"
-
-
-def _problem_type(response: httpx.Response) -> str:
-    assert response.headers["content-type"] == "application/problem+json", response.text
-    kind: str = response.json()["type"]
-    return kind.removeprefix(PROBLEM)
 
 
 async def _walk(
@@ -220,12 +214,12 @@ async def test_bad_cursors_are_400(http: httpx.AsyncClient, accounts: Accounts) 
             assert response.status_code in (200, 400, 422), response.text
             continue
         assert response.status_code == 400, (bad, response.text)
-        assert _problem_type(response) == "invalid-cursor"
+        assert problem_type(response) == "invalid-cursor"
 
     # And the other way round: a users cursor is refused by the audit list.
     response = await http.get("/v1/audit-events", params={"cursor": cursor}, headers=admin.headers)
     assert response.status_code == 400, response.text
-    assert _problem_type(response) == "invalid-cursor"
+    assert problem_type(response) == "invalid-cursor"
 
 
 async def test_bad_query_parameters(http: httpx.AsyncClient, accounts: Accounts) -> None:
@@ -233,7 +227,7 @@ async def test_bad_query_parameters(http: httpx.AsyncClient, accounts: Accounts)
     h = admin.headers
     unknown = await http.get("/v1/users?sort=email", headers=h)
     assert unknown.status_code == 400, unknown.text
-    assert _problem_type(unknown) == "unknown-parameter"
+    assert problem_type(unknown) == "unknown-parameter"
     repeated = await http.get("/v1/users?limit=1&limit=2", headers=h)
     assert repeated.status_code == 400, repeated.text
     for query in ("limit=1000", "limit=0", "limit=ten", "status=deleted", "email_prefix="):
@@ -246,7 +240,7 @@ async def test_get_missing_user_is_404(http: httpx.AsyncClient, accounts: Accoun
     for user_id in (str(INT64_MAX), "0", "-1", "abc"):
         response = await http.get(f"/v1/users/{user_id}", headers=admin.headers)
         assert response.status_code == 404, (user_id, response.text)
-        assert _problem_type(response) == "not-found"
+        assert problem_type(response) == "not-found"
 
 
 async def test_user_id_beyond_bigint_is_404_not_500(
@@ -262,7 +256,7 @@ async def test_user_id_beyond_bigint_is_404_not_500(
         ):
             response = await http.request(method, url, json=body, headers=admin.headers)
             assert response.status_code == 404, (method, url, response.text)
-            assert _problem_type(response) == "not-found"
+            assert problem_type(response) == "not-found"
     assert account.id <= INT64_MAX
 
 
@@ -319,7 +313,7 @@ async def test_an_admin_cannot_disable_themselves(
         f"/v1/users/{actor.id}", json={"status": "disabled"}, headers=admin.headers
     )
     assert response.status_code == 409, response.text
-    assert _problem_type(response) == "cannot-change-self"
+    assert problem_type(response) == "cannot-change-self"
     demote = await http.delete(f"/v1/users/{actor.id}/roles/admin", headers=admin.headers)
     assert demote.status_code == 409, demote.text
     me = await http.get("/v1/users/me", headers=admin.headers)

@@ -6,12 +6,7 @@ import httpx
 import pytest
 
 from tests.identity.conftest import Accounts
-
-
-def assert_problem(response: httpx.Response, status: int, slug: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["type"] == f"urn:hotpath:problem:{slug}"
+from tests.support import assert_problem
 
 
 async def test_key_ids_that_cannot_exist_are_not_found(

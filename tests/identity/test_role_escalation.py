@@ -18,17 +18,11 @@ from server.auth.permissions import KNOWN_PERMISSIONS
 from server.roles.repository import RolesRepository
 from server.sqlfiles import load_queries
 from tests.identity.conftest import Account, Accounts, Tokens
+from tests.support import problem_type
 
-PROBLEM = "urn:hotpath:problem:"
 BUILT_IN = ("admin", "staff", "customer")
 
 RoleRow = tuple[str, list[str], object]  # description, permissions, updated_at
-
-
-def _problem_type(response: httpx.Response) -> str:
-    assert response.headers["content-type"] == "application/problem+json", response.text
-    kind: str = response.json()["type"]
-    return kind.removeprefix(PROBLEM)
 
 
 def _name(prefix: str = "r") -> str:
@@ -96,7 +90,7 @@ async def test_roles_write_alone_cannot_create_a_role_with_permissions_it_lacks(
             "/v1/roles", json={"name": name, "permissions": permissions}, headers=tokens.headers
         )
         assert response.status_code == 403, (permissions, response.text)
-        assert _problem_type(response) == "forbidden"
+        assert problem_type(response) == "forbidden"
         lacking = sorted(set(permissions) - {"roles:write"})
         assert all(p in response.json()["detail"] for p in lacking), response.text
         assert await _rows(db, [name]) == {}
@@ -120,7 +114,7 @@ async def test_roles_write_alone_cannot_widen_its_own_role(
     )
 
     assert widened.status_code == 403, widened.text
-    assert _problem_type(widened) == "forbidden"
+    assert problem_type(widened) == "forbidden"
     assert "users:write" in widened.json()["detail"]
     assert await _rows(db, [role]) == before
     assert await _role_events(db, role) == []
@@ -143,7 +137,7 @@ async def test_roles_write_alone_cannot_widen_the_customer_role(
             "/v1/roles/customer", json={"permissions": permissions}, headers=tokens.headers
         )
         assert response.status_code == 403, (permissions, response.text)
-        assert _problem_type(response) == "forbidden"
+        assert problem_type(response) == "forbidden"
     assert await _rows(db, BUILT_IN) == built_in_roles
     assert "role.updated" not in await _role_events(db, "customer")
     _, customer = await accounts.create_and_login("customer")
@@ -172,7 +166,7 @@ async def test_roles_write_cannot_change_a_role_holding_permissions_it_lacks(
             headers=tokens.headers,
         )
         assert response.status_code == 403, (role, permissions, response.text)
-        assert _problem_type(response) == "forbidden"
+        assert problem_type(response) == "forbidden"
         assert "audit:read" in response.json()["detail"]
     assert await _rows(db, BUILT_IN) == built_in_roles
 
@@ -240,7 +234,7 @@ async def test_the_admin_role_cannot_lose_a_permission(
             "/v1/roles/admin", json={"permissions": permissions}, headers=admin.headers
         )
         assert response.status_code == 409, (permissions, response.text)
-        assert _problem_type(response) == "role-protected"
+        assert problem_type(response) == "role-protected"
         assert await _rows(db, BUILT_IN) == built_in_roles
     assert await _role_events(db, "admin") == events
 
@@ -275,7 +269,7 @@ async def test_the_admin_role_cannot_be_deleted(
         response = await http.delete(f"/v1/roles/{role}", headers=admin.headers)
         assert response.status_code in (405, 409), (role, response.text)
         if response.status_code == 409:
-            assert _problem_type(response) == "role-protected"
+            assert problem_type(response) == "role-protected"
     assert await _rows(db, BUILT_IN) == built_in_roles
 
 

@@ -11,15 +11,9 @@ import jwt
 
 from server.auth.permissions import KNOWN_PERMISSIONS
 from tests.identity.conftest import Accounts, Tokens
+from tests.support import problem_type
 
-PROBLEM = "urn:hotpath:problem:"
 INT64_MAX = 2**63 - 1
-
-
-def _problem_type(response: httpx.Response) -> str:
-    assert response.headers["content-type"] == "application/problem+json", response.text
-    kind: str = response.json()["type"]
-    return kind.removeprefix(PROBLEM)
 
 
 def _role_name() -> str:
@@ -80,7 +74,7 @@ async def test_create_a_role(http: httpx.AsyncClient, accounts: Accounts) -> Non
         "/v1/roles", json={**body, "permissions": ["audit:read"]}, headers=admin.headers
     )
     assert duplicate.status_code == 409, duplicate.text
-    assert _problem_type(duplicate) == "role-exists"
+    assert problem_type(duplicate) == "role-exists"
     assert (await _roles(http, admin.headers))[name]["permissions"] == ["users:read"]
 
     [event] = await _events(http, admin.headers, action="role.created", target_id=name)
@@ -97,7 +91,7 @@ async def test_creating_a_role_validates_it(http: httpx.AsyncClient, accounts: A
         headers=admin.headers,
     )
     assert unknown.status_code == 422, unknown.text
-    assert _problem_type(unknown) == "validation-failed"
+    assert problem_type(unknown) == "validation-failed"
     assert unknown.json()["errors"][0]["pointer"] == "/permissions"
     assert "users:delete_everything" in unknown.json()["errors"][0]["detail"]
     assert name not in await _roles(http, admin.headers)
@@ -326,7 +320,7 @@ async def test_audit_events_bad_queries(http: httpx.AsyncClient, accounts: Accou
     h = admin.headers
     unknown = await http.get("/v1/audit-events?actor=1", headers=h)
     assert unknown.status_code == 400, unknown.text
-    assert _problem_type(unknown) == "unknown-parameter"
+    assert problem_type(unknown) == "unknown-parameter"
     for query in ("limit=1000", "limit=0", "actor_id=abc", "cursor=bogus"):
         response = await http.get(f"/v1/audit-events?{query}", headers=h)
         assert response.status_code in (400, 422), (query, response.text)
@@ -363,4 +357,4 @@ async def test_staff_reads_the_audit_trail_and_customers_cannot(
     assert login["target_id"] == str(staff_account.id)
     denied = await http.get("/v1/audit-events", headers=customer.headers)
     assert denied.status_code == 403
-    assert _problem_type(denied) == "forbidden"
+    assert problem_type(denied) == "forbidden"
