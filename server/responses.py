@@ -23,6 +23,7 @@ _MSGSPEC_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 _FIELD_IN_MESSAGE = re.compile(r"(?:required|unknown|invalid) field `([^`]+)`")
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+_TOO_DEEP = "The request body is not valid JSON: arrays and objects are nested too deeply."
 
 
 def _default(value: Any) -> Any:
@@ -113,6 +114,8 @@ def decode_json(body: bytes, kind: type[T]) -> T:
             msgspec.json.decode(body)
         except (msgspec.DecodeError, UnicodeDecodeError):
             raise errors.MalformedJson("The request body is not valid JSON.") from None
+        except RecursionError:
+            raise errors.MalformedJson(_TOO_DEEP) from None
         pointer, detail = json_pointer(str(exc))
         raise errors.ValidationFailed(
             "The request body does not match the schema.",
@@ -122,6 +125,10 @@ def decode_json(body: bytes, kind: type[T]) -> T:
         raise errors.MalformedJson(f"The request body is not valid JSON: {exc}") from None
     except UnicodeDecodeError:
         raise errors.MalformedJson("The request body is not valid UTF-8.") from None
+    except RecursionError:
+        # msgspec refuses nesting past its own depth limit with RecursionError, in the typed
+        # decode (an `object` field) and in the untyped one above: a client's error, not ours.
+        raise errors.MalformedJson(_TOO_DEEP) from None
 
 
 async def read_json(request: Request, kind: type[T]) -> T:

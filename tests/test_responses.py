@@ -138,3 +138,9 @@ def test_path_ids_have_one_spelling_within_bigint(raw: str, expected: int | None
             path_id(request, "thing_id", "No such thing.")
     else:
         assert path_id(request, "thing_id", "No such thing.") == expected
+
+
+@pytest.mark.parametrize("body", [b"[" * 1000, b'{"items": ' + b"[" * 1000, b'{"a":' * 1000])
+def test_nesting_past_the_decoders_depth_is_a_400(body: bytes) -> None:
+    with pytest.raises(errors.MalformedJson, match="nested too deeply"):
+        decode_json(body, Order)

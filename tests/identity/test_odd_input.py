@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import secrets
+
 import httpx
+import orjson
 import pytest
 
 from tests.identity.conftest import Accounts
@@ -121,3 +125,38 @@ async def test_a_stale_token_sent_by_habit_does_not_block_sign_in_or_probes(
     # Everywhere else a credential that does not verify is still a 401, never anonymous.
     assert_problem(await http.get("/v1/users/me", headers=stale), 401, "invalid-access-token")
     assert_problem(await http.get("/v1/products", headers=stale), 401, "invalid-access-token")
+
+
+NESTED_BODY_ROUTES = (
+    "/v1/auth/register",
+    "/v1/auth/login",
+    "/v1/auth/refresh",
+    "/v1/auth/password/forgot",
+    "/v1/auth/password/reset",
+    "/v1/orders",
+    "/v1/products",
+    "/v1/api-keys",
+)
+
+
+@pytest.mark.parametrize("opener", [b"[", b'{"a":'])
+async def test_deeply_nested_json_is_a_400_and_logs_no_traceback(
+    http: httpx.AsyncClient, accounts: Accounts, log_stream: io.BytesIO, opener: bytes
+) -> None:
+    # msgspec refuses nesting past its depth limit with a RecursionError, which was a 500.
+    _, admin = await accounts.create_and_login("admin")
+    body = opener * 1000
+    for path in NESTED_BODY_ROUTES:
+        answer = await http.post(
+            path,
+            content=body,
+            headers={
+                **admin.headers,
+                "content-type": "application/json",
+                "idempotency-key": secrets.token_hex(8),
+            },
+        )
+        assert_problem(answer, 400, "malformed-json", case=path)
+        assert "nested too deeply" in answer.json()["detail"], path
+    lines = [orjson.loads(line) for line in log_stream.getvalue().splitlines()]
+    assert [line for line in lines if line.get("level") == "error"] == []
