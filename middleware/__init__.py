@@ -7,12 +7,21 @@ from middleware.proxy_headers import ProxyHeadersMiddleware
 from middleware.request_id import RequestIdMiddleware
 from middleware.security_headers import SecurityHeadersMiddleware
 from middleware.stack import build_stack
-from middleware.types import BadContentLength, InfoLogger, OnError, PayloadTooLarge
+from middleware.types import (
+    BadContentLength,
+    BodyReadersBusy,
+    BodyTimeout,
+    InfoLogger,
+    OnError,
+    PayloadTooLarge,
+)
 
 __all__ = [
     "AccessLogMiddleware",
     "BadContentLength",
     "BodyLimitMiddleware",
+    "BodyReadersBusy",
+    "BodyTimeout",
     "HttpMetrics",
     "InfoLogger",
     "MetricsMiddleware",

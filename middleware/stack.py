@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp
 
 from middleware.access_log import AccessLogMiddleware
-from middleware.body_limit import BodyLimitMiddleware
+from middleware.body_limit import BodyLimitMiddleware, BodyTiming
 from middleware.compression import CompressionMiddleware
 from middleware.cors import CorsMiddleware
 from middleware.deadline import DeadlineMiddleware
@@ -33,25 +33,28 @@ def build_stack(
     compress_from: int = 0,
     request_timeout: float = 0,
     resolve_route: RouteResolver | None = None,
+    body_timing: BodyTiming = BodyTiming(),  # noqa: B008 (frozen: one shared default is safe)
 ) -> ASGIApp:
     """Wrap `app`, outermost first: proxy headers (when proxies are trusted), request id,
     access log, metrics, compression (when on), security headers, CORS (when origins are
-    allowed), the in-flight cap (when set), the request deadline (when set), body limit.
+    allowed), the body limit, the in-flight cap (when set), the request deadline (when set).
     Compression sits inside the access log and metrics, so what they record is what went on
     the wire; `resolve_route` names the route of a request refused before routing.
 
     The request id is outermost so every log line and every answer (a 500 from the app's error
-    middleware, a 413 from the body limit) carries it; the body limit is innermost so the
-    refused requests are still logged, counted and given security headers. CORS sits outside
-    the in-flight cap and the body limit so their 503 and 413 reach a browser page readable;
-    the cap sheds load before any body is read. The deadline starts once a request is admitted,
-    before its body is read: a slow upload spends its own time.
+    middleware, a 413 from the body limit) carries it; the refusing layers sit inside the log,
+    the metrics and the security headers so what they refuse is still logged, counted and
+    given headers. CORS sits outside the body limit and the in-flight cap so their 413, 408
+    and 503 reach a browser page readable. The body is read whole (within its size and time
+    limits) outside the in-flight cap: a client that announces a body and sends it slowly, or
+    never, waits on the body limit's own budget and never holds a slot that admitted requests
+    need. The deadline starts once a request is admitted, its body in hand.
     """
-    app = BodyLimitMiddleware(app, max_bytes=max_body_bytes, on_error=on_error)
     if request_timeout:
         app = DeadlineMiddleware(app, seconds=request_timeout)
     if max_in_flight:
         app = InFlightLimitMiddleware(app, limit=max_in_flight, on_error=on_error)
+    app = BodyLimitMiddleware(app, max_bytes=max_body_bytes, on_error=on_error, timing=body_timing)
     if cors_origins:
         # Left out rather than empty: an empty allowlist would still cost a call per request.
         app = CorsMiddleware(app, allow_origins=cors_origins, allow_credentials=cors_credentials)

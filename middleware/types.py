@@ -35,6 +35,21 @@ class BadContentLength(Exception):
         super().__init__("invalid Content-Length header")
 
 
+class BodyTimeout(Exception):
+    """The request body did not arrive in time (the server answers 408 and closes)."""
+
+    def __init__(self) -> None:
+        super().__init__("the request body did not arrive in time")
+
+
+class BodyReadersBusy(Exception):
+    """Too many request bodies are being read at once, in all or from this client (503)."""
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__("too many request bodies in progress")
+        self.retry_after = retry_after
+
+
 RouteResolver = Callable[[Scope], object | None]
 """The route a request's path names, whatever its method; None when no route has that path."""
 

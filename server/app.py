@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from structlog.typing import FilteringBoundLogger
 
 from middleware.authentication import AuthenticationMiddleware
+from middleware.body_limit import BodyTiming
 from middleware.csrf import CsrfMiddleware
 from middleware.metrics import HttpMetrics
 from middleware.stack import build_stack
@@ -167,6 +168,13 @@ def create_app(
             compress_from=settings.compress_from,
             request_timeout=settings.request_timeout,
             resolve_route=resolve_route,
+            body_timing=BodyTiming(
+                timeout=settings.body_timeout,
+                min_rate=settings.body_min_rate,
+                max_timeout=settings.body_max_timeout,
+                max_readers=settings.max_body_readers,
+                max_readers_per_client=settings.max_body_readers_per_client,
+            ),
         )
 
     csrf = (

@@ -104,6 +104,17 @@ class MethodNotAllowed(AppError):
     title = "Method Not Allowed"
 
 
+class RequestTimeout(AppError):
+    """The request body did not arrive in time; the connection is closed after the answer."""
+
+    status = 408
+    slug = "request-timeout"
+    title = "Request Timeout"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"connection": "close"})
+
+
 class Conflict(AppError):
     status = 409
     slug = "conflict"

@@ -14,8 +14,9 @@ from starlette.convertors import (
 
 from server.apidoc import EndpointDoc
 
-# Every body is read by responses.read_json (415 unless JSON) behind the body limit (413).
-BODY_PROBLEMS = frozenset({413, 415})
+# Every body is read by responses.read_json (415 unless JSON) behind the body limit (413 too
+# large, 408 too slow).
+BODY_PROBLEMS = frozenset({408, 413, 415})
 
 # routes.py uses no convertors, so every path parameter arrives as a string; how a handler
 # parses one goes with its name, the same on every route. tests/test_openapi.py checks the

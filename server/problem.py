@@ -31,6 +31,7 @@ _HTTP_STATUS_ERRORS: dict[int, type[errors.AppError]] = {
     403: errors.Forbidden,
     404: errors.NotFound,
     405: errors.MethodNotAllowed,
+    408: errors.RequestTimeout,
     409: errors.Conflict,
     412: errors.PreconditionFailed,
     413: errors.PayloadTooLarge,
@@ -79,6 +80,13 @@ def to_app_error(exc: BaseException) -> errors.AppError:
         return errors.PayloadTooLarge(f"The request body exceeds the limit of {exc.limit} bytes.")
     if isinstance(exc, mw.BadContentLength):
         return errors.BadContentLength("Content-Length must be a non-negative integer.")
+    if isinstance(exc, mw.BodyTimeout):
+        return errors.RequestTimeout("The request body did not arrive in time.")
+    if isinstance(exc, mw.BodyReadersBusy):
+        return errors.Overloaded(
+            "Too many request bodies are being received; retry shortly.",
+            retry_after=exc.retry_after,
+        )
     if isinstance(exc, Overloaded):
         return errors.Overloaded(
             "Too many requests in flight; retry shortly.", retry_after=exc.retry_after

@@ -59,6 +59,12 @@ class Settings:
     db_connect_timeout: float = 3.0
     redis_timeout: float = 0.5
     max_body_bytes: int = 1_048_576
+    # A request body: this many seconds, one more per body_min_rate bytes, at most the max.
+    body_timeout: float = 10.0
+    body_min_rate: int = 1024
+    body_max_timeout: float = 60.0
+    max_body_readers: int = 1024
+    max_body_readers_per_client: int = 64
     access_log: bool = True
     log_level: str = "info"
     hsts: bool = False
@@ -164,6 +170,13 @@ class Settings:
             db_connect_timeout=reader.number("HOTPATH_DB_CONNECT_TIMEOUT", 3.0, 0.1, 60),
             redis_timeout=reader.number("HOTPATH_REDIS_TIMEOUT", 0.5, 0.01, 30),
             max_body_bytes=reader.integer("HOTPATH_MAX_BODY_BYTES", 1_048_576, 1, 1 << 30),
+            body_timeout=reader.number("HOTPATH_BODY_TIMEOUT", 10.0, 0.01, 3600),
+            body_min_rate=reader.integer("HOTPATH_BODY_MIN_RATE", 1024, 0, 1 << 30),
+            body_max_timeout=reader.number("HOTPATH_BODY_MAX_TIMEOUT", 60.0, 0.01, 3600),
+            max_body_readers=reader.integer("HOTPATH_MAX_BODY_READERS", 1024, 1, 1_000_000),
+            max_body_readers_per_client=reader.integer(
+                "HOTPATH_MAX_BODY_READERS_PER_CLIENT", 64, 1, 1_000_000
+            ),
             access_log=reader.boolean("HOTPATH_ACCESS_LOG", True),
             log_level=reader.choice(
                 "HOTPATH_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"
@@ -217,6 +230,10 @@ class Settings:
             max_in_flight=reader.integer("HOTPATH_MAX_IN_FLIGHT", 512, 0, 1_000_000),
             compress_from=reader.integer("HOTPATH_COMPRESS_FROM_BYTES", 1024, 0, 1 << 30),
         )
+        if settings.body_max_timeout < settings.body_timeout:
+            reader.problems.append(
+                "HOTPATH_BODY_MAX_TIMEOUT must not be below HOTPATH_BODY_TIMEOUT"
+            )
         if settings.db_pool_min > settings.db_pool_max:
             reader.problems.append("HOTPATH_DB_POOL_MIN must not exceed HOTPATH_DB_POOL_MAX")
         if reader.problems:

@@ -223,7 +223,7 @@ def test_responses_and_problem_errors(doc: dict[str, Any]) -> None:
         "items": {"$ref": "#/components/schemas/Thing"},
     }
     created = doc["paths"]["/v1/things"]["post"]["responses"]
-    assert list(created) == ["201", "401", "409", "413", "415", "422", "429", "500", "503"]
+    assert list(created) == ["201", "401", "408", "409", "413", "415", "422", "429", "500", "503"]
     for status in ("401", "409", "413", "415", "422", "500"):
         assert created[status]["content"] == {"application/problem+json": {"schema": PROBLEM}}
     assert created["409"]["description"] == "Conflict"

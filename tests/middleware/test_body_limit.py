@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
+import orjson
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -12,7 +16,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from middleware import BadContentLength, BodyLimitMiddleware, PayloadTooLarge
+from middleware import (
+    BadContentLength,
+    BodyLimitMiddleware,
+    BodyReadersBusy,
+    BodyTimeout,
+    PayloadTooLarge,
+)
+from middleware.body_limit import BodyTiming
 
 LIMIT = 1000
 
@@ -101,23 +112,12 @@ async def test_conflicting_content_lengths_are_refused() -> None:
     assert sent[0]["status"] == 400
 
 
-async def test_a_chunked_body_past_the_limit_is_rendered_by_the_apps_handler() -> None:
+async def test_a_streamed_body_past_the_limit_is_refused_without_calling_the_app() -> None:
     recorder = Recorder()
     async with client(recorder.app) as http:
         response = await http.post("/upload", content=chunks(20, 100))
-    assert response.status_code == 413
-    assert response.json() == {"limit": LIMIT, "from": "app"}
-
-
-async def test_a_chunked_body_past_the_limit_escaping_the_app_is_answered_here() -> None:
-    async def reader(scope: Scope, receive: Receive, send: Send) -> None:
-        while (await receive()).get("more_body"):
-            pass
-        raise AssertionError("the whole body was read")
-
-    async with client(reader) as http:
-        response = await http.post("/upload", content=chunks(20, 100))
     assert (response.status_code, response.json()) == (413, {"limit": LIMIT})
+    assert recorder.calls == 0
 
 
 def http_scope(headers: list[tuple[bytes, bytes]], http_version: str = "1.1") -> Scope:
@@ -162,19 +162,177 @@ async def test_http2_bodies_without_content_length_are_counted() -> None:
     assert sent[0]["status"] == 413
 
 
-async def test_past_the_limit_after_the_response_started_propagates() -> None:
-    async def eager(scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        while (await receive()).get("more_body"):
-            pass
-
-    app = BodyLimitMiddleware(eager, max_bytes=LIMIT, on_error=on_error)
-    scope = http_scope([(b"transfer-encoding", b"chunked")])
-    with pytest.raises(PayloadTooLarge):
-        await call(app, scope, [b"x" * 600, b"x" * 600])
-
-
 @pytest.mark.parametrize("max_bytes", [-1, True, 1.5])
 def test_rejects_a_bad_limit(max_bytes: object) -> None:
     with pytest.raises(ValueError, match="max_bytes"):
         BodyLimitMiddleware(Starlette(), max_bytes=max_bytes, on_error=on_error)  # type: ignore[arg-type]
+
+
+# The time limit and the readers' budget. A fake receive hands out chunks on a schedule.
+def timing_error(exc: Exception) -> ASGIApp:
+    if isinstance(exc, BodyTimeout):
+        return JSONResponse({"error": "timeout"}, status_code=408)
+    if isinstance(exc, BodyReadersBusy):
+        return JSONResponse({"error": "busy"}, status_code=503)
+    return on_error(exc)
+
+
+def timed(app: ASGIApp, **timing: Any) -> BodyLimitMiddleware:
+    return BodyLimitMiddleware(
+        app, max_bytes=LIMIT, on_error=timing_error, timing=BodyTiming(**timing)
+    )
+
+
+async def call_slowly(
+    app: ASGIApp,
+    schedule: list[tuple[float, bytes]],
+    *,
+    client: str = "127.0.0.1",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> list[Message]:
+    """Each chunk after its delay; then, like a silent client, nothing until cancelled."""
+    pending = list(schedule)
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        if not pending:
+            await asyncio.Event().wait()
+        delay, body = pending.pop(0)
+        await asyncio.sleep(delay)
+        return {"type": "http.request", "body": body, "more_body": bool(pending)}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = http_scope(headers or [(b"content-length", b"300")])
+    scope["client"] = (client, 1234)
+    scope["path"] = "/upload"
+    await app(scope, receive, send)
+    return sent
+
+
+async def test_a_body_that_never_arrives_is_a_408_without_calling_the_app() -> None:
+    recorder = Recorder()
+    app = timed(recorder.app, timeout=0.2)
+    started = time.monotonic()
+    sent = await call_slowly(app, [])
+    assert sent[0]["status"] == 408
+    assert 0.2 <= time.monotonic() - started < 2
+    assert recorder.calls == 0
+    assert (app.readers, app._per_client) == (0, {})
+
+
+async def test_a_trickling_body_is_cut_off_at_the_minimum_rate() -> None:
+    # 10 bytes every 0.1 s is 100 B/s, under the 1,000 B/s asked for: the allowance of
+    # 0.3 s grows by 10 ms a chunk, and the chunks fall behind it.
+    recorder = Recorder()
+    app = timed(recorder.app, timeout=0.3, min_rate=1000)
+    sent = await call_slowly(app, [(0.1, b"x" * 10)] * 30)
+    assert sent[0]["status"] == 408
+    assert recorder.calls == 0
+
+
+async def test_a_body_at_the_minimum_rate_earns_its_time() -> None:
+    # 100 bytes every 0.1 s is 1,000 B/s: the whole second it takes is allowed, though the
+    # first allowance is 0.3 s, because each chunk extends it by 0.1 s.
+    recorder = Recorder()
+    app = timed(recorder.app, timeout=0.3, min_rate=1000)
+    sent = await call_slowly(
+        app, [(0.1, b"x" * 100)] * 9, headers=[(b"transfer-encoding", b"chunked")]
+    )
+    assert sent[0]["status"] == 200
+    assert orjson.loads(sent[1]["body"])["size"] == 900
+
+
+async def test_the_allowance_stops_growing_at_max_timeout() -> None:
+    recorder = Recorder()
+    app = timed(recorder.app, timeout=0.2, min_rate=10, max_timeout=0.5)
+    started = time.monotonic()
+    sent = await call_slowly(app, [(0.1, b"x" * 10)] * 9, headers=[(b"content-length", b"90")])
+    assert sent[0]["status"] == 408
+    assert time.monotonic() - started < 0.9
+
+
+async def test_bodies_in_progress_have_a_budget_per_client_and_in_all() -> None:
+    recorder = Recorder()
+    app = timed(recorder.app, timeout=5, max_readers=3, max_readers_per_client=2)
+    held = [
+        asyncio.create_task(call_slowly(app, [], client=address))
+        for address in ("10.0.0.1", "10.0.0.1", "10.0.0.2")
+    ]
+    await asyncio.sleep(0.05)
+    assert app.readers == 3
+    same_client = await call_slowly(app, [(0, b"x")], client="10.0.0.1")
+    other_client = await call_slowly(app, [(0, b"x")], client="10.0.0.3")
+    assert same_client[0]["status"] == other_client[0]["status"] == 503
+    for task in held:
+        task.cancel()
+    await asyncio.gather(*held, return_exceptions=True)
+    # A cancelled reader gives its place back.
+    assert (app.readers, app._per_client) == (0, {})
+    ok = await call_slowly(app, [(0, b"x" * 5)], client="10.0.0.1",
+                           headers=[(b"content-length", b"5")])  # fmt: skip
+    assert ok[0]["status"] == 200
+
+
+async def test_a_client_leaving_mid_body_reaches_the_app_as_a_disconnect() -> None:
+    seen: list[Message] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(await receive())
+
+    messages: list[Message] = [
+        {"type": "http.request", "body": b"x" * 10, "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    async def send(message: Message) -> None:
+        raise AssertionError("nothing to send to a client that left")
+
+    await timed(app)(http_scope([(b"content-length", b"300")]), receive, send)
+    assert seen == [{"type": "http.disconnect"}]
+
+
+async def test_after_the_body_the_app_reads_the_servers_own_receive() -> None:
+    # An app that watches for a disconnect after the body must reach the server's receive.
+    seen: list[Message] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.extend([await receive(), await receive()])
+
+    messages: list[Message] = [
+        {"type": "http.request", "body": b"ab", "more_body": True},
+        {"type": "http.request", "body": b"c", "more_body": False},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    async def send(message: Message) -> None:
+        pass
+
+    await timed(app)(http_scope([(b"transfer-encoding", b"chunked")]), receive, send)
+    assert seen == [
+        {"type": "http.request", "body": b"abc", "more_body": False},
+        {"type": "http.disconnect"},
+    ]
+
+
+@pytest.mark.parametrize(
+    "timing",
+    [
+        {"timeout": 0},
+        {"timeout": True},
+        {"min_rate": -1},
+        {"timeout": 5, "max_timeout": 1},
+        {"max_readers": 0},
+        {"max_readers_per_client": 1.5},
+    ],
+)
+def test_rejects_bad_timing(timing: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=next(iter(timing)).split("_per")[0]):
+        timed(Starlette(), **timing)

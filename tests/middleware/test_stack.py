@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +18,7 @@ from structlog.contextvars import get_contextvars
 from middleware import (
     AccessLogMiddleware,
     BodyLimitMiddleware,
+    BodyTimeout,
     HttpMetrics,
     MetricsMiddleware,
     PayloadTooLarge,
@@ -24,6 +26,9 @@ from middleware import (
     SecurityHeadersMiddleware,
     build_stack,
 )
+from middleware.body_limit import BodyTiming
+from middleware.deadline import DeadlineMiddleware
+from middleware.in_flight import InFlightLimitMiddleware
 from tests.support import task_per_request
 
 DURATION_COUNT = "http_server_request_duration_seconds_count"
@@ -177,3 +182,55 @@ async def test_no_request_id_leaks_out_of_the_stack(path: str) -> None:
     async with Harness().client() as http:
         await http.get(path)
     assert "request_id" not in get_contextvars()
+
+
+def test_the_body_is_read_outside_the_in_flight_cap_and_the_deadline() -> None:
+    stack: Any = build_stack(
+        Starlette(), logger=CaptureLogger(), access_log=False,
+        metrics=HttpMetrics(registry=CollectorRegistry()), hsts=False, max_body_bytes=100,
+        on_error=on_error, max_in_flight=1, request_timeout=5,
+    )  # fmt: skip
+    layers = []
+    while not isinstance(stack, Starlette):
+        layers.append(type(stack))
+        stack = stack.app
+    assert layers[-3:] == [BodyLimitMiddleware, InFlightLimitMiddleware, DeadlineMiddleware]
+
+
+async def test_a_body_that_never_comes_holds_no_in_flight_slot() -> None:
+    # One slot in flight; a client announces a body and sends nothing. Another request is
+    # still admitted, and the silent one is answered 408 once its time is up, logged and
+    # counted like any other answer.
+    def render(exc: Exception) -> ASGIApp:
+        status = 408 if isinstance(exc, BodyTimeout) else 503
+        return JSONResponse({"type": type(exc).__name__}, status_code=status)
+
+    harness = Harness()
+    harness.stack = build_stack(
+        harness.app, logger=harness.logger, access_log=True,
+        metrics=HttpMetrics(registry=harness.registry), hsts=False, max_body_bytes=100,
+        on_error=render, max_in_flight=1, body_timing=BodyTiming(timeout=0.5),
+    )  # fmt: skip
+    silent_sent: list[Message] = []
+
+    async def silent_receive() -> Message:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def record(message: Message) -> None:
+        silent_sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/upload", "http_version": "1.1",
+             "headers": [(b"content-length", b"50")], "query_string": b"",
+             "client": ("10.1.1.1", 9), "server": ("test", 80), "scheme": "http",
+             "root_path": ""}  # fmt: skip
+    silent = asyncio.ensure_future(harness.stack(scope, silent_receive, record))
+    async with harness.client() as http:
+        await asyncio.sleep(0.05)
+        ok = await http.post("/upload", content=b"x" * 10)
+        assert (ok.status_code, ok.json()) == (200, {"size": 10})
+        await asyncio.wait_for(silent, 5)
+    assert silent_sent[0]["status"] == 408
+    # Refused before routing, and this stack has no resolve_route: the route is unmatched.
+    assert harness.count("POST", "unmatched", 408) == 1
+    assert [line["status"] for line in harness.logger.lines] == [200, 408]
