@@ -25,7 +25,7 @@ COPY migrations/ migrations/
 # site-packages, byte-compiled, so the runtime stage needs nothing from /src. The check
 # runs isolated (-I) so it imports the installed copy, not /src.
 RUN pip install --no-cache-dir . \
-    && python -I -c "import middleware, server.paths as p; assert p.SQL_DIR.is_dir() and p.MIGRATIONS_DIR.is_dir()"
+    && python -I -c "import middleware, server.runtime.paths as p; assert p.SQL_DIR.is_dir() and p.MIGRATIONS_DIR.is_dir()"
 
 # ---------------------------------------------------------------- runtime
 FROM ${PYTHON_IMAGE} AS runtime

@@ -9,9 +9,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from server.env_reader import is_host
-from server.logs import configure_logging
-from server.settings import Settings, SettingsError, load_settings
+from server.runtime.env_reader import is_host
+from server.runtime.logs import configure_logging
+from server.runtime.settings import Settings, SettingsError, load_settings
 
 
 def _settings() -> Settings:
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = _settings()
     logger = configure_logging(settings.log_level)
     if args.command == "serve":
-        from server.serve import serve_forever
+        from server.commands.serve import serve_forever
 
         try:
             return serve_forever(
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         except SettingsError as exc:
             raise SystemExit(str(exc)) from None
-    from server import tasks
+    from server.commands import tasks
 
     if args.command == "migrate":
         return asyncio.run(tasks.migrate_command(settings, logger))

@@ -12,7 +12,6 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from structlog.typing import FilteringBoundLogger
 
-from server import background
 from server.apikeys.repository import ApiKeysRepository
 from server.apikeys.service import ApiKeysService
 from server.apikeys.verifier import ApiKeyVerifier
@@ -32,22 +31,23 @@ from server.auth.throttle import LoginThrottle
 from server.catalog.cache import ProductCache
 from server.catalog.repository import ProductsRepository
 from server.catalog.service import CatalogService
-from server.db import Database, create_pool
-from server.devdb import database_name
+from server.db.database import Database, create_pool
+from server.db.devdb import database_name
+from server.db.outbox import Outbox
+from server.db.sqlfiles import Queries, load_queries
 from server.health.service import DrainState, HealthService
-from server.mail import build_mailer
 from server.orders.repository import OrdersRepository
 from server.orders.service import OrdersService
-from server.outbox import Outbox
-from server.pagination import CursorCodec
-from server.paths import MIGRATIONS_DIR
-from server.redis_link import RedisLink, open_redis
 from server.roles.repository import RolesRepository
 from server.roles.service import RolesService
-from server.settings import Settings
-from server.sqlfiles import Queries, load_queries
+from server.runtime import background
+from server.runtime.mail import build_mailer
+from server.runtime.paths import MIGRATIONS_DIR
+from server.runtime.redis_link import RedisLink, open_redis
+from server.runtime.settings import Settings
 from server.users.admin_service import UsersAdminService
 from server.users.repository import UsersRepository
+from server.web.pagination import CursorCodec
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,17 +6,17 @@ from collections.abc import Callable
 
 from starlette.routing import BaseRoute, Mount, Route
 
-from server.access import ANONYMOUS, AUTHENTICATED, PUBLIC, SESSION, guarded_route, permission
 from server.apikeys import handlers as api_keys
 from server.audit import handlers as audit
 from server.auth import handlers as auth
 from server.catalog import handlers as catalog
-from server.docs import docs_routes
 from server.health import handlers as health
-from server.metrics import metrics_endpoint
 from server.orders import handlers as orders
 from server.roles import handlers as roles
+from server.runtime.metrics import metrics_endpoint
 from server.users import handlers as users
+from server.web.access import ANONYMOUS, AUTHENTICATED, PUBLIC, SESSION, guarded_route, permission
+from server.web.docs import docs_routes
 
 GET, POST, PATCH, PUT, DELETE = ["GET"], ["POST"], ["PATCH"], ["PUT"], ["DELETE"]
 

@@ -14,10 +14,10 @@ import pytest
 from structlog.typing import FilteringBoundLogger
 
 from server.app import HotpathApp, create_app
-from server.logs import configure_logging
-from server.migrate import migrate
-from server.paths import MIGRATIONS_DIR
-from server.settings import Settings
+from server.db.migrate import migrate
+from server.runtime.logs import configure_logging
+from server.runtime.paths import MIGRATIONS_DIR
+from server.runtime.settings import Settings
 from tests.support import ThrowawayRedis, client_for, lifespan
 
 ADMIN_URL = os.environ.get(

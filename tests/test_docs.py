@@ -9,7 +9,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from server.docs import ASSETS_DIR, DOCS_CSP, docs_routes
+from server.web.docs import ASSETS_DIR, DOCS_CSP, docs_routes
 
 DOCUMENT = b'{"openapi":"3.1.0","info":{"title":"t","version":"1"},"paths":{}}'
 CONTENT_TYPES = {

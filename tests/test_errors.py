@@ -7,9 +7,9 @@ import pytest
 from starlette.requests import Request
 from structlog.typing import FilteringBoundLogger
 
-from server import errors
-from server.errors import AppError, registered_slugs
-from server.problem import exception_handlers
+from server.web import errors
+from server.web.errors import AppError, registered_slugs
+from server.web.problem import exception_handlers
 
 
 def test_slugs_are_unique_and_every_error_is_registered() -> None:

@@ -7,7 +7,7 @@ import tempfile
 import orjson
 import structlog
 
-from server.logs import configure_logging, flush_logs, request_line_logger
+from server.runtime.logs import configure_logging, flush_logs, request_line_logger
 
 
 def test_info_lines_wait_for_the_flush_and_warnings_do_not() -> None:

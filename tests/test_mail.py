@@ -17,7 +17,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from structlog.typing import FilteringBoundLogger
 
-from server.mail import (
+from server.runtime.mail import (
     LogMailer,
     MailError,
     OutgoingEmail,

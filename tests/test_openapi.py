@@ -14,13 +14,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
-from server.apidoc import DOCUMENTED, EndpointDoc, api, endpoint_doc
 from server.auth import password_policy
 from server.auth.permissions import KNOWN_PERMISSIONS
-from server.conditional import etag
-from server.openapi import build_openapi
 from server.orders import handlers as order_handlers
 from server.routes import build_routes
+from server.web.apidoc import DOCUMENTED, EndpointDoc, api, endpoint_doc
+from server.web.conditional import etag
+from server.web.openapi import build_openapi
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 
@@ -437,7 +437,7 @@ def test_app_product_preconditions_are_declared(app_doc: dict[str, Any]) -> None
     for method in ("patch", "delete"):
         headers = parameters(product[method], "header")
         assert set(headers) == {"If-Match"}
-        assert headers["If-Match"]["required"] is True  # server.conditional: 428 without it
+        assert headers["If-Match"]["required"] is True  # server.web.conditional: 428 without it
         assert {"412", "428"} <= set(product[method]["responses"])
     headers = parameters(product["get"], "header")
     assert set(headers) == {"If-None-Match"}

@@ -10,8 +10,8 @@ import orjson
 import pytest
 from starlette.requests import Request
 
-from server import errors
-from server.responses import decode_json, dumps, json_pointer, path_id
+from server.web import errors
+from server.web.responses import decode_json, dumps, json_pointer, path_id
 
 
 class Item(msgspec.Struct, forbid_unknown_fields=True):

@@ -14,7 +14,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import BaseRoute, Mount, Route
 
 from server.routes import build_routes
-from server.routing import IndexedRouter
+from server.web.routing import IndexedRouter
 
 METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
 EVERY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")

@@ -5,7 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from server.settings import DEV_DATABASE_URL, DEV_REDIS_URL, Settings, SettingsError, load_settings
+from server.runtime.settings import (
+    DEV_DATABASE_URL,
+    DEV_REDIS_URL,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 from tests.support import at_once_in_processes
 
 SECRET = "s3cr3t-" + "k" * 40

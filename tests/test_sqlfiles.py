@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from server.sqlfiles import QueryFileError, load_queries, parse_queries
+from server.db.sqlfiles import QueryFileError, load_queries, parse_queries
 
 TEXT = """
 -- name: get_thing :one

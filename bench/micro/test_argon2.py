@@ -21,7 +21,7 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from server.auth.passwords import PasswordHasher, Verification
-from server.settings import Settings
+from server.runtime.settings import Settings
 
 T = TypeVar("T")
 PASSWORD = "correct horse battery staple"

@@ -22,7 +22,7 @@ import structlog
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from server.catalog.cache import CachedProduct, ProductCache
-from server.redis_link import RedisLink, open_redis
+from server.runtime.redis_link import RedisLink, open_redis
 
 BATCH = 200
 PAIR_ROUNDS = 20

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message
 
 from bench.micro.stack_ceiling import FusedStack
 from middleware import HttpMetrics, build_stack
-from server.logs import configure_logging, request_line_logger
+from server.runtime.logs import configure_logging, request_line_logger
 
 BATCH = 200
 PAIR_ROUNDS = 60

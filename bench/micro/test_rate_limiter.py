@@ -19,7 +19,7 @@ import structlog
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from server.ratelimit import Decision, Policy, RateLimiter
-from server.redis_link import RedisLink, open_redis
+from server.runtime.redis_link import RedisLink, open_redis
 
 BATCH = 1000
 PAIR_ROUNDS = 8

@@ -22,14 +22,14 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 from starlette.requests import Request
 
-from server import errors
 from server.catalog import schemas as catalog
 from server.catalog.handlers import render
 from server.catalog.repository import Product
 from server.catalog.seed import _rows
 from server.orders import schemas as orders
-from server.pagination import CursorCodec, paged_response
-from server.responses import decode_json, dumps
+from server.web import errors
+from server.web.pagination import CursorCodec, paged_response
+from server.web.responses import decode_json, dumps
 
 PAGE = 50
 ORDER_LINES = 5

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from server.serve import granian_command
+from server.commands.serve import granian_command
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"

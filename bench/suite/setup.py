@@ -22,9 +22,9 @@ import jwt
 
 from server.auth.passwords import PasswordHasher
 from server.catalog.seed import seed_products
-from server.db import Database, open_pool
-from server.migrate import migrate
-from server.paths import MIGRATIONS_DIR
+from server.db.database import Database, open_pool
+from server.db.migrate import migrate
+from server.runtime.paths import MIGRATIONS_DIR
 
 ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 _LIST_LIMIT = 50

@@ -10,7 +10,7 @@ import msgspec
 from server.apikeys.repository import ApiKey
 from server.auth.permissions import KNOWN_PERMISSIONS
 from server.auth.schemas import Strict
-from server.instants import Instant, check_storable
+from server.web.instants import Instant, check_storable
 
 # A scope is a permission its owner holds (the service refuses others with a 422), and roles
 # hold only KNOWN_PERMISSIONS: the enum documents that set.

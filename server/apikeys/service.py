@@ -12,9 +12,9 @@ from server.apikeys.verifier import secret_digest
 from server.audit.repository import AuditRepository
 from server.auth.principal import Principal
 from server.auth.revoker import Revoker
-from server.context import RequestContext
-from server.db import Connection, Database
-from server.errors import Forbidden, NotFound, ValidationFailed
+from server.db.database import Connection, Database
+from server.web.context import RequestContext
+from server.web.errors import Forbidden, NotFound, ValidationFailed
 
 ADMIN_PERMISSION = "apikeys:write"
 

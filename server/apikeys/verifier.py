@@ -24,8 +24,8 @@ from server.apikeys.repository import ApiKeysRepository, KeyCredentials
 from server.audit.repository import AuditRepository
 from server.auth.denylist import Denylist
 from server.auth.principal import Principal
-from server.context import RequestContext, scope_context
-from server.db import Database
+from server.db.database import Database
+from server.web.context import RequestContext, scope_context
 
 _AUDIT_EVERY = 60.0
 _MAX_CACHE = 50_000

@@ -5,11 +5,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.apidoc import api
 from server.audit import schemas
 from server.audit.repository import AuditFilter
-from server.pagination import paged_response
-from server.responses import read_query
+from server.web.apidoc import api
+from server.web.pagination import paged_response
+from server.web.responses import read_query
 
 _LIST_SCOPE = "audit"
 

@@ -6,9 +6,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.context import RequestContext
-from server.db import Connection, record_to
-from server.sqlfiles import Queries
+from server.db.database import Connection, record_to
+from server.db.sqlfiles import Queries
+from server.web.context import RequestContext
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ import msgspec
 
 from server.audit.repository import AuditEvent
 from server.auth.schemas import Strict
-from server.instants import Instant, check_storable
+from server.web.instants import Instant, check_storable
 
 
 class AuditEventView(msgspec.Struct):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from server.audit.repository import AuditEvent, AuditFilter, AuditRepository
-from server.db import Database
+from server.db.database import Database
 
 
 class AuditService:

@@ -11,7 +11,6 @@ from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
-from server import background
 from server.audit.repository import AuditRepository
 from server.auth.one_time_tokens import OneTimeTokens
 from server.auth.password_policy import password_problems
@@ -20,11 +19,12 @@ from server.auth.principal import Principal
 from server.auth.revoker import Revoker
 from server.auth.setup import AccountMailBudget
 from server.auth.throttle import ACCOUNT_POLICY, LoginThrottle, account_key
-from server.context import RequestContext
-from server.db import Connection, Database
-from server.errors import BadRequest, NotFound, ValidationFailed
-from server.mail import Mailer, OutgoingEmail
+from server.db.database import Connection, Database
+from server.runtime import background
+from server.runtime.mail import Mailer, OutgoingEmail
 from server.users.repository import EmailTaken, NewUser, User, UsersRepository
+from server.web.context import RequestContext
+from server.web.errors import BadRequest, NotFound, ValidationFailed
 
 VERIFY_TTL = dt.timedelta(hours=48)
 RESET_TTL = dt.timedelta(minutes=30)

@@ -11,7 +11,7 @@ from server.apikeys.verifier import ApiKeyVerifier, KeyRejected
 from server.auth.principal import Principal
 from server.auth.revocation import Denylist
 from server.auth.tokens import AccessTokenCodec, InvalidToken
-from server.errors import Unauthorized
+from server.web.errors import Unauthorized
 
 _CHALLENGE = {"www-authenticate": 'Bearer error="invalid_token"'}
 

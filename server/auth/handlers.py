@@ -7,14 +7,14 @@ import uuid
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.access import principal_of
-from server.apidoc import api
 from server.auth import schemas
 from server.auth.cookies import CSRF_HEADER, DEVICE_COOKIE, REFRESH_COOKIE, SessionCookies
 from server.auth.service import InvalidRefreshToken, TokenPair
-from server.context import request_context
-from server.errors import CsrfFailed, NotFound, ValidationFailed
-from server.responses import JSONResponse, read_json
+from server.web.access import principal_of
+from server.web.apidoc import api
+from server.web.context import request_context
+from server.web.errors import CsrfFailed, NotFound, ValidationFailed
+from server.web.responses import JSONResponse, read_json
 
 _NO_STORE = {"cache-control": "no-store"}
 _ACCEPTED = {"status": "accepted"}

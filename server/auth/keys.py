@@ -23,7 +23,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from server.files import write_new
+from server.runtime.files import write_new
 
 Algorithm = Literal["EdDSA", "HS256"]
 ALGORITHMS: tuple[Algorithm, ...] = ("EdDSA", "HS256")

@@ -7,8 +7,8 @@ import hashlib
 import secrets
 from typing import Literal
 
-from server.db import Connection
-from server.sqlfiles import Queries
+from server.db.database import Connection
+from server.db.sqlfiles import Queries
 
 Purpose = Literal["email_verify", "password_reset"]
 

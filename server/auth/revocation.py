@@ -21,10 +21,10 @@ import asyncpg
 from structlog.typing import FilteringBoundLogger
 
 from server.auth.denylist import Denylist, Revocation, RevocationKind
-from server.db import Connection, Database
-from server.pubsub import error_name, follow_channel
-from server.redis_link import RedisLink
-from server.sqlfiles import Queries
+from server.db.database import Connection, Database
+from server.db.sqlfiles import Queries
+from server.runtime.pubsub import error_name, follow_channel
+from server.runtime.redis_link import RedisLink
 
 __all__ = [
     "SAFETY_POLL_SECONDS",

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from server.apikeys.verifier import key_subject
 from server.auth.revocation import Revocation, RevocationFeed, RevocationStore
 from server.auth.sessions import SessionsRepository
-from server.db import Connection
+from server.db.database import Connection
 
 # Revocation rows outlive every access token they could affect, plus the verifier's leeway.
 _LEEWAY = dt.timedelta(seconds=30)

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import msgspec
 
-from server.apidoc import DOCUMENTED
 from server.auth.password_policy import MAX_LENGTH, MIN_LENGTH
+from server.web.apidoc import DOCUMENTED
 
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
 # Length rules beyond these bounds are the password policy's (it reports every problem).

@@ -25,11 +25,11 @@ from server.auth.throttle import (
     address_key,
 )
 from server.auth.tokens import AccessTokenCodec
-from server.context import RequestContext
-from server.db import Connection, Database
-from server.errors import NotFound, Unauthorized
+from server.db.database import Connection, Database
 from server.roles.repository import RolesRepository
 from server.users.repository import User, UsersRepository
+from server.web.context import RequestContext
+from server.web.errors import NotFound, Unauthorized
 
 
 class InvalidCredentials(Unauthorized):

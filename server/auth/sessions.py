@@ -6,8 +6,8 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from server.db import Connection, record_to
-from server.sqlfiles import Queries
+from server.db.database import Connection, record_to
+from server.db.sqlfiles import Queries
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from server.auth.authenticator import Authenticator
 from server.auth.denylist import Denylist
 from server.auth.keys import Algorithm, KeyRing, ensure_dev_key, load_keyring
 from server.auth.tokens import AccessTokenCodec
-from server.settings import Settings
+from server.runtime.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,9 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
-from server.db import Connection
-from server.errors import TooManyRequests
-from server.sqlfiles import Queries
+from server.db.database import Connection
+from server.db.sqlfiles import Queries
+from server.web.errors import TooManyRequests
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,9 +26,9 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 from structlog.typing import FilteringBoundLogger
 
-from server import background
-from server.pubsub import error_name, follow_channel
-from server.redis_link import RedisLink
+from server.runtime import background
+from server.runtime.pubsub import error_name, follow_channel
+from server.runtime.redis_link import RedisLink
 
 # Stored versions only move forward; an equal version may replace (a row over its own tombstone).
 _SET_IF_NEWER = """

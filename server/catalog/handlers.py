@@ -9,16 +9,16 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.access import principal_of
-from server.apidoc import api
 from server.catalog import schemas
 from server.catalog.cache import CachedProduct
 from server.catalog.repository import Product, ProductFields, ProductFilter
-from server.conditional import etag, not_modified, required_versions
-from server.context import request_context
-from server.errors import NotFound
-from server.pagination import CursorCodec, InvalidCursor, paged_response
-from server.responses import PreparedJSON, dumps, path_id, read_json, read_query
+from server.web.access import principal_of
+from server.web.apidoc import api
+from server.web.conditional import etag, not_modified, required_versions
+from server.web.context import request_context
+from server.web.errors import NotFound
+from server.web.pagination import CursorCodec, InvalidCursor, paged_response
+from server.web.responses import PreparedJSON, dumps, path_id, read_json, read_query
 
 # A public resource: shared caches may keep it briefly; revalidation is cheap (ETag -> 304).
 _PUBLIC = "public, max-age=5, stale-while-revalidate=30"

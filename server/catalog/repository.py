@@ -8,9 +8,9 @@ from typing import Any, Literal
 
 import asyncpg
 
-from server.db import Connection, record_to
-from server.errors import Conflict
-from server.sqlfiles import Queries
+from server.db.database import Connection, record_to
+from server.db.sqlfiles import Queries
+from server.web.errors import Conflict
 
 SortKey = Literal["created_at", "price", "name"]
 Direction = Literal["asc", "desc"]

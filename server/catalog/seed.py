@@ -6,7 +6,7 @@ import datetime as dt
 import random
 from collections.abc import Callable, Iterator
 
-from server.db import Database
+from server.db.database import Database
 
 COLUMNS = ("sku", "name", "description", "category", "price_minor", "currency", "stock")
 _COPY_COLUMNS = (*COLUMNS, "created_at", "updated_at")

@@ -18,10 +18,10 @@ from server.catalog.repository import (
     ProductsRepository,
     SortKey,
 )
-from server.context import RequestContext
-from server.db import Connection, Database
-from server.errors import Conflict, NotFound, PreconditionFailed
-from server.outbox import Outbox
+from server.db.database import Connection, Database
+from server.db.outbox import Outbox
+from server.web.context import RequestContext
+from server.web.errors import Conflict, NotFound, PreconditionFailed
 
 
 class InsufficientStock(Conflict):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.apidoc import api
 from server.health.schemas import Liveness, ReadinessView
-from server.responses import JSONResponse
+from server.web.apidoc import api
+from server.web.responses import JSONResponse
 
 _NO_STORE = {"cache-control": "no-store"}
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import asyncpg
 
-from server.db import Database
-from server.errors import ServiceUnavailable
-from server.migrate import MigrationError
-from server.migrate import status as migration_status
-from server.redis_link import RedisLink
+from server.db.database import Database
+from server.db.migrate import MigrationError
+from server.db.migrate import status as migration_status
+from server.runtime.redis_link import RedisLink
+from server.web.errors import ServiceUnavailable
 
 DRAIN_FILE_ENV = "HOTPATH_DRAIN_FILE"
 

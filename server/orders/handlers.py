@@ -9,13 +9,13 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.access import principal_of
-from server.apidoc import api
-from server.errors import BadRequest
 from server.orders import schemas
 from server.orders.repository import Order
-from server.pagination import paged_response
-from server.responses import JSONResponse, dumps, path_id, read_json, read_query
+from server.web.access import principal_of
+from server.web.apidoc import api
+from server.web.errors import BadRequest
+from server.web.pagination import paged_response
+from server.web.responses import JSONResponse, dumps, path_id, read_json, read_query
 
 _LIST_SCOPE = "orders"
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")

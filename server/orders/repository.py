@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from server.db import Connection
-from server.sqlfiles import Queries
+from server.db.database import Connection
+from server.db.sqlfiles import Queries
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,10 @@ from server.auth.principal import Principal
 from server.catalog.cache import ProductCache
 from server.catalog.repository import Product, ProductsRepository
 from server.catalog.service import product_event
-from server.db import Connection, Database
-from server.errors import AppError, Conflict, Forbidden, NotFound, ValidationFailed
+from server.db.database import Connection, Database
+from server.db.outbox import Outbox
 from server.orders.repository import Order, OrderItem, OrdersRepository
-from server.outbox import Outbox
+from server.web.errors import AppError, Conflict, Forbidden, NotFound, ValidationFailed
 
 READ_ALL = "orders:read_all"
 WRITE_ALL = "orders:write_all"

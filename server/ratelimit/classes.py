@@ -13,7 +13,7 @@ from starlette.types import Scope
 
 from server.auth.principal import Principal
 from server.ratelimit.policy import MAX_RATE, Policy
-from server.settings import Settings
+from server.runtime.settings import Settings
 
 EXEMPT = frozenset({"/livez", "/readyz", "/metrics", "/openapi.json", "/.well-known/jwks.json"})
 STRICT = frozenset(

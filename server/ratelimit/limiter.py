@@ -21,14 +21,14 @@ from itertools import islice
 from prometheus_client import CollectorRegistry
 from structlog.typing import FilteringBoundLogger
 
-from server import background
-from server.pubsub import error_name
 from server.ratelimit.fallback import LocalGcra
 from server.ratelimit.gcra import RedisGcra
 from server.ratelimit.leases import Lease
 from server.ratelimit.metrics import RateLimitMetrics
 from server.ratelimit.policy import Decision, Policy
-from server.redis_link import RedisLink
+from server.runtime import background
+from server.runtime.pubsub import error_name
+from server.runtime.redis_link import RedisLink
 
 _REDIS_PAUSE = 1.0  # after a Redis failure, decide locally this long before trying again
 _SWEEP_SECONDS = 1.0

@@ -7,14 +7,14 @@ from starlette.middleware import Middleware
 from structlog.typing import FilteringBoundLogger
 
 from middleware.rate_limit import RateLimitMiddleware
-from server.devdb import database_name
-from server.problem import middleware_error_renderer
+from server.db.devdb import database_name
 from server.ratelimit.classes import RouteClasses
 from server.ratelimit.headers import rate_limit_headers
 from server.ratelimit.limiter import RateLimiter
 from server.ratelimit.policy import Policy
-from server.redis_link import RedisLink
-from server.settings import Settings
+from server.runtime.redis_link import RedisLink
+from server.runtime.settings import Settings
+from server.web.problem import middleware_error_renderer
 
 
 class AccountBudget:

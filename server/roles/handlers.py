@@ -5,11 +5,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.access import principal_of
-from server.apidoc import api
-from server.context import request_context
-from server.responses import JSONResponse, path_text, read_json
 from server.roles import schemas
+from server.web.access import principal_of
+from server.web.apidoc import api
+from server.web.context import request_context
+from server.web.responses import JSONResponse, path_text, read_json
 
 
 @api(summary="List roles and their permissions", tags=("roles",), responses={200: schemas.RoleList})

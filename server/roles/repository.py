@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from server.db import Connection
-from server.errors import Conflict
-from server.sqlfiles import Queries
+from server.db.database import Connection
+from server.db.sqlfiles import Queries
+from server.web.errors import Conflict
 
 
 class RoleExists(Conflict):

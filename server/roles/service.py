@@ -9,10 +9,10 @@ from server.auth.permissions import KNOWN_PERMISSIONS
 from server.auth.principal import Principal
 from server.auth.revocation import Revocation
 from server.auth.revoker import Revoker
-from server.context import RequestContext
-from server.db import Connection, Database
-from server.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from server.db.database import Connection, Database
 from server.roles.repository import Role, RolesRepository
+from server.web.context import RequestContext
+from server.web.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
 # create-admin grants this role and nothing else: it must keep every permission it holds, or
 # the administrators (all of them at once) lose what they need to put it back.

@@ -8,12 +8,12 @@ from server.audit.repository import AuditRepository
 from server.auth.principal import Principal
 from server.auth.revocation import Revocation
 from server.auth.revoker import Revoker
-from server.context import RequestContext
-from server.db import Connection, Database
-from server.errors import Conflict, NotFound
+from server.db.database import Connection, Database
 from server.roles.repository import RolesRepository
 from server.roles.service import ADMIN_ROLE, check_no_escalation
 from server.users.repository import User, UserFilter, UsersRepository
+from server.web.context import RequestContext
+from server.web.errors import Conflict, NotFound
 
 
 class CannotChangeSelf(Conflict):

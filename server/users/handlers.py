@@ -5,13 +5,13 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.access import principal_of
-from server.apidoc import api
-from server.context import request_context
-from server.pagination import paged_response
-from server.responses import JSONResponse, path_id, path_text, read_json, read_query
 from server.users import schemas
 from server.users.repository import UserFilter
+from server.web.access import principal_of
+from server.web.apidoc import api
+from server.web.context import request_context
+from server.web.pagination import paged_response
+from server.web.responses import JSONResponse, path_id, path_text, read_json, read_query
 
 _LIST_SCOPE = "users"
 

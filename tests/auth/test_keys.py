@@ -21,7 +21,7 @@ from server.auth.keys import (
     load_keyring,
 )
 from server.auth.setup import load_keys
-from server.settings import Settings
+from server.runtime.settings import Settings
 from tests.support import at_once_in_processes
 
 SECRET = "hs256-secret-" + "x" * 40

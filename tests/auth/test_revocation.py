@@ -24,10 +24,10 @@ from server.auth.revocation import (
     RevocationStore,
     _backoff,
 )
-from server.db import Connection, Database, create_pool
-from server.redis_link import open_redis
-from server.settings import Settings
-from server.sqlfiles import load_queries
+from server.db.database import Connection, Database, create_pool
+from server.db.sqlfiles import load_queries
+from server.runtime.redis_link import open_redis
+from server.runtime.settings import Settings
 from tests.conftest import REDIS_URL
 from tests.support import ThrowawayRedis
 

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from structlog.typing import FilteringBoundLogger
 
 from server.catalog.cache import CachedProduct, ProductCache
-from server.redis_link import RedisLink, open_redis
+from server.runtime.redis_link import RedisLink, open_redis
 from tests.conftest import REDIS_URL
 from tests.support import ThrowawayRedis, until
 

@@ -16,7 +16,7 @@ import pytest
 from structlog.typing import FilteringBoundLogger
 
 from server.app import HotpathApp, create_app
-from server.settings import Settings
+from server.runtime.settings import Settings
 from tests.catalog.conftest import Catalog, assert_problem, unique_category, unique_sku
 from tests.identity.conftest import Accounts
 from tests.support import client_for, lifespan

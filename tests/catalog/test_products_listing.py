@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from server.sqlfiles import load_queries
+from server.db.sqlfiles import load_queries
 from tests.catalog.conftest import Catalog, assert_problem, unique_category
 
 SORTS = [(sort, order) for sort in ("created_at", "price", "name") for order in ("asc", "desc")]

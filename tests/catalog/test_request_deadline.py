@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 import pytest
 
-from server.settings import Settings
+from server.runtime.settings import Settings
 from tests.catalog.conftest import Catalog, assert_problem
 from tests.identity.conftest import Accounts
 

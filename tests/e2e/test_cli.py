@@ -21,8 +21,8 @@ from argon2 import PasswordHasher
 from openapi_spec_validator import validate
 
 from server.auth.keys import generate_dev_key
-from server.migrate import load_migrations
-from server.paths import MIGRATIONS_DIR
+from server.db.migrate import load_migrations
+from server.runtime.paths import MIGRATIONS_DIR
 from tests.conftest import database_url, drop_database
 from tests.e2e.servers import wait_until_live
 from tests.support import free_port

@@ -18,8 +18,8 @@ import httpx
 import pytest
 import yaml
 
-from server.serve import WORKERS_KILL_TIMEOUT
-from server.settings import Settings
+from server.commands.serve import WORKERS_KILL_TIMEOUT
+from server.runtime.settings import Settings
 from tests.e2e.servers import wait_until_live
 from tests.support import free_port
 

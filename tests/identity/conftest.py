@@ -17,8 +17,8 @@ from structlog.typing import FilteringBoundLogger
 
 from server.app import HotpathApp, create_app
 from server.auth.passwords import PasswordHasher
-from server.settings import Settings
-from server.sqlfiles import load_queries
+from server.db.sqlfiles import load_queries
+from server.runtime.settings import Settings
 from server.users.repository import NewUser, UsersRepository
 from tests.support import client_for, lifespan
 

@@ -16,7 +16,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, Router, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from server.access import (
+from server.app import HotpathApp
+from server.auth.permissions import KNOWN_PERMISSIONS
+from server.catalog.repository import ProductFields, ProductsRepository
+from server.db.sqlfiles import load_queries
+from server.orders.repository import OrderItem, OrdersRepository
+from server.roles.repository import RolesRepository
+from server.routes import build_routes
+from server.web.access import (
     ANONYMOUS,
     AUTHENTICATED,
     PUBLIC,
@@ -25,15 +32,8 @@ from server.access import (
     guarded_route,
     permission,
 )
-from server.apidoc import endpoint_doc
-from server.app import HotpathApp
-from server.auth.permissions import KNOWN_PERMISSIONS
-from server.catalog.repository import ProductFields, ProductsRepository
-from server.docs import ASSETS_DIR
-from server.orders.repository import OrderItem, OrdersRepository
-from server.roles.repository import RolesRepository
-from server.routes import build_routes
-from server.sqlfiles import load_queries
+from server.web.apidoc import endpoint_doc
+from server.web.docs import ASSETS_DIR
 from tests.identity.conftest import Accounts
 
 PROBLEM = "urn:hotpath:problem:"

@@ -21,11 +21,11 @@ import orjson
 import pytest
 from structlog.typing import FilteringBoundLogger
 
-from server.access import GuardedRoute
 from server.app import HotpathApp, create_app
-from server.logs import flush_logs
 from server.routes import build_routes
-from server.settings import Settings
+from server.runtime.logs import flush_logs
+from server.runtime.settings import Settings
+from server.web.access import GuardedRoute
 from tests.identity.conftest import Accounts, Tokens
 from tests.identity.test_access_rules import RECIPES, Call
 from tests.support import client_for, lifespan

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from server.auth.cookies import CSRF_COOKIE, DEVICE_COOKIE, REFRESH_COOKIE
-from server.settings import Settings
+from server.runtime.settings import Settings
 from tests.catalog.conftest import assert_problem
 from tests.identity.conftest import Account, Accounts
 

@@ -6,7 +6,7 @@ import httpx
 import jwt
 import pytest
 
-from server.settings import Settings
+from server.runtime.settings import Settings
 from tests.identity.conftest import Accounts
 
 PUBLIC_JWK_FIELDS = {"kty", "crv", "x", "kid", "alg", "use"}

@@ -14,7 +14,7 @@ import jwt
 import pytest
 
 from server.app import HotpathApp
-from server.logs import flush_logs
+from server.runtime.logs import flush_logs
 from tests.identity.conftest import Accounts, Mailbox, Tokens, unique_ip
 from tests.support import client_for
 

@@ -15,7 +15,7 @@ import pytest
 
 from server.app import HotpathApp
 from server.auth.refresh_tokens import digest
-from server.settings import Settings
+from server.runtime.settings import Settings
 from tests.identity.conftest import Account, Accounts, Tokens, unique_ip
 from tests.support import client_for
 

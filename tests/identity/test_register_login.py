@@ -16,7 +16,7 @@ import pytest
 from server.app import HotpathApp
 from server.auth.passwords import PasswordHasher
 from server.auth.throttle import ACCOUNT_POLICY, ADDRESS_POLICY
-from server.sqlfiles import load_queries
+from server.db.sqlfiles import load_queries
 from server.users.repository import NewUser, UsersRepository
 from tests.identity.conftest import Accounts, Mailbox, unique_ip
 from tests.support import client_for

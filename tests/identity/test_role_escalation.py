@@ -15,8 +15,8 @@ import jwt
 import pytest
 
 from server.auth.permissions import KNOWN_PERMISSIONS
+from server.db.sqlfiles import load_queries
 from server.roles.repository import RolesRepository
-from server.sqlfiles import load_queries
 from tests.identity.conftest import Account, Accounts, Tokens
 from tests.support import problem_type
 

@@ -9,7 +9,7 @@ import httpx
 import orjson
 import pytest
 
-from server.settings import Settings
+from server.runtime.settings import Settings
 from tests.identity.conftest import Accounts
 
 

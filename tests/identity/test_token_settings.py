@@ -13,7 +13,7 @@ import pytest
 from structlog.typing import FilteringBoundLogger
 
 from server.app import create_app
-from server.settings import Settings
+from server.runtime.settings import Settings
 from tests.identity.conftest import Accounts
 from tests.support import client_for, lifespan
 

@@ -22,13 +22,13 @@ from starlette.routing import Route
 from starlette.types import Message
 from structlog.typing import FilteringBoundLogger
 
-from server import errors
 from server.app import HotpathApp, create_app
 from server.container import build_container
-from server.logs import flush_logs
-from server.paths import MIGRATIONS_DIR
-from server.responses import JSONResponse, read_json
-from server.settings import Settings
+from server.runtime.logs import flush_logs
+from server.runtime.paths import MIGRATIONS_DIR
+from server.runtime.settings import Settings
+from server.web import errors
+from server.web.responses import JSONResponse, read_json
 from tests.support import client_for, lifespan
 
 

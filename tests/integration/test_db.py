@@ -15,11 +15,11 @@ from starlette.routing import Route
 from structlog.typing import FilteringBoundLogger
 
 from server.app import create_app
-from server.db import Database, create_pool
-from server.errors import DatabaseUnavailable
-from server.pool_metrics import PoolMetrics
-from server.responses import JSONResponse
-from server.settings import Settings
+from server.db.database import Database, create_pool
+from server.db.pool_metrics import PoolMetrics
+from server.runtime.settings import Settings
+from server.web.errors import DatabaseUnavailable
+from server.web.responses import JSONResponse
 from tests.support import client_for, free_port, lifespan
 
 

@@ -10,8 +10,8 @@ from structlog.typing import FilteringBoundLogger
 from middleware.cors import CorsMiddleware
 from middleware.in_flight import InFlightLimitMiddleware, Overloaded
 from server.app import create_app
-from server.problem import to_app_error
-from server.settings import Settings
+from server.runtime.settings import Settings
+from server.web.problem import to_app_error
 from tests.support import client_for, lifespan
 
 ORIGIN = "https://app.example.com"
@@ -72,7 +72,7 @@ def test_the_caps_refusal_is_a_503_with_retry_after() -> None:
 async def test_large_answers_are_compressed_and_their_etag_still_matches(
     settings: Settings, logger: FilteringBoundLogger
 ) -> None:
-    from server.conditional import not_modified, required_versions
+    from server.web.conditional import not_modified, required_versions
 
     app = create_app(settings, logger=logger)  # the default threshold, 1 KiB
     async with lifespan(app), client_for(app) as http:

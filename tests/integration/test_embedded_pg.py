@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import asyncpg
 import pytest
 
-from server.embedded_pg import postgres_answers, start_embedded, stop_embedded
+from server.db.embedded_pg import postgres_answers, start_embedded, stop_embedded
 
 ROOT = Path(__file__).resolve().parents[2]
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
@@ -61,7 +61,7 @@ async def test_embedded_server_lifecycle(data_dir: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "server.embedded_pg",
+        "server.db.embedded_pg",
         "start",
         "--data-dir",
         str(data_dir),

@@ -13,11 +13,11 @@ import orjson
 import pytest
 from structlog.typing import FilteringBoundLogger
 
-from server.embedded_pg import stop_embedded
-from server.migrate import load_migrations
-from server.paths import MIGRATIONS_DIR
-from server.settings import Settings
-from server.tasks import prepare
+from server.commands.tasks import prepare
+from server.db.embedded_pg import stop_embedded
+from server.db.migrate import load_migrations
+from server.runtime.paths import MIGRATIONS_DIR
+from server.runtime.settings import Settings
 from tests.support import free_port
 
 pytestmark = pytest.mark.slow

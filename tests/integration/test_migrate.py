@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from server.migrate import (
+from server.db.migrate import (
     LOCK_KEY,
     MigrationChecksumMismatch,
     MigrationError,

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from server.app import HotpathApp
-from server.db import Database, PooledConnection, create_pool
-from server.pool import Connect, ConnectionPool, PoolClosed
-from server.settings import Settings
+from server.db.database import Database, PooledConnection, create_pool
+from server.db.pool import Connect, ConnectionPool, PoolClosed
+from server.runtime.settings import Settings
 from tests.support import free_port, until
 
 

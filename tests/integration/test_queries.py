@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from server.sqlfiles import load_queries
+from server.db.sqlfiles import load_queries
 
 
 async def test_every_named_query_prepares(migrated_db: str) -> None:

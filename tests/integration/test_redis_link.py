@@ -12,7 +12,7 @@ import orjson
 import pytest
 from structlog.typing import FilteringBoundLogger
 
-from server.redis_link import open_redis
+from server.runtime.redis_link import open_redis
 from tests.support import free_port
 
 

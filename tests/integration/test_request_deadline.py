@@ -15,10 +15,10 @@ import structlog
 from starlette.types import Receive, Scope, Send
 
 from middleware.deadline import DeadlineMiddleware, time_left
-from server import background
-from server.db import Database, create_pool
-from server.errors import DatabaseUnavailable, DeadlineExceeded
-from server.settings import Settings
+from server.db.database import Database, create_pool
+from server.runtime import background
+from server.runtime.settings import Settings
+from server.web.errors import DatabaseUnavailable, DeadlineExceeded
 from tests.support import client_for
 
 Work = Callable[[Database], Awaitable[object]]

@@ -11,12 +11,12 @@ import pytest
 from argon2 import PasswordHasher
 
 from server.catalog.seed import seed_products
-from server.db import Database, create_pool
-from server.migrate import migrate
-from server.paths import MIGRATIONS_DIR
-from server.seed import logins_file, seed
-from server.settings import Settings
-from server.sqlfiles import load_queries
+from server.commands.seed import logins_file, seed
+from server.db.database import Database, create_pool
+from server.db.migrate import migrate
+from server.db.sqlfiles import load_queries
+from server.runtime.paths import MIGRATIONS_DIR
+from server.runtime.settings import Settings
 from server.users.repository import EmailTaken, NewUser, UsersRepository
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from server.app import HotpathApp
 from server.orders.repository import OrdersRepository
-from server.settings import Settings
+from server.runtime.settings import Settings
 from tests.identity.conftest import Accounts
 from tests.orders.test_orders_smoke import new_product, order
 

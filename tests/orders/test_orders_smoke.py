@@ -9,7 +9,7 @@ import asyncpg
 import httpx
 
 from server.app import HotpathApp
-from server.settings import Settings
+from server.runtime.settings import Settings
 from tests.identity.conftest import Accounts, Tokens
 
 

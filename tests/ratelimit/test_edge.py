@@ -15,7 +15,7 @@ from argon2 import PasswordHasher
 from structlog.typing import FilteringBoundLogger
 
 from server.app import create_app
-from server.settings import Settings
+from server.runtime.settings import Settings
 from tests.support import client_for, lifespan
 
 WINDOW = 60.0

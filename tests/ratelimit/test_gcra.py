@@ -17,7 +17,7 @@ from structlog.typing import FilteringBoundLogger
 
 from server.ratelimit.gcra import Grant, RedisGcra, step
 from server.ratelimit.policy import Policy
-from server.redis_link import open_redis
+from server.runtime.redis_link import open_redis
 from tests.conftest import REDIS_URL
 
 SECOND = 1_000_000

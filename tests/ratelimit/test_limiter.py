@@ -21,7 +21,7 @@ from structlog.typing import FilteringBoundLogger
 from server.ratelimit import Decision, Policy, RateLimiter, rate_limit_headers
 from server.ratelimit.gcra import Grant
 from server.ratelimit.headers import ratelimit, ratelimit_policy, retry_after
-from server.redis_link import RedisLink, open_redis
+from server.runtime.redis_link import RedisLink, open_redis
 from tests.conftest import REDIS_URL
 from tests.support import ThrowawayRedis
 

@@ -14,7 +14,7 @@ from starlette.staticfiles import StaticFiles
 
 __all__ = ["ASSETS_DIR", "DOCS_CSP", "docs_routes"]
 
-ASSETS_DIR = Path(__file__).parent / "static" / "docs"
+ASSETS_DIR = Path(__file__).parents[1] / "static" / "docs"
 
 # Checked in headless Chromium against Swagger UI 5.35 (browse, try it out, authorize, models):
 # no eval and no inline script (init.js boots it); React sets styles through the CSSOM, which

@@ -2,6 +2,6 @@
 
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SQL_DIR = ROOT / "sql"
 MIGRATIONS_DIR = ROOT / "migrations"

@@ -12,7 +12,7 @@ from starlette.convertors import (
     UUIDConvertor,
 )
 
-from server.apidoc import EndpointDoc
+from server.web.apidoc import EndpointDoc
 
 # Every body is read by responses.read_json (415 unless JSON) behind the body limit (413 too
 # large, 408 too slow).
@@ -42,7 +42,7 @@ HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
     },
 }
 
-# server/conditional.py: the ETag format and how each precondition compares (RFC 9110 13.1).
+# server/web/conditional.py: the ETag format and how each precondition compares (RFC 9110 13.1).
 _ETAG_FORMAT = (
     '`"<kind><id>v<version>"`, a product\'s `"p42v3"`; a compressed answer\'s tag ends in its '
     'coding (`"p42v3-gzip"`), and either spelling may be sent back'

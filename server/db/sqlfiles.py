@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
 
-from server.paths import SQL_DIR
+from server.runtime.paths import SQL_DIR
 
 QueryKind = Literal["one", "many", "val", "exec", "execrows"]
 _KINDS = frozenset({"one", "many", "val", "exec", "execrows"})

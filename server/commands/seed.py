@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 
 from server.auth.passwords import PasswordHasher
-from server.db import Connection, Database
+from server.db.database import Connection, Database
 from server.users.repository import NewUser, UsersRepository
 
 DEMO_ACCOUNTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (

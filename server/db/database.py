@@ -19,9 +19,9 @@ import asyncpg
 import orjson
 
 from middleware.deadline import time_left
-from server.errors import DatabaseUnavailable, DeadlineExceeded
-from server.pool import ConnectionPool, PoolClosed
-from server.settings import Settings
+from server.db.pool import ConnectionPool, PoolClosed
+from server.runtime.settings import Settings
+from server.web.errors import DatabaseUnavailable, DeadlineExceeded
 
 T = TypeVar("T")
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}

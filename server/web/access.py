@@ -18,9 +18,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from server.apidoc import API_ATTR, EndpointDoc
 from server.auth.principal import Principal
-from server.errors import Forbidden, Unauthorized
+from server.web.apidoc import API_ATTR, EndpointDoc
+from server.web.errors import Forbidden, Unauthorized
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 

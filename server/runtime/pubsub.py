@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from structlog.typing import FilteringBoundLogger
 
-from server.redis_link import RedisLink
+from server.runtime.redis_link import RedisLink
 
 # A dead subscription that got no RST (a network partition) is found by coredis' PING this soon.
 KEEPALIVE_SECONDS = 5.0

@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
-from server.db import Connection
-from server.sqlfiles import Queries
+from server.db.database import Connection
+from server.db.sqlfiles import Queries
 
 
 class Outbox:

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from structlog.typing import FilteringBoundLogger
 
-from server.embedded_pg import postgres_answers, start_embedded
-from server.settings import Settings
+from server.db.embedded_pg import postgres_answers, start_embedded
+from server.runtime.settings import Settings
 
 
 def _with_database(url: str, name: str) -> str:

@@ -26,11 +26,11 @@ from structlog.typing import FilteringBoundLogger
 
 from server.auth.keys import KeyRingError
 from server.auth.setup import load_keys
+from server.commands.seed import logins_file, read_logins
 from server.health.service import DRAIN_FILE_ENV
-from server.logs import flush_logs
-from server.metrics import MULTIPROC_ENV
-from server.seed import logins_file, read_logins
-from server.settings import Settings, SettingsError
+from server.runtime.logs import flush_logs
+from server.runtime.metrics import MULTIPROC_ENV
+from server.runtime.settings import Settings, SettingsError
 
 WORKERS_KILL_TIMEOUT = 30
 # Slow clients must not hold a worker: headers within 10 s; idle keep-alive closes with them.
@@ -104,7 +104,7 @@ def serve_forever(
     if problems:
         raise SettingsError(problems)
     if prepare:
-        from server.tasks import prepare as prepare_database
+        from server.commands.tasks import prepare as prepare_database
 
         settings = asyncio.run(prepare_database(settings, logger, users=DEMO_USERS))
     host = settings.host if host is None else host

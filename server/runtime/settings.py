@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from server.env_reader import EnvReader
-from server.files import write_new
-from server.mail import parse_smtp_url
+from server.runtime.env_reader import EnvReader
+from server.runtime.files import write_new
+from server.runtime.mail import parse_smtp_url
 
 Environment = Literal["development", "test", "production"]
 

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from server.pool import ConnectionPool
+from server.db.pool import ConnectionPool
 
 COUNT = "db_client_connection_count"
 COUNT_HELP = "PostgreSQL connections open in the pool, by state (idle or used)."

@@ -17,8 +17,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.apidoc import api
-from server.errors import Forbidden, Unauthorized
+from server.web.apidoc import api
+from server.web.errors import Forbidden, Unauthorized
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 

@@ -40,7 +40,7 @@ def _public_url(value: str) -> str:
 
 
 def _mailbox(value: str) -> str:
-    # Parsed as server/mail.py's compose() will: as the From header of a message.
+    # Parsed as server/runtime/mail.py's compose() will: as the From header of a message.
     message = EmailMessage()
     message["From"] = value  # ValueError on CR or LF
     header = message["From"]

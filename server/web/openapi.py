@@ -14,15 +14,15 @@ from starlette.convertors import (
 )
 from starlette.routing import BaseRoute, Host, Mount, Route
 
-from server.apidoc import DOCUMENTED, EndpointDoc, endpoint_doc
-from server.openapi_params import (
+from server.ratelimit.classes import exempt as rate_limit_exempt
+from server.web.apidoc import DOCUMENTED, EndpointDoc, endpoint_doc
+from server.web.openapi_params import (
     BODY_PROBLEMS,
     ETAG_HEADER,
     HEADER_SCHEMAS,
     path_schema,
     request_headers,
 )
-from server.ratelimit.classes import exempt as rate_limit_exempt
 
 __all__ = ["PROBLEM_SCHEMA", "build_openapi"]
 

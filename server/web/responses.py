@@ -14,7 +14,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server import errors
+from server.web import errors
 
 T = TypeVar("T")
 

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import orjson
 from starlette.requests import Request
 
-from server.errors import BadRequest
-from server.responses import JSONResponse
+from server.web.errors import BadRequest
+from server.web.responses import JSONResponse
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20

@@ -8,7 +8,7 @@ take the cluster directory itself (PGDATA); the app passes ``<HOTPATH_DATA_DIR>/
 The server listens on a unix socket only (inside the data directory, or a short path
 under the runtime directory when that one is too long for a socket), never on TCP, so it
 cannot collide with a PostgreSQL on port 5432. It keeps running after the process that
-started it exits; :func:`stop_embedded` (or ``python -m server.embedded_pg stop``) stops it.
+started it exits; :func:`stop_embedded` (or ``python -m server.db.embedded_pg stop``) stops it.
 
 Run as root, pgserver creates a system user ``pgserver`` (``useradd``) and runs
 ``initdb``/``postgres`` as that user: it chowns the data directory to it and adds
@@ -267,14 +267,14 @@ async def _ensure_database(admin_dsn: str, database: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m server.embedded_pg start|stop|status [--data-dir DIR] [--database NAME]``.
+    """``python -m server.db.embedded_pg start|stop|status [--data-dir DIR] [--database NAME]``.
 
     ``--data-dir`` is the cluster directory, ``$HOTPATH_DATA_DIR/postgres`` by default.
 
     ``start`` prints the DSN on stdout; ``status`` prints it and exits 1 when the embedded
     server is not running.
     """
-    parser = argparse.ArgumentParser(prog="python -m server.embedded_pg")
+    parser = argparse.ArgumentParser(prog="python -m server.db.embedded_pg")
     parser.add_argument("command", choices=("start", "stop", "status"))
     parser.add_argument(
         "--data-dir",

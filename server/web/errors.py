@@ -1,7 +1,7 @@
 """The application's error tree.
 
 Every error a client can see is an ``AppError`` subclass with a unique ``slug`` (the stable
-problem ``type``), a ``title`` and a ``status``. One renderer (``server.problem``) turns any of
+problem ``type``), a ``title`` and a ``status``. One renderer (``server.web.problem``) turns any of
 them into ``application/problem+json``.
 """
 

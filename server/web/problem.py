@@ -19,7 +19,7 @@ from middleware import types as mw
 from middleware.csrf import CsrfRejected
 from middleware.in_flight import Overloaded
 from middleware.rate_limit import RateLimited
-from server import errors
+from server.web import errors
 
 PROBLEM_TYPE_PREFIX = "urn:hotpath:problem:"
 PROBLEM_MEDIA_TYPE = "application/problem+json"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from middleware.compression import CODING_SUFFIXES
-from server.errors import PreconditionFailed, PreconditionRequired
+from server.web.errors import PreconditionFailed, PreconditionRequired
 
 
 def etag(kind: str, resource_id: int, version: int) -> str:

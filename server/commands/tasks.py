@@ -8,15 +8,15 @@ from server.audit.repository import AuditRepository
 from server.auth.password_policy import password_problems
 from server.auth.passwords import PasswordHasher
 from server.catalog.seed import seed_products
-from server.context import RequestContext
-from server.db import Database, create_pool
-from server.devdb import resolve_database
-from server.migrate import migrate
-from server.paths import MIGRATIONS_DIR
-from server.seed import SeedResult, progress, seed
-from server.settings import Settings
-from server.sqlfiles import load_queries
+from server.commands.seed import SeedResult, progress, seed
+from server.db.database import Database, create_pool
+from server.db.devdb import resolve_database
+from server.db.migrate import migrate
+from server.db.sqlfiles import load_queries
+from server.runtime.paths import MIGRATIONS_DIR
+from server.runtime.settings import Settings
 from server.users.repository import EmailTaken, NewUser, UsersRepository
+from server.web.context import RequestContext
 
 
 async def apply_migrations(settings: Settings, logger: FilteringBoundLogger) -> None:
