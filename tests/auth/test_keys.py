@@ -22,7 +22,7 @@ from server.auth.keys import (
 )
 from server.auth.setup import load_keys
 from server.runtime.settings import Settings
-from tests.support import at_once_in_processes
+from tests.fixtures.support import at_once_in_processes
 
 SECRET = "hs256-secret-" + "x" * 40
 

@@ -28,8 +28,8 @@ from server.db.database import Connection, Database, create_pool
 from server.db.sqlfiles import load_queries
 from server.runtime.redis_link import open_redis
 from server.runtime.settings import Settings
-from tests.conftest import REDIS_URL
-from tests.support import ThrowawayRedis
+from tests.fixtures.databases import REDIS_URL
+from tests.fixtures.support import ThrowawayRedis
 
 QUERIES = load_queries()
 

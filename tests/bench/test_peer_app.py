@@ -13,7 +13,7 @@ import jwt
 import pytest
 
 from bench.peers import fastapi_template
-from tests.support import client_for, lifespan
+from tests.fixtures.support import client_for, lifespan
 
 SECRET = "peer-test-secret-" + "x" * 32
 

@@ -16,8 +16,8 @@ from structlog.typing import FilteringBoundLogger
 
 from server.catalog.cache import CachedProduct, ProductCache
 from server.runtime.redis_link import RedisLink, open_redis
-from tests.conftest import REDIS_URL
-from tests.support import ThrowawayRedis, until
+from tests.fixtures.databases import REDIS_URL
+from tests.fixtures.support import ThrowawayRedis, until
 
 PRODUCT = 42
 

@@ -17,9 +17,9 @@ from structlog.typing import FilteringBoundLogger
 
 from server.app import HotpathApp, create_app
 from server.runtime.settings import Settings
-from tests.catalog.conftest import Catalog, assert_problem, unique_category, unique_sku
-from tests.identity.conftest import Accounts
-from tests.support import client_for, lifespan
+from tests.fixtures.catalog import Catalog, unique_category, unique_sku
+from tests.fixtures.identity import Accounts
+from tests.fixtures.support import assert_problem, client_for, lifespan
 
 TOPICS = ("product.created", "product.updated", "product.deleted", "stock.changed")
 

@@ -16,7 +16,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from server.db.sqlfiles import load_queries
-from tests.catalog.conftest import Catalog, assert_problem, unique_category
+from tests.fixtures.catalog import Catalog, unique_category
+from tests.fixtures.support import assert_problem
 
 SORTS = [(sort, order) for sort in ("created_at", "price", "name") for order in ("asc", "desc")]
 

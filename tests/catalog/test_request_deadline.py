@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 from server.runtime.settings import Settings
-from tests.catalog.conftest import Catalog, assert_problem
-from tests.identity.conftest import Accounts
+from tests.fixtures.catalog import Catalog
+from tests.fixtures.identity import Accounts
+from tests.fixtures.support import assert_problem
 
 DEADLINE = 0.5
 

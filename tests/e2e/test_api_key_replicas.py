@@ -14,7 +14,7 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 
-from tests.e2e.servers import Redis, running_servers
+from tests.fixtures.servers import Redis, running_servers
 
 pytestmark = pytest.mark.slow
 

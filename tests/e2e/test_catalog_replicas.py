@@ -12,11 +12,9 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 
-from tests.e2e.servers import Redis
-from tests.e2e.test_revocation_replicas import login, redis, replicas
+from tests.fixtures.servers import Redis, login
 
 pytestmark = pytest.mark.slow
-__all__ = ["redis", "replicas"]
 
 
 async def insert_staff(dsn: str, email: str, password_hash: str) -> None:

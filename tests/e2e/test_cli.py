@@ -23,9 +23,9 @@ from openapi_spec_validator import validate
 from server.auth.keys import generate_dev_key
 from server.db.migrate import load_migrations
 from server.runtime.paths import MIGRATIONS_DIR
-from tests.conftest import database_url, drop_database
-from tests.e2e.servers import wait_until_live
-from tests.support import free_port
+from tests.fixtures.databases import database_url, drop_database
+from tests.fixtures.servers import wait_until_live
+from tests.fixtures.support import free_port
 
 pytestmark = pytest.mark.slow
 

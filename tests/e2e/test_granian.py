@@ -20,8 +20,8 @@ import yaml
 
 from server.commands.serve import WORKERS_KILL_TIMEOUT
 from server.runtime.settings import Settings
-from tests.e2e.servers import wait_until_live
-from tests.support import free_port
+from tests.fixtures.servers import wait_until_live
+from tests.fixtures.support import free_port
 
 pytestmark = pytest.mark.slow
 DRAIN_SECONDS = 1.5

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 
-from tests.conftest import REDIS_URL
-from tests.e2e.servers import running_servers
+from tests.fixtures.databases import REDIS_URL
+from tests.fixtures.servers import running_servers
 
 pytestmark = pytest.mark.slow
 

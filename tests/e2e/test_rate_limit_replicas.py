@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.servers import Redis, running_servers
+from tests.fixtures.servers import Redis, running_servers
 
 pytestmark = pytest.mark.slow
 RATE = 300  # per second, and the burst

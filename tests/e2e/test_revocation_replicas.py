@@ -6,37 +6,15 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 from argon2 import PasswordHasher
 
-from tests.e2e.servers import Redis, running_servers
+from tests.fixtures.servers import Redis, login
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def redis(throwaway_redis: Redis) -> Redis:
-    return throwaway_redis
-
-
-@pytest.fixture
-def replicas(migrated_db: str, redis: Redis, tmp_path: Path) -> Iterator[list[str]]:
-    with running_servers(
-        2, database_url=migrated_db, redis_url=redis.url, data_dir=tmp_path
-    ) as bases:
-        yield bases
-
-
-def login(base: str, email: str, password: str) -> str:
-    response = httpx.post(f"{base}/v1/auth/login", json={"email": email, "password": password})
-    assert response.status_code == 200, response.text
-    token: str = response.json()["access_token"]
-    return token
 
 
 def seconds_until_refused(base: str, token: str, limit: float = 3.0) -> float:

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REDIS_URL
-from tests.e2e.servers import running_servers
+from tests.fixtures.databases import REDIS_URL
+from tests.fixtures.servers import running_servers
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.contextvars import get_contextvars
 
 from middleware import RequestIdMiddleware
-from tests.support import task_per_request
+from tests.fixtures.support import task_per_request
 
 SANE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 GENERATED = re.compile(r"[0-9a-f]{32}")

@@ -29,7 +29,7 @@ from middleware import (
 from middleware.body_limit import BodyTiming
 from middleware.deadline import DeadlineMiddleware
 from middleware.in_flight import InFlightLimitMiddleware
-from tests.support import task_per_request
+from tests.fixtures.support import task_per_request
 
 DURATION_COUNT = "http_server_request_duration_seconds_count"
 

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.app import HotpathApp
-from tests.identity.conftest import Accounts, Tokens
-from tests.orders.test_orders_smoke import new_product, order
+from tests.fixtures.identity import Accounts, Tokens
+from tests.fixtures.orders import new_product, order
 
 ACTORS = ("owner", "staff", "stranger")
 ACTIONS = ("cancel", "fulfil")

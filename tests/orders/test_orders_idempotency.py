@@ -15,8 +15,8 @@ import pytest
 from server.app import HotpathApp
 from server.orders.repository import OrdersRepository
 from server.runtime.settings import Settings
-from tests.identity.conftest import Accounts
-from tests.orders.test_orders_smoke import new_product, order
+from tests.fixtures.identity import Accounts
+from tests.fixtures.orders import new_product, order
 
 PROBLEM = "urn:hotpath:problem:"
 

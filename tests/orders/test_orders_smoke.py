@@ -3,39 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 
 import asyncpg
 import httpx
 
 from server.app import HotpathApp
 from server.runtime.settings import Settings
-from tests.identity.conftest import Accounts, Tokens
-
-
-async def new_product(http: httpx.AsyncClient, staff: Tokens, stock: int, price: int = 500) -> int:
-    response = await http.post(
-        "/v1/products",
-        json={
-            "sku": f"ord-{secrets.token_hex(5)}",
-            "name": "Order test item",
-            "category": "tools",
-            "price": {"amount_minor": price, "currency": "EUR"},
-            "stock": stock,
-        },
-        headers=staff.headers,
-    )
-    assert response.status_code == 201, response.text
-    product_id: int = response.json()["id"]
-    return product_id
-
-
-async def order(
-    http: httpx.AsyncClient, buyer: Tokens, key: str, items: list[dict[str, int]]
-) -> httpx.Response:
-    return await http.post(
-        "/v1/orders", json={"items": items}, headers={**buyer.headers, "idempotency-key": key}
-    )
+from tests.fixtures.identity import Accounts
+from tests.fixtures.orders import new_product, order
 
 
 async def test_place_replay_and_reuse(http: httpx.AsyncClient, accounts: Accounts) -> None:

@@ -16,7 +16,7 @@ from structlog.typing import FilteringBoundLogger
 
 from server.app import create_app
 from server.runtime.settings import Settings
-from tests.support import client_for, lifespan
+from tests.fixtures.support import client_for, lifespan
 
 WINDOW = 60.0
 

@@ -18,7 +18,7 @@ from structlog.typing import FilteringBoundLogger
 from server.ratelimit.gcra import Grant, RedisGcra, step
 from server.ratelimit.policy import Policy
 from server.runtime.redis_link import open_redis
-from tests.conftest import REDIS_URL
+from tests.fixtures.databases import REDIS_URL
 
 SECOND = 1_000_000
 T0 = 1_000 * SECOND  # a virtual "now", far from Redis' real clock on purpose

@@ -22,8 +22,8 @@ from server.ratelimit import Decision, Policy, RateLimiter, rate_limit_headers
 from server.ratelimit.gcra import Grant
 from server.ratelimit.headers import ratelimit, ratelimit_policy, retry_after
 from server.runtime.redis_link import RedisLink, open_redis
-from tests.conftest import REDIS_URL
-from tests.support import ThrowawayRedis
+from tests.fixtures.databases import REDIS_URL
+from tests.fixtures.support import ThrowawayRedis
 
 SECOND = 1_000_000
 
