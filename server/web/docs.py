@@ -12,6 +12,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from server.web.conditional import not_modified
+
 __all__ = ["ASSETS_DIR", "DOCS_CSP", "docs_routes"]
 
 ASSETS_DIR = Path(__file__).parents[1] / "static" / "docs"
@@ -52,7 +54,7 @@ def docs_routes(get_document: Callable[[], bytes]) -> list[BaseRoute]:
         body = get_document()
         etag = _etag(body)
         headers = {"ETag": etag, "Cache-Control": "no-cache"}
-        if _none_match(request.headers.get("if-none-match"), etag):
+        if not_modified(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=headers)
         return Response(body, media_type="application/json", headers=headers)
 
@@ -71,11 +73,3 @@ def docs_routes(get_document: Callable[[], bytes]) -> list[BaseRoute]:
 def _etag(body: bytes) -> str:
     # The document is one cached bytes object, so the cache hits on identity: hashed once.
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-
-
-def _none_match(header: str | None, etag: str) -> bool:
-    # If-None-Match uses the weak comparison (RFC 9110 13.1.2).
-    if header is None:
-        return False
-    tags = {tag.strip().removeprefix("W/") for tag in header.split(",")}
-    return "*" in tags or etag in tags

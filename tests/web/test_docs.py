@@ -9,6 +9,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from middleware.compression import CompressionMiddleware
 from server.web.docs import ASSETS_DIR, DOCS_CSP, docs_routes
 
 DOCUMENT = b'{"openapi":"3.1.0","info":{"title":"t","version":"1"},"paths":{}}'
@@ -83,6 +84,23 @@ async def test_stale_etag_gets_the_document(client: httpx.AsyncClient) -> None:
     response = await client.get("/openapi.json", headers={"If-None-Match": '"stale"'})
     assert response.status_code == 200
     assert response.content == DOCUMENT
+
+
+async def test_a_compressed_etag_sent_back_answers_304() -> None:
+    # The compression middleware turns "tag" into "tag-gzip"; the client sends that back.
+    document = DOCUMENT[:-1] + b',"x-pad":"' + b"a" * 4096 + b'"}'
+    app = CompressionMiddleware(Starlette(routes=docs_routes(lambda: document)))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        first = await client.get("/openapi.json", headers={"Accept-Encoding": "gzip"})
+        etag = first.headers["etag"]
+        assert first.headers["content-encoding"] == "gzip"
+        assert etag.endswith('-gzip"')
+        response = await client.get(
+            "/openapi.json", headers={"Accept-Encoding": "gzip", "If-None-Match": etag}
+        )
+    assert response.status_code == 304
+    assert response.content == b""
 
 
 async def test_etag_follows_the_document() -> None:
