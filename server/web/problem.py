@@ -131,7 +131,7 @@ def exception_handlers(
 
     async def known(request: Request, exc: Exception) -> Response:
         error = to_app_error(exc)
-        if error.status >= 500:
+        if error.status_code >= 500:
             # A known outage (the database not answering, load shed): not a bug, but operators
             # must see it. One line per kind a second: an outage must not add a log write to
             # every request it refuses.

@@ -4,6 +4,7 @@ import io
 
 import orjson
 import pytest
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from structlog.typing import FilteringBoundLogger
 
@@ -60,3 +61,28 @@ async def test_outages_are_logged_with_their_cause_once_a_second_per_kind(
     assert len(logged) == 1
     assert logged[0]["cause"] == "TimeoutError"
     assert logged[0]["problem"] == "database-unavailable"
+
+
+@pytest.mark.parametrize(
+    ("exc", "outage"),
+    [
+        (errors.HttpError(418), False),
+        (HTTPException(418), False),
+        (errors.HttpError(502), True),
+        (HTTPException(504), True),
+    ],
+)
+async def test_only_a_5xx_without_its_own_class_is_logged_as_an_outage(
+    logger: FilteringBoundLogger,
+    log_stream: io.BytesIO,
+    exc: errors.HttpError | HTTPException,
+    outage: bool,
+) -> None:
+    # HttpError's class status is 500; what counts is the status it answers with.
+    known = exception_handlers(logger)[errors.AppError]
+    request = Request({"type": "http", "method": "GET", "path": "/v1/x", "headers": []})
+    answer = await known(request, exc)
+    assert answer.status_code == exc.status_code
+    lines = [orjson.loads(line) for line in log_stream.getvalue().splitlines()]
+    logged = [line for line in lines if line["event"] == "service_unavailable"]
+    assert len(logged) == (1 if outage else 0)
