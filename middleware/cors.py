@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from collections.abc import Awaitable, Iterable
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from middleware.types import CorsRejected, OnError
 
 Header = tuple[bytes, bytes]
 
@@ -23,7 +24,6 @@ _HOST = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)*").fullmatch
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+").fullmatch
 # A browser sends these without asking, whatever Access-Control-Allow-Methods says (Fetch 3.2.3).
 _SAFELISTED_METHODS = frozenset((b"GET", b"HEAD", b"POST"))
-_PROBLEM_TYPE = "urn:hotpath:problem:cors-rejected"
 
 DEFAULT_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 DEFAULT_HEADERS = (
@@ -100,18 +100,6 @@ def _tokens(kind: str, values: Iterable[str], *, upper: bool = False) -> tuple[s
     return tuple(names)
 
 
-def _refusal(detail: str, vary: Header) -> tuple[tuple[Header, ...], bytes]:
-    body = {"type": _PROBLEM_TYPE, "title": "CORS preflight rejected", "status": 403,
-            "detail": detail}  # fmt: skip
-    encoded = json.dumps(body, separators=(",", ":")).encode("utf-8")
-    headers = (
-        (b"content-type", b"application/problem+json"),
-        (b"content-length", str(len(encoded)).encode("ascii")),
-        vary,
-    )
-    return headers, encoded
-
-
 def _with_vary_origin(raw: Iterable[Header]) -> list[Header]:
     """A copy of the headers with ``origin`` in Vary, added once; the app's list may be shared."""
     headers = list(raw)
@@ -139,7 +127,8 @@ class CorsMiddleware:
     origin's answer to another. With ``allow_origins=["*"]`` (never with credentials) the answer
     is ``*`` and does not vary. Preflights (OPTIONS with Access-Control-Request-Method) are
     answered here and never reach the app: 204 when the origin, method and every requested
-    header are allowed, otherwise a 403 problem without any Access-Control-Allow-* header.
+    header are allowed, otherwise ``on_error(CorsRejected(detail))`` answers (the server's
+    403 problem), without any Access-Control-Allow-* header.
     """
 
     def __init__(
@@ -147,6 +136,7 @@ class CorsMiddleware:
         app: ASGIApp,
         *,
         allow_origins: Iterable[str],
+        on_error: OnError,
         allow_credentials: bool = False,
         allow_methods: Iterable[str] = DEFAULT_METHODS,
         allow_headers: Iterable[str] = DEFAULT_HEADERS,
@@ -159,6 +149,8 @@ class CorsMiddleware:
             raise TypeError(f"allow_credentials must be a bool, got {allow_credentials!r}")
         if isinstance(max_age, bool) or not isinstance(max_age, int) or max_age < 0:
             raise ValueError(f"max_age must be a non-negative int, got {max_age!r}")
+        if not callable(on_error):
+            raise TypeError("on_error must be callable")
         origins = list(allow_origins)
         self.any_origin = _ANY in origins
         if self.any_origin:
@@ -170,6 +162,7 @@ class CorsMiddleware:
                 raise ValueError("allow_origins '*' must stand alone")
             origins = []
         self.app = app
+        self.on_error = on_error
         self.allow_origins = frozenset(normalise_origin(origin) for origin in origins)
         self.allow_credentials = allow_credentials
         self.enabled = self.any_origin or bool(self.allow_origins)
@@ -201,10 +194,11 @@ class CorsMiddleware:
             allowed += ((b"access-control-allow-headers", ", ".join(headers).encode("ascii")),)
         allowed += ((b"access-control-max-age", str(max_age).encode("ascii")), preflight_vary)
         self._preflight_allowed = allowed
+        self._preflight_vary = preflight_vary
         self._refusals = {
-            "origin": _refusal("The origin is not allowed to call this API.", preflight_vary),
-            "method": _refusal(f"Allowed methods: {', '.join(methods)}.", preflight_vary),
-            "headers": _refusal(f"Allowed request headers: {', '.join(headers)}.", preflight_vary),
+            "origin": "The origin is not allowed to call this API.",
+            "method": f"Allowed methods: {', '.join(methods)}.",
+            "headers": f"Allowed request headers: {', '.join(headers)}.",
         }
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
@@ -227,7 +221,9 @@ class CorsMiddleware:
                 elif name == _REQUEST_HEADERS:
                     requested_headers.append(value)
             if requested_method is not None:
-                return self._preflight(origin, requested_method, requested_headers, send)
+                return self._preflight(
+                    origin, requested_method, requested_headers, scope, receive, send
+                )
 
         if self.any_origin:
             added = self._any_simple
@@ -260,13 +256,25 @@ class CorsMiddleware:
         return None
 
     async def _preflight(
-        self, origin: bytes, method: bytes, requested: list[bytes], send: Send
+        self,
+        origin: bytes,
+        method: bytes,
+        requested: list[bytes],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
         reason = self._refused_for(origin, method, requested)
         if reason is not None:
-            refused, body = self._refusals[reason]
-            await send({"type": "http.response.start", "status": 403, "headers": list(refused)})
-            await send({"type": "http.response.body", "body": body})
+            vary = self._preflight_vary
+
+            def send_varied(message: Message) -> Awaitable[None]:
+                # The refusal depends on the same request headers as an allowed answer.
+                if message["type"] == "http.response.start":
+                    message["headers"] = [*message.get("headers", ()), vary]
+                return send(message)
+
+            await self.on_error(CorsRejected(self._refusals[reason]))(scope, receive, send_varied)
             return
         allow_origin = (b"access-control-allow-origin", b"*" if self.any_origin else origin)
         headers = [allow_origin, *self._preflight_allowed]

@@ -57,7 +57,12 @@ def build_stack(
     app = BodyLimitMiddleware(app, max_bytes=max_body_bytes, on_error=on_error, timing=body_timing)
     if cors_origins:
         # Left out rather than empty: an empty allowlist would still cost a call per request.
-        app = CorsMiddleware(app, allow_origins=cors_origins, allow_credentials=cors_credentials)
+        app = CorsMiddleware(
+            app,
+            allow_origins=cors_origins,
+            on_error=on_error,
+            allow_credentials=cors_credentials,
+        )
     app = SecurityHeadersMiddleware(app, hsts=hsts)
     if compress_from:
         app = CompressionMiddleware(app, minimum_size=compress_from)

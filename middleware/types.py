@@ -50,6 +50,11 @@ class BodyReadersBusy(Exception):
         self.retry_after = retry_after
 
 
+class CorsRejected(Exception):
+    """A CORS preflight asked for an origin, a method or a header not allowed (403); the
+    message says which are allowed."""
+
+
 RouteResolver = Callable[[Scope], object | None]
 """The route a request's path names, whatever its method; None when no route has that path."""
 

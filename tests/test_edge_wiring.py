@@ -62,6 +62,26 @@ async def test_an_allowed_origin_gets_cors_answers_and_a_foreign_one_does_not(
         assert "Origin" in foreign.headers["vary"]
 
 
+async def test_a_refused_preflight_is_the_servers_problem_with_a_request_id(
+    settings: Settings, logger: FilteringBoundLogger
+) -> None:
+    app = create_app(dataclasses.replace(settings, cors_origins=(ORIGIN,)), logger=logger)
+    async with lifespan(app), client_for(app) as http:
+        refused = await http.options(
+            "/v1/products",
+            headers={"origin": "https://evil.example", "access-control-request-method": "POST"},
+        )
+    assert refused.status_code == 403
+    assert refused.headers["content-type"] == "application/problem+json"
+    body = refused.json()
+    assert body["type"] == "urn:hotpath:problem:cors-rejected"
+    assert body["title"] == "CORS preflight rejected"
+    assert body["detail"] == "The origin is not allowed to call this API."
+    assert body["request_id"] == refused.headers["x-request-id"]
+    assert "access-control-allow-origin" not in refused.headers
+    assert "Access-Control-Request-Method" in refused.headers["vary"]
+
+
 def test_the_caps_refusal_is_a_503_with_retry_after() -> None:
     error = to_app_error(Overloaded(3))
     assert error.status == 503

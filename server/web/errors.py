@@ -92,6 +92,11 @@ class CsrfFailed(Forbidden):
     title = "Cross-site request refused"
 
 
+class CorsRejected(Forbidden):
+    slug = "cors-rejected"
+    title = "CORS preflight rejected"
+
+
 class NotFound(AppError):
     status = 404
     slug = "not-found"

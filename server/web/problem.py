@@ -93,6 +93,8 @@ def to_app_error(exc: BaseException) -> errors.AppError:
         )
     if isinstance(exc, CsrfRejected):
         return errors.CsrfFailed(str(exc))
+    if isinstance(exc, mw.CorsRejected):
+        return errors.CorsRejected(str(exc))
     if isinstance(exc, RateLimited):
         headers = {name.decode(): value.decode() for name, value in exc.headers}
         return errors.TooManyRequests("Rate limit exceeded; see Retry-After.", headers=headers)

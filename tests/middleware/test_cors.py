@@ -13,6 +13,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from middleware.cors import CorsMiddleware, normalise_origin
+from middleware.types import CorsRejected
 
 APP_ORIGIN = "https://app.example.com"
 OTHER_ORIGIN = "https://other.example.com"
@@ -23,6 +24,12 @@ ALLOWED_HEADERS = (
 )
 HEADERS_DETAIL = f"Allowed request headers: {ALLOWED_HEADERS}."
 PREFLIGHT_VARY = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
+
+
+def on_error(exc: Exception) -> ASGIApp:
+    # The server's renderer turns it into a 403 problem (tests/test_edge_wiring.py).
+    assert isinstance(exc, CorsRejected)
+    return JSONResponse({"refused": str(exc)}, status_code=403)
 
 
 class Recorder:
@@ -54,6 +61,7 @@ class Recorder:
 
 def client(app: ASGIApp, **options: Any) -> httpx.AsyncClient:
     options.setdefault("allow_origins", [APP_ORIGIN])
+    options.setdefault("on_error", on_error)
     transport = httpx.ASGITransport(app=CorsMiddleware(app, **options))
     return httpx.AsyncClient(transport=transport, base_url="http://test")
 
@@ -196,7 +204,7 @@ async def test_preflight_header_lists_are_read_leniently(asked: dict[str, str]) 
         ),
     ],
 )
-async def test_a_refused_preflight_is_a_403_problem_without_allow_headers(
+async def test_a_refused_preflight_is_answered_by_on_error_without_allow_headers(
     asked: dict[str, str], detail: str
 ) -> None:
     recorder = Recorder()
@@ -204,14 +212,7 @@ async def test_a_refused_preflight_is_a_403_problem_without_allow_headers(
         response = await http.options("/item", headers=asked)
     assert response.status_code == 403
     assert recorder.calls == 0
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.json() == {
-        "type": "urn:hotpath:problem:cors-rejected",
-        "title": "CORS preflight rejected",
-        "status": 403,
-        "detail": detail,
-    }
-    assert int(response.headers["content-length"]) == len(response.content)
+    assert response.json() == {"refused": detail}
     assert cors_headers(response) == {"vary": PREFLIGHT_VARY}
 
 
@@ -287,7 +288,7 @@ async def test_nothing_to_do_hands_back_the_inner_awaitable(
         handed.append(awaitable)
         return awaitable
 
-    awaitable = CorsMiddleware(app, allow_origins=origins)(scope, receive, send)
+    awaitable = CorsMiddleware(app, allow_origins=origins, on_error=on_error)(scope, receive, send)
     assert awaitable is handed[0]
     await awaitable
 
@@ -331,14 +332,14 @@ def test_origins_are_normalised_as_browsers_send_them(given: str, normal: str) -
 )
 def test_rejects_anything_but_an_exact_origin(origin: str) -> None:
     with pytest.raises(ValueError, match="origin"):
-        CorsMiddleware(Starlette(), allow_origins=[origin])
+        CorsMiddleware(Starlette(), allow_origins=[origin], on_error=on_error)
 
 
 def test_a_wildcard_is_refused_with_credentials_and_must_stand_alone() -> None:
     with pytest.raises(ValueError, match="credentials"):
-        CorsMiddleware(Starlette(), allow_origins=["*"], allow_credentials=True)
+        CorsMiddleware(Starlette(), allow_origins=["*"], on_error=on_error, allow_credentials=True)
     with pytest.raises(ValueError, match="alone"):
-        CorsMiddleware(Starlette(), allow_origins=["*", APP_ORIGIN])
+        CorsMiddleware(Starlette(), allow_origins=["*", APP_ORIGIN], on_error=on_error)
 
 
 @pytest.mark.parametrize(
@@ -352,9 +353,11 @@ def test_a_wildcard_is_refused_with_credentials_and_must_stand_alone() -> None:
         ({"expose_headers": ["x-ok", "no:colon"]}, ValueError),
         ({"max_age": -1}, ValueError),
         ({"max_age": True}, ValueError),
+        ({"on_error": None}, TypeError),
     ],
 )
 def test_rejects_bad_options(options: dict[str, Any], error: type[Exception]) -> None:
     options.setdefault("allow_origins", [APP_ORIGIN])
+    options.setdefault("on_error", on_error)
     with pytest.raises(error):
         CorsMiddleware(Starlette(), **options)
