@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # hotpath API image: `docker build -t hotpath .`
 # One granian worker per container (HOTPATH_WORKERS defaults to 1); scale with replicas.
-# Every dependency ships manylinux wheels, so neither stage needs apt or a compiler.
+# Every dependency ships manylinux wheels, so neither stage needs apt or a compiler; the lock
+# (requirements/runtime.txt) is resolved for CPython 3.11 on linux x86_64, this base image.
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
@@ -16,15 +17,27 @@ RUN python -m venv /opt/venv
 ENV PATH="/opt/venv/bin:${PATH}"
 
 WORKDIR /src
+# The dependencies from the lock (docs/decisions/0008-locked-dependencies.md): exact versions,
+# and pip refuses any file whose sha256 the lock does not list, so a build next month installs
+# the same bytes. Its own layer, rebuilt only when the lock changes.
+COPY requirements/runtime.txt requirements/build.txt requirements/
+RUN pip install --no-cache-dir --require-hashes -r requirements/runtime.txt
+
 COPY pyproject.toml README.md ./
 COPY server/ server/
 COPY middleware/ middleware/
 COPY sql/ sql/
 COPY migrations/ migrations/
-# A regular (non-editable) install: the packages, sql/ and migrations/ land in the venv's
-# site-packages, byte-compiled, so the runtime stage needs nothing from /src. The check
-# runs isolated (-I) so it imports the installed copy, not /src.
-RUN pip install --no-cache-dir . \
+# hotpath itself, with --no-deps: nothing is resolved past the lock. Its wheel is built by the
+# locked build backend in a venv of its own (/opt/build stays in this stage), then installed
+# regular, not editable: the packages, sql/ and migrations/ land in the venv's site-packages,
+# byte-compiled, so the runtime stage needs nothing from /src. The check runs isolated (-I)
+# so it imports the installed copy, not /src.
+RUN python -m venv /opt/build \
+    && /opt/build/bin/pip install --no-cache-dir --require-hashes -r requirements/build.txt \
+    && /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /tmp/dist . \
+    && pip install --no-cache-dir --no-deps /tmp/dist/hotpath-*.whl \
+    && pip check \
     && python -I -c "import middleware, server.runtime.paths as p; assert p.SQL_DIR.is_dir() and p.MIGRATIONS_DIR.is_dir()"
 
 # ---------------------------------------------------------------- runtime
