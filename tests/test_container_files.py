@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,16 +19,30 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "compose.yaml"
 DOCKERIGNORE = ROOT / ".dockerignore"
+MAKEFILE = ROOT / "Makefile"
+PYPROJECT = ROOT / "pyproject.toml"
+RUNTIME_LOCK = ROOT / "requirements" / "runtime.txt"
+DEV_LOCK = ROOT / "requirements" / "dev.txt"
+BUILD_LOCK = ROOT / "requirements" / "build.txt"
+LOCKS = (RUNTIME_LOCK, DEV_LOCK, BUILD_LOCK)
 
 SECRET_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]+\}")
 ANY_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?:[:?\-+][^}]*)?\}")
 URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:]*:([^/@]+)@", re.IGNORECASE)
 ROOT_USERS = {"root", "0"}
+# An exact release in an image tag: "17.9-alpine3.23", "3.11.14-slim-bookworm", "v2.1.0".
+TAG_VERSION = re.compile(r"v?(\d+(?:\.\d+)*)(?:[-_+].*)?")
+# How many numbers an exact release of an image has; 3 (x.y.z) unless named here.
+RELEASE_PARTS = {"postgres": 2}
+SHA256_HASH = re.compile(r"--hash=sha256:[0-9a-f]{64}")
+PACKAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def tool(name: str) -> str:
@@ -114,6 +131,47 @@ def image_tag(image: str) -> str | None:
     return last.split(":", 1)[1] if ":" in last else None
 
 
+def unpinned(image: str) -> str | None:
+    """Why an image reference is not pinned to one release (None when it is): a digest pins
+    the bytes; otherwise the tag must name a whole version, never `latest` or a bare major."""
+    if "@sha256:" in image:
+        return None
+    tag = image_tag(image)
+    if tag is None:
+        return "no tag"
+    match = TAG_VERSION.fullmatch(tag)
+    if match is None:
+        return f"tag {tag!r} names no version"
+    repository = image.rsplit(":", 1)[0].rsplit("/", 1)[-1]
+    parts = RELEASE_PARTS.get(repository, 3)
+    if len(match.group(1).split(".")) < parts:
+        return f"tag {tag!r} floats: an exact {repository} release has {parts} numbers"
+    return None
+
+
+def test_unpinned_tells_exact_tags_from_floating_ones() -> None:
+    for exact in (
+        "postgres:17.9-alpine3.23",
+        "postgres:17.9",
+        "redis:7.4.11-alpine3.21",
+        "python:3.11.14-slim-bookworm",
+        "ghcr.io/org/tool:v2.1.0",
+        "redis@sha256:" + "a" * 64,
+    ):
+        assert unpinned(exact) is None, exact
+    for floating in (
+        "postgres:17-alpine",
+        "postgres:17",
+        "redis:7-alpine",
+        "redis:7.4-alpine",
+        "redis:latest",
+        "redis",
+        "python:3.11-slim",
+        "postgres:alpine",
+    ):
+        assert unpinned(floating) is not None, floating
+
+
 def test_hadolint_reports_nothing() -> None:
     result = run(tool("hadolint"), "--no-color", "--failure-threshold", "style", str(DOCKERFILE))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -139,6 +197,7 @@ def test_images_are_tagged_and_never_latest(dockerfile_stages: list[Stage]) -> N
         tag = image_tag(stage.image)
         assert tag is not None, f"untagged base image {stage.image}"
         assert tag != "latest", stage.image
+        assert unpinned(stage.image) is None, f"{stage.image}: {unpinned(stage.image)}"
 
 
 def test_final_stage_runs_as_a_fixed_non_root_uid(dockerfile_stages: list[Stage]) -> None:
@@ -180,6 +239,116 @@ def test_final_stage_process_contract(dockerfile_stages: list[Stage]) -> None:
         "HOTPATH_HOST=0.0.0.0",
     ):
         assert setting in env
+
+
+@dataclass
+class PipCall:
+    position: int  # the instruction's index in its stage
+    subcommand: str  # install, wheel, check...
+    args: list[str]
+
+    @property
+    def requirement_files(self) -> list[str]:
+        files = []
+        for i, arg in enumerate(self.args):
+            if arg in ("-r", "--requirement") and i + 1 < len(self.args):
+                files.append(self.args[i + 1])
+            elif arg.startswith("--requirement="):
+                files.append(arg.partition("=")[2])
+            elif arg.startswith("-r") and len(arg) > 2:
+                files.append(arg[2:])
+        return files
+
+    @property
+    def targets(self) -> list[str]:
+        """The positional arguments: what is installed or built besides -r files."""
+        found, skip = [], False
+        for arg in self.args:
+            if skip:
+                skip = False
+            elif arg in ("-r", "--requirement", "-c", "--constraint", "-w", "--wheel-dir"):
+                skip = True
+            elif not arg.startswith("-"):
+                found.append(arg)
+        return found
+
+
+def pip_calls(stage: Stage) -> list[PipCall]:
+    """Every pip invocation in the stage's RUN instructions (shell form), in order."""
+    calls = []
+    for position, (keyword, args) in enumerate(stage.instructions):
+        if keyword != "RUN" or args.startswith("["):
+            continue
+        lexer = shlex.shlex(args, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        commands: list[list[str]] = [[]]
+        for token in lexer:  # quotes respected: a ; inside python -c "..." splits nothing
+            if token in ("&&", "||", ";", "|", "&"):
+                commands.append([])
+            else:
+                commands[-1].append(token)
+        for argv in commands:
+            if len(argv) >= 4 and re.fullmatch(r"(.*/)?python[0-9.]*", argv[0]):
+                rest = argv[3:] if argv[1:3] == ["-m", "pip"] else []
+            elif len(argv) >= 2 and re.fullmatch(r"(.*/)?pip[0-9.]*", argv[0]):
+                rest = argv[1:]
+            else:
+                continue
+            if rest:
+                calls.append(PipCall(position, rest[0], rest[1:]))
+    return calls
+
+
+def copied_before(stage: Stage, position: int, path: str) -> bool:
+    """A COPY from the build context before `position` brings `path` (or its folder) in."""
+    for keyword, args in stage.instructions[:position]:
+        if keyword == "COPY" and "--from" not in args:
+            sources = args.split()[:-1]
+            if any(path == src or path.startswith(src.rstrip("/") + "/") for src in sources):
+                return True
+    return False
+
+
+def test_dockerfile_installs_the_runtime_lock_with_hashes(dockerfile_stages: list[Stage]) -> None:
+    builder = dockerfile_stages[0]
+    calls = pip_calls(builder)
+    runtime = "requirements/runtime.txt"
+    locked = [c for c in calls if c.subcommand == "install" and runtime in c.requirement_files]
+    assert locked, f"the builder never runs pip install -r {runtime}"
+    for call in locked:
+        assert "--require-hashes" in call.args, call.args
+        assert copied_before(builder, call.position, runtime), f"{runtime} is not copied in"
+    # Then hotpath itself, with --no-deps: nothing is resolved past the lock.
+    project = [
+        c
+        for c in calls
+        if c.subcommand == "install"
+        and any(t == "." or re.fullmatch(r".*/hotpath-.*\.whl", t) for t in c.targets)
+    ]
+    assert project, "the builder never installs hotpath itself"
+    for call in project:
+        assert "--no-deps" in call.args, call.args
+        assert call.position >= locked[0].position, "hotpath installed before its locked deps"
+
+
+def test_dockerfile_resolves_nothing_outside_a_lock(dockerfile_stages: list[Stage]) -> None:
+    """Every pip install either takes hashed lock files only or installs with --no-deps, and
+    hotpath's wheel is built by the locked backend (no build isolation fetching hatchling)."""
+    for stage in dockerfile_stages:
+        for call in pip_calls(stage):
+            if call.subcommand not in ("install", "wheel"):
+                continue
+            if "--require-hashes" in call.args:
+                assert call.requirement_files, call.args
+                assert not call.targets, f"unhashed targets beside the lock: {call.args}"
+                for file in call.requirement_files:
+                    assert (ROOT / file).resolve().parent == RUNTIME_LOCK.parent, file
+            else:
+                assert "--no-deps" in call.args, f"resolves outside the lock: {call.args}"
+            if call.subcommand == "wheel" or "." in call.targets:
+                assert "--no-build-isolation" in call.args, call.args
+    builder_files = {f for c in pip_calls(dockerfile_stages[0]) for f in c.requirement_files}
+    assert "requirements/build.txt" in builder_files, "the build backend is not installed locked"
 
 
 def test_dockerignore_keeps_local_state_out_of_the_context() -> None:
@@ -279,3 +448,147 @@ def test_compose_images_are_tagged_and_never_latest(compose: dict[str, Any]) -> 
         tag = image_tag(image)
         assert tag is not None, f"{name}: {image}"
         assert tag != "latest", f"{name}: {image}"
+
+
+def test_compose_pulled_images_are_pinned_to_exact_versions(compose: dict[str, Any]) -> None:
+    """Images compose pulls name one release (server and base), never a floating major; the
+    ones it builds (`build: .`) carry the local name of that build instead."""
+    pulled = 0
+    for name, service in compose["services"].items():
+        if "build" in service:
+            continue
+        pulled += 1
+        image = service["image"]
+        assert unpinned(image) is None, f"{name}: {image}: {unpinned(image)}"
+    assert pulled >= 2, "postgres and redis are pulled"
+
+
+# --------------------------------------------------------------------------- lock files
+
+
+@dataclass(frozen=True)
+class Pin:
+    version: str
+    hashes: tuple[str, ...]
+
+
+def read_lock(path: Path) -> tuple[dict[str, Pin], list[str]]:
+    """A hashed requirements file: {canonical name: pin}, and every line that is not one."""
+    pins: dict[str, Pin] = {}
+    strays: list[str] = []
+    logical = ""
+    for raw in path.read_text().splitlines():
+        line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
+        if line.endswith("\\"):
+            logical += line[:-1] + " "
+            continue
+        logical = (logical + line).strip()
+        if logical:
+            first, *rest = logical.split()
+            name, sep, version = first.partition("==")
+            hashes = tuple(r for r in rest if SHA256_HASH.fullmatch(r))
+            if sep and PACKAGE_NAME.fullmatch(name) and len(hashes) == len(rest):
+                pins[canonicalize_name(name)] = Pin(version, hashes)
+            else:
+                strays.append(logical)
+        logical = ""
+    return pins, strays
+
+
+@pytest.fixture(scope="module")
+def pyproject() -> dict[str, Any]:
+    return tomllib.loads(PYPROJECT.read_text())
+
+
+@pytest.fixture(scope="module")
+def locks() -> dict[str, dict[str, Pin]]:
+    return {path.name: read_lock(path)[0] for path in LOCKS}
+
+
+def assert_pinned(requirement: str, pins: dict[str, Pin], lock: str) -> None:
+    """The requirement is in the lock at a version its specifier allows, and so is everything
+    the installed distribution needs for the extras it asks for (granian[uvloop] -> uvloop)."""
+    req = Requirement(requirement)
+    name = canonicalize_name(req.name)
+    assert name in pins, f"{req.name} (pyproject.toml) is not pinned in {lock}: run make lock"
+    version = pins[name].version
+    assert req.specifier.contains(version, prereleases=True), (
+        f"{lock} pins {req.name}=={version}, outside {req.specifier}: run make lock"
+    )
+    try:
+        needs = importlib.metadata.requires(req.name) or []
+    except importlib.metadata.PackageNotFoundError:
+        return  # not installed here: the lock's own resolution is all there is to go on
+    for need in map(Requirement, needs):
+        wanted = need.marker is None or any(
+            need.marker.evaluate({"extra": extra}) for extra in (*req.extras, "")
+        )
+        if wanted and canonicalize_name(need.name) != name:
+            assert canonicalize_name(need.name) in pins, f"{need} ({requirement}) not in {lock}"
+
+
+@pytest.mark.parametrize("path", LOCKS, ids=lambda p: p.name)
+def test_lock_pins_every_package_with_hashes(path: Path) -> None:
+    pins, strays = read_lock(path)
+    # No unpinned line, no editable, no index or find-links of the machine that locked it.
+    assert not strays, f"{path.name}: lines that are not name==version with hashes: {strays}"
+    assert pins
+    for name, pin in pins.items():
+        assert pin.hashes, f"{path.name}: {name} has no --hash"
+    header = path.read_text().split("\n", 3)[:3]
+    assert any("make lock" in line for line in header), f"{path.name}: no `make lock` header"
+    assert any("uv pip compile" in line for line in header), f"{path.name}: no command header"
+
+
+def test_runtime_lock_pins_every_project_dependency(
+    pyproject: dict[str, Any], locks: dict[str, dict[str, Pin]]
+) -> None:
+    for requirement in pyproject["project"]["dependencies"]:
+        assert_pinned(requirement, locks[RUNTIME_LOCK.name], RUNTIME_LOCK.name)
+
+
+def test_dev_lock_pins_every_dependency_and_dev_dependency(
+    pyproject: dict[str, Any], locks: dict[str, dict[str, Pin]]
+) -> None:
+    project = pyproject["project"]
+    for requirement in (*project["dependencies"], *project["optional-dependencies"]["dev"]):
+        assert_pinned(requirement, locks[DEV_LOCK.name], DEV_LOCK.name)
+
+
+def test_dev_lock_runs_the_versions_the_image_ships(locks: dict[str, dict[str, Pin]]) -> None:
+    runtime, dev = locks[RUNTIME_LOCK.name], locks[DEV_LOCK.name]
+    differ = {n: (p.version, dev[n].version) for n, p in runtime.items() if n in dev}
+    differ = {n: versions for n, versions in differ.items() if versions[0] != versions[1]}
+    assert set(runtime) <= set(dev), f"missing from dev.txt: {set(runtime) - set(dev)}"
+    assert not differ, f"runtime.txt and dev.txt disagree: {differ}"
+
+
+def test_build_lock_pins_the_build_backend(
+    pyproject: dict[str, Any], locks: dict[str, dict[str, Pin]]
+) -> None:
+    for requirement in pyproject["build-system"]["requires"]:
+        assert_pinned(requirement, locks[BUILD_LOCK.name], BUILD_LOCK.name)
+
+
+def test_locks_target_the_image_python(dockerfile_stages: list[Stage]) -> None:
+    """The locks are resolved for the Python the image runs (and the dev box: 3.11)."""
+    tag = image_tag(dockerfile_stages[-1].image) or ""
+    image_python = ".".join(tag.split("-")[0].split(".")[:2])
+    for path in LOCKS:
+        header = path.read_text().split("\n", 3)[:3]
+        flags = " ".join(header)
+        assert f"--python-version {image_python}" in flags, f"{path.name}: {header}"
+        assert "--python-platform x86_64-" in flags, f"{path.name}: {header}"
+
+
+def test_make_install_uses_the_dev_lock_with_hashes() -> None:
+    text = MAKEFILE.read_text()
+    rule = re.search(r"^\$\(STAMP\):(.*)\n((?:\t.*\n)+)", text, re.MULTILINE)
+    assert rule is not None, "no $(STAMP) rule in the Makefile"
+    prerequisites, recipe = rule.group(1), rule.group(2)
+    assert "dev.txt" in prerequisites, "a changed lock must reinstall"
+    assert re.search(r"pip install .*--require-hashes .*-r \S*dev\.txt", recipe), recipe
+    project = [line for line in recipe.splitlines() if re.search(r"pip install .*-e \.", line)]
+    assert project, recipe
+    assert all("--no-deps" in line for line in project), project
+    assert re.search(r"^lock:", text, re.MULTILINE), "no make lock target"
