@@ -32,6 +32,11 @@ _COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _MAX_TOKEN_LENGTH = 8192
 _MAX_LEEWAY = 30
 _MAX_SHARED = 4096
+# The subject is a user id in one spelling: ASCII digits, no sign or leading zero, within
+# bigint. int() would also read " 1", "+1", "01" and "1_0" (user 10), and a subject past bigint
+# or not a number at all would fail later as a 500.
+_USER_ID = re.compile(r"[1-9][0-9]{0,18}")
+_MAX_USER_ID = 2**63 - 1
 # Time claims are checked against the codec's clock (injectable), so pyjwt skips its own.
 _OPTIONS: Options = {
     "require": ["exp", "iat", "iss", "aud", "sub", "jti"],
@@ -95,8 +100,8 @@ class AccessTokenCodec:
     ) -> tuple[str, AccessClaims]:
         if isinstance(roles, str) or isinstance(permissions, str):
             raise TypeError("roles and permissions must be collections of strings, not a string")
-        if not sub or not sid:
-            raise ValueError("sub and sid must not be empty")
+        if not _user_id(sub) or not sid:
+            raise ValueError("sub must be a user id and sid must not be empty")
         now = int(self._clock())
         claims = AccessClaims(
             sub=sub,
@@ -189,6 +194,8 @@ class AccessTokenCodec:
         roles, perms = payload.get("roles"), payload.get("perms")
         if not (_text(sub) and _text(sid) and _text(jti)):
             raise InvalidToken("sub, sid and jti must be non-empty strings")
+        if not _user_id(sub):
+            raise InvalidToken("sub is not a user id")
         if not (_texts(roles) and _texts(perms)):
             raise InvalidToken("roles and perms must be lists of strings")
         roles_, perms_ = self._share(tuple(roles)), self._share(frozenset(perms))
@@ -214,6 +221,10 @@ class AccessTokenCodec:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _user_id(sub: str) -> bool:
+    return _USER_ID.fullmatch(sub) is not None and int(sub) <= _MAX_USER_ID
 
 
 def _text(value: object) -> TypeGuard[str]:

@@ -278,3 +278,29 @@ async def test_attack_is_rejected_like_any_bad_token(victim: Victim, attack: str
     assert _problem(response) == reference
     # The victim's genuine token (another session) still works: no cache was poisoned.
     assert (await victim.http.get(ME, headers=victim.tokens.headers)).status_code == 200
+
+
+def _misspelled(user_id: int) -> list[str]:
+    """The victim's own id as int() would read it, but not as it is written."""
+    digits = str(user_id)
+    return [f" {digits}", f"{digits} ", f"+{digits}", f"0{digits}", f"{digits[0]}_{digits[1:]}"]
+
+
+# A subject is a user id in one spelling (ASCII digits, no sign or leading zero, within
+# bigint): int() would read " 1" and "+1" as user 1 and "1_0" as user 10, and a subject that is
+# no number, or one past bigint, was a 500.
+@pytest.mark.parametrize(
+    "sub", ["abc", "1" * 40, " 1", "1_0", "+1", "01", "-1", "0", "9223372036854775808", "own"]
+)
+async def test_a_subject_that_is_not_a_user_id_is_rejected(victim: Victim, sub: str) -> None:
+    reference = _problem(await _reference_rejection(victim.http))
+    subs = _misspelled(victim.account.id) if sub == "own" else [sub]
+    for forged in subs:
+        token = victim.sign(victim.payload(sub=forged))
+
+        response = await victim.http.get(ME, headers={"authorization": f"Bearer {token}"})
+
+        assert response.status_code == 401, (forged, response.text)
+        assert response.headers["www-authenticate"] == CHALLENGE
+        assert response.headers["content-type"] == "application/problem+json"
+        assert _problem(response) == reference

@@ -6,6 +6,7 @@ import hmac
 import json
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import jwt
@@ -267,6 +268,10 @@ ATTACKS = [
     attack("missing sid", lambda: signed(body=payload(sid=...)), "sid"),
     attack("sub not a string", lambda: signed(body=payload(sub=42)), "Subject must be a string"),
     attack("empty sub", lambda: signed(body=payload(sub="")), "non-empty"),
+    *(
+        attack(f"sub {sub!r}", partial(signed, body=payload(sub=sub)), "not a user id")
+        for sub in ("abc", "1" * 40, " 1", "1_0", "+1", "01", "-1", "0", "9223372036854775808")
+    ),
     attack("roles a string", lambda: signed(body=payload(roles="admin")), "lists of strings"),
     attack("perms not strings", lambda: signed(body=payload(perms=["a", 1])), "lists of strings"),
     attack("missing perms", lambda: signed(body=payload(perms=...)), "lists of strings"),
@@ -407,6 +412,8 @@ def test_issue_refuses_a_bare_string_for_roles(codec: AccessTokenCodec) -> None:
         issue(codec, roles="admin")
     with pytest.raises(ValueError, match="sid"):
         issue(codec, sid="")
+    with pytest.raises(ValueError, match="user id"):
+        issue(codec, sub="01")
 
 
 @pytest.mark.parametrize(
