@@ -110,17 +110,18 @@ class CatalogService:
         self,
         actor: Principal,
         product_id: int,
-        versions: frozenset[int],
+        versions: frozenset[int] | None,
         changes: dict[str, Any],
         ctx: RequestContext,
     ) -> Product:
+        """``versions`` are the ones If-Match names; None (``*``) takes the current one."""
         async with self.db.transaction() as conn:
             current = await self.products.get(conn, product_id)
             if current is None:
                 raise NotFound("No such product.")
-            if current.version not in versions:
-                raise PreconditionFailed("The product changed since you read it.")
             version = current.version
+            if versions is not None and version not in versions:
+                raise PreconditionFailed("The product changed since you read it.")
             fields = ProductFields(
                 current.name,
                 current.description,
@@ -138,14 +139,20 @@ class CatalogService:
         return updated
 
     async def delete(
-        self, actor: Principal, product_id: int, versions: frozenset[int], ctx: RequestContext
+        self,
+        actor: Principal,
+        product_id: int,
+        versions: frozenset[int] | None,
+        ctx: RequestContext,
     ) -> None:
         async with self.db.transaction() as conn:
             current = await self.products.get(conn, product_id)
             if current is None:
                 raise NotFound("No such product.")
             version = current.version
-            if version not in versions or not await self.products.delete(conn, product_id, version):
+            if versions is not None and version not in versions:
+                raise PreconditionFailed("The product changed since you read it.")
+            if not await self.products.delete(conn, product_id, version):
                 raise PreconditionFailed("The product changed since you read it.")
             gone = replace(current, version=version + 1)
             await self._changed(conn, "product.deleted", actor, gone, ctx)

@@ -31,15 +31,18 @@ def not_modified(if_none_match: str | None, current: str) -> bool:
     return "*" in tags or current in tags
 
 
-def required_versions(if_match: str | None, kind: str, resource_id: int) -> frozenset[int]:
-    """The versions the client accepts (any listed tag may match); 428 without If-Match, 412
-    when no tag names this resource.
+def required_versions(if_match: str | None, kind: str, resource_id: int) -> frozenset[int] | None:
+    """The versions the client accepts (any listed tag may match), or None for ``*``, which
+    matches whatever version is current (RFC 9110 13.1.1); 428 without If-Match, 412 when no
+    tag names this resource. Weak tags never match (strong comparison).
 
-    Weak tags never match for If-Match (strong comparison), and ``*`` names no version, so it
-    cannot protect against a lost update: both are refused.
+    A resource that is missing or deleted answers 404 whatever the header says: RFC 9110
+    13.2.1 has preconditions ignored when the request would fail without them.
     """
     if not if_match:
         raise PreconditionRequired("Send If-Match with the ETag you last read.")
+    if if_match.strip() == "*":
+        return None
     prefix = f'"{kind}{resource_id}v'
     versions = set()
     for raw in if_match.split(","):

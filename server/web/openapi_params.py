@@ -57,8 +57,9 @@ _IF_NONE_MATCH = (
 )
 _IF_MATCH = (
     "The `ETag` of the version you last read (several may be listed, comma-separated): the "
-    "change applies only to that version, else 412. Strong comparison: weak tags and `*` "
-    f"never match. ETags are {_ETAG_FORMAT}."
+    "change applies only to that version, else 412. Strong comparison: weak tags never match. "
+    "`*` matches whatever version is current; a missing or deleted resource is a 404 whatever "
+    f"the header says. ETags are {_ETAG_FORMAT}."
 )
 
 

@@ -297,6 +297,29 @@ async def test_if_match_with_a_list_succeeds_when_any_tag_is_current(
     assert response.headers["etag"] == f'"p{product["id"]}v2"'
 
 
+async def test_if_match_star_matches_whatever_version_is_current(
+    http: httpx.AsyncClient, catalog: Catalog
+) -> None:
+    # RFC 9110 13.1.1: "If-Match: *" is true when the resource has a current representation.
+    product = await catalog.create()
+    path = f"/v1/products/{product['id']}"
+    star = {**catalog.headers, "if-match": "*"}
+    in_a_list = {**catalog.headers, "if-match": '"p0v0", *'}  # "*" stands alone or not at all
+    assert_problem(await http.patch(path, json={"name": "Pot"}, headers=in_a_list), 412)
+
+    patched = await http.patch(path, json={"name": "Teapot"}, headers=star)
+
+    assert patched.status_code == 200, patched.text
+    assert patched.headers["etag"] == f'"p{product["id"]}v2"'
+    assert (await http.delete(path, headers=star)).status_code == 204
+    # Gone: preconditions are ignored when the request would fail without them (RFC 9110
+    # 13.2.1), so "*" on a missing product is the 404 any tag gets; If-None-Match: * is true
+    # when there is none, so a read goes on to its 404.
+    assert_problem(await http.patch(path, json={"name": "Pot"}, headers=star), 404)
+    assert_problem(await http.delete(path, headers=star), 404)
+    assert_problem(await http.get(path, headers={"if-none-match": "*"}), 404)
+
+
 async def test_patch_of_an_unknown_product_is_404(
     http: httpx.AsyncClient, catalog: Catalog
 ) -> None:
