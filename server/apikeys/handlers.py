@@ -11,6 +11,7 @@ from server.web.apidoc import api
 from server.web.context import request_context
 from server.web.pagination import paged_response
 from server.web.responses import JSONResponse, path_text, read_json, read_query
+from server.web.state import container
 
 _LIST_SCOPE = "api-keys"
 _NO_STORE = {"cache-control": "no-store"}
@@ -27,7 +28,7 @@ _NO_STORE = {"cache-control": "no-store"}
 )
 async def create_key(request: Request) -> Response:
     body = await read_json(request, schemas.NewKeyBody)
-    issued = await request.app.state.container.api_keys.create(
+    issued = await container(request).api_keys.create(
         principal_of(request),
         name=body.name,
         scopes=body.scopes,
@@ -49,9 +50,9 @@ async def create_key(request: Request) -> Response:
 )
 async def list_keys(request: Request) -> Response:
     query = read_query(request, schemas.KeyQuery)
-    container = request.app.state.container
-    after = container.cursors.decode_text(_LIST_SCOPE, query.cursor) if query.cursor else None
-    rows = await container.api_keys.page(
+    services = container(request)
+    after = services.cursors.decode_text(_LIST_SCOPE, query.cursor) if query.cursor else None
+    rows = await services.api_keys.page(
         principal_of(request),
         owner=query.user_id,
         every_owner=query.all,
@@ -62,7 +63,7 @@ async def list_keys(request: Request) -> Response:
         request,
         rows,
         limit=query.limit,
-        cursors=container.cursors,
+        cursors=services.cursors,
         scope=_LIST_SCOPE,
         position=lambda k: (k.created_at, k.id),
         view=schemas.key_view,
@@ -71,7 +72,7 @@ async def list_keys(request: Request) -> Response:
 
 @api(summary="One API key", tags=("api-keys",), responses={200: schemas.KeyView}, errors=(404,))
 async def get_key(request: Request) -> Response:
-    key = await request.app.state.container.api_keys.get(
+    key = await container(request).api_keys.get(
         principal_of(request), path_text(request, "key_id", "No such API key.")
     )
     return JSONResponse(schemas.key_view(key))
@@ -85,7 +86,7 @@ async def get_key(request: Request) -> Response:
     errors=(404,),
 )
 async def revoke_key(request: Request) -> Response:
-    await request.app.state.container.api_keys.revoke(
+    await container(request).api_keys.revoke(
         principal_of(request),
         path_text(request, "key_id", "No such API key."),
         request_context(request),
@@ -102,7 +103,7 @@ async def revoke_key(request: Request) -> Response:
     errors=(404,),
 )
 async def rotate_key(request: Request) -> Response:
-    issued = await request.app.state.container.api_keys.rotate(
+    issued = await container(request).api_keys.rotate(
         principal_of(request),
         path_text(request, "key_id", "No such API key."),
         request_context(request),

@@ -10,6 +10,7 @@ from server.audit.repository import AuditFilter
 from server.web.apidoc import api
 from server.web.pagination import paged_response
 from server.web.responses import read_query
+from server.web.state import container
 
 _LIST_SCOPE = "audit"
 
@@ -25,17 +26,17 @@ _LIST_SCOPE = "audit"
 )
 async def list_audit_events(request: Request) -> Response:
     query = read_query(request, schemas.AuditQuery)
-    container = request.app.state.container
-    before = container.cursors.decode(_LIST_SCOPE, query.cursor) if query.cursor else None
+    services = container(request)
+    before = services.cursors.decode(_LIST_SCOPE, query.cursor) if query.cursor else None
     where = AuditFilter(
         query.actor_id, query.action, query.target_type, query.target_id, query.since, query.until
     )
-    rows = await container.audit.page(before=before, where=where, limit=query.limit + 1)
+    rows = await services.audit.page(before=before, where=where, limit=query.limit + 1)
     return paged_response(
         request,
         rows,
         limit=query.limit,
-        cursors=container.cursors,
+        cursors=services.cursors,
         scope=_LIST_SCOPE,
         position=lambda e: (e.occurred_at, e.id),
         view=schemas.event_view,

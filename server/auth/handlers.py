@@ -15,6 +15,7 @@ from server.web.apidoc import api
 from server.web.context import request_context
 from server.web.errors import CsrfFailed, NotFound, ValidationFailed
 from server.web.responses import JSONResponse, read_json
+from server.web.state import container
 
 _NO_STORE = {"cache-control": "no-store"}
 _ACCEPTED = {"status": "accepted"}
@@ -70,7 +71,7 @@ def _accepted(detail: str) -> Response:
 )
 async def register(request: Request) -> Response:
     body = await read_json(request, schemas.RegisterBody)
-    await request.app.state.container.accounts.register(
+    await container(request).accounts.register(
         body.email, body.password, body.display_name, request_context(request)
     )
     return _accepted("Check your inbox to confirm your email address.")
@@ -100,7 +101,7 @@ async def login(request: Request) -> Response:
     device = body.device_token
     if device is None and cookies is not None:
         device = cookies.device_token(request)
-    auth = request.app.state.container.auth
+    auth = container(request).auth
     pair = await auth.login(body.email, body.password, request_context(request), device)
     return _tokens(pair, cookies if body.cookie else None)
 
@@ -123,7 +124,7 @@ async def refresh(request: Request) -> Response:
         body = await read_json(request, schemas.RefreshBody)
     else:
         body = schemas.RefreshBody()
-    auth = request.app.state.container.auth
+    auth = container(request).auth
     if body.refresh_token is not None:
         return _tokens(await auth.refresh(body.refresh_token, request_context(request)))
     cookies = _session_cookies(request)
@@ -144,14 +145,14 @@ async def refresh(request: Request) -> Response:
 
 @api(summary="End this session", tags=("auth",), responses={204: None})
 async def logout(request: Request) -> Response:
-    auth = request.app.state.container.auth
+    auth = container(request).auth
     await auth.logout(principal_of(request), request_context(request))
     return _ended(request)
 
 
 @api(summary="End every session of this account", tags=("auth",), responses={204: None})
 async def logout_all(request: Request) -> Response:
-    auth = request.app.state.container.auth
+    auth = container(request).auth
     await auth.logout_all(principal_of(request), request_context(request))
     return _ended(request)
 
@@ -163,7 +164,7 @@ async def logout_all(request: Request) -> Response:
 )
 async def list_sessions(request: Request) -> Response:
     principal = principal_of(request)
-    sessions = await request.app.state.container.auth.live_sessions(principal)
+    sessions = await container(request).auth.live_sessions(principal)
     data = [
         schemas.SessionView(
             id=str(s.id),
@@ -190,7 +191,7 @@ async def delete_session(request: Request) -> Response:
         session_id = uuid.UUID(request.path_params["session_id"])
     except ValueError:
         raise NotFound("No such session.") from None
-    auth = request.app.state.container.auth
+    auth = container(request).auth
     await auth.end_session(principal_of(request), session_id, request_context(request))
     return Response(status_code=204)
 
@@ -205,7 +206,7 @@ async def delete_session(request: Request) -> Response:
 )
 async def forgot_password(request: Request) -> Response:
     body = await read_json(request, schemas.EmailBody)
-    accounts = request.app.state.container.accounts
+    accounts = container(request).accounts
     await accounts.forgot_password(body.email, request_context(request))
     return _accepted("If the address has an account, a reset link is on its way.")
 
@@ -219,7 +220,7 @@ async def forgot_password(request: Request) -> Response:
 )
 async def reset_password(request: Request) -> Response:
     body = await read_json(request, schemas.ResetBody)
-    accounts = request.app.state.container.accounts
+    accounts = container(request).accounts
     await accounts.reset_password(body.token, body.password, request_context(request))
     return Response(status_code=204)
 
@@ -235,7 +236,7 @@ async def reset_password(request: Request) -> Response:
 )
 async def change_password(request: Request) -> Response:
     body = await read_json(request, schemas.ChangePasswordBody)
-    accounts = request.app.state.container.accounts
+    accounts = container(request).accounts
     await accounts.change_password(
         principal_of(request), body.current_password, body.new_password, request_context(request)
     )
@@ -251,14 +252,14 @@ async def change_password(request: Request) -> Response:
 )
 async def verify_email(request: Request) -> Response:
     body = await read_json(request, schemas.TokenBody)
-    accounts = request.app.state.container.accounts
+    accounts = container(request).accounts
     await accounts.verify_email(body.token, request_context(request))
     return Response(status_code=204)
 
 
 @api(summary="Send the verification email again", tags=("auth",), responses={202: schemas.Accepted})
 async def resend_verification(request: Request) -> Response:
-    await request.app.state.container.accounts.resend_verification(principal_of(request))
+    await container(request).accounts.resend_verification(principal_of(request))
     return _accepted("If the address is not confirmed yet, a new link is on its way.")
 
 

@@ -19,6 +19,7 @@ from server.web.context import request_context
 from server.web.errors import NotFound
 from server.web.pagination import CursorCodec, InvalidCursor, paged_response
 from server.web.responses import PreparedJSON, dumps, path_id, read_json, read_query
+from server.web.state import container
 
 # A public resource: shared caches may keep it briefly; revalidation is cheap (ETag -> 304).
 _PUBLIC = "public, max-age=5, stale-while-revalidate=30"
@@ -50,7 +51,7 @@ def _product_response(product: Product, status: int = 200) -> Response:
     errors=(404,),
 )
 async def get_product(request: Request) -> Response:
-    catalog = request.app.state.container.catalog
+    catalog = container(request).catalog
     cached = await catalog.find_cached(path_id(request, "product_id", _NO_PRODUCT), render)
     if cached is None:
         raise NotFound(_NO_PRODUCT)
@@ -106,11 +107,11 @@ def _after(query: schemas.ProductQuery, cursors: CursorCodec) -> tuple[Any, int]
 )
 async def list_products(request: Request) -> Response:
     query = read_query(request, schemas.ProductQuery)
-    container = request.app.state.container
-    rows = await container.catalog.page(
+    services = container(request)
+    rows = await services.catalog.page(
         sort=query.sort,
         direction=query.order,
-        after=_after(query, container.cursors),
+        after=_after(query, services.cursors),
         where=ProductFilter(
             query.q, query.min_price, query.max_price, query.in_stock, query.category
         ),
@@ -120,7 +121,7 @@ async def list_products(request: Request) -> Response:
         request,
         rows,
         limit=query.limit,
-        cursors=container.cursors,
+        cursors=services.cursors,
         scope=_scope(query),
         position=lambda p: (p.sort_value(query.sort), p.id),
         view=schemas.product_view,
@@ -139,7 +140,7 @@ async def create_product(request: Request) -> Response:
     fields = ProductFields(
         body.name, body.description, body.category, body.price.amount_minor, body.price.currency
     )
-    product = await request.app.state.container.catalog.create(
+    product = await container(request).catalog.create(
         principal_of(request), body.sku, fields, body.stock, request_context(request)
     )
     return _product_response(product, 201)
@@ -164,7 +165,7 @@ async def patch_product(request: Request) -> Response:
     }
     if body.price is not None:
         changes |= {"price_minor": body.price.amount_minor, "currency": body.price.currency}
-    product = await request.app.state.container.catalog.update(
+    product = await container(request).catalog.update(
         principal_of(request), product_id, versions, changes, request_context(request)
     )
     return _product_response(product)
@@ -180,7 +181,7 @@ async def patch_product(request: Request) -> Response:
 async def delete_product(request: Request) -> Response:
     product_id = path_id(request, "product_id", _NO_PRODUCT)
     versions = required_versions(request.headers.get("if-match"), "p", product_id)
-    await request.app.state.container.catalog.delete(
+    await container(request).catalog.delete(
         principal_of(request), product_id, versions, request_context(request)
     )
     return Response(status_code=204)
@@ -196,7 +197,7 @@ async def delete_product(request: Request) -> Response:
 )
 async def change_stock(request: Request) -> Response:
     body = await read_json(request, schemas.StockBody)
-    product = await request.app.state.container.catalog.change_stock(
+    product = await container(request).catalog.change_stock(
         principal_of(request),
         path_id(request, "product_id", _NO_PRODUCT),
         body.delta,

@@ -8,6 +8,7 @@ from starlette.responses import Response
 from server.health.schemas import Liveness, ReadinessView
 from server.web.apidoc import api
 from server.web.responses import JSONResponse
+from server.web.state import container
 
 _NO_STORE = {"cache-control": "no-store"}
 
@@ -25,7 +26,7 @@ async def livez(request: Request) -> Response:
     responses={200: ReadinessView, 503: ReadinessView},
 )
 async def readyz(request: Request) -> Response:
-    readiness = await request.app.state.container.health.readiness()
+    readiness = await container(request).health.readiness()
     body = {"status": "ready" if readiness.ready else "not_ready", "checks": readiness.checks}
     if readiness.ready:
         return JSONResponse(body, headers=_NO_STORE)

@@ -16,6 +16,7 @@ from server.web.apidoc import api
 from server.web.errors import BadRequest
 from server.web.pagination import paged_response
 from server.web.responses import JSONResponse, dumps, path_id, read_json, read_query
+from server.web.state import container
 
 _LIST_SCOPE = "orders"
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
@@ -51,7 +52,7 @@ async def place_order(request: Request) -> Response:
     body = await read_json(request, schemas.NewOrderBody)
     # The decoded body, re-encoded: whitespace or key order do not make it "another body".
     request_hash = hashlib.sha256(msgspec.json.encode(body)).digest()
-    status, payload = await request.app.state.container.orders.place(
+    status, payload = await container(request).orders.place(
         principal_of(request),
         key,
         request_hash,
@@ -72,9 +73,9 @@ async def place_order(request: Request) -> Response:
 )
 async def list_orders(request: Request) -> Response:
     query = read_query(request, schemas.OrderQuery)
-    container = request.app.state.container
-    before = container.cursors.decode(_LIST_SCOPE, query.cursor) if query.cursor else None
-    rows = await container.orders.page(
+    services = container(request)
+    before = services.cursors.decode(_LIST_SCOPE, query.cursor) if query.cursor else None
+    rows = await services.orders.page(
         principal_of(request),
         user_id=query.user_id,
         status=query.status,
@@ -85,7 +86,7 @@ async def list_orders(request: Request) -> Response:
         request,
         rows,
         limit=query.limit,
-        cursors=container.cursors,
+        cursors=services.cursors,
         scope=_LIST_SCOPE,
         position=lambda o: (o.created_at, o.id),
         view=schemas.order_view,
@@ -94,7 +95,7 @@ async def list_orders(request: Request) -> Response:
 
 @api(summary="One order", tags=("orders",), responses={200: schemas.OrderView}, errors=(404,))
 async def get_order(request: Request) -> Response:
-    order = await request.app.state.container.orders.get(
+    order = await container(request).orders.get(
         principal_of(request), path_id(request, "order_id", "No such order.")
     )
     return JSONResponse(schemas.order_view(order))
@@ -108,7 +109,7 @@ async def get_order(request: Request) -> Response:
     errors=(404, 409),
 )
 async def cancel_order(request: Request) -> Response:
-    order = await request.app.state.container.orders.cancel(
+    order = await container(request).orders.cancel(
         principal_of(request), path_id(request, "order_id", "No such order.")
     )
     return JSONResponse(schemas.order_view(order))
@@ -121,7 +122,7 @@ async def cancel_order(request: Request) -> Response:
     errors=(404, 409),
 )
 async def fulfil_order(request: Request) -> Response:
-    order = await request.app.state.container.orders.fulfil(
+    order = await container(request).orders.fulfil(
         principal_of(request), path_id(request, "order_id", "No such order.")
     )
     return JSONResponse(schemas.order_view(order))

@@ -10,11 +10,12 @@ from server.web.access import principal_of
 from server.web.apidoc import api
 from server.web.context import request_context
 from server.web.responses import JSONResponse, path_text, read_json
+from server.web.state import container
 
 
 @api(summary="List roles and their permissions", tags=("roles",), responses={200: schemas.RoleList})
 async def list_roles(request: Request) -> Response:
-    roles = await request.app.state.container.roles.all()
+    roles = await container(request).roles.all()
     return JSONResponse({"data": [schemas.role_view(r) for r in roles]})
 
 
@@ -28,7 +29,7 @@ async def list_roles(request: Request) -> Response:
 )
 async def create_role(request: Request) -> Response:
     body = await read_json(request, schemas.NewRoleBody)
-    role = await request.app.state.container.roles.create(
+    role = await container(request).roles.create(
         principal_of(request),
         body.name,
         body.description,
@@ -49,7 +50,7 @@ async def create_role(request: Request) -> Response:
 )
 async def patch_role(request: Request) -> Response:
     body = await read_json(request, schemas.RolePatch)
-    role = await request.app.state.container.roles.update(
+    role = await container(request).roles.update(
         principal_of(request),
         path_text(request, "name", "No such role."),
         body.permissions,

@@ -12,13 +12,14 @@ from server.web.apidoc import api
 from server.web.context import request_context
 from server.web.pagination import paged_response
 from server.web.responses import JSONResponse, path_id, path_text, read_json, read_query
+from server.web.state import container
 
 _LIST_SCOPE = "users"
 
 
 @api(summary="This account", tags=("users",), responses={200: schemas.UserView})
 async def get_me(request: Request) -> Response:
-    user = await request.app.state.container.accounts.profile(principal_of(request))
+    user = await container(request).accounts.profile(principal_of(request))
     return JSONResponse(schemas.user_view(user))
 
 
@@ -32,7 +33,7 @@ async def get_me(request: Request) -> Response:
 )
 async def patch_me(request: Request) -> Response:
     body = await read_json(request, schemas.ProfilePatch)
-    accounts = request.app.state.container.accounts
+    accounts = container(request).accounts
     user = await accounts.update_profile(principal_of(request), body.display_name)
     return JSONResponse(schemas.user_view(user))
 
@@ -48,7 +49,7 @@ async def patch_me(request: Request) -> Response:
 )
 async def delete_me(request: Request) -> Response:
     body = await read_json(request, schemas.DeleteAccountBody)
-    accounts = request.app.state.container.accounts
+    accounts = container(request).accounts
     await accounts.delete_account(principal_of(request), body.password, request_context(request))
     return Response(status_code=204)
 
@@ -63,9 +64,9 @@ async def delete_me(request: Request) -> Response:
 )
 async def list_users(request: Request) -> Response:
     query = read_query(request, schemas.UserQuery)
-    container = request.app.state.container
-    after = container.cursors.decode(_LIST_SCOPE, query.cursor) if query.cursor else None
-    rows = await container.users_admin.page(
+    services = container(request)
+    after = services.cursors.decode(_LIST_SCOPE, query.cursor) if query.cursor else None
+    rows = await services.users_admin.page(
         after=after,
         where=UserFilter(query.status, query.role, query.email_prefix),
         limit=query.limit + 1,
@@ -74,7 +75,7 @@ async def list_users(request: Request) -> Response:
         request,
         rows,
         limit=query.limit,
-        cursors=container.cursors,
+        cursors=services.cursors,
         scope=_LIST_SCOPE,
         position=lambda u: (u.created_at, u.id),
         view=schemas.user_view,
@@ -83,9 +84,7 @@ async def list_users(request: Request) -> Response:
 
 @api(summary="One account", tags=("users",), responses={200: schemas.UserView}, errors=(404,))
 async def get_user(request: Request) -> Response:
-    user = await request.app.state.container.users_admin.get(
-        path_id(request, "user_id", "No such user.")
-    )
+    user = await container(request).users_admin.get(path_id(request, "user_id", "No such user."))
     return JSONResponse(schemas.user_view(user))
 
 
@@ -99,7 +98,7 @@ async def get_user(request: Request) -> Response:
 )
 async def patch_user(request: Request) -> Response:
     body = await read_json(request, schemas.AdminUserPatch)
-    user = await request.app.state.container.users_admin.update(
+    user = await container(request).users_admin.update(
         principal_of(request),
         path_id(request, "user_id", "No such user."),
         display_name=body.display_name,
@@ -111,7 +110,7 @@ async def patch_user(request: Request) -> Response:
 
 @api(summary="Grant a role", tags=("users",), responses={200: schemas.UserView}, errors=(404,))
 async def grant_role(request: Request) -> Response:
-    user = await request.app.state.container.users_admin.grant(
+    user = await container(request).users_admin.grant(
         principal_of(request),
         path_id(request, "user_id", "No such user."),
         path_text(request, "role", "No such role."),
@@ -122,7 +121,7 @@ async def grant_role(request: Request) -> Response:
 
 @api(summary="Remove a role", tags=("users",), responses={200: schemas.UserView}, errors=(404, 409))
 async def revoke_role(request: Request) -> Response:
-    user = await request.app.state.container.users_admin.revoke(
+    user = await container(request).users_admin.revoke(
         principal_of(request),
         path_id(request, "user_id", "No such user."),
         path_text(request, "role", "No such role."),

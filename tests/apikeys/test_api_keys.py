@@ -26,6 +26,7 @@ from server.routes import build_routes
 from server.runtime.logs import flush_logs
 from server.runtime.settings import Settings
 from server.web.access import GuardedRoute
+from server.web.state import app_container
 from tests.fixtures.identity import Accounts, Tokens
 from tests.fixtures.recipes import RECIPES, Call
 from tests.fixtures.support import client_for, lifespan
@@ -87,13 +88,13 @@ async def new_key(
 
 
 async def admin_permissions(app: HotpathApp) -> list[str]:
-    async with app.state.container.db.connection() as conn:
+    async with app_container(app).db.connection() as conn:
         permissions = await conn.fetchval("SELECT permissions FROM roles WHERE name = 'admin'")
     return sorted(permissions)
 
 
 async def audit_of(app: HotpathApp, key_id: str) -> list[dict[str, Any]]:
-    async with app.state.container.db.connection() as conn:
+    async with app_container(app).db.connection() as conn:
         rows = await conn.fetch(
             "SELECT action, outcome, actor_id, details::text AS details, ip,"
             " user_agent, request_id FROM audit_events"
@@ -393,7 +394,7 @@ async def test_a_mistyped_key_is_refused_without_a_database_lookup(
 ) -> None:
     _, tokens = await accounts.create_and_login("customer")
     secret = (await new_key(http, tokens))["key"]
-    lookups = Spy(monkeypatch, app.state.container.key_verifier.keys, "credentials")
+    lookups = Spy(monkeypatch, app_container(app).key_verifier.keys, "credentials")
     # One character changed in the id, in the secret, in the checksum.
     for position in (5, 30, len(secret) - 1):
         mistyped = typo(secret, position)
@@ -411,7 +412,7 @@ async def test_a_verified_key_is_answered_from_the_cache(
 ) -> None:
     _, tokens = await accounts.create_and_login("customer")
     secret = (await new_key(http, tokens))["key"]
-    lookups = Spy(monkeypatch, app.state.container.key_verifier.keys, "credentials")
+    lookups = Spy(monkeypatch, app_container(app).key_verifier.keys, "credentials")
     for headers in (bearer(secret), bearer(secret), x_api_key(secret), bearer(secret)):
         assert (await http.get(ME, headers=headers)).status_code == 200
     assert len(lookups.calls) == 1
@@ -561,7 +562,7 @@ async def test_usage_is_counted_and_written_in_one_batch(
 ) -> None:
     _, tokens = await accounts.create_and_login("customer")
     key = await new_key(http, tokens)
-    verifier = app.state.container.key_verifier
+    verifier = app_container(app).key_verifier
     writes = Spy(monkeypatch, verifier.keys, "record_usage")
     requests = 12
     for index in range(requests):
@@ -676,12 +677,12 @@ async def test_no_key_secret_reaches_a_log_line_an_audit_row_or_a_later_response
     assert (await call("DELETE", f"/v1/api-keys/{key['id']}", admin.headers)).status_code == 204
     assert (await call("GET", ME, bearer(first))).status_code == 401
     assert (await call("GET", ME, x_api_key(second))).status_code == 401
-    await app.state.container.key_verifier.flush_usage()
+    await app_container(app).key_verifier.flush_usage()
 
     flush_logs()
     log_text = log_stream.getvalue().decode("utf-8", "replace")
     assert '"http_request"' in log_text  # the access log was captured
-    async with app.state.container.db.connection() as conn:
+    async with app_container(app).db.connection() as conn:
         audit_text = await conn.fetchval(
             "SELECT string_agg(concat_ws('|', action, target_id, user_agent, request_id,"
             " details::text), E'\\n') FROM audit_events"
@@ -712,7 +713,7 @@ async def test_a_revoked_key_stays_refused_for_the_whole_cache_lifetime(
         try:
             _, tokens = await accounts.create_and_login("customer")
             key = await new_key(http, tokens)
-            verifier = app.state.container.key_verifier
+            verifier = app_container(app).key_verifier
             skew = [0.0]
             monkeypatch.setattr(verifier, "clock", lambda: time.time() + skew[0])
             assert (await http.get(ME, headers=bearer(key["key"]))).status_code == 200
@@ -722,7 +723,7 @@ async def test_a_revoked_key_stays_refused_for_the_whole_cache_lifetime(
             # would evict it from the cache). Two minutes on, well inside the 600 s cache
             # lifetime, the revocation feed's periodic prune drops the 90 s revocation row.
             skew[0] = 120.0
-            app.state.container.revocations.denylist.prune(time.time() + skew[0])
+            app_container(app).revocations.denylist.prune(time.time() + skew[0])
             refused = await http.get(ME, headers=bearer(key["key"]))
             assert refused.status_code == 401, "a revoked key works again from the cache"
         finally:

@@ -16,6 +16,7 @@ import pytest
 from server.app import HotpathApp
 from server.auth.refresh_tokens import digest
 from server.runtime.settings import Settings
+from server.web.state import app_container
 from tests.fixtures.identity import Account, Accounts, Tokens, unique_ip
 from tests.fixtures.support import client_for
 
@@ -338,7 +339,7 @@ async def test_housekeeping_wipes_sealed_successors_after_the_grace_window(
             "UPDATE refresh_tokens SET rotated_at = rotated_at - interval '1 hour'"
             " WHERE successor_sealed IS NOT NULL"
         )
-        await app.state.container.auth.housekeeping()
+        await app_container(app).auth.housekeeping()
         assert await conn.fetchval(sealed) == 0
     finally:
         await conn.close()

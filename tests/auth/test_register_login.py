@@ -18,6 +18,7 @@ from server.auth.passwords import PasswordHasher
 from server.auth.throttle import ACCOUNT_POLICY, ADDRESS_POLICY
 from server.db.sqlfiles import load_queries
 from server.users.repository import NewUser, UsersRepository
+from server.web.state import app_container
 from tests.fixtures.identity import Accounts, Mailbox, unique_ip
 from tests.fixtures.support import client_for
 
@@ -116,7 +117,7 @@ async def test_register_does_the_same_password_work_for_a_new_and_a_taken_email(
 ) -> None:
     """The timing test above cannot see a skipped hash (a test-strength hash takes under 1 ms);
     counting the argon2 work can: one hash for either address, and no verification."""
-    passwords: PasswordHasher = app.state.container.accounts.passwords
+    passwords: PasswordHasher = app_container(app).accounts.passwords
     calls: list[str] = []
 
     def spy(name: str) -> Any:
@@ -223,7 +224,7 @@ async def test_unknown_email_takes_the_dummy_hash_path(
     accounts: Accounts,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    passwords: PasswordHasher = app.state.container.auth.passwords
+    passwords: PasswordHasher = app_container(app).auth.passwords
     real = passwords.verify_dummy
     calls: list[str] = []
 
@@ -258,7 +259,7 @@ async def test_login_rehashes_a_hash_made_with_other_parameters(
     finally:
         old_hasher.close()
     email = new_email()
-    async with app.state.container.db.transaction() as conn:
+    async with app_container(app).db.transaction() as conn:
         user = await UsersRepository(load_queries()).create(conn, NewUser(email, old_hash, "Old"))
     assert "m=2048,t=2" in old_hash
 

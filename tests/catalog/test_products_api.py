@@ -17,6 +17,7 @@ from structlog.typing import FilteringBoundLogger
 
 from server.app import HotpathApp, create_app
 from server.runtime.settings import Settings
+from server.web.state import app_container
 from tests.fixtures.catalog import Catalog, unique_category, unique_sku
 from tests.fixtures.identity import Accounts
 from tests.fixtures.support import assert_problem, client_for, lifespan
@@ -613,7 +614,7 @@ async def replica(
 
 
 async def until_subscribed(app: HotpathApp) -> None:
-    cache = app.state.container.catalog.cache
+    cache = app_container(app).catalog.cache
     deadline = time.monotonic() + 5
     while not cache.subscribed:
         assert time.monotonic() < deadline, "the replica never subscribed to invalidations"

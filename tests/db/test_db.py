@@ -20,6 +20,7 @@ from server.db.pool_metrics import PoolMetrics
 from server.runtime.settings import Settings
 from server.web.errors import DatabaseUnavailable
 from server.web.responses import JSONResponse
+from server.web.state import container
 from tests.fixtures.support import client_for, free_port, lifespan
 
 
@@ -70,12 +71,12 @@ async def test_exhaustion_answers_503_with_retry_after(
     gate = asyncio.Event()
 
     async def hold(request: Request) -> Response:
-        async with request.app.state.container.db.connection():
+        async with container(request).db.connection():
             await gate.wait()
         return JSONResponse({"held": True})
 
     async def query(request: Request) -> Response:
-        async with request.app.state.container.db.connection() as conn:
+        async with container(request).db.connection() as conn:
             return JSONResponse({"one": await conn.fetchval("SELECT 1")})
 
     small = replace(settings, db_pool_min=1, db_pool_max=1, db_acquire_timeout=0.2)

@@ -17,6 +17,7 @@ from server.app import HotpathApp
 from server.db.database import Database, PooledConnection, create_pool
 from server.db.pool import Connect, ConnectionPool, PoolClosed
 from server.runtime.settings import Settings
+from server.web.state import app_container
 from tests.fixtures.support import free_port, until
 
 
@@ -338,7 +339,7 @@ async def test_a_connection_whose_holder_was_cancelled_mid_begin_is_never_reused
 async def test_the_app_retires_idle_connections_without_any_traffic(
     app: HotpathApp, client: httpx.AsyncClient
 ) -> None:
-    pool: ConnectionPool = app.state.container.db.pool
+    pool: ConnectionPool = app_container(app).db.pool
     held = [await pool.acquire(1) for _ in range(pool.max_size)]
     for conn in held:
         pool.release(conn)

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.app import HotpathApp
+from server.web.state import app_container
 from tests.fixtures.identity import Accounts, Tokens
 from tests.fixtures.orders import new_product, order
 
@@ -116,7 +117,7 @@ async def run_case(world: World, quantity: int, sequence: list[list[Step]]) -> N
 
     final = await world.http.get(f"/v1/orders/{order_id}", headers=world.staff.headers)
     assert final.json()["status"] == model.status
-    async with world.app.state.container.db.connection() as conn:
+    async with app_container(world.app).db.connection() as conn:
         stock = await conn.fetchval("SELECT stock FROM products WHERE id = $1", product)
         topics = await conn.fetch(
             "SELECT topic FROM outbox WHERE aggregate_type = 'order' AND aggregate_id = $1"

@@ -15,6 +15,7 @@ import pytest
 from server.app import HotpathApp
 from server.orders.repository import OrdersRepository
 from server.runtime.settings import Settings
+from server.web.state import app_container
 from tests.fixtures.identity import Accounts
 from tests.fixtures.orders import new_product, order
 
@@ -22,12 +23,12 @@ PROBLEM = "urn:hotpath:problem:"
 
 
 async def fetchval(app: HotpathApp, sql: str, *args: Any) -> Any:
-    async with app.state.container.db.connection() as conn:
+    async with app_container(app).db.connection() as conn:
         return await conn.fetchval(sql, *args)
 
 
 async def fetch(app: HotpathApp, sql: str, *args: Any) -> list[Any]:
-    async with app.state.container.db.connection() as conn:
+    async with app_container(app).db.connection() as conn:
         return list(await conn.fetch(sql, *args))
 
 
@@ -172,7 +173,7 @@ async def test_a_refused_order_keeps_no_key(
     assert refused.json()["type"] == PROBLEM + "out-of-stock"
     assert await keys_of(app, buyer_account.id) == 0
     assert await orders_of(app, buyer_account.id) == 0
-    async with app.state.container.db.connection() as conn:
+    async with app_container(app).db.connection() as conn:
         await conn.execute("UPDATE products SET stock = 5 WHERE id = $1", product)
     retried = await order(http, buyer, "retry-me", items)
     assert retried.status_code == 201, retried.text
@@ -402,7 +403,7 @@ async def test_deleted_product_cannot_be_ordered(
     _, staff = await accounts.create_and_login("staff")
     buyer_account, buyer = await accounts.create_and_login("customer")
     product = await new_product(http, staff, stock=5)
-    async with app.state.container.db.connection() as conn:
+    async with app_container(app).db.connection() as conn:
         await conn.execute("UPDATE products SET deleted_at = now() WHERE id = $1", product)
     response = await order(http, buyer, "gone", [{"product_id": product, "quantity": 1}])
     assert response.status_code == 409, response.text

@@ -9,6 +9,7 @@ import httpx
 
 from server.app import HotpathApp
 from server.runtime.settings import Settings
+from server.web.state import app_container
 from tests.fixtures.identity import Accounts
 from tests.fixtures.orders import new_product, order
 
@@ -132,7 +133,7 @@ async def test_housekeeping_forgets_expired_idempotency_keys(
             " WHERE user_id = $1",
             account.id,
         )
-        await app.state.container.orders.housekeeping()
+        await app_container(app).orders.housekeeping()
         left = await conn.fetchval(
             "SELECT count(*) FROM idempotency_keys WHERE user_id = $1", account.id
         )

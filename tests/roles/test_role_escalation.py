@@ -17,6 +17,7 @@ import pytest
 from server.auth.permissions import KNOWN_PERMISSIONS
 from server.db.sqlfiles import load_queries
 from server.roles.repository import RolesRepository
+from server.web.state import app_container
 from tests.fixtures.identity import Account, Accounts, Tokens
 from tests.fixtures.support import problem_type
 
@@ -53,7 +54,7 @@ async def _role_events(db: asyncpg.Connection, role: str) -> list[str]:
 async def _manager(accounts: Accounts, *permissions: str) -> tuple[str, Account, Tokens]:
     """A role of its own holding `permissions`, and a signed-in user holding only that role."""
     role = _name("mgr")
-    async with accounts.app.state.container.db.transaction() as conn:
+    async with app_container(accounts.app).db.transaction() as conn:
         await RolesRepository(load_queries()).create(conn, role, "manager", permissions)
     account, tokens = await accounts.create_and_login(role)
     assert _perms(tokens) == set(permissions)

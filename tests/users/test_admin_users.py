@@ -13,6 +13,7 @@ import httpx
 import jwt
 
 from server.users.repository import NewUser
+from server.web.state import app_container
 from tests.fixtures.identity import Account, Accounts, Tokens
 from tests.fixtures.support import problem_type
 
@@ -26,7 +27,7 @@ async def _create_with_emails(
     """Accounts with chosen addresses, all in ONE transaction: they share created_at, so the
     keyset's tie-break on id is exercised."""
     digest = await accounts.hasher.hash("unused password " + secrets.token_hex(4))
-    async with accounts.app.state.container.db.transaction() as conn:
+    async with app_container(accounts.app).db.transaction() as conn:
         return [
             (await accounts.repo.create(conn, NewUser(e, digest, "Listed", roles=roles))).id
             for e in emails

@@ -15,6 +15,7 @@ import pytest
 
 from server.app import HotpathApp
 from server.runtime.logs import flush_logs
+from server.web.state import app_container
 from tests.fixtures.identity import Accounts, Mailbox, Tokens, unique_ip
 from tests.fixtures.support import client_for
 
@@ -384,7 +385,7 @@ async def test_no_secret_reaches_a_log_line_or_the_audit_trail(
     assert keep(await delete_me(http, fourth, passwords["Rst"])).status_code == 204
     assert keep(await http.get("/v1/users/me", headers=fourth.headers)).status_code == 401
 
-    await app.state.container.accounts.drain()
+    await app_container(app).accounts.drain()
     flush_logs()
     secret_values += list(passwords.values())
     # A password hash also leaks as its salt or digest alone.
