@@ -22,6 +22,8 @@ from server.web.access import (
     AUTHENTICATED,
     PUBLIC,
     SESSION,
+    Access,
+    AccessKind,
     GuardedRoute,
     guarded_route,
     permission,
@@ -86,10 +88,10 @@ def access_violations(routes: Sequence[BaseRoute], prefix: str = "") -> list[str
                     for method in methods
                     if (method, path) not in PUBLIC_ALLOWLIST
                 )
-            elif access.kind == "permission":
+            elif access.kind is AccessKind.PERMISSION:
                 if access.permission not in KNOWN_PERMISSIONS:
                     found.append(f"{path} needs the unknown permission {access.permission!r}")
-            elif access.kind not in ("authenticated", "session"):
+            elif access.kind not in (AccessKind.AUTHENTICATED, AccessKind.SESSION):
                 found.append(f"{path} has an unknown access kind {access.kind!r}")
         else:
             path = prefix + str(getattr(route, "path", "?"))
@@ -147,6 +149,23 @@ def test_the_checker_catches_unguarded_and_unlisted_routes() -> None:
         assert any(fragment in line for line in found), (fragment, found)
 
 
+def test_a_rule_is_declared_whole() -> None:
+    async def endpoint(request: Request) -> Response:
+        return Response()
+
+    def blocking(request: Request) -> Response:
+        return Response()
+
+    with pytest.raises(ValueError, match="permission"):
+        Access(AccessKind.PERMISSION)
+    with pytest.raises(ValueError, match="permission"):
+        Access(AccessKind.SESSION, "users:read")
+    # check_access runs in front of async endpoints only: there is no second way to serve one.
+    with pytest.raises(TypeError, match="async"):
+        guarded_route("/v1/blocking", blocking, ["GET"], AUTHENTICATED)  # type: ignore[arg-type]
+    assert guarded_route("/v1/ok", endpoint, ["GET"], SESSION) is not None
+
+
 async def test_anonymous_callers_get_401_on_every_non_public_route(
     app: HotpathApp, http: httpx.AsyncClient
 ) -> None:
@@ -195,10 +214,10 @@ async def test_openapi_marks_every_protected_operation(
             assert "401" in responses, where
             content = responses["401"]["content"]["application/problem+json"]
             assert content["schema"] == problem, where
-            if route.access.kind == "permission":
+            if route.access.kind is AccessKind.PERMISSION:
                 assert "403" in responses, where
                 assert f"`{route.access.permission}`" in op.get("description", ""), where
-            elif route.access.kind == "session":
+            elif route.access.kind is AccessKind.SESSION:
                 assert "403" in responses, where  # an API key is refused
                 assert "not an API key" in op.get("description", ""), where
             else:
@@ -216,7 +235,7 @@ async def test_openapi_marks_every_protected_operation(
 def _permission_routes() -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     for route in _guarded(build_routes(lambda: b"{}")):
-        if route.access.kind == "permission":
+        if route.access.kind is AccessKind.PERMISSION:
             assert route.access.permission is not None
             rows.extend((m, route.path, route.access.permission) for m in _methods(route))
     return rows

@@ -1,16 +1,17 @@
 """Who may call a route, declared next to its path in routes.py; deny by default.
 
 ``guarded_route(path, endpoint, methods, access)`` is the only way routes.py builds an endpoint
-route: the access rule wraps the handler, and the OpenAPI document learns it from the same rule.
+route: ``check_access`` runs before the handler, and the OpenAPI document learns the same rule.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
@@ -25,24 +26,47 @@ from server.web.errors import Forbidden, Unauthorized
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
+class AccessKind(enum.Enum):
+    # Open to anyone, and credentials are not read at all: sign-in endpoints and probes, where a
+    # stale token a client attaches to every request must not make its refresh (or a probe) fail.
+    ANONYMOUS = "anonymous"
+    # Open to anyone; credentials that are sent must verify (401 otherwise).
+    PUBLIC = "public"
+    # A signed-in user or an API key.
+    AUTHENTICATED = "authenticated"
+    # A person's login, not an API key: managing sessions, passwords and keys themselves.
+    SESSION = "session"
+    # A principal holding Access.permission.
+    PERMISSION = "permission"
+
+
+_OPEN = frozenset((AccessKind.ANONYMOUS, AccessKind.PUBLIC))
+
+
 @dataclass(frozen=True, slots=True)
 class Access:
-    kind: str  # "anonymous", "public", "authenticated", "session" or "permission"
+    kind: AccessKind
     permission: str | None = None
+    # What check_access reads on every request, worked out once: plain attributes, where an
+    # Enum member lookup or hash would cost more than the rest of the check.
+    open: bool = field(init=False, repr=False, compare=False)
+    session_only: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if (self.kind is AccessKind.PERMISSION) != (self.permission is not None):
+            raise ValueError("a permission, and only a permission rule, names a permission")
+        object.__setattr__(self, "open", self.kind in _OPEN)
+        object.__setattr__(self, "session_only", self.kind is AccessKind.SESSION)
 
 
-# Open to anyone; credentials that are sent must verify (401 otherwise).
-PUBLIC = Access("public")
-# Open to anyone, and credentials are not read at all: sign-in endpoints and probes, where a
-# stale token a client attaches to every request must not make its refresh (or a probe) fail.
-ANONYMOUS = Access("anonymous")
-AUTHENTICATED = Access("authenticated")
-# A person's login, not an API key: managing sessions, passwords and keys themselves.
-SESSION = Access("session")
+PUBLIC = Access(AccessKind.PUBLIC)
+ANONYMOUS = Access(AccessKind.ANONYMOUS)
+AUTHENTICATED = Access(AccessKind.AUTHENTICATED)
+SESSION = Access(AccessKind.SESSION)
 
 
 def permission(name: str) -> Access:
-    return Access("permission", name)
+    return Access(AccessKind.PERMISSION, name)
 
 
 def principal_of(request: Request) -> Principal:
@@ -53,17 +77,15 @@ def principal_of(request: Request) -> Principal:
     return principal
 
 
-def _check(access: Access, request: Request) -> None:
-    if access.kind in _OPEN:
+def check_access(access: Access, request: Request) -> None:
+    """The access rule, the one place it is enforced: 401 or 403, or return to call the route."""
+    if access.open:
         return
     principal = principal_of(request)
-    if access.kind == "session" and principal.session_id is None:
+    if access.session_only and principal.session_id is None:
         raise Forbidden("This needs a signed-in user; API keys cannot do it.")
     if access.permission is not None and not principal.can(access.permission):
         raise Forbidden(f"This needs the {access.permission} permission.")
-
-
-_OPEN = frozenset(("anonymous", "public"))
 
 
 def anonymous_paths(routes: list[BaseRoute]) -> frozenset[str]:
@@ -71,59 +93,43 @@ def anonymous_paths(routes: list[BaseRoute]) -> frozenset[str]:
     return frozenset(
         route.path
         for route in routes
-        if isinstance(route, GuardedRoute) and route.access.kind == "anonymous"
+        if isinstance(route, GuardedRoute) and route.access.kind is AccessKind.ANONYMOUS
     )
 
 
-def _guard(endpoint: Endpoint, access: Access) -> Endpoint:
-    if access.kind == "anonymous":
-        return endpoint
-    if access.kind == "public":
-        return _documented(endpoint, lambda doc: dataclasses.replace(doc, errors=_with(doc, 401)))
+def _documented(doc: EndpointDoc, access: Access) -> EndpointDoc:
+    """What the OpenAPI document says of a route under this rule (what check_access refuses)."""
+    kind = access.kind
+    if kind is AccessKind.ANONYMOUS:
+        return doc
+    if kind is AccessKind.PUBLIC:
+        return dataclasses.replace(doc, errors=tuple(sorted({*doc.errors, 401})))
+    refused = {401} if kind is AccessKind.AUTHENTICATED else {401, 403}
+    note = {
+        AccessKind.PERMISSION: f"Requires the `{access.permission}` permission.",
+        AccessKind.SESSION: "Requires a signed-in user (not an API key).",
+    }.get(kind, "")
+    return dataclasses.replace(
+        doc,
+        auth=True,
+        api_keys=kind is not AccessKind.SESSION,
+        errors=tuple(sorted({*doc.errors, *refused})),
+        description=" ".join(part for part in (doc.description, note) if part),
+    )
 
-    @functools.wraps(endpoint)
-    async def guarded(request: Request) -> Response:
-        _check(access, request)
-        return await endpoint(request)
 
+def _described(endpoint: Endpoint, access: Access) -> Endpoint:
+    """The endpoint as the OpenAPI document sees it (``route.endpoint``); it is never served:
+    GuardedRoute serves the original through _EndpointApp, behind check_access."""
     doc: EndpointDoc | None = getattr(endpoint, API_ATTR, None)
-    if doc is not None:
-        errors = {*doc.errors, 401} | ({403} if access.kind != "authenticated" else set())
-        note = {
-            "permission": f"Requires the `{access.permission}` permission.",
-            "session": "Requires a signed-in user (not an API key).",
-        }.get(access.kind, "")
-        description = " ".join(part for part in (doc.description, note) if part)
-        setattr(
-            guarded,
-            API_ATTR,
-            dataclasses.replace(
-                doc,
-                auth=True,
-                api_keys=access.kind != "session",
-                errors=tuple(sorted(errors)),
-                description=description,
-            ),
-        )
-    return guarded
-
-
-def _with(doc: EndpointDoc, status: int) -> tuple[int, ...]:
-    return tuple(sorted({*doc.errors, status}))
-
-
-def _documented(endpoint: Endpoint, change: Callable[[EndpointDoc], EndpointDoc]) -> Endpoint:
-    """The endpoint under a changed OpenAPI description. Only the document sees the wrapper:
-    GuardedRoute serves a coroutine endpoint through _EndpointApp, which calls the original."""
-    doc: EndpointDoc | None = getattr(endpoint, API_ATTR, None)
-    if doc is None:
+    if doc is None or access.kind is AccessKind.ANONYMOUS:
         return endpoint
 
     @functools.wraps(endpoint)
     async def described(request: Request) -> Response:
         return await endpoint(request)
 
-    setattr(described, API_ATTR, change(doc))
+    setattr(described, API_ATTR, _documented(doc, access))
     return described
 
 
@@ -138,16 +144,17 @@ class GuardedRoute(Route):
         name: str | None = None,
         include_in_schema: bool = True,
     ) -> None:
+        if not inspect.iscoroutinefunction(endpoint):
+            raise TypeError(f"{path}: a guarded route serves an async endpoint")
         super().__init__(
             path,
-            _guard(endpoint, access),
+            _described(endpoint, access),
             methods=methods,
             name=name,
             include_in_schema=include_in_schema,
         )
         self.access = access
-        if inspect.iscoroutinefunction(endpoint):
-            self.app = _EndpointApp(endpoint, access)
+        self.app = _EndpointApp(endpoint, access)
 
 
 class _EndpointApp:
@@ -164,7 +171,7 @@ class _EndpointApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
-        _check(self.access, request)
+        check_access(self.access, request)
         response = await self.endpoint(request)
         await response(scope, receive, send)
 

@@ -25,7 +25,7 @@ from server.app import HotpathApp, create_app
 from server.routes import build_routes
 from server.runtime.logs import flush_logs
 from server.runtime.settings import Settings
-from server.web.access import GuardedRoute
+from server.web.access import AccessKind, GuardedRoute
 from server.web.state import app_container
 from tests.fixtures.identity import Accounts, Tokens
 from tests.fixtures.recipes import RECIPES, Call
@@ -45,18 +45,18 @@ def settings(settings: Settings) -> Settings:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _routes(kind: str) -> list[tuple[str, str, str | None]]:
+def _routes(kind: AccessKind) -> list[tuple[str, str, str | None]]:
     """(method, path template, permission) of every route with this access kind."""
     rows: list[tuple[str, str, str | None]] = []
     for route in build_routes(lambda: b"{}"):
-        if isinstance(route, GuardedRoute) and route.access.kind == kind:
+        if isinstance(route, GuardedRoute) and route.access.kind is kind:
             methods = sorted((route.methods or set()) - {"HEAD"})
             rows.extend((m, route.path, route.access.permission) for m in methods)
     return rows
 
 
-PERMISSION_ROUTES = [(m, p, needed) for m, p, needed in _routes("permission") if needed]
-SESSION_ROUTES = [(m, p) for m, p, _ in _routes("session")]
+PERMISSION_ROUTES = [(m, p, needed) for m, p, needed in _routes(AccessKind.PERMISSION) if needed]
+SESSION_ROUTES = [(m, p) for m, p, _ in _routes(AccessKind.SESSION)]
 
 
 def bearer(secret: str) -> dict[str, str]:
