@@ -79,3 +79,11 @@ bench-micro: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache
+
+.PHONY: test-faults
+
+## make test-faults: the fault matrix (tests/faults/, about 2 minutes): a PostgreSQL and a Redis
+## of its own killed, paused and restarted under load, the order history checked afterwards.
+## .ci/run runs it after make test; make test leaves it out (pyproject's addopts: not faults)
+test-faults: $(STAMP)
+	$(BIN)/pytest -m faults tests/faults

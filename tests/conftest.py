@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.identity",
     "tests.fixtures.catalog",
     "tests.fixtures.servers",
+    "tests.fixtures.faults",
 ]
