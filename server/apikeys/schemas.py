@@ -9,8 +9,8 @@ import msgspec
 
 from server.apikeys.repository import ApiKey
 from server.auth.permissions import KNOWN_PERMISSIONS
-from server.auth.schemas import Strict
 from server.web.instants import Instant, check_storable
+from server.web.schemas import DEFAULT_LIMIT, PageLimit, Strict
 
 # A scope is a permission its owner holds (the service refuses others with a 422), and roles
 # hold only KNOWN_PERMISSIONS: the enum documents that set.
@@ -37,7 +37,7 @@ class NewKeyBody(Strict):
 
 
 class KeyQuery(Strict):
-    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
+    limit: PageLimit = DEFAULT_LIMIT
     cursor: str | None = None
     user_id: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)] | None = None
     all: bool = False

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import msgspec
 
 from server.audit.repository import AuditEvent
-from server.auth.schemas import Strict
 from server.web.instants import Instant, check_storable
+from server.web.schemas import DEFAULT_LIMIT, PageLimit, Strict
 
 
 class AuditEventView(msgspec.Struct):
@@ -36,7 +36,7 @@ BigInt = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class AuditQuery(Strict):
-    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
+    limit: PageLimit = DEFAULT_LIMIT
     cursor: str | None = None
     actor_id: BigInt | None = None
     action: Annotated[str, msgspec.Meta(max_length=64)] | None = None

@@ -9,10 +9,9 @@ import msgspec
 
 from server.auth.password_policy import MAX_LENGTH, MIN_LENGTH
 from server.web.apidoc import DOCUMENTED
+from server.web.schemas import DisplayName, Password, Strict
 
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
-# Length rules beyond these bounds are the password policy's (it reports every problem).
-Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 # A password being set: decoded as loosely as Password, so that the policy judges it and names
 # every problem at once (its length counted after NFKC, as it is hashed); the document shows
 # the policy's bounds, which are what a client has to meet.
@@ -30,11 +29,6 @@ NewPassword = Annotated[
     ),
 ]
 Token = Annotated[str, msgspec.Meta(min_length=16, max_length=512)]
-DisplayName = Annotated[str, msgspec.Meta(max_length=100)]
-
-
-class Strict(msgspec.Struct, forbid_unknown_fields=True):
-    pass
 
 
 class RegisterBody(Strict):

@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from server.auth.schemas import Strict
 from server.catalog.currencies import ISO_4217
 from server.catalog.repository import Product
+from server.web.schemas import DEFAULT_LIMIT, PageLimit, Strict
 
 Money = Annotated[int, msgspec.Meta(ge=0, le=10**15)]
 Currency = ISO_4217
@@ -52,7 +52,7 @@ class StockBody(Strict):
 
 
 class ProductQuery(Strict):
-    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
+    limit: PageLimit = DEFAULT_LIMIT
     cursor: str | None = None
     q: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
     min_price: Money | None = None

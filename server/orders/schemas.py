@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from server.auth.schemas import Strict
 from server.orders.repository import Order
+from server.web.schemas import DEFAULT_LIMIT, PageLimit, Strict
 
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
 ProductId = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
@@ -24,7 +24,7 @@ class NewOrderBody(Strict):
 
 
 class OrderQuery(Strict):
-    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
+    limit: PageLimit = DEFAULT_LIMIT
     cursor: str | None = None
     user_id: ProductId | None = None
     status: Literal["placed", "fulfilled", "cancelled"] | None = None

@@ -7,8 +7,8 @@ from typing import Annotated
 import msgspec
 
 from server.auth.permissions import KNOWN_PERMISSIONS
-from server.auth.schemas import Strict
 from server.roles.repository import Role
+from server.web.schemas import Strict
 
 RoleName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]{1,31}$")]
 # The service refuses a name outside KNOWN_PERMISSIONS (422 naming it); the enum documents it.

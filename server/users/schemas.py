@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from server.auth.schemas import DisplayName, Password, Strict
 from server.users.repository import User
+from server.web.schemas import DEFAULT_LIMIT, DisplayName, PageLimit, Password, Strict
 
 Status = Literal["active", "disabled"]
 
@@ -45,7 +45,7 @@ class AdminUserPatch(Strict):
 
 
 class UserQuery(Strict):
-    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
+    limit: PageLimit = DEFAULT_LIMIT
     cursor: str | None = None
     status: Literal["active", "disabled", "pending"] | None = None
     role: str | None = None
