@@ -45,8 +45,8 @@ from server.runtime.mail import build_mailer
 from server.runtime.paths import MIGRATIONS_DIR
 from server.runtime.redis_link import RedisLink, open_redis
 from server.runtime.settings import Settings
-from server.users.admin_service import UsersAdminService
 from server.users.repository import UsersRepository
+from server.users.service import UsersAdminService
 from server.web.pagination import CursorCodec
 
 
