@@ -94,8 +94,10 @@ class ProductsRepository:
                 fields.currency,
                 stock,
             )
-        except asyncpg.UniqueViolationError:
-            raise SkuTaken(f"A product with SKU {sku!r} exists.") from None
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "products_sku_key":
+                raise SkuTaken(f"A product with SKU {sku!r} exists.") from None
+            raise
         assert record is not None
         return record_to(Product, record)
 

@@ -62,8 +62,11 @@ class RolesRepository:
     ) -> Role:
         try:
             record = await conn.fetchrow(self._create, name, description, sorted(permissions))
-        except asyncpg.UniqueViolationError:
-            raise RoleExists(f"A role named {name!r} already exists.") from None
+        except asyncpg.UniqueViolationError as exc:
+            # The primary key (migrations/0003_identity.sql names it by default).
+            if exc.constraint_name == "roles_pkey":
+                raise RoleExists(f"A role named {name!r} already exists.") from None
+            raise
         assert record is not None
         return _role(record)
 

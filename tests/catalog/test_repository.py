@@ -1,0 +1,51 @@
+"""ProductsRepository against the run's database: driver errors become domain errors by the
+constraint that raised them."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from server.catalog.repository import ProductFields, ProductsRepository, SkuTaken
+from server.db.sqlfiles import load_queries
+
+FIELDS = ProductFields("Lamp", "", "home", 1299, "EUR")
+
+
+@pytest.fixture
+async def conn(db: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
+    """The test's connection inside a transaction that is rolled back afterwards."""
+    transaction = db.transaction()
+    await transaction.start()
+    try:
+        yield db
+    finally:
+        await transaction.rollback()
+
+
+async def test_a_taken_sku_is_sku_taken(conn: asyncpg.Connection) -> None:
+    repo = ProductsRepository(load_queries())
+    sku = "sku-" + secrets.token_hex(4)
+    await repo.create(conn, sku, FIELDS, 1)
+    with pytest.raises(SkuTaken):
+        async with conn.transaction():
+            await repo.create(conn, sku, FIELDS, 1)
+
+
+async def test_another_unique_violation_is_not_sku_taken(conn: asyncpg.Connection) -> None:
+    # A second unique constraint, as a later migration could add one; made and dropped inside
+    # the test's transaction.
+    await conn.execute(
+        "CREATE UNIQUE INDEX products_test_name_key ON products (name) WHERE name LIKE 'only-%'"
+    )
+    repo = ProductsRepository(load_queries())
+    name = "only-" + secrets.token_hex(4)
+    fields = ProductFields(name, "", "home", 1299, "EUR")
+    await repo.create(conn, "sku-" + secrets.token_hex(4), fields, 1)
+    with pytest.raises(asyncpg.UniqueViolationError) as caught:
+        async with conn.transaction():
+            await repo.create(conn, "sku-" + secrets.token_hex(4), fields, 1)
+    assert caught.value.constraint_name == "products_test_name_key"
