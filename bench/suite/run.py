@@ -158,10 +158,11 @@ def _hotpath_env(state: _Run, url: str) -> dict[str, str]:
         "HOTPATH_SECRET_KEY": secrets.token_urlsafe(32),
         "HOTPATH_JWT_KEYS_DIR": str(keys),
         "HOTPATH_DATA_DIR": str(state.workdir / "data"),
-        "HOTPATH_ACCESS_LOG": "false",
+        # The production configuration: every budget counts the access log at info level.
+        "HOTPATH_ACCESS_LOG": "true",
         "HOTPATH_ACCESS_TOKEN_TTL": "900",
         "HOTPATH_DRAIN_SECONDS": "0",
-        "HOTPATH_LOG_LEVEL": "warning",
+        "HOTPATH_LOG_LEVEL": "info",
         # The limiter runs (its cost is part of every number) but never says no to the load.
         "HOTPATH_RATE_LIMIT_READ": "100000/1",
         "HOTPATH_RATE_LIMIT_WRITE": "100000/1",
