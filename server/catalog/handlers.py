@@ -17,7 +17,7 @@ from server.web.apidoc import api
 from server.web.conditional import etag, not_modified, required_versions
 from server.web.context import request_context
 from server.web.errors import NotFound
-from server.web.pagination import CursorCodec, InvalidCursor, paged_response
+from server.web.pagination import MAX_LIMIT, CursorCodec, InvalidCursor, paged_response
 from server.web.responses import PreparedJSON, dumps, path_id, read_json, read_query
 from server.web.state import container
 
@@ -97,7 +97,7 @@ def _after(query: schemas.ProductQuery, cursors: CursorCodec) -> tuple[Any, int]
 
 @api(
     summary="List products",
-    description="Keyset pagination (`limit` ≤ 100, `cursor`); filters `q` (name search), "
+    description=f"Keyset pagination (`limit` ≤ {MAX_LIMIT}, `cursor`); filters `q` (name search), "
     "`min_price`, `max_price` (minor units), `in_stock`, `category`; `sort` by `created_at`, "
     "`price` or `name`, `order` `asc` or `desc`. Unknown parameters are a 400.",
     tags=("catalog",),
