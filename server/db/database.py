@@ -19,15 +19,14 @@ import asyncpg
 import orjson
 
 from middleware.deadline import time_left
+from server.db.connection import Connection as Connection
+from server.db.connection import PooledConnection
 from server.db.pool import ConnectionPool, PoolClosed
 from server.runtime.settings import Settings
 from server.web.errors import DatabaseUnavailable, DeadlineExceeded
 
 T = TypeVar("T")
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-
-# What repositories receive: a pooled connection, or any asyncpg connection in tools and tests.
-Connection = asyncpg.Connection
 
 # Connection failures that mean "the database is not there right now", not "the query is wrong".
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -45,37 +44,6 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 _NO_CONNECTION: tuple[type[BaseException], ...] = (*_UNAVAILABLE, PoolClosed)
-
-
-class PooledConnection(asyncpg.Connection):
-    """asyncpg's connection, with the request's deadline as each statement's timeout.
-
-    Every fetch and every execute with arguments (all repository queries) gets the request's
-    time left as its timeout, capped by the command timeout; asyncpg cancels a statement in the
-    server when it times out. execute() without arguments (BEGIN, COMMIT, ROLLBACK) keeps the
-    command timeout: the rollback of a request whose time ran out must still run. So do
-    cursors, prepare() and COPY, which request code does not use.
-    """
-
-    # Plain functions handing back asyncpg's coroutines: no frame of our own per query.
-    def _execute(self, query: str, args: Any, limit: int, timeout: float | None, **kw: Any) -> Any:
-        if timeout is None:
-            timeout = self._deadline_timeout()
-        return super()._execute(query, args, limit, timeout, **kw)  # type: ignore[misc]
-
-    def _executemany(self, query: str, args: Any, timeout: float | None, *a: Any, **kw: Any) -> Any:
-        if timeout is None:
-            timeout = self._deadline_timeout()
-        return super()._executemany(query, args, timeout, *a, **kw)  # type: ignore[misc]
-
-    def _deadline_timeout(self) -> float | None:
-        left = time_left()
-        if left is None:
-            return None  # outside a request: the pool's command timeout
-        if left <= 0:
-            raise TimeoutError("the request's deadline has passed")
-        limit: float | None = self._config.command_timeout  # type: ignore[attr-defined]
-        return left if limit is None or left < limit else limit
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -110,21 +78,20 @@ async def open_pool(
     connect_timeout: float = 3.0,
     statement_cache_size: int = 256,
 ) -> ConnectionPool:
-    async def connect() -> asyncpg.Connection:
-        conn: asyncpg.Connection = await asyncpg.connect(
+    async def connect() -> PooledConnection:
+        raw: asyncpg.Connection = await asyncpg.connect(
             url,
             command_timeout=command_timeout,
             timeout=connect_timeout,
             statement_cache_size=statement_cache_size,
-            connection_class=PooledConnection,
             server_settings={"application_name": "hotpath"},
         )
         try:
-            await _init_connection(conn)
+            await _init_connection(raw)
         except BaseException:
-            conn.terminate()
+            raw.terminate()
             raise
-        return conn
+        return PooledConnection(raw, command_timeout=command_timeout)
 
     pool = ConnectionPool(connect, min_size=min_size, max_size=max_size)
     try:
@@ -146,7 +113,7 @@ class Database:
         return _Acquired(self)
 
     @asynccontextmanager
-    async def transaction(self, **options: Any) -> AsyncIterator[asyncpg.Connection]:
+    async def transaction(self, **options: Any) -> AsyncIterator[PooledConnection]:
         async with self.connection() as conn, conn.transaction(**options):
             yield conn
 
@@ -163,7 +130,7 @@ class _Acquired:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def __aenter__(self) -> asyncpg.Connection:
+    async def __aenter__(self) -> PooledConnection:
         pool = self._db.pool
         conn = pool.try_acquire()
         if conn is None:
@@ -175,7 +142,7 @@ class _Acquired:
                 conn = await pool.acquire(timeout)
             except _NO_CONNECTION as exc:
                 raise _unavailable("No database connection is available.", exc) from exc
-        self._conn: asyncpg.Connection = conn
+        self._conn: PooledConnection = conn
         return conn
 
     async def __aexit__(

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import asyncpg
 
+from server.db.connection import Connection
+
 # sha256(b"hotpath:migrate")[:8] as a signed bigint; advisory locks are scoped to one database.
 LOCK_KEY = -1401750177069428783
 CONNECT_TIMEOUT = 10.0
@@ -257,7 +259,7 @@ async def _release(conn: asyncpg.Connection, locked: bool) -> None:
         await conn.close(timeout=QUERY_TIMEOUT)
 
 
-async def status(conn: asyncpg.Connection, directory: Path) -> MigrationStatus:
+async def status(conn: Connection, directory: Path) -> MigrationStatus:
     """Compare the database with ``directory`` in one query; call it outside a transaction."""
     migrations = await asyncio.to_thread(load_migrations, directory)
     try:

@@ -13,7 +13,8 @@ timer exists only while a caller actually waits.
 - A connection comes back usable or not at all: one that is closed, still inside a
   transaction, or given back by a holder that was cancelled mid-statement (``discard``), is
   dropped and its slot freed.
-- Connections are plain asyncpg connections, not proxies: code must not keep one past its
+- Connections are ``PooledConnection``s (``server/db/connection.py``), each made once around
+  its asyncpg connection, not a proxy per acquire: code must not keep one past its
   ``async with`` (request code never does; ``Database`` is the only caller).
 - Idle connections past ``min_size`` are retired by ``retire_idle()``, which the app's
   housekeeping calls twice a second, so a replica whose traffic stops gives its connections
@@ -28,9 +29,9 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
-import asyncpg
+from server.db.connection import PooledConnection
 
-Connect = Callable[[], Awaitable[asyncpg.Connection]]
+Connect = Callable[[], Awaitable[PooledConnection]]
 
 
 class PoolClosed(Exception):
@@ -56,12 +57,12 @@ class ConnectionPool:
         self.max_size = max_size
         self.max_idle = max_idle
         self._clock = clock
-        self._idle: list[tuple[float, asyncpg.Connection]] = []  # (released at, connection)
-        self._waiters: collections.deque[asyncio.Future[asyncpg.Connection | None]] = (
+        self._idle: list[tuple[float, PooledConnection]] = []  # (released at, connection)
+        self._waiters: collections.deque[asyncio.Future[PooledConnection | None]] = (
             collections.deque()
         )
         self._size = 0  # open or opening
-        self._in_use: set[asyncpg.Connection] = set()
+        self._in_use: set[PooledConnection] = set()
         self._closing = False
         self.timeouts = 0  # acquires that gave up: the pool was too small or the database slow
         self._all_back = asyncio.Event()  # set once closing and nothing is in use
@@ -86,7 +87,7 @@ class ConnectionPool:
             *(self._connect() for _ in range(self.min_size)), return_exceptions=True
         )
         failures = [o for o in opened if isinstance(o, BaseException)]
-        good = [o for o in opened if isinstance(o, asyncpg.Connection)]
+        good = [o for o in opened if isinstance(o, PooledConnection)]
         if failures:
             self._size -= self.min_size
             for conn in good:
@@ -95,7 +96,7 @@ class ConnectionPool:
         now = self._clock()
         self._idle.extend((now, conn) for conn in good)
 
-    def try_acquire(self) -> asyncpg.Connection | None:
+    def try_acquire(self) -> PooledConnection | None:
         """An idle connection at once, or None: the fast path, no coroutine and no timer."""
         idle = self._idle
         while idle:
@@ -106,7 +107,7 @@ class ConnectionPool:
             self._size -= 1
         return None
 
-    async def acquire(self, timeout: float) -> asyncpg.Connection:
+    async def acquire(self, timeout: float) -> PooledConnection:
         """A connection within ``timeout`` seconds (TimeoutError otherwise): idle, newly
         opened while the pool has room, or handed over by a release."""
         try:
@@ -115,7 +116,7 @@ class ConnectionPool:
             self.timeouts += 1
             raise
 
-    async def _acquire(self, timeout: float) -> asyncpg.Connection:
+    async def _acquire(self, timeout: float) -> PooledConnection:
         async with asyncio.timeout(timeout):
             while True:
                 if self._closing:
@@ -125,7 +126,7 @@ class ConnectionPool:
                     return conn
                 if self._size < self.max_size:
                     return await self._open()
-                waiter: asyncio.Future[asyncpg.Connection | None] = (
+                waiter: asyncio.Future[PooledConnection | None] = (
                     asyncio.get_running_loop().create_future()
                 )
                 self._waiters.append(waiter)
@@ -145,7 +146,7 @@ class ConnectionPool:
                     return conn
                 # None: a slot freed up (a connection was dropped); go round and open one.
 
-    async def _open(self) -> asyncpg.Connection:
+    async def _open(self) -> PooledConnection:
         self._size += 1
         try:
             conn = await self._connect()
@@ -160,7 +161,7 @@ class ConnectionPool:
         self._in_use.add(conn)
         return conn
 
-    def release(self, conn: asyncpg.Connection) -> None:
+    def release(self, conn: PooledConnection) -> None:
         in_use = self._in_use
         if conn not in in_use:
             return  # released twice, or already terminated by close()
@@ -190,7 +191,7 @@ class ConnectionPool:
             retired += 1
         return retired
 
-    def discard(self, conn: asyncpg.Connection) -> None:
+    def discard(self, conn: PooledConnection) -> None:
         """Give back a connection that must not be reused: its holder was cancelled while a
         statement was in flight, so its state in the server (a BEGIN that completes after the
         cancel, say) is not what asyncpg last saw."""
@@ -201,7 +202,7 @@ class ConnectionPool:
         if self._closing and not self._in_use:
             self._all_back.set()
 
-    def _drop(self, conn: asyncpg.Connection) -> None:
+    def _drop(self, conn: PooledConnection) -> None:
         if not conn.is_closed():
             conn.terminate()
         self._size -= 1
@@ -235,7 +236,7 @@ class ConnectionPool:
             self._size -= 1
 
 
-async def _close(conn: asyncpg.Connection, timeout: float) -> None:
+async def _close(conn: PooledConnection, timeout: float) -> None:
     try:
         await conn.close(timeout=timeout)
     except Exception:

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from server.app import HotpathApp
-from server.db.database import Database, PooledConnection, create_pool
+from server.db.connection import PooledConnection
+from server.db.database import Database, create_pool
 from server.db.pool import Connect, ConnectionPool, PoolClosed
 from server.runtime.settings import Settings
 from server.web.state import app_container
@@ -32,10 +33,10 @@ class Clock:
 def connector(url: str) -> tuple[Connect, list[asyncpg.Connection]]:
     opened: list[asyncpg.Connection] = []
 
-    async def connect() -> asyncpg.Connection:
-        conn: asyncpg.Connection = await asyncpg.connect(url, connection_class=PooledConnection)
+    async def connect() -> PooledConnection:
+        conn: asyncpg.Connection = await asyncpg.connect(url)
         opened.append(conn)
-        return conn
+        return PooledConnection(conn)
 
     return connect, opened
 
@@ -271,7 +272,7 @@ async def test_many_callers_share_a_small_pool_without_exceeding_it(
 
 
 def test_sizes_are_checked() -> None:
-    async def connect() -> asyncpg.Connection:
+    async def connect() -> PooledConnection:
         raise AssertionError("not called")
 
     for low, high in ((2, 1), (-1, 1), (0, 0)):
