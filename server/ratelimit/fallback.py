@@ -1,12 +1,23 @@
 """The per-process limit used while Redis is absent or failing: each replica admits its share,
-``limit / replicas`` with ``burst / replicas``, by the same GCRA the Redis script runs."""
+``limit / replicas`` with ``burst / replicas``, by the same GCRA the Redis script runs. Its
+decisions name that share, so the RateLimit-Policy header states the quota enforced."""
 
 from __future__ import annotations
 
 from itertools import islice
+from typing import NamedTuple
 
 from server.ratelimit.gcra import step
 from server.ratelimit.policy import Decision, Policy
+
+
+class Share(NamedTuple):
+    interval_us: int
+    capacity: int
+    # The quota as the headers state it: limit / replicas a window, or, when that is under one,
+    # one request a window stretched to match, so a client that keeps to it is never refused.
+    limit: int
+    window_seconds: float
 
 
 class LocalGcra:
@@ -14,17 +25,24 @@ class LocalGcra:
         self.replicas = replicas
         self.max_keys = max_keys
         self._tats: dict[tuple[str, str], int] = {}
-        self._shares: dict[Policy, tuple[int, int]] = {}  # policy -> (interval us, capacity)
+        self._shares: dict[Policy, Share] = {}
 
-    def share(self, policy: Policy) -> tuple[int, int]:
+    def share(self, policy: Policy) -> Share:
         found = self._shares.get(policy)
         if found is None:
-            capacity = max(1, policy.capacity // self.replicas)
-            found = self._shares[policy] = (policy.interval_us * self.replicas, capacity)
+            replicas = self.replicas
+            capacity = max(1, policy.capacity // replicas)
+            if policy.limit >= replicas:
+                limit, window = policy.limit // replicas, policy.window_seconds
+            else:
+                limit, window = 1, policy.window_seconds * replicas / policy.limit
+            found = self._shares[policy] = Share(
+                policy.interval_us * replicas, capacity, limit, window
+            )
         return found
 
     def decide(self, key: str, policy: Policy, now: float) -> Decision:
-        interval, capacity = self.share(policy)
+        interval, capacity, limit, window = self.share(policy)
         now_us = round(now * 1_000_000)
         ident = (policy.name, key)
         tats = self._tats
@@ -38,8 +56,8 @@ class LocalGcra:
         return Decision(
             allowed=grant.granted == 1,
             policy=policy.name,
-            limit=policy.limit,
-            window_seconds=policy.window_seconds,
+            limit=limit,
+            window_seconds=window,
             remaining=grant.remaining,
             reset_seconds=grant.reset_us / 1_000_000,
             retry_after_seconds=grant.retry_us / 1_000_000,
