@@ -154,12 +154,12 @@ async def build_container(
                 key_usage = background.repeat_async(
                     1.0, container.key_verifier.flush_usage, name="apikey-usage", logger=logger
                 )
-                identity.authenticator.api_keys = container.key_verifier
+                identity.authenticator.attach_keys(container.key_verifier)
                 try:
                     yield container
                     await container.accounts.drain()
                 finally:
-                    identity.authenticator.api_keys = None
+                    identity.authenticator.attach_keys(None)
                     await background.stop(key_usage)
                     await container.key_verifier.flush_usage()
                     await background.stop(housekeeping)

@@ -19,25 +19,17 @@ from dataclasses import dataclass
 from starlette.types import Scope
 from structlog.typing import FilteringBoundLogger
 
-from server.apikeys.format import MalformedKey, parse
+from server.apikeys.format import MalformedKey, looks_like_key, parse
 from server.apikeys.repository import ApiKeysRepository, KeyCredentials
 from server.audit.repository import AuditRepository
-from server.auth.denylist import Denylist
+from server.auth.authenticator import KeyRejected
+from server.auth.denylist import Denylist, key_subject
 from server.auth.principal import Principal
 from server.db.database import Database
 from server.web.context import RequestContext, scope_context
 
 _AUDIT_EVERY = 60.0
 _MAX_CACHE = 50_000
-
-
-class KeyRejected(Exception):
-    """Any reason to refuse a key; the caller answers one uniform 401."""
-
-
-def key_subject(key_id: str) -> str:
-    """The revocation subject of a key (revocations of kind 'session' name it)."""
-    return "apikey:" + key_id
 
 
 def secret_digest(token: str) -> bytes:
@@ -52,6 +44,11 @@ class _Entry:
 
 
 class ApiKeyVerifier:
+    """The authenticator's KeyVerifier (server/auth/authenticator.py)."""
+
+    # The format's own check, with no method wrapped around it: it runs on every bearer request.
+    recognises = staticmethod(looks_like_key)
+
     def __init__(
         self,
         db: Database,

@@ -1,13 +1,16 @@
-"""Bearer credentials -> Principal: a cached signature check plus two dictionary lookups."""
+"""Bearer credentials -> Principal: a cached signature check plus two dictionary lookups.
+
+API keys are verified by a ``KeyVerifier`` the lifespan attaches (apikeys' ApiKeyVerifier): this
+module declares what it needs of one and never imports the apikeys package.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import Protocol
 
 from starlette.types import Scope
 
-from server.apikeys.format import looks_like_key
-from server.apikeys.verifier import ApiKeyVerifier, KeyRejected
 from server.auth.principal import Principal
 from server.auth.revocation import Denylist
 from server.auth.tokens import AccessTokenCodec, InvalidToken
@@ -17,6 +20,20 @@ _CHALLENGE = {"www-authenticate": 'Bearer error="invalid_token"'}
 
 
 _PRINCIPALS_KEPT = 10_000
+
+
+class KeyRejected(Exception):
+    """Any reason a KeyVerifier refuses a key; the authenticator answers one uniform 401."""
+
+
+class KeyVerifier(Protocol):
+    def recognises(self, token: str) -> bool:
+        """Whether ``token`` has an API key's shape (no lookup); such a token is never a JWT."""
+        ...
+
+    async def verify(self, token: str, scope: Scope | None = None) -> Principal:
+        """The key's principal, or KeyRejected; ``scope`` is the request, for its audit trail."""
+        ...
 
 
 class InvalidAccessToken(Unauthorized):
@@ -31,13 +48,23 @@ def _reject() -> InvalidAccessToken:
     )
 
 
+def _no_key(token: str) -> bool:
+    return False
+
+
 class Authenticator:
     def __init__(self, codec: AccessTokenCodec, denylist: Denylist) -> None:
         self.codec = codec
         self.denylist = denylist
-        # Attached by the lifespan once PostgreSQL is there; until then keys are refused.
-        self.api_keys: ApiKeyVerifier | None = None
         self._principals: dict[str, Principal] = {}
+        self.attach_keys(None)
+
+    def attach_keys(self, verifier: KeyVerifier | None) -> None:
+        """API keys are verified by ``verifier`` from now on; None refuses them (the lifespan
+        attaches one once PostgreSQL is there)."""
+        self.api_keys = verifier
+        # Asked on every bearer request: one bound check, not a None test and a method lookup.
+        self._is_key = _no_key if verifier is None else verifier.recognises
 
     def __call__(self, authorization: str, scope: Scope) -> Principal | Awaitable[Principal]:
         """A principal at once for an access token (a cached signature check); an awaitable
@@ -46,12 +73,12 @@ class Authenticator:
         scheme = scheme.lower()
         if scheme not in ("bearer", "apikey") or not token:
             raise _reject()
-        if scheme == "apikey" and not looks_like_key(token):
+        if self._is_key(token):
+            verifier = self.api_keys
+            assert verifier is not None  # _is_key recognises nothing without a verifier
+            return self._key(verifier, token.strip(), scope)
+        if scheme == "apikey":
             raise _reject()  # X-API-Key carries API keys only, never a session's token
-        if looks_like_key(token):
-            if self.api_keys is None:
-                raise _reject()
-            return self._key(self.api_keys, token.strip(), scope)
         try:
             claims = self.codec.verify(token.strip())
         except InvalidToken:
@@ -73,7 +100,7 @@ class Authenticator:
             )
         return principal
 
-    async def _key(self, verifier: ApiKeyVerifier, key: str, scope: Scope) -> Principal:
+    async def _key(self, verifier: KeyVerifier, key: str, scope: Scope) -> Principal:
         try:
             return await verifier.verify(key, scope)
         except KeyRejected:

@@ -45,6 +45,12 @@ class Revocation:
         )
 
 
+def key_subject(key_id: str) -> str:
+    """The subject naming an API key in revocations: a "session" row revokes the key, a "user"
+    row makes every replica look it up again (a rotation, an owner's demotion)."""
+    return "apikey:" + key_id
+
+
 class Denylist:
     """Revoked sessions and per-user cut-offs; applying a revocation twice changes nothing."""
 

@@ -11,7 +11,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
-from server.apikeys.verifier import key_subject
+from server.auth.denylist import key_subject
 from server.auth.revocation import Revocation, RevocationFeed, RevocationStore
 from server.auth.sessions import SessionsRepository
 from server.db.database import Connection
