@@ -9,7 +9,6 @@ which the server calls every second and before each scrape.
 
 from __future__ import annotations
 
-import os
 from bisect import bisect_left
 from collections.abc import Awaitable, Iterator
 from time import perf_counter
@@ -50,15 +49,12 @@ class HttpMetrics(Collector):
     """The HTTP request histogram and the in-flight gauge.
 
     ``registry`` receives this object as a collector (None: not registered). Under
-    multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set) nothing is registered: ``flush()``
-    writes to prometheus_client's files and a MultiProcessCollector reads every worker's.
+    ``multiprocess`` mode (the server passes whether ``PROMETHEUS_MULTIPROC_DIR`` is set)
+    nothing is registered: ``flush()`` writes to prometheus_client's files and a
+    MultiProcessCollector reads every worker's.
     """
 
-    def __init__(
-        self, *, registry: CollectorRegistry | None, multiprocess: bool | None = None
-    ) -> None:
-        if multiprocess is None:
-            multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    def __init__(self, *, registry: CollectorRegistry | None, multiprocess: bool = False) -> None:
         self.multiprocess = multiprocess
         self.series: dict[tuple[str, str, int], _Series] = {}
         self.active: dict[str, int] = {}

@@ -31,7 +31,7 @@ from server.ratelimit.setup import build_rate_limit
 from server.routes import build_routes
 from server.runtime import background
 from server.runtime.logs import configure_logging, flush_logs, request_line_logger
-from server.runtime.metrics import exposition_registry, retire_worker
+from server.runtime.metrics import exposition_registry, multiprocess_mode, retire_worker
 from server.runtime.settings import Settings
 from server.web.access import anonymous_paths
 from server.web.error_boundary import ErrorBoundary
@@ -93,7 +93,7 @@ def create_app(
     drain_state = drain or DrainState()
     identity = build_identity(settings)
     registry = CollectorRegistry(auto_describe=True)
-    http_metrics = HttpMetrics(registry=registry)
+    http_metrics = HttpMetrics(registry=registry, multiprocess=multiprocess_mode())
     document: list[bytes] = []
 
     def openapi_document() -> bytes:

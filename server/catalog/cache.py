@@ -13,7 +13,6 @@ so a reader that loaded a row before a write can never put it back over the newe
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from prometheus_client.registry import Collector
 from structlog.typing import FilteringBoundLogger
 
 from server.runtime import background
+from server.runtime.metrics import multiprocess_mode
 from server.runtime.pubsub import error_name, follow_channel
 from server.runtime.redis_link import RedisLink
 
@@ -114,7 +114,7 @@ class ProductCache(Collector):
         self.local_hits = self.redis_hits = self.misses = self.coalesced = 0
         self._flushed = [0, 0, 0, 0]
         if multiprocess is None:
-            multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+            multiprocess = multiprocess_mode()
         self.multiprocess = multiprocess
         if multiprocess:
             self._requests = Counter(_REQUESTS, _REQUESTS_HELP, ("cache", "result"), registry=None)

@@ -5,7 +5,6 @@ worker's gauges are summed over the live workers."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -13,6 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from server.db.pool import ConnectionPool
+from server.runtime.metrics import multiprocess_mode
 
 COUNT = "db_client_connection_count"
 COUNT_HELP = "PostgreSQL connections open in the pool, by state (idle or used)."
@@ -35,7 +35,7 @@ class PoolMetrics(Collector):
     ) -> None:
         self.pool = pool
         if multiprocess is None:
-            multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+            multiprocess = multiprocess_mode()
         self.multiprocess = multiprocess
         self._flushed_timeouts = 0
         if multiprocess:

@@ -5,12 +5,13 @@ HttpMetrics and the product cache do."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from server.runtime.metrics import multiprocess_mode
 
 DECISIONS = "hotpath_rate_limit_decisions"
 DECISIONS_HELP = "Rate-limit decisions by policy and result (allowed or denied)."
@@ -30,7 +31,7 @@ class RateLimitMetrics(Collector):
         self.redis_errors = 0
         self.fallback_active = False
         if multiprocess is None:
-            multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+            multiprocess = multiprocess_mode()
         self.multiprocess = multiprocess
         self._flushed: dict[tuple[str, ...], int] = {}
         if multiprocess:

@@ -147,7 +147,7 @@ WORKER = textwrap.dedent(
         return PlainTextResponse("ok")
 
     async def main(count):
-        metrics = HttpMetrics(registry=None)
+        metrics = HttpMetrics(registry=None, multiprocess=True)
         app = MetricsMiddleware(Starlette(routes=[Route("/ok", ok)]), metrics=metrics)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
