@@ -34,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="first create the database if missing, migrate, and load demo data if empty",
     )
+    serve.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="share a port another server already listens on (SO_REUSEPORT); "
+        "without it a taken port is an error",
+    )
 
     commands.add_parser("migrate", help="apply pending migrations")
 
@@ -68,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 port=args.port,
                 workers=args.workers,
                 prepare=args.prepare,
+                reuse_port=args.reuse_port,
             )
         except SettingsError as exc:
             raise SystemExit(str(exc)) from None

@@ -26,7 +26,7 @@ from server.auth.cookies import CSRF_COOKIE, CSRF_HEADER, REFRESH_COOKIE, Sessio
 from server.auth.setup import build_identity
 from server.container import ContainerFactory, build_container
 from server.db.pool_metrics import PoolMetrics
-from server.health.service import DrainState
+from server.health.service import DrainState, mark_started
 from server.ratelimit.setup import build_rate_limit
 from server.routes import build_routes
 from server.runtime import background
@@ -135,6 +135,7 @@ def create_app(
                 await limiter.start()
                 metric_flushers.append(limiter.flush)
             log.info("started", env=settings.env, version=__version__)
+            mark_started()
             # Start-up objects live for the whole process: keep them out of every GC pass.
             gc.collect()
             gc.freeze()

@@ -11,10 +11,12 @@ A container's stop grace period must cover both (compose.yaml).
 from __future__ import annotations
 
 import asyncio
+import errno
 import http.client
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,7 +29,7 @@ from structlog.typing import FilteringBoundLogger
 from server.auth.keys import KeyRingError
 from server.auth.setup import load_keys
 from server.commands.seed import logins_file, read_logins
-from server.health.service import DRAIN_FILE_ENV
+from server.health.service import DRAIN_FILE_ENV, STARTED_DIR_ENV
 from server.runtime.logs import flush_logs
 from server.runtime.metrics import MULTIPROC_ENV
 from server.runtime.settings import Settings, SettingsError
@@ -97,23 +99,40 @@ def serve_forever(
     port: int | None,
     workers: int | None,
     prepare: bool,
+    reuse_port: bool = False,
 ) -> int:
     """Serve until SIGTERM or SIGINT; raises SettingsError, before starting anything, when
-    the server could not start."""
+    the server could not start.
+
+    A port something already listens on is such a problem unless ``reuse_port`` says the
+    operator means to share it: granian binds with SO_REUSEPORT, so a second server on a taken
+    port would otherwise share it with the first, each answering every other request (with
+    its own signing key in development).
+    """
     problems = startup_problems(settings)
     if problems:
         raise SettingsError(problems)
+    host = settings.host if host is None else host
+    port = settings.port if port is None else port
+    if not reuse_port and port_in_use(host, port):
+        raise SettingsError(
+            [
+                f"{host} port {port} is already in use by another process: stop it, choose "
+                "another port (--port, HOTPATH_PORT), or pass --reuse-port to share it"
+            ]
+        )
     if prepare:
         from server.commands.tasks import prepare as prepare_database
 
         settings = asyncio.run(prepare_database(settings, logger, users=DEMO_USERS))
-    host = settings.host if host is None else host
-    port = settings.port if port is None else port
     workers = settings.workers if workers is None else workers
     runtime = Path(tempfile.mkdtemp(prefix="hotpath-"))
     env = dict(os.environ)
     env["DATABASE_URL"] = settings.database_url
     env[DRAIN_FILE_ENV] = str(runtime / "draining")
+    started = runtime / "started"
+    started.mkdir()
+    env[STARTED_DIR_ENV] = str(started)
     if workers > 1:
         metrics_dir = runtime / "metrics"
         metrics_dir.mkdir()
@@ -132,9 +151,10 @@ def serve_forever(
     signal.signal(signal.SIGINT, on_signal)
     try:
         while child.poll() is None and not stopping:
-            # Announced once a worker answers, so the banner never tells of a server that
-            # then fails to start.
-            if not announced and _answers(local, port):
+            # Announced once a worker of this server has started and the port answers, so
+            # the banner never tells of a server that then fails to start (nor of another
+            # process sharing the port).
+            if not announced and any(started.iterdir()) and _answers(local, port):
                 _announce(settings, local, port, workers, prepare)
                 announced = True
             time.sleep(0.1)
@@ -156,6 +176,20 @@ def serve_forever(
         return code or 0
     finally:
         shutil.rmtree(runtime, ignore_errors=True)
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether binding ``host``:``port`` fails because something listens there (a bind
+    without SO_REUSEPORT fails even against a listener that set it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As servers bind: a connection of an earlier server left in TIME_WAIT is no owner.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            return error.errno == errno.EADDRINUSE
+    return False
 
 
 def _local_address(host: str) -> str:

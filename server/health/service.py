@@ -17,6 +17,16 @@ from server.runtime.redis_link import RedisLink
 from server.web.errors import ServiceUnavailable
 
 DRAIN_FILE_ENV = "HOTPATH_DRAIN_FILE"
+# Set by `python -m server serve`: each worker leaves a file there once its start-up is done,
+# so serve announces the server only when a worker of its own (not another process sharing
+# the port) has started.
+STARTED_DIR_ENV = "HOTPATH_STARTED_DIR"
+
+
+def mark_started() -> None:
+    directory = os.environ.get(STARTED_DIR_ENV)
+    if directory:
+        (Path(directory) / str(os.getpid())).touch()
 
 
 @dataclass(slots=True)

@@ -171,7 +171,7 @@ def test_serve_refuses_bad_arguments(base_env: dict[str, str], flag: str, value:
     assert "hotpath serving" not in result.stdout
 
 
-def test_serve_announces_nothing_when_granian_cannot_listen(
+def test_serve_refuses_a_port_something_listens_on(
     base_env: dict[str, str], migrated_db: str
 ) -> None:
     with socket.socket() as taken:
@@ -181,7 +181,67 @@ def test_serve_announces_nothing_when_granian_cannot_listen(
         result = run(["serve", "--port", str(port)], {**base_env, "DATABASE_URL": migrated_db})
     assert result.returncode != 0
     assert "hotpath serving" not in result.stdout
-    assert "hotpath did not start" in result.stderr
+    assert f"127.0.0.1 port {port} is already in use" in result.stderr
+
+
+def test_a_second_serve_on_a_taken_port_is_an_error_not_a_share(
+    base_env: dict[str, str], migrated_db: str, tmp_path: Path
+) -> None:
+    # granian listens with SO_REUSEPORT: without the check a second server joined the first
+    # on its port, and every other request met the other one's signing key (a 401).
+    port = free_port()
+    env = {**base_env, "DATABASE_URL": migrated_db, "HOTPATH_ACCESS_LOG": "false"}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "server", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_live(base, first, seconds=60)
+        second = run(["serve", "--port", str(port)], {**env, "HOTPATH_DATA_DIR": str(tmp_path)})
+        assert second.returncode != 0
+        assert f"port {port} is already in use" in second.stderr
+        assert "hotpath serving" not in second.stdout
+        assert first.poll() is None
+        assert httpx.get(base + "/livez", timeout=5).status_code == 200
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=30)
+
+
+def test_reuse_port_shares_it_and_announces_only_its_own_started_worker(
+    base_env: dict[str, str], migrated_db: str
+) -> None:
+    # Another listener that accepts connections and never answers shares the port: serve
+    # --reuse-port starts beside it and prints its banner once its own worker has started.
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        env = {**base_env, "DATABASE_URL": migrated_db, "HOTPATH_ACCESS_LOG": "false"}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve", "--port", str(port), "--reuse-port"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            seen = []
+            for line in process.stdout:  # the log lines come first, then the banner
+                seen.append(line)
+                if line.startswith("hotpath serving"):
+                    break
+            assert seen[-1].startswith(f"hotpath serving on http://127.0.0.1:{port}"), seen
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=30)
+        assert process.returncode == 0
 
 
 async def test_migrate_creates_the_database_and_is_idempotent(
