@@ -1,4 +1,4 @@
-"""Demo data: two real logins plus as many bulk accounts as asked for.
+"""Demo data: three real logins (admin, staff, customer) plus as many bulk accounts as asked for.
 
 The demo passwords are random per install (no default credentials) and kept in
 ``<data_dir>/demo_logins.json`` (mode 0600) so ``make run`` can print them again.

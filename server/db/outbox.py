@@ -1,5 +1,7 @@
 """The transactional outbox: an event row written in the same transaction as the change it
-describes, for webhook delivery later (a worker reads rows with FOR UPDATE SKIP LOCKED)."""
+describes, so no committed change goes without its event. Nothing reads the rows yet: the
+delivery worker that will claim them (FOR UPDATE SKIP LOCKED) and send webhooks is still to
+come, and until then the rows accumulate."""
 
 from __future__ import annotations
 
