@@ -144,7 +144,7 @@ async def read_json(request: Request, kind: type[T]) -> T:
 
 
 def read_query(request: Request, kind: type[T]) -> T:
-    """Query parameters into a Struct: unknown or repeated parameters are a 400, bad values 422."""
+    """Query parameters into a Struct: unknown or repeated parameters and bad values are a 400."""
     params = request.query_params
     values: dict[str, str] = {}
     for name, value in params.multi_items():

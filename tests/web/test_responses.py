@@ -3,7 +3,9 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
+import re
 import uuid
+from typing import Annotated
 
 import msgspec
 import orjson
@@ -11,7 +13,7 @@ import pytest
 from starlette.requests import Request
 
 from server.web import errors
-from server.web.responses import decode_json, dumps, json_pointer, path_id
+from server.web.responses import decode_json, dumps, json_pointer, path_id, read_query
 
 
 class Item(msgspec.Struct, forbid_unknown_fields=True):
@@ -144,3 +146,27 @@ def test_path_ids_have_one_spelling_within_bigint(raw: str, expected: int | None
 def test_nesting_past_the_decoders_depth_is_a_400(body: bytes) -> None:
     with pytest.raises(errors.MalformedJson, match="nested too deeply"):
         decode_json(body, Order)
+
+
+class Listing(msgspec.Struct, forbid_unknown_fields=True):
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
+    since: dt.datetime | None = None
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        b"size=5",  # unknown
+        b"limit=5&limit=6",  # repeated
+        b"limit=5.0",  # not an integer's spelling
+        b"limit=1000",  # out of range
+        b"since=2024-01-01T00:00:00",  # no offset
+    ],
+)
+def test_read_query_answers_what_its_docstring_says(query: bytes) -> None:
+    # The docstring is what a handler's author reads to document the route's errors.
+    request = Request({"type": "http", "query_string": query, "headers": []})
+    with pytest.raises(errors.AppError) as caught:
+        read_query(request, Listing)
+    stated = {int(status) for status in re.findall(r"\b[45]\d\d\b", read_query.__doc__ or "")}
+    assert stated == {caught.value.status_code} == {400}
