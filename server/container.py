@@ -19,13 +19,12 @@ from server.audit.repository import AuditRepository
 from server.audit.service import AuditService
 from server.auth.account_service import AccountService
 from server.auth.device_tokens import DeviceTokens
-from server.auth.one_time_tokens import OneTimeTokens
 from server.auth.passwords import PasswordHasher
 from server.auth.refresh_tokens import SuccessorSeal
-from server.auth.revocation import RevocationFeed, RevocationStore
+from server.auth.repository import OneTimeTokens, RevocationStore, SessionsRepository
+from server.auth.revocation import RevocationFeed
 from server.auth.revoker import Revoker
 from server.auth.service import AuthService, SessionPolicy
-from server.auth.sessions import SessionsRepository
 from server.auth.setup import Identity
 from server.auth.throttle import LoginThrottle
 from server.catalog.cache import ProductCache

@@ -12,10 +12,10 @@ from typing import Any
 from structlog.typing import FilteringBoundLogger
 
 from server.audit.repository import AuditRepository
-from server.auth.one_time_tokens import OneTimeTokens
 from server.auth.password_policy import password_problems
 from server.auth.passwords import PasswordHasher
 from server.auth.principal import Principal
+from server.auth.repository import OneTimeTokens
 from server.auth.revoker import Revoker
 from server.auth.setup import AccountMailBudget
 from server.auth.throttle import ACCOUNT_POLICY, LoginThrottle, account_key

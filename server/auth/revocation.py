@@ -1,10 +1,11 @@
 """Revocations: durable in PostgreSQL, fanned out to every replica's in-process denylist.
 
-A service writes the row inside its own transaction (``RevocationStore.create``) and hands it to
-``RevocationFeed.publish`` once committed. Redis pub/sub carries it to the other replicas at once;
-a poll of PostgreSQL by id delivers it within ``poll_interval`` whenever the subscription is down,
-and within ``safety_poll_interval`` otherwise, so neither a Redis outage nor one lost publish delays
-it by a second or more, and neither loses it. The poll is one primary-key range read per interval
+A service writes the row inside its own transaction (``RevocationStore.create``, in
+repository.py) and hands it to ``RevocationFeed.publish`` once committed. Redis pub/sub carries
+it to the other replicas at once; a poll of PostgreSQL by id delivers it within
+``poll_interval`` whenever the subscription is down, and within ``safety_poll_interval``
+otherwise, so neither a Redis outage nor one lost publish delays it by a second or more, and
+neither loses it. The poll is one primary-key range read per interval
 and replica (``list_revocations_after``), off the request path.
 """
 
@@ -12,17 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import random
 import time
-from collections.abc import Sequence
 
-import asyncpg
 from structlog.typing import FilteringBoundLogger
 
 from server.auth.denylist import Denylist, Revocation, RevocationKind
-from server.db.database import Connection, Database
-from server.db.sqlfiles import Queries
+from server.auth.repository import RevocationStore
+from server.db.database import Database
 from server.runtime.pubsub import error_name, follow_channel
 from server.runtime.redis_link import RedisLink
 
@@ -32,7 +30,6 @@ __all__ = [
     "Revocation",
     "RevocationFeed",
     "RevocationKind",
-    "RevocationStore",
 ]
 
 _PAGE = 1000
@@ -45,48 +42,6 @@ _CLEANUP_SECONDS = 300.0
 # Ids a poll skipped are re-read this long (in-flight transactions), then taken as rolled back.
 _GAP_SECONDS = 60.0
 _MAX_GAPS = 1000
-
-
-def _revocation(row: asyncpg.Record) -> Revocation:
-    not_before, expires_at = row["not_before"].timestamp(), row["expires_at"].timestamp()
-    return Revocation(row["id"], row["kind"], row["subject"], not_before, expires_at)
-
-
-class RevocationStore:
-    def __init__(self, queries: Queries) -> None:
-        self._create = queries.sql("create_revocation")
-        self._create_for_role = queries.sql("create_role_holder_revocations")
-        self._list_after = queries.sql("list_revocations_after")
-        self._list_by_id = queries.sql("list_revocations_by_id")
-        self._delete_expired = queries.sql("delete_expired_revocations")
-
-    async def create(
-        self,
-        conn: Connection,
-        kind: RevocationKind,
-        subject: str,
-        not_before: dt.datetime,
-        expires_at: dt.datetime,
-    ) -> Revocation:
-        record = await conn.fetchrow(self._create, kind, subject, not_before, expires_at)
-        assert record is not None
-        return _revocation(record)
-
-    async def create_for_role_holders(
-        self, conn: Connection, role: str, not_before: dt.datetime, expires_at: dt.datetime
-    ) -> list[Revocation]:
-        records = await conn.fetch(self._create_for_role, role, not_before, expires_at)
-        return [_revocation(r) for r in records]
-
-    async def list_after(self, conn: Connection, last_id: int, limit: int) -> list[Revocation]:
-        return [_revocation(r) for r in await conn.fetch(self._list_after, last_id, limit)]
-
-    async def list_by_id(self, conn: Connection, ids: Sequence[int]) -> list[Revocation]:
-        return [_revocation(r) for r in await conn.fetch(self._list_by_id, list(ids))]
-
-    async def delete_expired(self, conn: Connection) -> int:
-        status = await conn.execute(self._delete_expired)
-        return int(status.rpartition(" ")[2])
 
 
 class _Cursor:

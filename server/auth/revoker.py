@@ -12,8 +12,8 @@ import uuid
 from collections.abc import Sequence
 
 from server.auth.denylist import key_subject
-from server.auth.revocation import Revocation, RevocationFeed, RevocationStore
-from server.auth.sessions import SessionsRepository
+from server.auth.repository import RevocationStore, SessionsRepository
+from server.auth.revocation import Revocation, RevocationFeed
 from server.db.database import Connection
 
 # Revocation rows outlive every access token they could affect, plus the verifier's leeway.

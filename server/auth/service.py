@@ -13,9 +13,9 @@ from server.auth.device_tokens import DeviceTokens
 from server.auth.passwords import PasswordHasher
 from server.auth.principal import Principal
 from server.auth.refresh_tokens import SuccessorSeal
+from server.auth.repository import Session, SessionsRepository
 from server.auth.revocation import Revocation
 from server.auth.revoker import Revoker
-from server.auth.sessions import Session, SessionsRepository
 from server.auth.throttle import (
     ACCOUNT_POLICY,
     ADDRESS_POLICY,

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from server.auth.account_service import RESET_TTL
-from server.auth.one_time_tokens import digest
+from server.auth.repository import one_time_digest
 from tests.fixtures.identity import Account, Accounts, Mailbox, Tokens
 
 NEW_PASSWORD = "Velvet-Harbor-Compass-0451"
@@ -126,7 +126,7 @@ async def test_a_reset_token_lives_its_set_lifetime_and_is_refused_once_expired(
     row = await db.fetchrow(
         "SELECT created_at, expires_at FROM one_time_tokens"
         " WHERE token_hash = $1 AND purpose = 'password_reset' AND used_at IS NULL",
-        digest(token),
+        one_time_digest(token),
     )
     assert row is not None
     lifetime = row["expires_at"] - row["created_at"]
@@ -134,7 +134,7 @@ async def test_a_reset_token_lives_its_set_lifetime_and_is_refused_once_expired(
 
     await db.execute(
         "UPDATE one_time_tokens SET expires_at = now() - interval '1 second' WHERE token_hash = $1",
-        digest(token),
+        one_time_digest(token),
     )
     expired = await reset(http, token, NEW_PASSWORD)
     assert expired.status_code == 400

@@ -15,13 +15,13 @@ import orjson
 import pytest
 from structlog.typing import FilteringBoundLogger
 
+from server.auth.repository import RevocationStore
 from server.auth.revocation import (
     SAFETY_POLL_SECONDS,
     Denylist,
     Revocation,
     RevocationFeed,
     RevocationKind,
-    RevocationStore,
     _backoff,
 )
 from server.db.database import Connection, Database, create_pool

@@ -1,13 +1,24 @@
-"""Sessions (refresh-token families) and their refresh tokens in PostgreSQL."""
+"""auth's named queries: sessions (refresh-token families) and their refresh tokens, single-use
+tokens, and revocation rows. The login throttle's counters are in throttle.py, whose queries
+compute the backoff."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
+import asyncpg
+
+from server.auth.denylist import Revocation, RevocationKind
 from server.db.database import Connection, record_to
 from server.db.sqlfiles import Queries
+
+Purpose = Literal["email_verify", "password_reset"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,3 +109,73 @@ class SessionsRepository:
 
     async def clear_old_successors(self, conn: Connection, grace_seconds: float) -> None:
         await conn.execute(self._clear, grace_seconds)
+
+
+def one_time_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+class OneTimeTokens:
+    """Single-use, short-lived tokens for email verification and password reset (SHA-256 at
+    rest)."""
+
+    def __init__(self, queries: Queries) -> None:
+        self._create = queries.sql("create_one_time_token")
+        self._redeem = queries.sql("update_one_time_token_used")
+        self._drop = queries.sql("delete_one_time_tokens_for_user")
+
+    async def issue(
+        self, conn: Connection, user_id: int, purpose: Purpose, expires_at: dt.datetime
+    ) -> str:
+        """A new token for the user; older unused tokens of the same purpose stop working."""
+        await conn.execute(self._drop, user_id, purpose)
+        token = secrets.token_urlsafe(32)
+        await conn.execute(self._create, one_time_digest(token), purpose, user_id, expires_at)
+        return token
+
+    async def redeem(self, conn: Connection, token: str, purpose: Purpose) -> int | None:
+        """The user id for a valid, unused, unexpired token (and the token is spent), else None."""
+        user_id: int | None = await conn.fetchval(self._redeem, one_time_digest(token), purpose)
+        return user_id
+
+
+def _revocation(row: asyncpg.Record) -> Revocation:
+    not_before, expires_at = row["not_before"].timestamp(), row["expires_at"].timestamp()
+    return Revocation(row["id"], row["kind"], row["subject"], not_before, expires_at)
+
+
+class RevocationStore:
+    def __init__(self, queries: Queries) -> None:
+        self._create = queries.sql("create_revocation")
+        self._create_for_role = queries.sql("create_role_holder_revocations")
+        self._list_after = queries.sql("list_revocations_after")
+        self._list_by_id = queries.sql("list_revocations_by_id")
+        self._delete_expired = queries.sql("delete_expired_revocations")
+
+    async def create(
+        self,
+        conn: Connection,
+        kind: RevocationKind,
+        subject: str,
+        not_before: dt.datetime,
+        expires_at: dt.datetime,
+    ) -> Revocation:
+        record = await conn.fetchrow(self._create, kind, subject, not_before, expires_at)
+        assert record is not None
+        return _revocation(record)
+
+    async def create_for_role_holders(
+        self, conn: Connection, role: str, not_before: dt.datetime, expires_at: dt.datetime
+    ) -> list[Revocation]:
+        records = await conn.fetch(self._create_for_role, role, not_before, expires_at)
+        return [_revocation(r) for r in records]
+
+    async def list_after(self, conn: Connection, last_id: int, limit: int) -> list[Revocation]:
+        return [_revocation(r) for r in await conn.fetch(self._list_after, last_id, limit)]
+
+    async def list_by_id(self, conn: Connection, ids: Sequence[int]) -> list[Revocation]:
+        return [_revocation(r) for r in await conn.fetch(self._list_by_id, list(ids))]
+
+    async def delete_expired(self, conn: Connection) -> int:
+        status = await conn.execute(self._delete_expired)
+        return int(status.rpartition(" ")[2])
