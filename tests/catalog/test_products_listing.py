@@ -412,7 +412,6 @@ async def test_a_cursor_survives_a_deleted_row(
 
 _PROPERTY = hypothesis_settings(
     max_examples=15,
-    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     database=None,
 )

@@ -140,7 +140,6 @@ async def test_state_machine_follows_the_model(
 
     @settings(
         max_examples=20,
-        deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(quantity=st.integers(min_value=1, max_value=STOCK), sequence=steps)
