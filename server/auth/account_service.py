@@ -112,6 +112,10 @@ class AccountService:
         self._later(self._send_verification(user.email, token))
 
     async def _notify_taken(self, email: str) -> None:
+        if not await self._mail_allowed(email):
+            # The caller got the same answer either way; the inbox is spared.
+            self.logger.info("register_notice_suppressed", reason="account_budget_spent")
+            return
         await self.mailer.send(
             OutgoingEmail(
                 to=email,
@@ -153,8 +157,13 @@ class AccountService:
         """Answers at once for any email; a known one gets a reset link in the background."""
         self._later(self._send_reset(email, ctx))
 
+    async def _mail_allowed(self, email: str) -> bool:
+        """Within the account's budget of mails that anyone can have sent to it: reset links and
+        register notices spend the one budget (HOTPATH_RATE_LIMIT_ACCOUNT_MAIL)."""
+        return self.mail_budget is None or await self.mail_budget.allows(email)
+
     async def _send_reset(self, email: str, ctx: RequestContext) -> None:
-        if self.mail_budget is not None and not await self.mail_budget.allows(email):
+        if not await self._mail_allowed(email):
             # The caller got the same answer either way; the inbox is spared.
             self.logger.info("password_reset_mail_suppressed", reason="account_budget_spent")
             return

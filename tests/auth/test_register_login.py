@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import secrets
 import statistics
@@ -12,15 +13,17 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from structlog.typing import FilteringBoundLogger
 
-from server.app import HotpathApp
+from server.app import HotpathApp, create_app
 from server.auth.passwords import PasswordHasher
 from server.auth.throttle import ACCOUNT_POLICY, ADDRESS_POLICY
 from server.db.sqlfiles import load_queries
+from server.runtime.settings import Settings
 from server.users.repository import NewUser, UsersRepository
 from server.web.state import app_container
 from tests.fixtures.identity import Accounts, Mailbox, unique_ip
-from tests.fixtures.support import client_for
+from tests.fixtures.support import client_for, lifespan
 
 PASSWORD = "Quartz-Lantern-Orbit-7731"
 
@@ -87,6 +90,28 @@ async def test_register_new_and_taken_email_get_identical_answers(
     # The new address gets a verification mail and nothing else.
     sent = await mailbox.messages(fresh)
     assert [m["Subject"] for m in sent] == ["Confirm your email"]
+
+
+async def test_register_notices_to_one_address_spend_the_account_mail_budget(
+    settings: Settings, logger: FilteringBoundLogger, accounts: Accounts, mailbox: Mailbox
+) -> None:
+    """Registering a taken address again and again, from ever new client addresses, sends its
+    owner no more "someone tried to register" mails than the per-account mail budget that
+    password resets spend (HOTPATH_RATE_LIMIT_ACCOUNT_MAIL); every caller gets the same 202."""
+    owner = await accounts.create()
+    budgeted = dataclasses.replace(
+        settings, rate_limits=True, rate_auth=(100, 60.0), rate_account_mail=(3, 3600.0)
+    )
+    app = create_app(budgeted, logger=logger)
+    async with lifespan(app):
+        answers = []
+        for _ in range(10):
+            async with client_for(app, client=(unique_ip(), 40000)) as client:
+                answers.append(await register(client, owner.email))
+        await app_container(app).accounts.drain()
+    assert {(a.status_code, a.content) for a in answers} == {(202, answers[0].content)}
+    notices = await mailbox.messages(owner.email)
+    assert len(notices) == 3, [m["Subject"] for m in notices]
 
 
 async def test_register_timing_does_not_reveal_taken_emails(
