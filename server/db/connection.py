@@ -13,11 +13,13 @@ runs) keeps the command timeout: the rollback of a request whose time ran out mu
 So does COPY, which only tools use.
 
 The methods are plain functions handing back asyncpg's coroutine: no frame of their own per
-statement.
+statement. They also keep what the pool checks before reusing the connection: how many
+statements it has run, and the last one, which must have finished by the time it comes back.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Coroutine, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -48,12 +50,17 @@ class Connection(Protocol):
 class PooledConnection:
     """A connection of the pool, as services and repositories use it; ``raw`` is asyncpg's."""
 
-    __slots__ = ("command_timeout", "raw")
+    __slots__ = ("command_timeout", "expires_at", "last", "queries", "raw")
 
     def __init__(self, raw: asyncpg.Connection, *, command_timeout: float | None = None) -> None:
         self.raw = raw
         # The cap on every statement's timeout: the command timeout ``raw`` was opened with.
         self.command_timeout = command_timeout
+        self.queries = 0  # statements sent through it (not asyncpg's own BEGIN and COMMIT)
+        # The last of them: its coroutine keeps a frame until the statement is over. Any, as
+        # asyncpg's methods are typed as plain Coroutines, which do not declare cr_frame.
+        self.last: Any = None
+        self.expires_at = math.inf  # the pool's: when to replace it
 
     def _timeout(self) -> float | None:
         left = time_left()
@@ -65,28 +72,43 @@ class PooledConnection:
         return left if cap is None or left < cap else cap
 
     def fetch(self, query: str, *args: object) -> Coroutine[Any, Any, list[asyncpg.Record]]:
-        return self.raw.fetch(query, *args, timeout=self._timeout())
+        self.last = statement = self.raw.fetch(query, *args, timeout=self._timeout())
+        self.queries += 1
+        return statement
 
     def fetchrow(self, query: str, *args: object) -> Coroutine[Any, Any, asyncpg.Record | None]:
-        return self.raw.fetchrow(query, *args, timeout=self._timeout())
+        self.last = statement = self.raw.fetchrow(query, *args, timeout=self._timeout())
+        self.queries += 1
+        return statement
 
     def fetchval(self, query: str, *args: object) -> Coroutine[Any, Any, Any]:
-        return self.raw.fetchval(query, *args, timeout=self._timeout())
+        self.last = statement = self.raw.fetchval(query, *args, timeout=self._timeout())
+        self.queries += 1
+        return statement
 
     def execute(self, query: str, *args: object) -> Coroutine[Any, Any, str]:
         if args:
-            return self.raw.execute(query, *args, timeout=self._timeout())
-        return self.raw.execute(query)
+            self.last = statement = self.raw.execute(query, *args, timeout=self._timeout())
+        else:
+            self.last = statement = self.raw.execute(query)
+        self.queries += 1
+        return statement
 
     def executemany(
         self, command: str, args: Iterable[Sequence[object]]
     ) -> Coroutine[Any, Any, None]:
-        return self.raw.executemany(command, args, timeout=self._timeout())
+        self.last = statement = self.raw.executemany(command, args, timeout=self._timeout())
+        self.queries += 1
+        return statement
 
     def copy_records_to_table(
         self, table_name: str, *, records: Iterable[Sequence[object]], columns: Iterable[str]
     ) -> Coroutine[Any, Any, str]:
-        return self.raw.copy_records_to_table(table_name, records=records, columns=columns)
+        self.last = statement = self.raw.copy_records_to_table(
+            table_name, records=records, columns=columns
+        )
+        self.queries += 1
+        return statement
 
     def transaction(self, **options: Any) -> Transaction:
         return self.raw.transaction(**options)

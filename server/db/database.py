@@ -66,6 +66,8 @@ async def create_pool(settings: Settings, *, statement_cache_size: int = 256) ->
         command_timeout=settings.db_command_timeout,
         connect_timeout=settings.db_connect_timeout,
         statement_cache_size=statement_cache_size,
+        max_lifetime=settings.db_max_lifetime or None,
+        max_queries=settings.db_max_queries or None,
     )
 
 
@@ -77,6 +79,8 @@ async def open_pool(
     command_timeout: float = 5.0,
     connect_timeout: float = 3.0,
     statement_cache_size: int = 256,
+    max_lifetime: float | None = 3600.0,
+    max_queries: int | None = 50_000,
 ) -> ConnectionPool:
     async def connect() -> PooledConnection:
         raw: asyncpg.Connection = await asyncpg.connect(
@@ -93,7 +97,13 @@ async def open_pool(
             raise
         return PooledConnection(raw, command_timeout=command_timeout)
 
-    pool = ConnectionPool(connect, min_size=min_size, max_size=max_size)
+    pool = ConnectionPool(
+        connect,
+        min_size=min_size,
+        max_size=max_size,
+        max_lifetime=max_lifetime,
+        max_queries=max_queries,
+    )
     try:
         await pool.start()
     except _UNAVAILABLE as exc:

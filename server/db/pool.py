@@ -11,8 +11,16 @@ timer exists only while a caller actually waits.
 - Callers that find nothing idle and the pool full wait first-in first-out; a released
   connection goes straight to the oldest waiter.
 - A connection comes back usable or not at all: one that is closed, still inside a
-  transaction, or given back by a holder that was cancelled mid-statement (``discard``), is
-  dropped and its slot freed.
+  transaction, still running a statement, or given back by a holder that was cancelled
+  mid-statement (``discard``), is terminated and its slot freed. asyncpg's pool instead runs a
+  reset (``ROLLBACK`` if needed, then ``RESET ALL``, ``UNLISTEN *``, advisory unlocks) on every
+  release: a round trip per request, the main reason this pool exists. So code must leave no
+  session state behind (docs/decisions/0001-own-connection-pool.md).
+- Connections are recycled as asyncpg's are: one past ``max_lifetime`` seconds (less up to a
+  tenth, so those opened together do not all reconnect together) or that has run
+  ``max_queries`` statements is closed when it comes back, and ``expire_connections()``
+  replaces every one (after a failover, say). Idle ones past their lifetime are closed by
+  ``retire_idle()``.
 - Connections are ``PooledConnection``s (``server/db/connection.py``), each made once around
   its asyncpg connection, not a proxy per acquire: code must not keep one past its
   ``async with`` (request code never does; ``Database`` is the only caller).
@@ -26,6 +34,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import math
+import random
 import time
 from collections.abc import Awaitable, Callable
 
@@ -46,6 +56,8 @@ class ConnectionPool:
         min_size: int,
         max_size: int,
         max_idle: float = 300.0,
+        max_lifetime: float | None = 3600.0,
+        max_queries: int | None = 50_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0 <= min_size <= max_size or max_size < 1:
@@ -56,7 +68,10 @@ class ConnectionPool:
         self.min_size = min_size
         self.max_size = max_size
         self.max_idle = max_idle
+        self.max_lifetime = math.inf if max_lifetime is None else max_lifetime
+        self.max_queries = math.inf if max_queries is None else max_queries
         self._clock = clock
+        self._generation = 0  # expire_connections() moves it on, for connections then opening
         self._idle: list[tuple[float, PooledConnection]] = []  # (released at, connection)
         self._waiters: collections.deque[asyncio.Future[PooledConnection | None]] = (
             collections.deque()
@@ -94,6 +109,8 @@ class ConnectionPool:
                 conn.terminate()
             raise failures[0]
         now = self._clock()
+        for conn in good:
+            self._stamp(conn, now)
         self._idle.extend((now, conn) for conn in good)
 
     def try_acquire(self) -> PooledConnection | None:
@@ -101,7 +118,7 @@ class ConnectionPool:
         idle = self._idle
         while idle:
             conn = idle.pop()[1]
-            if not conn.is_closed():
+            if not conn.raw.is_closed():
                 self._in_use.add(conn)
                 return conn
             self._size -= 1
@@ -148,6 +165,7 @@ class ConnectionPool:
 
     async def _open(self) -> PooledConnection:
         self._size += 1
+        generation = self._generation
         try:
             conn = await self._connect()
         except BaseException:
@@ -158,15 +176,31 @@ class ConnectionPool:
             conn.terminate()
             self._size -= 1
             raise PoolClosed("the connection pool is closed")
+        self._stamp(conn, self._clock())
+        if generation != self._generation:  # expire_connections() ran while it connected
+            conn.expires_at = -math.inf
         self._in_use.add(conn)
         return conn
+
+    def _stamp(self, conn: PooledConnection, now: float) -> None:
+        conn.expires_at = now + self.max_lifetime * random.uniform(0.9, 1.0)
 
     def release(self, conn: PooledConnection) -> None:
         in_use = self._in_use
         if conn not in in_use:
             return  # released twice, or already terminated by close()
         in_use.remove(conn)
-        if self._closing or conn.is_closed() or conn.is_in_transaction():
+        now = self._clock()
+        raw = conn.raw
+        last = conn.last
+        if (
+            self._closing
+            or raw.is_closed()
+            or raw.is_in_transaction()
+            or (last is not None and last.cr_frame is not None)  # a statement still running
+            or now >= conn.expires_at
+            or conn.queries >= self.max_queries
+        ):
             self._drop(conn)
             if self._closing and not self._in_use:
                 self._all_back.set()
@@ -178,18 +212,39 @@ class ConnectionPool:
                 self._in_use.add(conn)
                 waiter.set_result(conn)
                 return
-        self._idle.append((self._clock(), conn))
+        self._idle.append((now, conn))
 
     def retire_idle(self) -> int:
-        """Close the connections that have sat idle for more than ``max_idle`` seconds, down
-        to ``min_size``; how many were closed. The oldest sit at the bottom (LIFO reuse)."""
+        """Close the idle connections past their lifetime, and those that have sat idle for
+        more than ``max_idle`` seconds down to ``min_size``; how many were closed. The oldest
+        sit at the bottom (LIFO reuse)."""
         idle = self._idle
-        cutoff = self._clock() - self.max_idle
+        now = self._clock()
         retired = 0
+        if any(now >= conn.expires_at for _, conn in idle):
+            kept = []
+            for entry in idle:
+                if now >= entry[1].expires_at:
+                    self._drop(entry[1])
+                    retired += 1
+                else:
+                    kept.append(entry)
+            idle[:] = kept
+        cutoff = now - self.max_idle
         while idle and self._size > self.min_size and idle[0][0] < cutoff:
             self._drop(idle.pop(0)[1])
             retired += 1
         return retired
+
+    def expire_connections(self) -> None:
+        """Replace every connection, as after a failover: the idle ones are closed now, the
+        ones in use (or being opened) when they come back. New ones open on demand."""
+        self._generation += 1
+        for conn in self._in_use:
+            conn.expires_at = -math.inf
+        idle, self._idle = self._idle, []
+        for _, conn in idle:
+            self._drop(conn)
 
     def discard(self, conn: PooledConnection) -> None:
         """Give back a connection that must not be reused: its holder was cancelled while a
@@ -203,8 +258,8 @@ class ConnectionPool:
             self._all_back.set()
 
     def _drop(self, conn: PooledConnection) -> None:
-        if not conn.is_closed():
-            conn.terminate()
+        if not conn.raw.is_closed():
+            conn.raw.terminate()
         self._size -= 1
         self._wake_one()
 

@@ -57,6 +57,8 @@ class Settings:
     db_command_timeout: float = 5.0
     request_timeout: float = 10.0
     db_connect_timeout: float = 3.0
+    db_max_lifetime: float = 3600.0  # 0: never
+    db_max_queries: int = 50_000  # 0: no limit
     redis_timeout: float = 0.5
     max_body_bytes: int = 1_048_576
     # A request body: this many seconds, one more per body_min_rate bytes, at most the max.
@@ -179,6 +181,8 @@ class Settings:
             ),
             access_log=reader.boolean("HOTPATH_ACCESS_LOG", True),
             log_level=reader.choice(
+            db_max_lifetime=reader.number("HOTPATH_DB_MAX_LIFETIME", 3600.0, 0, 7 * 86400),
+            db_max_queries=reader.integer("HOTPATH_DB_MAX_QUERIES", 50_000, 0, 1_000_000_000),
                 "HOTPATH_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"
             ),
             hsts=reader.boolean("HOTPATH_HSTS", production),

@@ -1,10 +1,12 @@
 """ConnectionPool against a real PostgreSQL: reuse, waiting, dropping broken connections,
-idle retirement, cancellation races and closing."""
+idle retirement, recycling (lifetime, statement count, expire-all), cancellation races and
+closing."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -17,7 +19,7 @@ from server.app import HotpathApp
 from server.db.connection import PooledConnection
 from server.db.database import Database, create_pool
 from server.db.pool import Connect, ConnectionPool, PoolClosed
-from server.runtime.settings import Settings
+from server.runtime.settings import Settings, SettingsError
 from server.web.state import app_container
 from tests.fixtures.support import free_port, until
 
@@ -349,3 +351,126 @@ async def test_the_app_retires_idle_connections_without_any_traffic(
     await until(lambda: pool.size == pool.min_size, limit=3)  # housekeeping: twice a second
     assert sum(conn.is_closed() for conn in held) == pool.max_size - pool.min_size
     assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_a_connection_past_its_lifetime_is_replaced_when_it_comes_back_or_sits_idle(
+    settings: Settings,
+) -> None:
+    connect, _ = connector(settings.database_url)
+    clock = Clock()
+    pool = ConnectionPool(connect, min_size=0, max_size=2, max_lifetime=100, clock=clock)
+    await pool.start()
+    try:
+        old = await pool.acquire(1)
+        clock.now += 50  # within its lifetime (90 to 100 s: a tenth of jitter)
+        pool.release(old)
+        assert pool.try_acquire() is old
+        clock.now += 51
+        pool.release(old)  # 101 s old
+        assert old.is_closed()
+        assert pool.size == 0
+        young = await pool.acquire(1)
+        assert young is not old
+        assert await young.fetchval("SELECT 1") == 1
+        pool.release(young)
+        clock.now += 101  # past its lifetime while idle, though not past max_idle
+        assert pool.retire_idle() == 1
+        assert young.is_closed()
+        assert pool.size == 0
+    finally:
+        await pool.close(timeout=1)
+
+
+async def test_a_connection_that_has_run_max_queries_statements_is_replaced(
+    settings: Settings,
+) -> None:
+    connect, _ = connector(settings.database_url)
+    pool = ConnectionPool(connect, min_size=1, max_size=1, max_queries=3)
+    await pool.start()
+    try:
+        conn = await pool.acquire(1)
+        assert await conn.fetchval("SELECT 1") == 1
+        async with conn.transaction():  # BEGIN and COMMIT are asyncpg's: not counted
+            await conn.execute("SELECT $1::int", 2)
+        pool.release(conn)
+        assert pool.try_acquire() is conn  # two statements: kept
+        assert await conn.fetchval("SELECT 3") == 3
+        pool.release(conn)  # the third: replaced
+        assert conn.is_closed()
+        fresh = await pool.acquire(1)
+        assert fresh is not conn
+        assert fresh.queries == 0
+        pool.release(fresh)
+    finally:
+        await pool.close(timeout=1)
+
+
+async def test_expire_connections_replaces_idle_busy_and_opening_connections(
+    settings: Settings,
+) -> None:
+    connect, _ = connector(settings.database_url)
+    gate = asyncio.Event()
+    gate.set()
+
+    async def gated() -> PooledConnection:
+        await gate.wait()
+        return await connect()
+
+    pool = ConnectionPool(gated, min_size=1, max_size=3)
+    await pool.start()
+    try:
+        idle, busy = await pool.acquire(1), await pool.acquire(1)
+        gate.clear()
+        opening = asyncio.create_task(pool.acquire(5))  # connecting when the pool expires
+        await asyncio.sleep(0.05)
+        pool.release(idle)
+        pool.expire_connections()
+        assert idle.is_closed()  # idle: closed at once
+        gate.set()
+        late = await opening
+        assert await busy.fetchval("SELECT 1") == 1  # in use: works until it comes back
+        pool.release(busy)
+        pool.release(late)
+        assert busy.is_closed()
+        assert late.is_closed()
+        assert pool.size == 0
+        fresh = await pool.acquire(1)
+        assert fresh not in (idle, busy, late)
+        pool.release(fresh)
+        assert pool.try_acquire() is fresh  # the new generation is reused as usual
+        pool.release(fresh)
+    finally:
+        await pool.close(timeout=1)
+
+
+async def test_a_connection_given_back_with_a_statement_running_is_terminated(
+    made: tuple[ConnectionPool, list[asyncpg.Connection]], db: asyncpg.Connection
+) -> None:
+    pool, _ = made
+    conn = await pool.acquire(1)
+    pid = conn.raw.get_server_pid()
+    running = asyncio.create_task(conn.fetchval("SELECT 1 FROM pg_sleep(3)"))
+    await asyncio.sleep(0.1)
+    assert not conn.is_in_transaction()  # nothing else tells: only the statement in flight
+    pool.release(conn)
+    assert conn.is_closed()
+    assert pool.size == 0
+    with pytest.raises(asyncpg.ConnectionDoesNotExistError):
+        await running
+    await db.execute("SELECT pg_cancel_backend($1)", pid)  # the server sleeps on otherwise
+    fresh = await pool.acquire(1)
+    assert await fresh.fetchval("SELECT 6") == 6
+    pool.release(fresh)
+
+
+async def test_the_recycling_settings_reach_the_pool(settings: Settings) -> None:
+    read = Settings.from_env({"HOTPATH_DB_MAX_LIFETIME": "600", "HOTPATH_DB_MAX_QUERIES": "0"})
+    assert (read.db_max_lifetime, read.db_max_queries) == (600.0, 0)
+    with pytest.raises(SettingsError, match="HOTPATH_DB_MAX_QUERIES"):
+        Settings.from_env({"HOTPATH_DB_MAX_QUERIES": "-1"})
+    configured = replace(settings, db_max_lifetime=600.0, db_max_queries=0)
+    pool = await create_pool(configured)
+    try:
+        assert (pool.max_lifetime, pool.max_queries) == (600.0, math.inf)  # 0: no limit
+    finally:
+        await pool.close(timeout=1)
