@@ -384,8 +384,9 @@ def test_compose_matches_the_compose_spec() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_compose_has_the_four_services(compose: dict[str, Any]) -> None:
-    assert {"postgres", "redis", "migrate", "api"} <= set(compose["services"])
+def test_compose_has_the_whole_stack(compose: dict[str, Any]) -> None:
+    services = {"postgres", "redis", "migrate", "api", "nginx", "prometheus"}
+    assert services <= set(compose["services"])
 
 
 def test_migrations_finish_before_the_api_starts(compose: dict[str, Any]) -> None:
@@ -425,12 +426,14 @@ def test_published_ports_bind_to_loopback(compose: dict[str, Any]) -> None:
                 assert port.get("host_ip") == "127.0.0.1", name
             else:
                 assert str(port).startswith("127.0.0.1:"), f"{name}: {port}"
-    assert compose["services"]["api"]["ports"] == ["127.0.0.1:8000:8000"]
-    assert published == 1, "only the API is published"
+    assert "ports" not in compose["services"]["api"], "the replicas are reached through nginx"
+    assert compose["services"]["nginx"]["ports"] == ["127.0.0.1:8000:8080"]
+    assert compose["services"]["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
+    assert published == 2, "only nginx and Prometheus are published"
 
 
 def test_api_container_is_locked_down(compose: dict[str, Any]) -> None:
-    for name in ("api", "migrate"):
+    for name in ("api", "migrate", "nginx", "prometheus"):
         service = compose["services"][name]
         assert service.get("read_only") is True, name
         assert "ALL" in service.get("cap_drop", []), name
