@@ -47,6 +47,10 @@ from server.runtime.settings import Settings
 from server.users.repository import UsersRepository
 from server.users.service import UsersAdminService
 from server.web.pagination import CursorCodec
+from server.webhooks.repository import WebhooksRepository
+from server.webhooks.service import WebhooksService
+from server.webhooks.signing import SecretBox
+from server.webhooks.ssrf import UrlGuard
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,7 @@ class Container:
     key_verifier: ApiKeyVerifier
     catalog: CatalogService
     orders: OrdersService
+    webhooks: WebhooksService
 
 
 HOUSEKEEPING_SECONDS = 60.0
@@ -289,6 +294,15 @@ def _services(
             cache=product_cache,
             outbox=outbox,
         ),
+        webhooks=WebhooksService(
+            db,
+            endpoints=WebhooksRepository(queries),
+            audit=audit,
+            guard=url_guard(settings),
+            box=SecretBox(settings.secret_key),
+            rotation_grace=dt.timedelta(seconds=settings.webhook_rotation_grace_seconds),
+            retry_horizon=dt.timedelta(seconds=settings.webhook_retry_horizon_seconds),
+        ),
         key_verifier=ApiKeyVerifier(
             db,
             api_keys,
@@ -297,4 +311,10 @@ def _services(
             logger,
             cache_seconds=settings.apikey_cache_seconds,
         ),
+    )
+
+
+def url_guard(settings: Settings) -> UrlGuard:
+    return UrlGuard(
+        allow_http=settings.webhook_allow_http, allow_networks=settings.webhook_allow_networks
     )

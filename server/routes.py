@@ -17,8 +17,10 @@ from server.runtime.metrics import metrics_endpoint
 from server.users import handlers as users
 from server.web.access import ANONYMOUS, AUTHENTICATED, PUBLIC, SESSION, guarded_route, permission
 from server.web.docs import docs_routes
+from server.webhooks import handlers as webhooks
 
 GET, POST, PATCH, PUT, DELETE = ["GET"], ["POST"], ["PATCH"], ["PUT"], ["DELETE"]
+HOOKS = permission("webhooks:write")
 
 
 def build_routes(openapi_document: Callable[[], bytes]) -> list[BaseRoute]:
@@ -85,6 +87,20 @@ def build_routes(openapi_document: Callable[[], bytes]) -> list[BaseRoute]:
         r("/v1/api-keys/{key_id}", api_keys.get_key, GET, SESSION),
         r("/v1/api-keys/{key_id}", api_keys.revoke_key, DELETE, SESSION),
         r("/v1/api-keys/{key_id}/rotate", api_keys.rotate_key, POST, SESSION),
+        r("/v1/webhooks", webhooks.create_endpoint, POST, HOOKS),
+        r("/v1/webhooks", webhooks.list_endpoints, GET, HOOKS),
+        r("/v1/webhooks/{endpoint_id}", webhooks.get_endpoint, GET, HOOKS),
+        r("/v1/webhooks/{endpoint_id}", webhooks.patch_endpoint, PATCH, HOOKS),
+        r("/v1/webhooks/{endpoint_id}", webhooks.delete_endpoint, DELETE, HOOKS),
+        r("/v1/webhooks/{endpoint_id}/rotate-secret", webhooks.rotate_secret, POST, HOOKS),
+        r("/v1/webhooks/{endpoint_id}/ping", webhooks.ping_endpoint, POST, HOOKS),
+        r("/v1/webhooks/{endpoint_id}/deliveries", webhooks.list_deliveries, GET, HOOKS),
+        r(
+            "/v1/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver",
+            webhooks.redeliver,
+            POST,
+            HOOKS,
+        ),
         *[_public(route) for route in docs_routes(openapi_document)],
     ]
 

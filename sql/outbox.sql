@@ -5,3 +5,16 @@ INSERT INTO outbox (topic, aggregate_type, aggregate_id, payload) VALUES ($1, $2
 -- Several events of one topic in one statement: an order's stock changes, one per product.
 INSERT INTO outbox (topic, aggregate_type, aggregate_id, payload)
 SELECT $1, $2, e.id, e.payload::jsonb FROM unnest($3::text[], $4::text[]) AS e (id, payload);
+
+-- name: list_outbox_events_to_publish :many
+-- The worker's claim: the oldest unpublished events, locked until its transaction ends; rows
+-- another worker holds are skipped, so any number of workers never claim one event twice.
+SELECT id, topic, aggregate_type, aggregate_id, payload, created_at
+FROM outbox
+WHERE published_at IS NULL
+ORDER BY id
+LIMIT $1
+FOR UPDATE SKIP LOCKED;
+
+-- name: update_outbox_published :exec
+UPDATE outbox SET published_at = now() WHERE id = ANY ($1::bigint[]);

@@ -260,6 +260,15 @@ STAFF_MAY: dict[Key, bool] = {
     ("DELETE", "/v1/products/{product_id}"): True,
     ("POST", "/v1/products/{product_id}/stock"): True,
     ("POST", "/v1/orders/{order_id}/fulfil"): True,
+    ("POST", "/v1/webhooks"): False,
+    ("GET", "/v1/webhooks"): False,
+    ("GET", "/v1/webhooks/{endpoint_id}"): False,
+    ("PATCH", "/v1/webhooks/{endpoint_id}"): False,
+    ("DELETE", "/v1/webhooks/{endpoint_id}"): False,
+    ("POST", "/v1/webhooks/{endpoint_id}/rotate-secret"): False,
+    ("POST", "/v1/webhooks/{endpoint_id}/ping"): False,
+    ("GET", "/v1/webhooks/{endpoint_id}/deliveries"): False,
+    ("POST", "/v1/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver"): False,
 }
 
 

@@ -103,6 +103,17 @@ class Settings:
     auth_cookies: bool = False
     max_in_flight: int = 512
     compress_from: int = 1024
+    # Webhooks (docs/webhooks.md): where they may go, and how the worker sends them.
+    webhook_allow_http: bool = False
+    webhook_allow_networks: tuple[str, ...] = ()
+    webhook_timeout: float = 10.0
+    webhook_endpoint_concurrency: int = 4
+    webhook_endpoint_rate: float = 50.0  # sends a second, per endpoint and worker
+    webhook_retry_base_seconds: float = 5.0
+    webhook_retry_horizon_seconds: float = 86400.0
+    webhook_disable_after_seconds: float = 3 * 86400.0
+    webhook_rotation_grace_seconds: float = 86400.0
+    webhook_poll_seconds: float = 0.5
 
     @property
     def keys_dir(self) -> Path:
@@ -233,7 +244,29 @@ class Settings:
             auth_cookies=reader.boolean("HOTPATH_AUTH_COOKIES", False),
             max_in_flight=reader.integer("HOTPATH_MAX_IN_FLIGHT", 512, 0, 1_000_000),
             compress_from=reader.integer("HOTPATH_COMPRESS_FROM_BYTES", 1024, 0, 1 << 30),
+            webhook_allow_http=reader.boolean("HOTPATH_WEBHOOK_ALLOW_HTTP", False),
+            webhook_allow_networks=reader.networks("HOTPATH_WEBHOOK_ALLOW_NETWORKS"),
+            webhook_timeout=reader.number("HOTPATH_WEBHOOK_TIMEOUT", 10.0, 0.1, 60),
+            webhook_endpoint_concurrency=reader.integer(
+                "HOTPATH_WEBHOOK_ENDPOINT_CONCURRENCY", 4, 1, 100
+            ),
+            webhook_endpoint_rate=reader.number("HOTPATH_WEBHOOK_ENDPOINT_RATE", 50.0, 0.01, 10000),
+            webhook_retry_base_seconds=reader.number(
+                "HOTPATH_WEBHOOK_RETRY_BASE_SECONDS", 5.0, 0.01, 3600
+            ),
+            webhook_retry_horizon_seconds=reader.number(
+                "HOTPATH_WEBHOOK_RETRY_HORIZON_SECONDS", 86400.0, 1, 30 * 86400
+            ),
+            webhook_disable_after_seconds=reader.number(
+                "HOTPATH_WEBHOOK_DISABLE_AFTER_SECONDS", 3 * 86400.0, 0, 365 * 86400
+            ),
+            webhook_rotation_grace_seconds=reader.number(
+                "HOTPATH_WEBHOOK_ROTATION_GRACE_SECONDS", 86400.0, 0, 30 * 86400
+            ),
+            webhook_poll_seconds=reader.number("HOTPATH_WEBHOOK_POLL_SECONDS", 0.5, 0.01, 60),
         )
+        if production and settings.webhook_allow_http:
+            reader.problems.append("HOTPATH_WEBHOOK_ALLOW_HTTP must be off in production")
         if settings.body_max_timeout < settings.body_timeout:
             reader.problems.append(
                 "HOTPATH_BODY_MAX_TIMEOUT must not be below HOTPATH_BODY_TIMEOUT"

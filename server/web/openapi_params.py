@@ -27,6 +27,8 @@ _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "user_id": _BIGINT_ID,
     "product_id": _BIGINT_ID,
     "order_id": _BIGINT_ID,
+    "endpoint_id": _BIGINT_ID,
+    "delivery_id": _BIGINT_ID,
     # auth.handlers.delete_session: uuid.UUID() or a 404.
     "session_id": {"type": "string", "format": "uuid"},
 }
