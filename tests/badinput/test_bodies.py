@@ -28,6 +28,7 @@ from tests.fixtures.bad_bodies import (
 )
 from tests.fixtures.catalog import Catalog
 from tests.fixtures.identity import Accounts
+from tests.fixtures.recipes import WEBHOOK_URL
 
 OPERATIONS = body_operations()
 # What a request with a body could add or remove: the tables' rows, and the audit trail's
@@ -45,6 +46,7 @@ COUNTS = {
         "api_keys",
         "roles",
         "outbox",
+        "webhook_endpoints",
     )
 } | {"audit successes": "SELECT count(*) FROM audit_events WHERE outcome = 'success'"}
 
@@ -70,7 +72,18 @@ class Target:
             "/v1/roles", json={"name": role, "permissions": []}, headers=self.auth
         )
         assert created.status_code == 201, created.text
-        values = {"product_id": str(product["id"]), "user_id": str(customer.id), "name": role}
+        hook = await self.http.post(
+            "/v1/webhooks",
+            json={"url": WEBHOOK_URL, "event_types": ["order.*"]},
+            headers=self.auth,
+        )
+        assert hook.status_code == 201, hook.text
+        values = {
+            "product_id": str(product["id"]),
+            "user_id": str(customer.id),
+            "name": role,
+            "endpoint_id": str(hook.json()["id"]),
+        }
         missing = set(self.operation.path_parameters) - set(values)
         assert not missing, f"no value for path parameters {missing}: add one to Target"
         self.url = self.operation.path.format(**values)
