@@ -8,11 +8,22 @@ it does not (no Redis, or the subscription is down) the short ``local_ttl`` alon
 staleness, and losing the subscription drops every local copy. ``followed_ttl=0`` turns the
 cache off: every read loads. Redis writes go through SET-IF-NEWER,
 so a reader that loaded a row before a write can never put it back over the newer state.
+
+A stalled Redis (paused, or a partition that sends no RST) leaves the subscription looking up
+for seconds, until a keepalive fails. So each process publishes a heartbeat on the channel every
+``_HEARTBEAT`` seconds and trusts its long-lived copies only while one it sent at most
+``_HEARD_WITHIN`` ago has come back: an invalidation published before that heartbeat has been
+delivered before it. Copies stored without that voucher live ``local_ttl``; past it, only copies
+younger than ``local_ttl`` are served and reads skip Redis (they would wait out its timeout), so
+a stall costs at most ``max(_HEARD_WITHIN, local_ttl)`` of staleness. When heartbeats return
+after a gap every local copy is dropped: invalidations sent during it may never arrive.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -46,6 +57,9 @@ _COALESCED = "hotpath_cache_coalesced"
 _COALESCED_HELP = "Cache lookups that waited for a load already in flight."
 _RESULTS = ("local_hit", "redis_hit", "miss")
 _REDIS_PAUSE = 1.0  # after a Redis failure, reads skip it this long instead of paying a timeout
+_HEARTBEAT = 0.2
+_HEARD_WITHIN = 0.5
+_BEAT = "~"  # heartbeats start with it; an invalidation is a bare product id
 _MAX_PENDING = 10_000
 
 
@@ -103,7 +117,8 @@ class ProductCache(Collector):
         self.channel = channel or f"{namespace}:product-invalidations"
         self.max_entries = max_entries
         self._clock = clock
-        self._local: dict[int, tuple[float, CachedProduct | None]] = {}
+        # id -> (expiry while followed, expiry otherwise, the product or None for "not found")
+        self._local: dict[int, tuple[float, float, CachedProduct | None]] = {}
         self._flights: dict[int, asyncio.Task[CachedProduct | None]] = {}
         self._pending: dict[int, int] = {}  # tombstones Redis has not taken yet: id -> version
         self._script = Script[str](script=_SET_IF_NEWER)
@@ -111,6 +126,9 @@ class ProductCache(Collector):
         self._redis_paused_until = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self.subscribed = False
+        self._beat_prefix = f"{_BEAT}{secrets.token_hex(8)} "
+        # When the last heartbeat heard back stops vouching; 0 until one comes back.
+        self.followed_until = 0.0
         self.local_hits = self.redis_hits = self.misses = self.coalesced = 0
         self._flushed = [0, 0, 0, 0]
         if multiprocess is None:
@@ -132,9 +150,11 @@ class ProductCache(Collector):
 
     async def _get(self, product_id: int, load: Loader) -> CachedProduct | None:
         entry = self._local.get(product_id)
-        if entry is not None and entry[0] > self._clock():
-            self.local_hits += 1
-            return entry[1]
+        if entry is not None:
+            now = self._clock()
+            if entry[1] > now or (entry[0] > now and self.followed_until > now):
+                self.local_hits += 1
+                return entry[2]
         flight = self._flights.get(product_id)
         if flight is None:
             # Detached: one caller's deadline must not fail the others waiting on this load.
@@ -166,6 +186,15 @@ class ProductCache(Collector):
                 logger=self.logger,
             )
             self._tasks.append(retry)
+            beat = background.repeat_async(
+                _HEARTBEAT, self._heartbeat, name="product-heartbeat", logger=self.logger
+            )
+            self._tasks.append(beat)
+
+    @property
+    def following(self) -> bool:
+        """Whether invalidations are known to arrive (a recent heartbeat came back)."""
+        return self.subscribed and self.followed_until > self._clock()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -191,15 +220,20 @@ class ProductCache(Collector):
             for oldest in list(islice(local, max(1, self.max_entries // 100))):
                 del local[oldest]
         # "Not found" stays brief: random-id scans must not fill the dict for long.
-        ttl = self.followed_ttl if self.subscribed and product is not None else self.local_ttl
-        local[product_id] = (self._clock() + ttl, product)
+        now = self._clock()
+        followed = product is not None and self.followed_until > now
+        local[product_id] = (
+            now + (self.followed_ttl if followed else self.local_ttl),
+            now + self.local_ttl,
+            product,
+        )
 
     async def _fill(self, product_id: int, load: Loader) -> CachedProduct | None:
         key = f"{self.namespace}:product:{product_id}"
         product = None
         if product_id in self._pending:
             await self._send_tombstones([product_id])
-        if product_id not in self._pending and (client := self._client()) is not None:
+        if product_id not in self._pending and (client := self._read_client()) is not None:
             try:
                 async with asyncio.timeout(self.redis.timeout):
                     raw = await client.get(key)
@@ -212,7 +246,7 @@ class ProductCache(Collector):
         else:
             self.misses += 1
             product = await load()
-            if product is not None and (client := self._client()) is not None:
+            if product is not None and (client := self._read_client()) is not None:
                 args = (product.version, _encode(product), self.redis_ttl_ms)
                 try:
                     async with asyncio.timeout(self.redis.timeout):
@@ -246,6 +280,13 @@ class ProductCache(Collector):
             return None
         return self.redis.client
 
+    def _read_client(self) -> coredis.Redis[str] | None:
+        # Heartbeats overdue: Redis is stalled, or this process too busy to tell; either way
+        # PostgreSQL answers sooner than a Redis timeout. Writes still try (and pause on failure).
+        if 0 < self.followed_until <= self._clock():
+            return None
+        return self._client()
+
     def _redis_ok(self) -> None:
         if self._redis_down:
             self._redis_down = False
@@ -275,12 +316,34 @@ class ProductCache(Collector):
 
     def _on_subscribed(self, subscribed: bool) -> None:
         self.subscribed = subscribed
+        self.followed_until = 0.0
         # Up: messages sent while we were away are lost. Down: copies kept for followed_ttl
         # would outlive the local_ttl bound that holds from now on.
         self._local.clear()
         self._flights.clear()  # a load that started on the other side of the change stores nothing
 
+    async def _heartbeat(self) -> None:
+        client = self.redis.client
+        if client is None or not self.subscribed:
+            return
+        # A failure is not logged: the heartbeat that does not come back is the signal, and
+        # reads and writes report a failing Redis themselves.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.redis.timeout):
+                await client.publish(self.channel, f"{self._beat_prefix}{self._clock()!r}")
+
+    def _heard(self, sent: float) -> None:
+        if 0 < self.followed_until <= self._clock():
+            # Back after a gap: what was published during it may never arrive.
+            self._local.clear()
+            self._flights.clear()
+        self.followed_until = max(self.followed_until, sent + _HEARD_WITHIN)
+
     def _on_message(self, data: object) -> None:
+        if isinstance(data, str) and data.startswith(_BEAT):
+            if data.startswith(self._beat_prefix):
+                self._heard(float(data[len(self._beat_prefix) :]))
+            return  # another process' heartbeat
         try:
             product_id = int(str(data))
         except (TypeError, ValueError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import secrets
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -17,6 +18,7 @@ from structlog.typing import FilteringBoundLogger
 from server.catalog.cache import CachedProduct, ProductCache
 from server.runtime.redis_link import RedisLink, open_redis
 from tests.fixtures.databases import REDIS_URL
+from tests.fixtures.faults import signal_redis
 from tests.fixtures.support import ThrowawayRedis, until
 
 PRODUCT = 42
@@ -73,12 +75,13 @@ async def link(logger: FilteringBoundLogger) -> AsyncIterator[RedisLink]:
 async def replica(
     link: RedisLink, logger: FilteringBoundLogger, namespace: str, **options: object
 ) -> AsyncIterator[ProductCache]:
-    """One process' cache, subscribed to invalidations when Redis is there."""
+    """One process' cache, following invalidations (its heartbeat heard back) when Redis is
+    there."""
     cache = ProductCache(link, logger, namespace=namespace, registry=None, **options)  # type: ignore[arg-type]
     await cache.start()
     try:
         if link.client is not None:
-            await until(lambda: cache.subscribed, limit=5)
+            await until(lambda: cache.following, limit=5)
         yield cache
     finally:
         await cache.stop()
@@ -323,6 +326,39 @@ async def test_a_redis_outage_keeps_reads_working(
     assert events(log_stream, "product_cache_redis_recovered")
 
 
+async def test_a_stalled_redis_leaves_another_replica_stale_for_under_a_second(
+    logger: FilteringBoundLogger, namespace: str, throwaway_redis: ThrowawayRedis
+) -> None:
+    # SIGSTOP sends no RST: the subscription looks up until a keepalive fails (5 s), while b
+    # holds its copy for followed_ttl (30 s). Its heartbeat not coming back is what tells.
+    source = Source()
+    async with AsyncExitStack() as stack:
+        link = await stack.enter_async_context(
+            open_redis(throwaway_redis.url, timeout=0.5, logger=logger)
+        )
+        a = await stack.enter_async_context(replica(link, logger, namespace))
+        b = await stack.enter_async_context(replica(link, logger, namespace))
+        await a.get(PRODUCT, source.load)
+        await b.get(PRODUCT, source.load)
+        signal_redis(throwaway_redis, signal.SIGSTOP)
+        try:
+            source.version = 2  # the write commits
+            start = time.monotonic()
+            await a.invalidate(PRODUCT, 2)  # its tombstone waits out the timeout: not sent
+            await until_version(lambda: b.get(PRODUCT, source.load), 2, limit=3.0)
+            seconds = time.monotonic() - start
+            assert b.subscribed  # the stall is not noticed as a lost subscription
+        finally:
+            signal_redis(throwaway_redis, signal.SIGCONT)
+        print(f"\nwrite to the other replica serving it, Redis stalled: {seconds * 1000:.0f} ms")
+        assert seconds < 1.0
+        # Redis back: b follows again, and never goes back to the old copy.
+        await until(lambda: b.following, limit=5)
+        for _ in range(20):
+            assert (await b.get(PRODUCT, source.load)).version == 2  # type: ignore[union-attr]
+            await asyncio.sleep(0.05)
+
+
 async def test_a_failed_load_reaches_every_waiter_and_caches_nothing(
     link: RedisLink, logger: FilteringBoundLogger, namespace: str
 ) -> None:
@@ -425,7 +461,9 @@ async def test_copies_live_long_only_while_invalidations_are_followed(
         replica(link, logger, namespace, local_ttl=0.5, followed_ttl=30, clock=clock) as cache,
     ):
         await cache.get(PRODUCT, source.load)
-        clock.now += 20  # past local_ttl, inside followed_ttl: still a local hit
+        for _ in range(3):  # past local_ttl, inside followed_ttl, heartbeats heard: a local hit
+            clock.now += 0.3
+            await until(lambda: cache.followed_until >= clock.now + 0.5, limit=5)
         await cache.get(PRODUCT, source.load)
         assert cache.counts() == (1, 0, 1, 0)
 

@@ -1,10 +1,12 @@
 """A product change on one server process reaches another process's cached copy within 1 s,
-with Redis up (pub/sub) and after Redis is killed (the 1 s local TTL bounds it)."""
+with Redis up (pub/sub), after Redis is killed (the local TTL bounds it) and while it is
+stalled (the cache's heartbeat stops coming back)."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
 import time
 
 import asyncpg
@@ -12,6 +14,7 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 
+from tests.fixtures.faults import signal_redis
 from tests.fixtures.servers import Redis, login
 
 pytestmark = pytest.mark.slow
@@ -38,10 +41,8 @@ def seconds_until_name(base: str, product_id: int, name: str, limit: float = 3.0
     raise AssertionError(f"the other process still served the old copy after {limit} s")
 
 
-def test_an_update_reaches_the_other_process_cache(
-    replicas: list[str], redis: Redis, migrated_db: str
-) -> None:
-    first, second = replicas
+def staff_and_product(first: str, migrated_db: str) -> tuple[dict[str, str], int, str]:
+    """A staff member's headers, and a product ("Before") they created: its id and ETag."""
     email = f"staff-{secrets.token_hex(4)}@example.com"
     password = "catalog staff passphrase " + secrets.token_hex(4)
     asyncio.run(
@@ -62,8 +63,14 @@ def test_an_update_reaches_the_other_process_cache(
         headers=headers,
     )
     assert created.status_code == 201, created.text
-    product_id = created.json()["id"]
-    etag = created.headers["etag"]
+    return headers, created.json()["id"], created.headers["etag"]
+
+
+def test_an_update_reaches_the_other_process_cache(
+    replicas: list[str], redis: Redis, migrated_db: str
+) -> None:
+    first, second = replicas
+    headers, product_id, etag = staff_and_product(first, migrated_db)
     for round_, redis_up in enumerate((True, False)):
         if not redis_up:
             redis.kill()
@@ -78,3 +85,26 @@ def test_an_update_reaches_the_other_process_cache(
         assert changed.status_code == 200, changed.text
         etag = changed.headers["etag"]
         assert seconds_until_name(second, product_id, name) < 1.0, f"redis up: {redis_up}"
+
+
+def test_an_update_reaches_the_other_process_cache_while_redis_is_stalled(
+    replicas: list[str], redis: Redis, migrated_db: str
+) -> None:
+    # SIGSTOP sends no RST: to the second process its subscription still looks up, and its
+    # copy is one it would keep for HOTPATH_PRODUCT_CACHE_SECONDS (30 s).
+    first, second = replicas
+    headers, product_id, etag = staff_and_product(first, migrated_db)
+    path = f"/v1/products/{product_id}"
+    assert httpx.get(f"{second}{path}").json()["name"] == "Before"
+    signal_redis(redis, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        changed = httpx.patch(
+            f"{first}{path}", json={"name": "After"}, headers={**headers, "if-match": etag}
+        )
+        assert changed.status_code == 200, changed.text
+        seconds_until_name(second, product_id, "After")
+        seconds = time.monotonic() - started
+    finally:
+        signal_redis(redis, signal.SIGCONT)
+    assert seconds < 1.0, seconds
