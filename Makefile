@@ -100,3 +100,19 @@ clean:
 ## .ci/run runs it after make test; make test leaves it out (pyproject's addopts: not faults)
 test-faults: $(STAMP)
 	$(BIN)/pytest -m faults tests/faults
+
+.PHONY: cluster test-cluster
+
+## make cluster: the compose topology on this machine, in the foreground (docs/operations.md):
+## REPLICAS replicas behind nginx on 127.0.0.1:PORT, Prometheus scraping them; the database
+## prepared as make run does. SIGHUP rolls the replicas; Ctrl-C stops everything.
+REPLICAS ?= 3
+PORT ?= 8080
+cluster: $(STAMP) tools
+	$(BIN)/python -m server cluster --prepare --replicas $(REPLICAS) --port $(PORT)
+
+## make test-cluster: tests/cluster/ on a local cluster (real nginx, replicas, Prometheus,
+## PostgreSQL and Redis): shared limits, propagation, rolling restart and a killed replica under
+## load. .ci/run runs it after make test; make test leaves it out (addopts: not cluster)
+test-cluster: $(STAMP) tools
+	$(BIN)/pytest -m cluster tests/cluster

@@ -1,4 +1,4 @@
-"""python -m server: serve | migrate | seed | openapi."""
+"""python -m server: serve | migrate | seed | openapi | cluster."""
 
 from __future__ import annotations
 
@@ -58,6 +58,28 @@ def main(argv: list[str] | None = None) -> int:
     openapi = commands.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("--out", type=Path, default=None, help="file (default: stdout)")
 
+    cluster = commands.add_parser(
+        "cluster", help="run replicas behind nginx, scraped by Prometheus (compose, no Docker)"
+    )
+    cluster.add_argument("--replicas", type=_integer(1, 32), default=3, help="default: 3")
+    cluster.add_argument(
+        "--port", type=_integer(1, 65535), default=8080, help="nginx's, on 127.0.0.1 (8080)"
+    )
+    cluster.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="logs, configurations and cluster.json (default: a temporary one, removed at exit)",
+    )
+    cluster.add_argument(
+        "--migrate", action="store_true", help="every replica migrates before serving, at once"
+    )
+    cluster.add_argument(
+        "--prepare",
+        action="store_true",
+        help="first create the database if missing, migrate, and load demo data if empty",
+    )
+
     args = parser.parse_args(argv)
     if args.command == "openapi":
         return _openapi(args.out)
@@ -75,6 +97,21 @@ def main(argv: list[str] | None = None) -> int:
                 workers=args.workers,
                 prepare=args.prepare,
                 reuse_port=args.reuse_port,
+            )
+        except SettingsError as exc:
+            raise SystemExit(str(exc)) from None
+    if args.command == "cluster":
+        from server.commands.cluster import run_cluster
+
+        try:
+            return run_cluster(
+                settings,
+                logger,
+                replicas=args.replicas,
+                port=args.port,
+                run_dir=args.run_dir,
+                migrate=args.migrate,
+                prepare=args.prepare,
             )
         except SettingsError as exc:
             raise SystemExit(str(exc)) from None
