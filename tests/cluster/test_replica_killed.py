@@ -19,6 +19,9 @@ from tests.cluster.load import attempts, started, through
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 GRACE = 2.0  # seconds nginx may go on trying the dead replica (each try refused and moved on)
+# Killed processes still hold their sockets until they have run their exit: a connection the
+# kernel accepts for them meanwhile is in flight there too.
+DYING = 0.25
 
 
 def test_a_killed_replica_fails_only_its_requests_in_flight(cluster: LocalCluster) -> None:
@@ -33,18 +36,19 @@ def test_a_killed_replica_fails_only_its_requests_in_flight(cluster: LocalCluste
         )
 
     def kill() -> None:
-        killed.append(time.time())
         os.killpg(victim["pid"], signal.SIGKILL)
+        killed.append(time.time())
         cluster.wait_until("the killed replica is replaced", replaced, 120)
 
     run = asyncio.run(through(cluster, kill, seed=2))
     at = killed[0]
-    assert run.lines, "no load went through nginx"
+    served = [line for line in run.lines if address in dict(attempts(line)) and started(line) < at]
+    assert served, f"the killed replica had served none of the load: {run.figures()}"
 
     in_flight = [
         line
         for line in run.lines
-        if address in dict(attempts(line)) and started(line) <= at <= line["ts"]
+        if address in dict(attempts(line)) and started(line) <= at + DYING and line["ts"] >= at
     ]
     failed = run.failed()
     figures = (
@@ -54,10 +58,12 @@ def test_a_killed_replica_fails_only_its_requests_in_flight(cluster: LocalCluste
     for line in failed:
         tried = attempts(line)
         assert tried[-1][0] == address, f"a failure elsewhere than the killed replica: {line}"
-        assert started(line) <= at, f"a request sent after the kill failed: {line}; {figures}"
+        assert started(line) <= at + DYING, f"sent after the kill, failed: {line}; {figures}"
     assert len(failed) <= len(in_flight), figures
 
-    after = [line for line in run.lines if address in dict(attempts(line)) and started(line) > at]
+    after = [
+        line for line in run.lines if address in dict(attempts(line)) and started(line) > at + DYING
+    ]
     for line in after:
         assert line["status"] < 500, f"{line}; {figures}"
         assert attempts(line)[-1][0] != address, line
