@@ -1,0 +1,49 @@
+"""The cluster's Prometheus runs deploy/prometheus/prometheus.yml as shipped and scrapes every
+replica with the metrics token (a replica refuses /metrics without it): its targets API says
+each one is up, and each scrape brought samples."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from server.commands.cluster_edge import PROMETHEUS_CONFIG
+from tests.cluster.conftest import LocalCluster
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+LIMIT = 40.0  # the job scrapes every 10 s; a new target's first scrape comes within one
+
+
+def hotpath_targets(prometheus: str) -> list[dict[str, Any]]:
+    targets = httpx.get(prometheus + "/api/v1/targets", params={"state": "active"}).json()
+    return [t for t in targets["data"]["activeTargets"] if t["labels"]["job"] == "hotpath"]
+
+
+def test_prometheus_scrapes_every_replica_with_the_shipped_config(cluster: LocalCluster) -> None:
+    state = cluster.state()
+    assert Path(state["prometheus"]["config"]).read_bytes() == PROMETHEUS_CONFIG.read_bytes()
+    prometheus = state["prometheus"]["url"]
+    deadline = time.monotonic() + LIMIT
+    while True:
+        wanted = {replica["url"] + "/metrics" for replica in cluster.replicas()}
+        targets = {t["scrapeUrl"]: t for t in hotpath_targets(prometheus)}
+        health = {url: targets[url]["health"] if url in targets else "absent" for url in wanted}
+        if set(health.values()) == {"up"}:
+            break
+        if time.monotonic() > deadline:
+            errors = {url: targets.get(url, {}).get("lastError") for url in wanted}
+            raise AssertionError(f"after {LIMIT:.0f} s: {health}; errors {errors}")
+        time.sleep(0.5)
+    assert set(targets) == wanted, f"Prometheus scrapes {sorted(targets)}, not {sorted(wanted)}"
+
+    samples = httpx.get(
+        prometheus + "/api/v1/query",
+        params={"query": 'scrape_samples_scraped{job="hotpath"} > 0'},
+    ).json()["data"]["result"]
+    instances = {sample["metric"]["instance"] for sample in samples}
+    expected = {url.removeprefix("http://").removesuffix("/metrics") for url in wanted}
+    assert expected <= instances, f"samples from {sorted(instances)}, wanted {sorted(expected)}"
