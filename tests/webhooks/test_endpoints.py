@@ -185,6 +185,7 @@ async def test_rotation_keeps_the_old_secret_for_the_grace_period(
         "FROM webhook_endpoints WHERE id = $1",
         created["id"],
     )
+    assert row is not None
     box = SecretBox(settings.secret_key)
     assert box.open(row["secret_box"]) == body["secret"]
     assert box.open(row["previous_secret_box"]) == created["secret"]
