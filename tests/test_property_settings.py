@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -13,7 +15,7 @@ from hypothesis import settings
 TESTS = Path(__file__).parent
 
 
-def property_tests() -> list[tuple[str, object]]:
+def property_tests() -> list[tuple[str, Callable[..., Any]]]:
     found = []
     for path in sorted(TESTS.rglob("test_*.py")):
         if "hypothesis" not in path.read_text(encoding="utf-8"):
@@ -26,13 +28,14 @@ def property_tests() -> list[tuple[str, object]]:
 
 
 def test_the_profile_sets_no_deadline() -> None:
-    assert settings.default.deadline is None
+    assert settings().deadline is None  # what a bare @settings() inherits
 
 
 PROPERTY_TESTS = property_tests()
 
 
 @pytest.mark.parametrize("test", [t for _, t in PROPERTY_TESTS], ids=[n for n, _ in PROPERTY_TESTS])
-def test_every_property_test_runs_without_a_deadline(test: object) -> None:
-    applied = getattr(inspect.unwrap(test), "_hypothesis_internal_use_settings", settings.default)
+def test_every_property_test_runs_without_a_deadline(test: Callable[..., Any]) -> None:
+    applied = getattr(inspect.unwrap(test), "_hypothesis_internal_use_settings", None)
+    assert isinstance(applied, settings)
     assert applied.deadline is None
