@@ -20,6 +20,8 @@ from server.web.openapi_params import (
     BODY_PROBLEMS,
     ETAG_HEADER,
     HEADER_SCHEMAS,
+    NUL_FREE,
+    QUERY_PARAMETERS,
     path_schema,
     request_headers,
 )
@@ -115,7 +117,9 @@ def build_openapi(
     _drop_unreferenced(document, {e.doc.query for e in endpoints} - {None}, schema_of)
     document["components"]["schemas"] = dict(sorted(document["components"]["schemas"].items()))
     # The tree holds module constants (PROBLEM_SCHEMA): a caller editing it must not change them.
-    return copy.deepcopy(document)
+    document = copy.deepcopy(document)
+    _refuse_nul(document)
+    return document
 
 
 class _Endpoint(NamedTuple):
@@ -259,6 +263,7 @@ def _query_params(
         if "description" in prop:
             param["description"] = prop.pop("description")
         param["schema"] = prop
+        param.update(copy.deepcopy(QUERY_PARAMETERS.get(key, {})))
         yield param
 
 
@@ -295,6 +300,25 @@ def _apply_documented(node: Any) -> None:
     elif isinstance(node, list):
         for item in node:
             _apply_documented(item)
+
+
+def _refuse_nul(node: Any) -> None:
+    """Give every string schema the NUL_FREE pattern, beside a pattern of its own if it has
+    one (an enum names its values already)."""
+    if isinstance(node, dict):
+        kind = node.get("type")
+        if (kind == "string" or (isinstance(kind, list) and "string" in kind)) and not (
+            {"enum", "const"} & node.keys()
+        ):
+            if "pattern" not in node:
+                node["pattern"] = NUL_FREE
+            elif node["pattern"] != NUL_FREE:
+                node.setdefault("allOf", []).append({"pattern": NUL_FREE})
+        for value in node.values():
+            _refuse_nul(value)
+    elif isinstance(node, list):
+        for item in node:
+            _refuse_nul(item)
 
 
 def _refs(node: Any) -> Iterator[str]:

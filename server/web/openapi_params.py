@@ -44,6 +44,24 @@ HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
     },
 }
 
+# server/web/pagination.py's cursor: base64url without padding (so never 1 past a multiple of
+# 4 characters) of a 16-byte HMAC tag and the JSON of a position, at least "[]": 24 characters
+# or more. Empty asks for the first page, as no cursor does (every listing handler). A string
+# of that form the server did not sign is still a 400 invalid-cursor.
+CURSOR_PATTERN = "^(?:(?:[A-Za-z0-9_-]{4}){6,}(?:[A-Za-z0-9_-]{2,3})?)?$"
+QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
+    "cursor": {
+        "description": "Opaque: the `next_cursor` of the page before, for the same listing with "
+        "the same filters and sort (empty: the first page). It is signed: any other value is a "
+        "400 invalid-cursor.",
+        "schema": {"type": "string", "pattern": CURSOR_PATTERN},
+    },
+}
+
+# PostgreSQL text cannot hold NUL: server.web.responses refuses \u0000 in a JSON body (422),
+# read_query in a query value (400), path_text in a path (404). Every string says so.
+NUL_FREE = "^[^\\u0000]*$"
+
 # server/web/conditional.py: the ETag format and how each precondition compares (RFC 9110 13.1).
 _ETAG_FORMAT = (
     '`"<kind><id>v<version>"`, a product\'s `"p42v3"`; a compressed answer\'s tag ends in its '

@@ -24,6 +24,8 @@ _MSGSPEC_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 _FIELD_IN_MESSAGE = re.compile(r"(?:required|unknown|invalid) field `([^`]+)`")
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+# A \u0000 escape, not an escaped backslash followed by "u0000" (the text \u0000, no NUL).
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _TOO_DEEP = "The request body is not valid JSON: arrays and objects are nested too deeply."
 
 
@@ -100,7 +102,7 @@ def json_pointer(message: str) -> tuple[str, str]:
 
 
 def decode_json(body: bytes, kind: type[T]) -> T:
-    if b"\\u0000" in body:
+    if b"\\u0000" in body and _NUL_ESCAPE.search(body):
         # PostgreSQL text cannot hold NUL; refuse it here rather than fail in the driver.
         raise errors.ValidationFailed(
             "The request body contains a NUL character.",
@@ -108,20 +110,8 @@ def decode_json(body: bytes, kind: type[T]) -> T:
         )
     try:
         value = _decoder(kind).decode(body)
-    except msgspec.ValidationError as exc:
-        # msgspec validates as it parses, so `{"a":` is refused for the unknown field before
-        # the parser reaches the missing value: malformed JSON must stay a 400.
-        try:
-            msgspec.json.decode(body)
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            raise errors.MalformedJson("The request body is not valid JSON.") from None
-        except RecursionError:
-            raise errors.MalformedJson(_TOO_DEEP) from None
-        pointer, detail = json_pointer(str(exc))
-        raise errors.ValidationFailed(
-            "The request body does not match the schema.",
-            errors=[{"pointer": pointer, "detail": detail}],
-        ) from None
+    except msgspec.ValidationError:
+        value = _decode_again(body, kind)
     except msgspec.DecodeError as exc:
         raise errors.MalformedJson(f"The request body is not valid JSON: {exc}") from None
     except UnicodeDecodeError:
@@ -131,6 +121,36 @@ def decode_json(body: bytes, kind: type[T]) -> T:
         # decode (an `object` field) and in the untyped one above: a client's error, not ours.
         raise errors.MalformedJson(_TOO_DEEP) from None
     _refuse_repeated_keys(body)
+    return value
+
+
+def _decode_again(body: bytes, kind: type[T]) -> T:
+    """After a ValidationError: malformed JSON is still a 400 (msgspec validates as it parses,
+    so `{"a":` is refused for the unknown field before the parser reaches the missing value),
+    and a number with no fraction (2.0, 1e2) is an integer, as JSON Schema and the OpenAPI
+    document have it, where msgspec's strict int takes digits only. Only refused bodies pay."""
+    try:
+        whole = _whole_numbers(msgspec.json.decode(body))
+        return _decoder(kind).decode(msgspec.json.encode(whole))
+    except msgspec.ValidationError as exc:  # before DecodeError, its base class
+        pointer, detail = json_pointer(str(exc))
+        raise errors.ValidationFailed(
+            "The request body does not match the schema.",
+            errors=[{"pointer": pointer, "detail": detail}],
+        ) from None
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise errors.MalformedJson("The request body is not valid JSON.") from None
+    except RecursionError:
+        raise errors.MalformedJson(_TOO_DEEP) from None
+
+
+def _whole_numbers(value: Any) -> Any:
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, list):
+        return [_whole_numbers(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _whole_numbers(item) for key, item in value.items()}
     return value
 
 

@@ -58,6 +58,57 @@ def test_malformed_json_is_a_400_not_a_422(body: bytes) -> None:
         decode_json(body, Order)
 
 
+@pytest.mark.parametrize(
+    ("body", "quantity"),
+    [
+        (b'{"items": [{"product_id": 1, "quantity": 2.0}]}', 2),
+        (b'{"items": [{"product_id": 1, "quantity": 2e0}]}', 2),
+        (b'{"items": [{"product_id": 1.0, "quantity": 1E2}]}', 100),
+        (b'{"items": [{"product_id": 1, "quantity": -0.0}]}', 0),
+    ],
+)
+def test_a_number_with_no_fraction_is_an_integer(body: bytes, quantity: int) -> None:
+    # JSON Schema's (and so the OpenAPI document's) integer: 2.0 is one, spelled otherwise.
+    (item,) = decode_json(body, Order).items
+    assert (item.product_id, item.quantity) == (1, quantity)
+    assert type(item.quantity) is int
+
+
+@pytest.mark.parametrize(
+    ("body", "pointer", "detail"),
+    [
+        (b'{"items": [{"product_id": 1, "quantity": 2.5}]}', "/items/0/quantity", "`float`"),
+        (b'{"items": [{"product_id": 1, "quantity": "2"}]}', "/items/0/quantity", "`str`"),
+        (b'{"items": [{"product_id": 1, "quantity": true}]}', "/items/0/quantity", "`bool`"),
+        (b'{"items": [{"product_id": 1.0, "quantity": 2.0}], "note": 3.0}', "/note", "`int`"),
+    ],
+)
+def test_anything_else_is_still_refused_where_it_is(body: bytes, pointer: str, detail: str) -> None:
+    with pytest.raises(errors.ValidationFailed) as caught:
+        decode_json(body, Order)
+    (error,) = caught.value.extra["errors"]
+    assert error["pointer"] == pointer
+    assert detail in error["detail"]
+
+
+@pytest.mark.parametrize(
+    ("note", "refused"),
+    [
+        (rb"a\u0000b", True),
+        (rb"a\\\u0000", True),  # an escaped backslash, then NUL
+        (rb"a\\u0000", False),  # an escaped backslash, then the text u0000
+        (rb"\\\\u0000", False),
+    ],
+)
+def test_only_a_real_nul_escape_is_refused(note: bytes, refused: bool) -> None:
+    body = b'{"items": [], "note": "' + note + b'"}'
+    if refused:
+        with pytest.raises(errors.ValidationFailed, match="NUL"):
+            decode_json(body, Order)
+    else:
+        assert "\x00" not in decode_json(body, Order).note
+
+
 def test_a_bad_dict_value_points_at_the_dict() -> None:
     class Tagged(msgspec.Struct):
         tags: dict[str, int]
