@@ -5,6 +5,13 @@ does not answer becomes ``DatabaseUnavailable`` (503 + Retry-After), fast, never
 a request the timeout is also the time the request has left (its deadline), so a lock wait or
 a slow statement ends - and is cancelled in PostgreSQL - when the request's time is up
 (``DeadlineExceeded``, 503).
+
+A PostgreSQL that stops answering without closing its connections (paused, a host gone dark)
+is found within the acquire timeout by whatever has to open a connection or take one that sat
+idle (the pool checks those first). A statement already sent to it ends at its own timeout;
+its connection is then closed, not reused, once asyncpg's cancel of the statement is
+acknowledged, which that server does not do either: the wait for it is bounded by the acquire
+timeout too (docs/decisions/0009-stalled-postgres.md).
 """
 
 from __future__ import annotations
@@ -44,6 +51,10 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 _NO_CONNECTION: tuple[type[BaseException], ...] = (*_UNAVAILABLE, PoolClosed)
+
+# What a holder can leave with that makes its connection unfit for reuse: cancelled or timed
+# out mid-statement, or broken.
+_ABANDONED: tuple[type[BaseException], ...] = (asyncio.CancelledError, *_UNAVAILABLE)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -124,8 +135,20 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self, **options: Any) -> AsyncIterator[PooledConnection]:
-        async with self.connection() as conn, conn.transaction(**options):
-            yield conn
+        async with self.connection() as conn:
+            transaction = conn.transaction(**options)
+            await transaction.start()
+            try:
+                yield conn
+            except _ABANDONED:
+                # The connection is closed on the way out, which ends the transaction in the
+                # server. A ROLLBACK would first wait for asyncpg's cancel of a timed-out
+                # statement: up to the command timeout again from a server that is not there.
+                raise
+            except BaseException:
+                await transaction.rollback()
+                raise
+            await transaction.commit()
 
     async def close(self) -> None:
         await self.pool.close(timeout=10)
@@ -158,14 +181,21 @@ class _Acquired:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
     ) -> None:
-        if isinstance(exc, asyncio.CancelledError):
-            # Cancelled mid-statement (a client gone, an outer timeout): what the server did
-            # with it is unknown here, e.g. a BEGIN whose answer had not arrived. Never reuse.
-            self._db.pool.discard(self._conn)
+        pool = self._db.pool
+        if exc is None or not isinstance(exc, _ABANDONED):
+            pool.release(self._conn)
             return
-        self._db.pool.release(self._conn)
-        if exc is not None and isinstance(exc, _UNAVAILABLE):
-            raise _unavailable("The database connection failed.", exc) from exc
+        # Cancelled or timed out mid-statement (a client gone, the deadline, a server that
+        # stopped answering), or broken: what the server did with the statement is unknown
+        # here (a BEGIN whose answer had not arrived, say), and asyncpg may still be waiting
+        # for its cancel to be acknowledged. Never reused.
+        if isinstance(exc, asyncio.CancelledError):
+            pool.discard(self._conn)  # closed in the background: a cancelled task waits for none
+            return
+        # The 503 goes once the statement has ended in the server (from a healthy one, at
+        # once), or after the acquire timeout from one that does not answer.
+        await pool.close_timed_out(self._conn, self._db.acquire_timeout)
+        raise _unavailable("The database connection failed.", exc) from exc
 
 
 def _unavailable(detail: str, exc: BaseException) -> DatabaseUnavailable | DeadlineExceeded:

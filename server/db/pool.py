@@ -8,6 +8,12 @@ timer exists only while a caller actually waits.
 
 - Idle connections are reused last-in first-out, so the busy few stay warm and the rest age
   out after ``max_idle`` seconds (down to ``min_size``).
+- One that sat idle through a housekeeping round (``retire_idle()``, twice a second in the app)
+  gets a round trip (``SELECT 1``) before it is handed out, within the caller's acquire
+  timeout: a PostgreSQL that stopped answering meanwhile (paused, a host gone whose TCP
+  connections stay open) is then found within the acquire timeout, not a statement's command
+  timeout. Housekeeping sets those aside, so the fast path reads no clock; under load they are
+  a few round trips a second.
 - Callers that find nothing idle and the pool full wait first-in first-out; a released
   connection goes straight to the oldest waiter.
 - A connection comes back usable or not at all: one that is closed, still inside a
@@ -42,6 +48,8 @@ from collections.abc import Awaitable, Callable
 from server.db.connection import PooledConnection
 
 Connect = Callable[[], Awaitable[PooledConnection]]
+# Seconds a connection given back mid-statement has to get its statement cancelled and close.
+_GRACE = 5.0
 
 
 class PoolClosed(Exception):
@@ -73,6 +81,7 @@ class ConnectionPool:
         self._clock = clock
         self._generation = 0  # expire_connections() moves it on, for connections then opening
         self._idle: list[tuple[float, PooledConnection]] = []  # (released at, connection)
+        self._stale: list[tuple[float, PooledConnection]] = []  # idle through housekeeping
         self._waiters: collections.deque[asyncio.Future[PooledConnection | None]] = (
             collections.deque()
         )
@@ -81,6 +90,7 @@ class ConnectionPool:
         self._closing = False
         self.timeouts = 0  # acquires that gave up: the pool was too small or the database slow
         self._all_back = asyncio.Event()  # set once closing and nothing is in use
+        self._closers: set[asyncio.Task[None]] = set()  # graceful closes under way
 
     @property
     def size(self) -> int:
@@ -88,7 +98,7 @@ class ConnectionPool:
 
     @property
     def idle(self) -> int:
-        return len(self._idle)
+        return len(self._idle) + len(self._stale)
 
     @property
     def pending(self) -> int:
@@ -114,7 +124,8 @@ class ConnectionPool:
         self._idle.extend((now, conn) for conn in good)
 
     def try_acquire(self) -> PooledConnection | None:
-        """An idle connection at once, or None: the fast path, no coroutine and no timer."""
+        """A recently used idle connection at once, or None: the fast path, no coroutine and
+        no timer."""
         idle = self._idle
         while idle:
             conn = idle.pop()[1]
@@ -141,6 +152,11 @@ class ConnectionPool:
                 conn = self.try_acquire()
                 if conn is not None:
                     return conn
+                if self._stale:
+                    conn = await self._probed(self._stale.pop()[1])
+                    if conn is not None:
+                        return conn
+                    continue  # it was broken, and is gone: try the next
                 if self._size < self.max_size:
                     return await self._open()
                 waiter: asyncio.Future[PooledConnection | None] = (
@@ -162,6 +178,23 @@ class ConnectionPool:
                 if conn is not None:
                     return conn
                 # None: a slot freed up (a connection was dropped); go round and open one.
+
+    async def _probed(self, conn: PooledConnection) -> PooledConnection | None:
+        """``conn``, once it has answered a round trip; None if it was broken (it is dropped).
+        The caller's timeout ends the wait for an answer: the connection is dropped then too."""
+        if conn.raw.is_closed():
+            self._size -= 1
+            return None
+        self._in_use.add(conn)
+        try:
+            await conn.raw.execute("SELECT 1")
+        except Exception:
+            self.discard(conn)
+            return None
+        except BaseException:
+            self.discard(conn)
+            raise
+        return conn
 
     async def _open(self) -> PooledConnection:
         self._size += 1
@@ -193,11 +226,16 @@ class ConnectionPool:
         now = self._clock()
         raw = conn.raw
         last = conn.last
+        if last is not None and last.cr_frame is not None:
+            # A statement still running, in a task its holder left behind.
+            self._drop(conn, graceful=True)
+            if self._closing and not self._in_use:
+                self._all_back.set()
+            return
         if (
             self._closing
             or raw.is_closed()
             or raw.is_in_transaction()
-            or (last is not None and last.cr_frame is not None)  # a statement still running
             or now >= conn.expires_at
             or conn.queries >= self.max_queries
         ):
@@ -215,24 +253,30 @@ class ConnectionPool:
         self._idle.append((now, conn))
 
     def retire_idle(self) -> int:
-        """Close the idle connections past their lifetime, and those that have sat idle for
-        more than ``max_idle`` seconds down to ``min_size``; how many were closed. The oldest
-        sit at the bottom (LIFO reuse)."""
-        idle = self._idle
+        """Housekeeping: close the idle connections past their lifetime, and those idle for
+        more than ``max_idle`` seconds down to ``min_size``; set the rest aside, to be probed
+        before their next use. How many were closed.
+
+        Both idle lists run oldest (bottom) to newest: the LIFO stack only grows at its top,
+        and the stale list takes the whole stack at each round."""
         now = self._clock()
         retired = 0
-        if any(now >= conn.expires_at for _, conn in idle):
-            kept = []
-            for entry in idle:
-                if now >= entry[1].expires_at:
-                    self._drop(entry[1])
-                    retired += 1
-                else:
-                    kept.append(entry)
-            idle[:] = kept
+        for entries in (self._stale, self._idle):
+            if any(now >= conn.expires_at for _, conn in entries):
+                kept = []
+                for entry in entries:
+                    if now >= entry[1].expires_at:
+                        self._drop(entry[1])
+                        retired += 1
+                    else:
+                        kept.append(entry)
+                entries[:] = kept
+        stale = self._stale
+        stale.extend(self._idle)
+        self._idle.clear()
         cutoff = now - self.max_idle
-        while idle and self._size > self.min_size and idle[0][0] < cutoff:
-            self._drop(idle.pop(0)[1])
+        while stale and self._size > self.min_size and stale[0][0] < cutoff:
+            self._drop(stale.pop(0)[1])
             retired += 1
         return retired
 
@@ -242,24 +286,46 @@ class ConnectionPool:
         self._generation += 1
         for conn in self._in_use:
             conn.expires_at = -math.inf
-        idle, self._idle = self._idle, []
+        idle, self._idle, self._stale = self._idle + self._stale, [], []
         for _, conn in idle:
             self._drop(conn)
 
     def discard(self, conn: PooledConnection) -> None:
-        """Give back a connection that must not be reused: its holder was cancelled while a
-        statement was in flight, so its state in the server (a BEGIN that completes after the
-        cancel, say) is not what asyncpg last saw."""
+        """Give back a connection that must not be reused: its holder was cancelled or timed
+        out while a statement was in flight, so its state in the server (a BEGIN that completes
+        after the cancel, say) is not what asyncpg last saw. Its slot is free at once."""
         if conn not in self._in_use:
             return
         self._in_use.remove(conn)
-        self._drop(conn)
+        self._drop(conn, graceful=True)
         if self._closing and not self._in_use:
             self._all_back.set()
 
-    def _drop(self, conn: PooledConnection) -> None:
-        if not conn.raw.is_closed():
-            conn.raw.terminate()
+    async def close_timed_out(self, conn: PooledConnection, timeout: float) -> None:
+        """Take back a connection whose statement timed out (or that broke) and close it once
+        asyncpg's cancel of that statement is acknowledged, so the statement has ended in the
+        server; at most ``timeout`` seconds, then it is terminated. Its slot is free at once."""
+        if conn not in self._in_use:
+            return
+        self._in_use.remove(conn)
+        self._size -= 1
+        self._wake_one()
+        if self._closing and not self._in_use:
+            self._all_back.set()
+        await _close(conn, timeout)
+
+    def _drop(self, conn: PooledConnection, *, graceful: bool = False) -> None:
+        """Close ``conn`` and free its slot. ``graceful``: in the background, once asyncpg has
+        had the statement still running (or timed out) cancelled in the server, which
+        terminating it now would not do; at most ``_GRACE`` seconds."""
+        raw = conn.raw
+        if not raw.is_closed():
+            if graceful:
+                closing = asyncio.get_running_loop().create_task(_close(conn, _GRACE))
+                self._closers.add(closing)
+                closing.add_done_callback(self._closers.discard)
+            else:
+                raw.terminate()
         self._size -= 1
         self._wake_one()
 
@@ -278,7 +344,8 @@ class ConnectionPool:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(PoolClosed("the connection pool is closed"))
-        idle, self._idle = [conn for _, conn in self._idle], []
+        idle = [conn for _, conn in self._stale + self._idle]
+        self._idle, self._stale = [], []
         self._size -= len(idle)
         await asyncio.gather(*(_close(conn, timeout) for conn in idle))
         if self._in_use:
@@ -289,6 +356,9 @@ class ConnectionPool:
             self._in_use.discard(conn)
             conn.terminate()
             self._size -= 1
+        for closing in list(self._closers):
+            closing.cancel()  # which terminates its connection
+        await asyncio.gather(*self._closers, return_exceptions=True)
 
 
 async def _close(conn: PooledConnection, timeout: float) -> None:

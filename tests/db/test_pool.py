@@ -193,6 +193,27 @@ async def test_connections_idle_past_max_idle_are_retired_down_to_min_size(
         await pool.close(timeout=1)
 
 
+async def test_a_connection_idle_through_housekeeping_is_checked_before_its_next_use(
+    made: tuple[ConnectionPool, list[asyncpg.Connection]], db: asyncpg.Connection
+) -> None:
+    pool, opened = made
+    conn = await pool.acquire(1)
+    pool.release(conn)
+    pool.retire_idle()  # a housekeeping round
+    assert pool.idle == 1
+    assert pool.try_acquire() is None  # not without a round trip: the fast path passes
+    assert await pool.acquire(1) is conn  # it answered
+    assert conn.queries == 0  # the check is the pool's, not a statement of the holder's
+    pool.release(conn)
+    pool.retire_idle()
+    await db.execute("SELECT pg_terminate_backend($1)", conn.raw.get_server_pid())
+    fresh = await pool.acquire(1)  # the dead one fails its check and is replaced
+    assert fresh is not conn
+    assert await fresh.fetchval("SELECT 7") == 7
+    pool.release(fresh)
+    assert (pool.size, len(opened)) == (1, 2)
+
+
 async def test_close_fails_waiters_waits_for_connections_in_use_and_refuses_new_callers(
     made: tuple[ConnectionPool, list[asyncpg.Connection]],
 ) -> None:
@@ -443,21 +464,26 @@ async def test_expire_connections_replaces_idle_busy_and_opening_connections(
         await pool.close(timeout=1)
 
 
-async def test_a_connection_given_back_with_a_statement_running_is_terminated(
+async def test_a_connection_given_back_with_a_statement_running_is_closed_not_reused(
     made: tuple[ConnectionPool, list[asyncpg.Connection]], db: asyncpg.Connection
 ) -> None:
     pool, _ = made
     conn = await pool.acquire(1)
     pid = conn.raw.get_server_pid()
-    running = asyncio.create_task(conn.fetchval("SELECT 1 FROM pg_sleep(3)"))
+    running = asyncio.create_task(conn.fetchval("SELECT 1 FROM pg_sleep(5)"))
     await asyncio.sleep(0.1)
     assert not conn.is_in_transaction()  # nothing else tells: only the statement in flight
     pool.release(conn)
-    assert conn.is_closed()
-    assert pool.size == 0
-    with pytest.raises(asyncpg.ConnectionDoesNotExistError):
-        await running
-    await db.execute("SELECT pg_cancel_backend($1)", pid)  # the server sleeps on otherwise
+    assert (pool.size, pool.idle) == (0, 0)
+    # Closed once the statement is cancelled in the server, not left running there.
+    with pytest.raises(asyncpg.QueryCanceledError):
+        await asyncio.wait_for(running, 2)
+    await until(conn.is_closed, limit=2)
+    for _ in range(40):  # its backend exits as the close arrives
+        if not await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+            break
+        await asyncio.sleep(0.05)
+    assert not await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)
     fresh = await pool.acquire(1)
     assert await fresh.fetchval("SELECT 6") == 6
     pool.release(fresh)
