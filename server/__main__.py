@@ -1,4 +1,4 @@
-"""python -m server: serve | migrate | seed | openapi | cluster."""
+"""python -m server: serve | migrate | seed | create-admin | openapi | worker | cluster."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from structlog.typing import FilteringBoundLogger
 
 from server.runtime.env_reader import is_host
 from server.runtime.logs import configure_logging
@@ -54,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="read the password from standard input instead of prompting",
     )
+
+    commands.add_parser("worker", help="run the webhook delivery worker (any number may run)")
 
     openapi = commands.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("--out", type=Path, default=None, help="file (default: stdout)")
@@ -119,12 +123,23 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "migrate":
         return asyncio.run(tasks.migrate_command(settings, logger))
+    if args.command == "worker":
+        return asyncio.run(_worker(settings, logger))
     if args.command == "create-admin":
         password = _read_password(args.password_stdin)
         return asyncio.run(tasks.create_admin_command(settings, logger, args.email, password))
     return asyncio.run(
         tasks.seed_command(settings, logger, users=args.users, products=args.products)
     )
+
+
+async def _worker(settings: Settings, logger: FilteringBoundLogger) -> int:
+    from server.commands.worker import run_worker
+    from server.db.devdb import resolve_database
+
+    if not settings.production:
+        settings = await resolve_database(settings, logger)
+    return await run_worker(settings, logger)
 
 
 def _integer(low: int, high: int) -> Callable[[str], int]:

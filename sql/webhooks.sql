@@ -151,9 +151,10 @@ WHERE id = $1 AND claim_token = $2
 RETURNING endpoint_id, status;
 
 -- name: update_webhook_delivery_released :execrows
--- A worker stopping before it sent: the delivery is due again at once, the attempt unspent.
+-- A worker stopping with the attempt unfinished: the delivery is due again at once. $3 is 1
+-- when nothing was sent (the attempt number is unspent), 0 when the request may have gone out.
 UPDATE webhook_deliveries
-SET claim_token = NULL, next_attempt_at = now(), attempts = attempts - 1
+SET claim_token = NULL, next_attempt_at = now(), attempts = attempts - $3
 WHERE id = $1 AND claim_token = $2;
 
 -- name: update_webhook_endpoint_succeeded :exec

@@ -287,8 +287,10 @@ class DeliveryQueue:
     async def kill_pending(self, conn: Connection, endpoint_id: int) -> None:
         await conn.execute(self._kill_pending, endpoint_id)
 
-    async def release(self, conn: Connection, delivery_id: int, token: uuid.UUID) -> None:
-        await conn.execute(self._released, delivery_id, token)
+    async def release(
+        self, conn: Connection, delivery_id: int, token: uuid.UUID, *, sent: bool
+    ) -> None:
+        await conn.execute(self._released, delivery_id, token, 0 if sent else 1)
 
     async def _record(self, conn: Connection, attempt: NewAttempt) -> None:
         await conn.execute(

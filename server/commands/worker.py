@@ -1,0 +1,74 @@
+"""python -m server worker: the webhook delivery worker (server/webhooks/delivery.py).
+
+Any number may run at once, on any machines: claims skip what another worker holds. SIGTERM
+or SIGINT stops claiming; attempts in flight get the send timeout plus a second to finish,
+the rest are released for the next worker. A second signal does not hurry it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from structlog.typing import FilteringBoundLogger
+
+from server.audit.repository import AuditRepository
+from server.db.database import Database, create_pool
+from server.db.sqlfiles import load_queries
+from server.runtime.settings import Settings
+from server.webhooks.delivery import DeliveryWorker, WorkerConfig
+from server.webhooks.repository import DeliveryQueue
+from server.webhooks.sender import Sender
+from server.webhooks.signing import SecretBox
+from server.webhooks.ssrf import UrlGuard
+
+
+def worker_config(settings: Settings) -> WorkerConfig:
+    return WorkerConfig(
+        per_endpoint=settings.webhook_endpoint_concurrency,
+        endpoint_rate=settings.webhook_endpoint_rate,
+        poll_seconds=settings.webhook_poll_seconds,
+        retry_base_seconds=settings.webhook_retry_base_seconds,
+        retry_horizon_seconds=settings.webhook_retry_horizon_seconds,
+        disable_after_seconds=settings.webhook_disable_after_seconds,
+        send_timeout=settings.webhook_timeout,
+    )
+
+
+async def run_worker(
+    settings: Settings,
+    logger: FilteringBoundLogger,
+    *,
+    stop: asyncio.Event | None = None,
+    guard: UrlGuard | None = None,
+) -> int:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    queries = load_queries()
+    pool = await create_pool(settings, statement_cache_size=max(256, len(queries) * 2))
+    # No client waits on the worker: a busy pool is waited for rather than failed fast.
+    db = Database(pool, acquire_timeout=max(settings.db_acquire_timeout, 10.0))
+    config = worker_config(settings)
+    guard = guard or UrlGuard(
+        allow_http=settings.webhook_allow_http, allow_networks=settings.webhook_allow_networks
+    )
+    sender = Sender(guard, timeout=config.send_timeout, connections=config.per_endpoint)
+    worker = DeliveryWorker(
+        db,
+        queue=DeliveryQueue(queries),
+        audit=AuditRepository(queries),
+        sender=sender,
+        box=SecretBox(settings.secret_key),
+        config=config,
+        logger=logger,
+    )
+    try:
+        await worker.run(stop)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await sender.close()
+        await db.close()
+    return 0
