@@ -181,6 +181,8 @@ class Settings:
             db_command_timeout=reader.number("HOTPATH_DB_COMMAND_TIMEOUT", 5.0, 0.01, 3600),
             request_timeout=reader.number("HOTPATH_REQUEST_TIMEOUT", 10.0, 0.01, 3600),
             db_connect_timeout=reader.number("HOTPATH_DB_CONNECT_TIMEOUT", 3.0, 0.1, 60),
+            db_max_lifetime=reader.number("HOTPATH_DB_MAX_LIFETIME", 3600.0, 0, 7 * 86400),
+            db_max_queries=reader.integer("HOTPATH_DB_MAX_QUERIES", 50_000, 0, 1_000_000_000),
             redis_timeout=reader.number("HOTPATH_REDIS_TIMEOUT", 0.5, 0.01, 30),
             max_body_bytes=reader.integer("HOTPATH_MAX_BODY_BYTES", 1_048_576, 1, 1 << 30),
             body_timeout=reader.number("HOTPATH_BODY_TIMEOUT", 10.0, 0.01, 3600),
@@ -192,8 +194,6 @@ class Settings:
             ),
             access_log=reader.boolean("HOTPATH_ACCESS_LOG", True),
             log_level=reader.choice(
-            db_max_lifetime=reader.number("HOTPATH_DB_MAX_LIFETIME", 3600.0, 0, 7 * 86400),
-            db_max_queries=reader.integer("HOTPATH_DB_MAX_QUERIES", 50_000, 0, 1_000_000_000),
                 "HOTPATH_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"
             ),
             hsts=reader.boolean("HOTPATH_HSTS", production),
