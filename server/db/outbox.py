@@ -1,7 +1,7 @@
 """The transactional outbox: an event row written in the same transaction as the change it
-describes, so no committed change goes without its event. Nothing reads the rows yet: the
-delivery worker that will claim them (FOR UPDATE SKIP LOCKED) and send webhooks is still to
-come, and until then the rows accumulate."""
+describes, so no committed change goes without its event. The webhook worker
+(server/webhooks/delivery.py) claims the rows (FOR UPDATE SKIP LOCKED), fans them out to the
+endpoints that subscribe and marks them published; published rows are kept (no pruning yet)."""
 
 from __future__ import annotations
 
