@@ -18,3 +18,14 @@ FOR UPDATE SKIP LOCKED;
 
 -- name: update_outbox_published :exec
 UPDATE outbox SET published_at = now() WHERE id = ANY ($1::bigint[]);
+
+-- name: delete_outbox_published :execrows
+-- Retention: events published more than $1 seconds ago, at most $2 a statement. Published
+-- rows are the old ones, so the id order finds them first.
+DELETE FROM outbox
+WHERE id IN (
+    SELECT id FROM outbox
+    WHERE published_at < now() - make_interval(secs => $1)
+    ORDER BY id
+    LIMIT $2
+);

@@ -183,3 +183,14 @@ RETURNING old.enabled AND NOT e.enabled;
 UPDATE webhook_deliveries
 SET status = 'dead', finished_at = now()
 WHERE endpoint_id = $1 AND status = 'pending' AND claim_token IS NULL;
+
+-- name: delete_webhook_deliveries_finished :execrows
+-- Retention: deliveries that succeeded or died more than $1 seconds ago (their attempts go
+-- with them), at most $2 a statement.
+DELETE FROM webhook_deliveries
+WHERE id IN (
+    SELECT id FROM webhook_deliveries
+    WHERE status <> 'pending' AND finished_at < now() - make_interval(secs => $1)
+    ORDER BY id
+    LIMIT $2
+);

@@ -32,6 +32,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         retry_horizon_seconds=settings.webhook_retry_horizon_seconds,
         disable_after_seconds=settings.webhook_disable_after_seconds,
         send_timeout=settings.webhook_timeout,
+        retention_seconds=settings.outbox_retention_seconds,
     )
 
 

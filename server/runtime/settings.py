@@ -114,6 +114,7 @@ class Settings:
     webhook_disable_after_seconds: float = 3 * 86400.0
     webhook_rotation_grace_seconds: float = 86400.0
     webhook_poll_seconds: float = 0.5
+    outbox_retention_seconds: float = 7 * 86400.0  # 0: kept forever
 
     @property
     def keys_dir(self) -> Path:
@@ -264,6 +265,9 @@ class Settings:
                 "HOTPATH_WEBHOOK_ROTATION_GRACE_SECONDS", 86400.0, 0, 30 * 86400
             ),
             webhook_poll_seconds=reader.number("HOTPATH_WEBHOOK_POLL_SECONDS", 0.5, 0.01, 60),
+            outbox_retention_seconds=reader.number(
+                "HOTPATH_OUTBOX_RETENTION_SECONDS", 7 * 86400.0, 0, 3650 * 86400
+            ),
         )
         if production and settings.webhook_allow_http:
             reader.problems.append("HOTPATH_WEBHOOK_ALLOW_HTTP must be off in production")

@@ -14,6 +14,9 @@ Retries: exponential backoff (base x 3^n, at most 6 h) with +-20% jitter; once t
 would fall past the delivery's horizon (a day by default) it is dead. An endpoint whose
 deliveries die while nothing has succeeded for HOTPATH_WEBHOOK_DISABLE_AFTER_SECONDS is
 disabled (audited); its pending deliveries die with it and can be redelivered.
+
+Retention: every five minutes, published outbox events and finished deliveries older than
+HOTPATH_OUTBOX_RETENTION_SECONDS are deleted in batches.
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ class WorkerConfig:
     retry_horizon_seconds: float = 86400.0
     disable_after_seconds: float = 3 * 86400.0
     send_timeout: float = 10.0
+    retention_seconds: float = 7 * 86400.0  # 0: nothing is pruned
+    prune_every_seconds: float = 300.0
+    prune_batch: int = 5000
 
     @property
     def lease_seconds(self) -> float:
@@ -93,6 +99,7 @@ class DeliveryWorker:
         self._rates: dict[int, AsyncLimiter] = {}
         self._room = asyncio.Event()
         self.outcomes: Counter[str] = Counter()
+        self._next_prune = 0.0
 
     async def run(self, stop: asyncio.Event, *, grace: float | None = None) -> None:
         """Until ``stop`` is set; then in-flight attempts get ``grace`` seconds (default: the
@@ -102,6 +109,9 @@ class DeliveryWorker:
             try:
                 fanned = await self.fan_out_once()
                 sent = await self.dispatch_once()
+                if time.monotonic() >= self._next_prune:
+                    self._next_prune = time.monotonic() + self.config.prune_every_seconds
+                    await self.prune_once()
             except Exception as exc:  # PostgreSQL away, say: keep going, slower
                 self.logger.warning("webhook_worker_error", error=f"{type(exc).__name__}: {exc}")
                 fanned = sent = 0
@@ -140,6 +150,26 @@ class DeliveryWorker:
             await self.queue.fan_out(conn, rows, self.config.retry_horizon_seconds)
             await self.queue.mark_published(conn, [e.id for e in claimed])
         return len(claimed)
+
+    async def prune_once(self) -> tuple[int, int]:
+        """Retention: published outbox events and finished deliveries older than the retention
+        period go, a batch at a time until none is left."""
+        if self.config.retention_seconds <= 0:
+            return 0, 0
+        events = deliveries = 0
+        while True:
+            async with self.db.connection() as conn:
+                pruned = await self.queue.prune(
+                    conn,
+                    older_than=self.config.retention_seconds,
+                    limit=self.config.prune_batch,
+                )
+            events, deliveries = events + pruned[0], deliveries + pruned[1]
+            if max(pruned) < self.config.prune_batch:
+                break
+        if events or deliveries:
+            self.logger.info("webhook_retention", events=events, deliveries=deliveries)
+        return events, deliveries
 
     async def dispatch_once(self) -> int:
         room = self.config.max_in_flight - len(self._tasks)

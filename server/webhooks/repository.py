@@ -216,6 +216,8 @@ class DeliveryQueue:
         self._endpoint_ok = q("update_webhook_endpoint_succeeded")
         self._endpoint_failing = q("update_webhook_endpoint_failing")
         self._kill_pending = q("update_webhook_deliveries_dead_for_endpoint")
+        self._prune_outbox = q("delete_outbox_published")
+        self._prune_deliveries = q("delete_webhook_deliveries_finished")
 
     async def claim_events(self, conn: Connection, limit: int) -> list[OutboxEvent]:
         return [record_to(OutboxEvent, r) for r in await conn.fetch(self._events, limit)]
@@ -292,6 +294,13 @@ class DeliveryQueue:
     ) -> None:
         await conn.execute(self._released, delivery_id, token, 0 if sent else 1)
 
+    async def prune(self, conn: Connection, *, older_than: float, limit: int) -> tuple[int, int]:
+        """(outbox events, deliveries) deleted: published or finished before ``older_than``
+        seconds ago, at most ``limit`` of each."""
+        events = await conn.execute(self._prune_outbox, older_than, limit)
+        deliveries = await conn.execute(self._prune_deliveries, older_than, limit)
+        return _rows(events), _rows(deliveries)
+
     async def _record(self, conn: Connection, attempt: NewAttempt) -> None:
         await conn.execute(
             self._attempt,
@@ -304,3 +313,8 @@ class DeliveryQueue:
             attempt.error,
             attempt.response_excerpt,
         )
+
+
+def _rows(status: str) -> int:
+    """The row count of a command tag such as ``DELETE 42``."""
+    return int(status.rsplit(" ", 1)[-1])
