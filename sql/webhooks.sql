@@ -194,3 +194,14 @@ WHERE id IN (
     ORDER BY id
     LIMIT $2
 );
+
+-- name: get_webhook_backlog :one
+-- For the worker's gauges: what waits, and how long the oldest has waited (seconds).
+SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL) AS events,
+       coalesce(extract(epoch FROM now() - (SELECT created_at FROM outbox
+                                            WHERE published_at IS NULL
+                                            ORDER BY id LIMIT 1)), 0)::float8 AS events_age,
+       (SELECT count(*) FROM webhook_deliveries WHERE status = 'pending') AS deliveries,
+       coalesce(extract(epoch FROM now() - (SELECT min(created_at) FROM webhook_deliveries
+                                            WHERE status = 'pending')), 0)::float8
+           AS deliveries_age;

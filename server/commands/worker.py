@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
+from prometheus_client import CollectorRegistry, start_http_server
 from structlog.typing import FilteringBoundLogger
 
 from server.audit.repository import AuditRepository
@@ -17,6 +18,7 @@ from server.db.database import Database, create_pool
 from server.db.sqlfiles import load_queries
 from server.runtime.settings import Settings
 from server.webhooks.delivery import DeliveryWorker, WorkerConfig
+from server.webhooks.metrics import DeliveryMetrics
 from server.webhooks.repository import DeliveryQueue
 from server.webhooks.sender import Sender
 from server.webhooks.signing import SecretBox
@@ -42,6 +44,7 @@ async def run_worker(
     *,
     stop: asyncio.Event | None = None,
     guard: UrlGuard | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> int:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -56,6 +59,14 @@ async def run_worker(
         allow_http=settings.webhook_allow_http, allow_networks=settings.webhook_allow_networks
     )
     sender = Sender(guard, timeout=config.send_timeout, connections=config.per_endpoint)
+    registry = registry or CollectorRegistry()
+    metrics = DeliveryMetrics(registry)
+    exporter = None
+    if settings.worker_metrics_port:
+        # prometheus_client's own server, in a thread; no token: keep it on a private address.
+        exporter, _ = start_http_server(
+            settings.worker_metrics_port, addr=settings.host, registry=registry
+        )
     worker = DeliveryWorker(
         db,
         queue=DeliveryQueue(queries),
@@ -64,6 +75,7 @@ async def run_worker(
         box=SecretBox(settings.secret_key),
         config=config,
         logger=logger,
+        metrics=metrics,
     )
     try:
         await worker.run(stop)
@@ -72,4 +84,7 @@ async def run_worker(
             loop.remove_signal_handler(signum)
         await sender.close()
         await db.close()
+        if exporter is not None:
+            exporter.shutdown()
+            exporter.server_close()
     return 0

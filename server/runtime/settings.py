@@ -115,6 +115,7 @@ class Settings:
     webhook_rotation_grace_seconds: float = 86400.0
     webhook_poll_seconds: float = 0.5
     outbox_retention_seconds: float = 7 * 86400.0  # 0: kept forever
+    worker_metrics_port: int = 0  # 0: the worker serves no metrics
 
     @property
     def keys_dir(self) -> Path:
@@ -268,6 +269,7 @@ class Settings:
             outbox_retention_seconds=reader.number(
                 "HOTPATH_OUTBOX_RETENTION_SECONDS", 7 * 86400.0, 0, 3650 * 86400
             ),
+            worker_metrics_port=reader.integer("HOTPATH_WORKER_METRICS_PORT", 0, 0, 65535),
         )
         if production and settings.webhook_allow_http:
             reader.problems.append("HOTPATH_WEBHOOK_ALLOW_HTTP must be off in production")

@@ -38,6 +38,7 @@ from server.audit.repository import AuditRepository
 from server.db.database import Database
 from server.web.context import RequestContext
 from server.webhooks import events
+from server.webhooks.metrics import DeliveryMetrics
 from server.webhooks.repository import Claimed, DeliveryQueue, NewAttempt, OutboxEvent
 from server.webhooks.sender import Sender, SendResult
 from server.webhooks.service import message_body
@@ -45,6 +46,7 @@ from server.webhooks.signing import SecretBox, signature_header
 
 MAX_DELAY = 6 * 3600.0
 RECORD_TRIES = 6  # about 6 s of retrying in all
+BACKLOG_EVERY_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,7 @@ class DeliveryWorker:
         box: SecretBox,
         config: WorkerConfig,
         logger: FilteringBoundLogger,
+        metrics: DeliveryMetrics | None = None,
     ) -> None:
         self.db = db
         self.queue = queue
@@ -100,6 +103,8 @@ class DeliveryWorker:
         self._room = asyncio.Event()
         self.outcomes: Counter[str] = Counter()
         self._next_prune = 0.0
+        self._next_backlog = 0.0
+        self.metrics = metrics
 
     async def run(self, stop: asyncio.Event, *, grace: float | None = None) -> None:
         """Until ``stop`` is set; then in-flight attempts get ``grace`` seconds (default: the
@@ -109,6 +114,9 @@ class DeliveryWorker:
             try:
                 fanned = await self.fan_out_once()
                 sent = await self.dispatch_once()
+                if self.metrics is not None and time.monotonic() >= self._next_backlog:
+                    self._next_backlog = time.monotonic() + BACKLOG_EVERY_SECONDS
+                    await self.measure_backlog(self.metrics)
                 if time.monotonic() >= self._next_prune:
                     self._next_prune = time.monotonic() + self.config.prune_every_seconds
                     await self.prune_once()
@@ -150,6 +158,10 @@ class DeliveryWorker:
             await self.queue.fan_out(conn, rows, self.config.retry_horizon_seconds)
             await self.queue.mark_published(conn, [e.id for e in claimed])
         return len(claimed)
+
+    async def measure_backlog(self, metrics: DeliveryMetrics) -> None:
+        async with self.db.connection() as conn:
+            metrics.backlog(*await self.queue.backlog(conn))
 
     async def prune_once(self) -> tuple[int, int]:
         """Retention: published outbox events and finished deliveries older than the retention
@@ -219,6 +231,9 @@ class DeliveryWorker:
                 headers, body = self._signed(delivery)
                 sent = True
                 result = await self.sender.send(delivery.endpoint_id, delivery.url, headers, body)
+            self.outcomes[result.outcome] += 1
+            if self.metrics is not None:
+                self.metrics.attempt(result.outcome, result.latency_ms / 1000)
             recording = asyncio.ensure_future(self._record_surely(delivery, token, result))
             await asyncio.shield(recording)
         except asyncio.CancelledError:
@@ -271,7 +286,6 @@ class DeliveryWorker:
             error=result.error,
             response_excerpt=result.excerpt,
         )
-        self.outcomes[result.outcome] += 1
         log = self.logger.bind(
             delivery_id=delivery.id,
             endpoint_id=delivery.endpoint_id,
@@ -284,6 +298,8 @@ class DeliveryWorker:
             if result.outcome == "succeeded":
                 if not await self.queue.succeeded(conn, delivery.id, token, attempt):
                     log.warning("webhook_claim_lost")
+                elif self.metrics is not None:
+                    self.metrics.finished.labels("succeeded").inc()
                 return
             delay = retry_delay(delivery.failures + 1, self.config.retry_base_seconds)
             retry_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
@@ -309,6 +325,8 @@ class DeliveryWorker:
                     target_id=str(endpoint_id),
                     details={"reason": "failing deliveries", "delivery_id": delivery.id},
                 )
+        if died and self.metrics is not None:
+            self.metrics.finished.labels("dead").inc()
         if disabled:
             log.warning("webhook_endpoint_disabled")
         elif died:

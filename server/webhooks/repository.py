@@ -218,6 +218,7 @@ class DeliveryQueue:
         self._kill_pending = q("update_webhook_deliveries_dead_for_endpoint")
         self._prune_outbox = q("delete_outbox_published")
         self._prune_deliveries = q("delete_webhook_deliveries_finished")
+        self._backlog = q("get_webhook_backlog")
 
     async def claim_events(self, conn: Connection, limit: int) -> list[OutboxEvent]:
         return [record_to(OutboxEvent, r) for r in await conn.fetch(self._events, limit)]
@@ -300,6 +301,12 @@ class DeliveryQueue:
         events = await conn.execute(self._prune_outbox, older_than, limit)
         deliveries = await conn.execute(self._prune_deliveries, older_than, limit)
         return _rows(events), _rows(deliveries)
+
+    async def backlog(self, conn: Connection) -> tuple[int, float, int, float]:
+        """(unpublished events, the oldest's age, pending deliveries, the oldest's age)."""
+        r = await conn.fetchrow(self._backlog)
+        assert r is not None
+        return r["events"], r["events_age"], r["deliveries"], r["deliveries_age"]
 
     async def _record(self, conn: Connection, attempt: NewAttempt) -> None:
         await conn.execute(

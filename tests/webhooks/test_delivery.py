@@ -24,16 +24,23 @@ import asyncpg
 import httpx
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry
 from structlog.typing import FilteringBoundLogger
 
+from server.app import HotpathApp
 from server.commands.worker import run_worker
 from server.db.migrate import migrate
+from server.db.sqlfiles import load_queries
 from server.runtime.paths import MIGRATIONS_DIR
 from server.runtime.settings import Settings
+from server.web.state import app_container
+from server.webhooks.metrics import DeliveryMetrics
+from server.webhooks.repository import DeliveryQueue
 from server.webhooks.signing import SecretBox, new_secret
 from server.webhooks.ssrf import UrlGuard
 from tests.fixtures.databases import create_database, drop_database
 from tests.fixtures.identity import Accounts, Tokens
+from tests.fixtures.support import free_port
 from tests.fixtures.webhooks import Receiver, running_receiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -290,6 +297,59 @@ async def test_ping(
     assert body["type"] == "webhook.ping"
     assert body["data"] == {"endpoint_id": hook["id"]}
     assert receiver.bad == []
+
+
+async def test_metrics(
+    app: HotpathApp,
+    http: httpx.AsyncClient,
+    admin: Tokens,
+    settings: Settings,
+    logger: FilteringBoundLogger,
+    db: asyncpg.Connection,
+) -> None:
+    registry = CollectorRegistry()
+    port = free_port()
+    settings = dataclasses.replace(settings, worker_metrics_port=port)
+    with running_receiver(Receiver(answer=lambda n: 500 if n == 0 else 200)) as receiver:
+        hook = await register(http, admin, receiver, "order.*")
+        await add_events(db, 1)
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_worker(settings, logger, stop=stop, registry=registry))
+        try:
+
+            async def done() -> bool:
+                found = await deliveries(http, admin, hook["id"])
+                return [d["status"] for d in found] == ["succeeded"]
+
+            await eventually(done)
+            async with httpx.AsyncClient() as scraper:
+                scraped = await scraper.get(f"http://127.0.0.1:{port}/metrics")
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+    value = registry.get_sample_value
+    assert value("webhook_attempts_total", {"outcome": "failed"}) == 1
+    assert value("webhook_attempts_total", {"outcome": "succeeded"}) == 1
+    assert value("webhook_attempt_duration_seconds_count", {"outcome": "failed"}) == 1
+    assert value("webhook_deliveries_finished_total", {"status": "succeeded"}) == 1
+    assert value("webhook_deliveries_finished_total", {"status": "dead"}) == 0
+    assert scraped.status_code == 200
+    assert 'webhook_attempts_total{outcome="succeeded"} 1.0' in scraped.text
+    assert "webhook_deliveries_pending" in scraped.text
+
+    # The backlog: what waits and for how long (measured every few seconds; here at once).
+    await db.execute("UPDATE webhook_endpoints SET enabled = false")
+    await add_events(db, 3)
+    await db.execute(
+        "UPDATE outbox SET created_at = now() - interval '90 seconds' WHERE published_at IS NULL"
+    )
+    metrics = DeliveryMetrics(CollectorRegistry())
+    queue = DeliveryQueue(load_queries())
+    async with app_container(app).db.connection() as conn:
+        metrics.backlog(*await queue.backlog(conn))
+    assert metrics.events_waiting._value.get() == 3
+    assert 89 <= metrics.events_age._value.get() < 200
+    assert metrics.pending._value.get() == 0
 
 
 # --- SSRF at delivery -------------------------------------------------------------------------
