@@ -32,6 +32,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from aiolimiter import AsyncLimiter
+from cryptography.exceptions import InvalidTag
 from structlog.typing import FilteringBoundLogger
 
 from server.audit.repository import AuditRepository
@@ -228,9 +229,15 @@ class DeliveryWorker:
             )
             async with slot:
                 await rate.acquire()
-                headers, body = self._signed(delivery)
-                sent = True
-                result = await self.sender.send(delivery.endpoint_id, delivery.url, headers, body)
+                try:
+                    headers, body = self._signed(delivery)
+                except InvalidTag:
+                    result = _unreadable_secret()
+                else:
+                    sent = True
+                    result = await self.sender.send(
+                        delivery.endpoint_id, delivery.url, headers, body
+                    )
             self.outcomes[result.outcome] += 1
             if self.metrics is not None:
                 self.metrics.attempt(result.outcome, result.latency_ms / 1000)
@@ -340,6 +347,20 @@ class DeliveryWorker:
                 await self.queue.release(conn, delivery.id, token, sent=sent)
         except Exception as exc:  # its lease runs out instead
             self.logger.warning("webhook_release_failed", delivery_id=delivery.id, error=repr(exc))
+
+
+def _unreadable_secret() -> SendResult:
+    """A secret sealed under another HOTPATH_SECRET_KEY: a failed attempt that says so (and is
+    retried on schedule, so rotating the secret in time saves the delivery)."""
+    return SendResult(
+        started_at=dt.datetime.now(dt.UTC),
+        latency_ms=0,
+        outcome="failed",
+        status=None,
+        error="the endpoint's signing secret cannot be read (HOTPATH_SECRET_KEY changed?): "
+        "rotate it",
+        excerpt=None,
+    )
 
 
 def _fan_out(

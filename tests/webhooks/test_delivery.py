@@ -566,3 +566,31 @@ async def test_sigterm_lets_attempts_in_flight_finish(
         assert answered == len(receiver.received)
         with worker_processes(settings, 1, tmp_path):
             await eventually(lambda: _all_succeeded(db, 4), seconds=30)
+
+
+async def test_a_secret_sealed_under_another_key_is_a_failed_attempt_that_says_so(
+    http: httpx.AsyncClient,
+    admin: Tokens,
+    settings: Settings,
+    logger: FilteringBoundLogger,
+    db: asyncpg.Connection,
+) -> None:
+    with running_receiver(Receiver()) as receiver:
+        other_key = SecretBox("another secret key, not this deployment's one")
+        endpoint_id = await db.fetchval(
+            "INSERT INTO webhook_endpoints (url, event_types, secret_box) "
+            "VALUES ($1, '{order.*}', $2) RETURNING id",
+            receiver.url,
+            other_key.seal(new_secret()),
+        )
+        await add_events(db, 1)
+        async with worker(settings, logger):
+
+            async def tried() -> bool:
+                return bool(await db.fetchval("SELECT count(*) FROM webhook_attempts"))
+
+            await eventually(tried)
+    assert receiver.received == []
+    [delivery] = await deliveries(http, admin, endpoint_id)
+    assert delivery["status"] == "pending"
+    assert "HOTPATH_SECRET_KEY changed" in delivery["attempts"][0]["error"]
