@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -25,7 +25,8 @@ class InFlightLimitMiddleware:
     per process (each granian worker has its own). A request holds its slot until the inner app
     returns, raises or is cancelled. Exempt paths (health probes, the metrics scrape) are never
     counted nor refused: an orchestrator must see an overloaded process as alive. ``in_flight``
-    is the current count, for a gauge.
+    is the current count, for a gauge; ``on_shed`` is called for each request refused (only
+    then: an admitted request pays nothing for it).
     """
 
     def __init__(
@@ -36,6 +37,7 @@ class InFlightLimitMiddleware:
         retry_after: int = 1,
         on_error: OnError,
         exempt_paths: frozenset[str] = frozenset({"/livez", "/readyz", "/metrics"}),
+        on_shed: Callable[[], None] | None = None,
     ) -> None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a positive int, got {limit!r}")
@@ -52,6 +54,7 @@ class InFlightLimitMiddleware:
         self.retry_after = retry_after
         self.on_error = on_error
         self.exempt_paths = frozenset(exempt_paths)
+        self.on_shed = on_shed
         self.in_flight = 0
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
@@ -64,6 +67,8 @@ class InFlightLimitMiddleware:
         # Checked and taken inside the coroutine, with no await between: an awaitable that is
         # created but never run can neither take a slot nor leak one.
         if self.in_flight >= self.limit:
+            if self.on_shed is not None:
+                self.on_shed()
             await self.on_error(Overloaded(self.retry_after))(scope, receive, send)
             return
         self.in_flight += 1

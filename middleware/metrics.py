@@ -13,8 +13,13 @@ from bisect import bisect_left
 from collections.abc import Awaitable, Iterator
 from time import perf_counter
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,6 +36,8 @@ DURATION = "http_server_request_duration_seconds"
 DURATION_HELP = "Duration of HTTP server requests."
 ACTIVE = "http_server_active_requests"
 ACTIVE_HELP = "Number of active HTTP server requests."
+SHED = "hotpath_http_shed_requests"
+SHED_HELP = "Requests refused with 503 overloaded because the in-flight cap was reached."
 _LABELS = ("http_request_method", "http_route", "http_response_status_code")
 _BOUNDS = [*(floatToGoString(b) for b in DURATION_BUCKETS), "+Inf"]  # type: ignore[no-untyped-call]
 
@@ -58,6 +65,8 @@ class HttpMetrics(Collector):
         self.multiprocess = multiprocess
         self.series: dict[tuple[str, str, int], _Series] = {}
         self.active: dict[str, int] = {}
+        self.shed = 0
+        self._flushed_shed = 0
         self._flushed: dict[tuple[str, str, int], tuple[list[int], float]] = {}
         if multiprocess:
             self._histogram = Histogram(
@@ -67,6 +76,7 @@ class HttpMetrics(Collector):
                 ACTIVE, ACTIVE_HELP, ("http_request_method",), registry=None,
                 multiprocess_mode="livesum",
             )  # fmt: skip
+            self._shed = Counter(SHED, SHED_HELP, registry=None)
         elif registry is not None:
             registry.register(self)
 
@@ -78,6 +88,10 @@ class HttpMetrics(Collector):
             series = self.series[key] = _Series()
         series.counts[bisect_left(DURATION_BUCKETS, seconds)] += 1
         series.total += seconds
+
+    def count_shed(self) -> None:
+        """One request refused by the in-flight cap (called on that path only)."""
+        self.shed += 1
 
     def collect(self) -> Iterator[Metric]:
         histogram = HistogramMetricFamily(DURATION, DURATION_HELP, labels=_LABELS)
@@ -92,6 +106,7 @@ class HttpMetrics(Collector):
         for method, value in list(self.active.items()):
             gauge.add_metric([method], float(value))
         yield gauge
+        yield CounterMetricFamily(SHED, SHED_HELP, value=float(self.shed))
 
     def flush(self) -> None:
         """Multiprocess mode: push what changed since the last flush into the shared files."""
@@ -110,6 +125,9 @@ class HttpMetrics(Collector):
             self._flushed[key] = (list(series.counts), series.total)
         for method, value in list(self.active.items()):
             self._gauge.labels(method).set(value)
+        if self.shed != self._flushed_shed:
+            self._shed.inc(self.shed - self._flushed_shed)
+            self._flushed_shed = self.shed
 
 
 class MetricsMiddleware:

@@ -53,7 +53,9 @@ def build_stack(
     if request_timeout:
         app = DeadlineMiddleware(app, seconds=request_timeout)
     if max_in_flight:
-        app = InFlightLimitMiddleware(app, limit=max_in_flight, on_error=on_error)
+        app = InFlightLimitMiddleware(
+            app, limit=max_in_flight, on_error=on_error, on_shed=metrics.count_shed
+        )
     app = BodyLimitMiddleware(app, max_bytes=max_body_bytes, on_error=on_error, timing=body_timing)
     if cors_origins:
         # Left out rather than empty: an empty allowlist would still cost a call per request.

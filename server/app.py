@@ -26,12 +26,14 @@ from server.auth.cookies import CSRF_COOKIE, CSRF_HEADER, REFRESH_COOKIE, Sessio
 from server.auth.setup import build_identity
 from server.container import ContainerFactory, build_container
 from server.db.pool_metrics import PoolMetrics
+from server.health.metrics import PROBE_SECONDS, HealthMetrics
 from server.health.service import DrainState, mark_started
 from server.ratelimit.setup import build_rate_limit
 from server.routes import build_routes
 from server.runtime import background
 from server.runtime.logs import configure_logging, flush_logs, request_line_logger
 from server.runtime.metrics import exposition_registry, multiprocess_mode, retire_worker
+from server.runtime.process_metrics import RuntimeMetrics, register_build_info
 from server.runtime.settings import Settings
 from server.web.access import anonymous_paths
 from server.web.error_boundary import ErrorBoundary
@@ -94,6 +96,7 @@ def create_app(
     identity = build_identity(settings)
     registry = CollectorRegistry(auto_describe=True)
     http_metrics = HttpMetrics(registry=registry, multiprocess=multiprocess_mode())
+    runtime_metrics = RuntimeMetrics(registry=registry, multiprocess=multiprocess_mode())
     document: list[bytes] = []
 
     def openapi_document() -> bytes:
@@ -108,7 +111,7 @@ def create_app(
         return document[0]
 
     # Counters kept as plain ints that multiprocess mode writes to the shared files.
-    metric_flushers: list[Callable[[], None]] = [http_metrics.flush]
+    metric_flushers: list[Callable[[], None]] = [http_metrics.flush, runtime_metrics.flush]
     # Other work of the same twice-a-second round.
     chores: list[Callable[[], object]] = [flush_logs]
 
@@ -129,6 +132,11 @@ def create_app(
             app.state.container = container
             metric_flushers.append(container.catalog.cache.flush)
             metric_flushers.append(PoolMetrics(container.db.pool, registry=registry).flush)
+            health_metrics = HealthMetrics(registry=registry)
+            container.health.add_observer(health_metrics.record)
+            metric_flushers.append(health_metrics.flush)
+            # Before serving: a worker's figures exist from its first scrape on.
+            await container.health.probe()
             chores.append(container.db.pool.retire_idle)
             if limiter is not None:
                 limiter.attach(container.redis)
@@ -143,10 +151,15 @@ def create_app(
             housekeeping = background.run_every(
                 HOUSEKEEPING_SECONDS, housekeep, name="housekeeping"
             )
+            # Readiness for the metrics where no orchestrator asks /readyz (compose).
+            probing = background.repeat_async(
+                PROBE_SECONDS, container.health.probe, name="readiness-probe", logger=log
+            )
             try:
                 yield
             finally:
                 drain_state.draining = True
+                await background.stop(probing)
                 await background.stop(housekeeping)
                 if limiter is not None:
                     await limiter.stop()
@@ -221,6 +234,7 @@ def create_app(
         SessionCookies(max_age=settings.session_lifetime_seconds) if settings.auth_cookies else None
     )
     app.state.metrics_registry = exposition_registry(registry)
+    register_build_info(app.state.metrics_registry)
     app.state.metric_flushers = metric_flushers
     app.state.openapi_document = openapi_document
     return app

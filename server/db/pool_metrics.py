@@ -1,5 +1,8 @@
 """The connection pool's metrics, under OpenTelemetry's database client names: connections by
-state (idle, used), the pool's maximum, callers waiting, and acquires that timed out. Read
+state (idle, used), the pool's maximum, callers waiting, and acquires that timed out. The
+connections by state are ``db_client_connections_usage``, semconv's name before 1.26
+(db.client.connections.usage): its newer db.client.connection.count would end in ``_count``,
+which Prometheus keeps for histograms and summaries (promtool check metrics refuses it). Read
 from the pool at scrape time, or pushed by ``flush()`` under multiprocess mode, where each
 worker's gauges are summed over the live workers."""
 
@@ -14,7 +17,7 @@ from prometheus_client.registry import Collector
 from server.db.pool import ConnectionPool
 from server.runtime.metrics import multiprocess_mode
 
-COUNT = "db_client_connection_count"
+COUNT = "db_client_connections_usage"
 COUNT_HELP = "PostgreSQL connections open in the pool, by state (idle or used)."
 MAX = "db_client_connection_max"
 MAX_HELP = "The most connections the pool may open."
@@ -52,6 +55,7 @@ class PoolMetrics(Collector):
                 PENDING, PENDING_HELP, labels, registry=None, multiprocess_mode="livesum"
             )
             self._timeouts = Counter(TIMEOUTS, TIMEOUTS_HELP, labels, registry=None)
+            self._timeouts.labels(_POOL)  # a 0 from the start, as in one process
         elif registry is not None:
             registry.register(self)
 

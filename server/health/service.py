@@ -70,10 +70,19 @@ class HealthService:
         self.redis_required = redis_required
         self.timeout = timeout
         self._gates: dict[str, Callable[[], bool]] = {}
+        self._observers: list[Callable[[Readiness], None]] = []
 
     def add_gate(self, name: str, is_ready: Callable[[], bool]) -> None:
         """Another component that must be ready before traffic (e.g. the revocation list)."""
         self._gates[name] = is_ready
+
+    def add_observer(self, observe: Callable[[Readiness], None]) -> None:
+        """Told every readiness found (the metrics keep the last one)."""
+        self._observers.append(observe)
+
+    async def probe(self) -> None:
+        """A readiness check for the observers alone, as if /readyz had been asked."""
+        await self.readiness()
 
     async def readiness(self) -> Readiness:
         checks: dict[str, str] = {}
@@ -96,7 +105,10 @@ class HealthService:
                 ready = ready and not self.redis_required
         else:
             checks["redis"] = "single-node"
-        return Readiness(ready, checks)
+        found = Readiness(ready, checks)
+        for observe in self._observers:
+            observe(found)
+        return found
 
     async def _database(self) -> tuple[str, str]:
         try:

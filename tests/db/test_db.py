@@ -99,7 +99,7 @@ async def test_exhaustion_answers_503_with_retry_after(
     assert elapsed < 1.0
     assert after.json() == {"one": 1}
     pool = 'db_client_connection_pool_name="hotpath"'
-    assert f'db_client_connection_count{{{pool},db_client_connection_state="used"}} 1.0' in (
+    assert f'db_client_connections_usage{{{pool},db_client_connection_state="used"}} 1.0' in (
         during.text
     )
     # At least the refused request's wait; a background poll may have timed out beside it.
@@ -107,7 +107,7 @@ async def test_exhaustion_answers_503_with_retry_after(
     (line,) = [line for line in metrics.text.splitlines() if line.startswith(timeouts)]
     assert float(line.removeprefix(timeouts)) >= 1
     assert f"db_client_connection_max{{{pool}}} 1.0" in metrics.text
-    assert f'db_client_connection_count{{{pool},db_client_connection_state="idle"}} 1.0' in (
+    assert f'db_client_connections_usage{{{pool},db_client_connection_state="idle"}} 1.0' in (
         metrics.text
     )
 
@@ -126,13 +126,13 @@ async def test_pool_metrics_flush_into_the_shared_files_in_multiprocess_mode(
             pool = {"db_client_connection_pool_name": "hotpath"}
             used = {**pool, "db_client_connection_state": "used"}
             idle = {**pool, "db_client_connection_state": "idle"}
-            assert exported.get_sample_value("db_client_connection_count", used) == 1
-            assert exported.get_sample_value("db_client_connection_count", idle) == 1
+            assert exported.get_sample_value("db_client_connections_usage", used) == 1
+            assert exported.get_sample_value("db_client_connections_usage", idle) == 1
         db.pool.timeouts += 2
         metrics.flush()
         metrics.flush()  # deltas only: a second flush adds nothing
         assert exported.get_sample_value("db_client_connection_timeouts_total", pool) == 2
-        assert exported.get_sample_value("db_client_connection_count", used) == 0
+        assert exported.get_sample_value("db_client_connections_usage", used) == 0
         assert exported.get_sample_value("db_client_connection_max", pool) == settings.db_pool_max
     finally:
         await db.close()

@@ -210,3 +210,24 @@ def test_on_error_must_be_callable() -> None:
     bad: Any = "not callable"
     with pytest.raises(TypeError, match="on_error"):
         InFlightLimitMiddleware(Starlette(), limit=1, on_error=bad)
+
+
+async def test_each_refused_request_is_reported_to_on_shed() -> None:
+    blocking = Blocking()
+    blocking.expected = 1
+    shed: list[None] = []
+    limited = InFlightLimitMiddleware(
+        blocking.app, limit=1, on_error=on_error, on_shed=lambda: shed.append(None)
+    )
+    async with client(limited) as http:
+        first = asyncio.create_task(http.get("/work"))
+        async with asyncio.timeout(WAIT):
+            await blocking.all_in.wait()
+        assert len(shed) == 0
+        for _ in range(3):
+            assert (await http.get("/work")).status_code == 503
+        assert (await http.get("/livez")).status_code == 200
+        blocking.release.set()
+        async with asyncio.timeout(WAIT):
+            assert (await first).status_code == 200
+    assert len(shed) == 3

@@ -180,3 +180,12 @@ def test_multiprocess_mode_sums_the_workers(tmp_path: Path) -> None:
     bucket = {**labels("GET", "/ok", 200), "le": "+Inf"}
     assert registry.get_sample_value(DURATION_COUNT.replace("count", "bucket"), bucket) == 9
     assert registry.get_sample_value(ACTIVE, {"http_request_method": "GET"}) == 0
+
+
+def test_shed_requests_are_counted() -> None:
+    registry = CollectorRegistry()
+    metrics = HttpMetrics(registry=registry)
+    assert registry.get_sample_value("hotpath_http_shed_requests_total") == 0
+    metrics.count_shed()
+    metrics.count_shed()
+    assert registry.get_sample_value("hotpath_http_shed_requests_total") == 2
