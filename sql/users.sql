@@ -13,11 +13,12 @@ FROM users
 WHERE id = $1;
 
 -- name: get_credentials_by_email :one
--- Login: the account and its password hash, matched case-insensitively.
+-- Login: the account and its password hash, by the normalised address
+-- (server/users/email_address.py), which is what email_normalized holds.
 SELECT id, email, display_name, status, roles, email_verified_at, created_at, updated_at,
        password_hash
 FROM users
-WHERE email_normalized = lower($1);
+WHERE email_normalized = $1;
 
 -- name: get_password_hash :val
 SELECT password_hash FROM users WHERE id = $1;
@@ -41,7 +42,10 @@ WHERE id = $1
 RETURNING id, email, display_name, status, roles, email_verified_at, created_at, updated_at;
 
 -- name: update_email_verified :execrows
-UPDATE users SET email_verified_at = coalesce(email_verified_at, now()), updated_at = now()
+-- The mailbox proved itself (a verification or reset token): a pending account becomes active.
+UPDATE users SET email_verified_at = coalesce(email_verified_at, now()),
+                 status = CASE status WHEN 'pending' THEN 'active' ELSE status END,
+                 updated_at = now()
 WHERE id = $1;
 
 -- name: update_add_role :one
@@ -67,3 +71,14 @@ WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2::bigint))
   AND ($5::text IS NULL OR email_normalized LIKE $5 || '%')
 ORDER BY created_at, id
 LIMIT $6;
+
+-- name: list_users_email_unnormalized :many
+-- Addresses stored before hotpath normalised them that migration 0009 could not rewrite in SQL:
+-- not their own key, or not ASCII (every normalised address is).
+SELECT id, email FROM users
+WHERE email <> email_normalized COLLATE "C" OR email !~ '^[!-~]+$'
+ORDER BY id;
+
+-- name: update_email :execrows
+-- Only while the address is still the one read ($3): two runners rewrite it once.
+UPDATE users SET email = $2, updated_at = now() WHERE id = $1 AND email = $3;

@@ -22,6 +22,7 @@ from server.auth.throttle import ACCOUNT_POLICY, LoginThrottle, account_key
 from server.db.database import Connection, Database
 from server.runtime import background
 from server.runtime.mail import Mailer, OutgoingEmail
+from server.users.email_address import account_email
 from server.users.repository import EmailTaken, NewUser, User, UsersRepository
 from server.web.context import RequestContext
 from server.web.errors import BadRequest, NotFound, ValidationFailed
@@ -98,32 +99,66 @@ class AccountService:
     async def register(
         self, email: str, password: str, display_name: str, ctx: RequestContext
     ) -> None:
-        """Same answer and the same work whether or not the email is taken."""
+        """Same answer and the same work whether or not the email is taken. The account is
+        made for the normalised address and is pending (no login) until that mailbox confirms
+        it: whoever registers a spelling of someone else's address cannot use the account."""
+        email = account_email(email)
         check_password(password, email)
         digest = await self.passwords.hash(password)
         try:
             async with self.db.transaction() as conn:
-                user = await self.users.create(conn, NewUser(email, digest, display_name))
+                new = NewUser(email, digest, display_name, status="pending")
+                user = await self.users.create(conn, new)
                 token = await self.tokens.issue(conn, user.id, "email_verify", _now() + VERIFY_TTL)
                 await self._record(conn, "auth.register", "success", ctx, user.id, user.id)
         except EmailTaken:
-            self._later(self._notify_taken(email))
+            self._later(self._notify_taken(email, ctx))
             return
         self._later(self._send_verification(user.email, token))
 
-    async def _notify_taken(self, email: str) -> None:
+    async def _notify_taken(self, email: str, ctx: RequestContext) -> None:
         if not await self._mail_allowed(email):
             # The caller got the same answer either way; the inbox is spared.
             self.logger.info("register_notice_suppressed", reason="account_budget_spent")
             return
-        await self.mailer.send(
-            OutgoingEmail(
+        claim = None
+        async with self.db.transaction() as conn:
+            found = await self.users.credentials(conn, email)
+            if found is None:  # deleted since
+                return
+            user = found.user
+            if user.status == "pending":
+                # Whoever made it may not own this mailbox (a lookalike spelling of the address
+                # is the address), and the link it was sent would confirm it with their
+                # password: that link stops working, and the mailbox takes the account by
+                # setting a password of its own, which confirms it.
+                await self.tokens.retire(conn, user.id, "email_verify")
+                claim = await self.tokens.issue(conn, user.id, "password_reset", _now() + RESET_TTL)
+                await self._record(
+                    conn, "auth.password_reset_requested", "success", ctx, None, user.id
+                )
+        await self.mailer.send(self._taken_notice(user.email, claim))
+
+    def _taken_notice(self, email: str, claim: str | None) -> OutgoingEmail:
+        subject = "Someone tried to register with your email"
+        if claim is None:
+            return OutgoingEmail(
                 to=email,
-                subject="Someone tried to register with your email",
+                subject=subject,
                 text="Somebody (maybe you) tried to create an account with this address, which "
                 "already has one. If that was you, sign in or reset your password at "
                 f"{self.public_url}/docs. Otherwise you can ignore this message.",
             )
+        return OutgoingEmail(
+            to=email,
+            subject=subject,
+            text="Somebody (maybe you) tried to create an account with this address. It already "
+            "has one, made earlier and never confirmed, so nobody can sign in to it; an earlier "
+            "confirmation link for it no longer works. To make it yours, set its password by "
+            "sending this token with a new password to "
+            f"POST {self.public_url}/v1/auth/password/reset:\n\n{claim}\n\n"
+            "That confirms the address too. It works once and expires in 30 minutes. If you "
+            "did not try to register, ignore this message.",
         )
 
     async def _send_verification(self, email: str, token: str) -> None:
@@ -133,7 +168,8 @@ class AccountService:
                 subject="Confirm your email",
                 text="Confirm your email address by sending this token to "
                 f"POST {self.public_url}/v1/auth/email/verify:\n\n{token}\n\n"
-                "It expires in 48 hours.",
+                "It expires in 48 hours. If you did not create an account, do not confirm it: "
+                "ignore this message.",
             )
         )
 
@@ -155,7 +191,7 @@ class AccountService:
 
     async def forgot_password(self, email: str, ctx: RequestContext) -> None:
         """Answers at once for any email; a known one gets a reset link in the background."""
-        self._later(self._send_reset(email, ctx))
+        self._later(self._send_reset(account_email(email), ctx))
 
     async def _mail_allowed(self, email: str) -> bool:
         """Within the account's budget of mails that anyone can have sent to it: reset links and
@@ -169,7 +205,8 @@ class AccountService:
             return
         async with self.db.transaction() as conn:
             found = await self.users.credentials(conn, email)
-            if found is None or found.user.status != "active":
+            # A pending account too: a reset is how its mailbox takes it.
+            if found is None or found.user.status == "disabled":
                 return
             user = found.user
             token = await self.tokens.issue(conn, user.id, "password_reset", _now() + RESET_TTL)
@@ -189,11 +226,14 @@ class AccountService:
         async with self.db.transaction() as conn:
             user_id = await self.tokens.redeem(conn, token, "password_reset")
             user = await self.users.get(conn, user_id) if user_id is not None else None
-            if user is None or user.status != "active":
+            if user is None or user.status == "disabled":
                 raise InvalidOneTimeToken("The reset token is invalid or expired.")
             # A policy failure rolls the transaction back, so the token stays usable.
             check_password(password, user.email)
             await self.users.set_password(conn, user.id, await self.passwords.hash(password))
+            # The token came through the mailbox: that confirms it, and a pending account is
+            # now the mailbox owner's.
+            await self.users.mark_email_verified(conn, user.id)
             revoked = await self.revoker.end_all_sessions(conn, user.id, "password_reset")
             # The emailed token proved the owner: failed logins by anyone else are forgotten.
             await self.throttle.forgive(conn, account_key(user.email))

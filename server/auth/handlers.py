@@ -63,7 +63,10 @@ def _accepted(detail: str) -> Response:
 @api(
     summary="Create an account",
     description="Enumeration-safe: a new and a taken email get the same answer; the owner of "
-    "a taken email is told by email. A verification email is sent.",
+    "a taken email is told by email. A verification email is sent, and the account cannot "
+    "log in until it is confirmed. Registering the address of an account that was never "
+    "confirmed mails that address a password-reset token instead: setting the password takes "
+    "the account and confirms it.",
     tags=("auth",),
     body=schemas.RegisterBody,
     responses={202: schemas.Accepted},
@@ -84,11 +87,12 @@ async def register(request: Request) -> Response:
     "up. With `cookie: true` (cookie mode, `HOTPATH_AUTH_COOKIES`) the refresh token is "
     f"set as the HttpOnly cookie `{REFRESH_COOKIE}` instead of returned, the device token as "
     f"`{DEVICE_COOKIE}`, and the answer carries a `csrf_token` to send back in the "
-    "`X-CSRF-Token` header when refreshing.",
+    "`X-CSRF-Token` header when refreshing. The right password of an account whose email is "
+    "not confirmed yet is a 403 `email-not-confirmed`.",
     tags=("auth",),
     body=schemas.LoginBody,
     responses={200: schemas.TokenResponse},
-    errors=(400, 401, 422, 429),
+    errors=(400, 401, 403, 422, 429),
 )
 async def login(request: Request) -> Response:
     body = await read_json(request, schemas.LoginBody)
@@ -198,7 +202,9 @@ async def delete_session(request: Request) -> Response:
 
 @api(
     summary="Ask for a password reset link",
-    description="The same answer for any email; a known account gets a single-use link.",
+    description="The same answer for any email; a known account gets a single-use link. "
+    "Setting the password with it also confirms the email (and so activates an account "
+    "never confirmed).",
     tags=("auth",),
     body=schemas.EmailBody,
     responses={202: schemas.Accepted},

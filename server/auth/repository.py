@@ -133,6 +133,10 @@ class OneTimeTokens:
         await conn.execute(self._create, one_time_digest(token), purpose, user_id, expires_at)
         return token
 
+    async def retire(self, conn: Connection, user_id: int, purpose: Purpose) -> None:
+        """The user's unused tokens of this purpose stop working, and none replaces them."""
+        await conn.execute(self._drop, user_id, purpose)
+
     async def redeem(self, conn: Connection, token: str, purpose: Purpose) -> int | None:
         """The user id for a valid, unused, unexpired token (and the token is spent), else None."""
         user_id: int | None = await conn.fetchval(self._redeem, one_time_digest(token), purpose)

@@ -11,7 +11,21 @@ from server.auth.password_policy import MAX_LENGTH, MIN_LENGTH
 from server.web.apidoc import DOCUMENTED
 from server.web.schemas import DisplayName, Password, Strict
 
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
+# The rule is server/users/email_address.py's; an address it refuses is a 422 at /email.
+Email = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=3,
+        max_length=254,
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        description="Normalised before use, and the normalised address is the account's: it "
+        "is unique, looked up and mailed to. Unicode NFKC over the whole address; the part "
+        "before @ must then be ASCII letters, digits, dots or !#$%&'*+-/=?^_`{|}~; the whole "
+        "address is case-folded, and the domain is converted to its IDNA 2003 ASCII form "
+        "(bücher.de is xn--bcher-kva.de). So a Kelvin sign K or full-width letters are the "
+        "plain letters, and an address that cannot be normalised is a 422 at /email.",
+    ),
+]
 # A password being set: decoded as loosely as Password, so that the policy judges it and names
 # every problem at once (its length counted after NFKC, as it is hashed); the document shows
 # the policy's bounds, which are what a client has to meet.

@@ -27,14 +27,22 @@ from server.auth.throttle import (
 from server.auth.tokens import AccessTokenCodec
 from server.db.database import Connection, Database
 from server.roles.repository import RolesRepository
+from server.users.email_address import account_email
 from server.users.repository import User, UsersRepository
 from server.web.context import RequestContext
-from server.web.errors import NotFound, Unauthorized
+from server.web.errors import Forbidden, NotFound, Unauthorized
 
 
 class InvalidCredentials(Unauthorized):
     slug = "invalid-credentials"
     title = "Invalid email or password"
+
+
+class EmailNotConfirmed(Forbidden):
+    """The password is right, but the account's mailbox has not confirmed it yet."""
+
+    slug = "email-not-confirmed"
+    title = "Email address not confirmed"
 
 
 class InvalidRefreshToken(Unauthorized):
@@ -95,6 +103,7 @@ class AuthService:
     async def login(
         self, email: str, password: str, ctx: RequestContext, device_token: str | None = None
     ) -> TokenPair:
+        email = account_email(email)
         account, address = account_key(email), address_key(ctx.ip)
         async with self.db.connection() as conn:
             credentials = await self.users.credentials(conn, email)
@@ -115,6 +124,11 @@ class AuthService:
         if not verdict.ok or user.status != "active":
             reason = "wrong_password" if not verdict.ok else f"status_{user.status}"
             await self._login_failed(user.id, ctx, reason)
+            if verdict.ok and user.status == "pending":
+                # Only someone with the password learns it: it is their own registration.
+                raise EmailNotConfirmed(
+                    "Confirm your email address with the link mailed to it, then log in."
+                )
             raise InvalidCredentials("The email or password is wrong.")
         new_hash = await self.passwords.hash(password) if verdict.needs_rehash else None
         async with self.db.transaction() as conn:

@@ -10,6 +10,7 @@ import asyncpg
 
 from server.db.database import Connection
 from server.db.sqlfiles import Queries
+from server.users.email_address import normalize_email_prefix
 from server.web.errors import Conflict
 
 USER_COLUMNS = ("email", "password_hash", "display_name", "status", "roles")
@@ -40,7 +41,7 @@ class Credentials:
 
 @dataclass(frozen=True, slots=True)
 class NewUser:
-    email: str
+    email: str  # normalised (server/users/email_address.py): it is what the account is keyed by
     password_hash: str
     display_name: str
     status: str = "active"
@@ -88,6 +89,8 @@ class UsersRepository:
         self._remove_role = q("update_remove_role")
         self._delete = q("delete_user")
         self._list = q("list_users")
+        self._unnormalized = q("list_users_email_unnormalized")
+        self._email = q("update_email")
 
     async def count(self, conn: Connection) -> int:
         value: int = await conn.fetchval(self._count)
@@ -97,6 +100,7 @@ class UsersRepository:
         return _maybe(await conn.fetchrow(self._get, user_id))
 
     async def credentials(self, conn: Connection, email: str) -> Credentials | None:
+        """By the normalised address (server/users/email_address.normalize_email)."""
         record = await conn.fetchrow(self._credentials, email)
         return None if record is None else Credentials(_user(record), record["password_hash"])
 
@@ -141,7 +145,10 @@ class UsersRepository:
     ) -> list[User]:
         created, last_id = after if after else (None, None)
         prefix = (
-            where.email_prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            normalize_email_prefix(where.email_prefix)
+            .replace("\\", "\\\\")
+            .replace("%", "\\%")
+            .replace("_", "\\_")
             if where.email_prefix
             else None
         )
@@ -166,6 +173,20 @@ class UsersRepository:
             raise
         assert record is not None
         return _user(record)
+
+    async def unnormalized_emails(self, conn: Connection) -> list[tuple[int, str]]:
+        """Accounts whose address may have been stored before hotpath normalised addresses: it
+        is not its own key, or not ASCII (see list_users_email_unnormalized)."""
+        return [(r["id"], r["email"]) for r in await conn.fetch(self._unnormalized)]
+
+    async def change_email(self, conn: Connection, user_id: int, old: str, new: str) -> bool:
+        """False when the address is no longer ``old``; EmailTaken when ``new`` has an account."""
+        try:
+            return await conn.execute(self._email, user_id, new, old) == "UPDATE 1"
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "users_email_normalized_key":
+                raise EmailTaken("An account with this email already exists.") from None
+            raise
 
     async def copy_many(self, conn: Connection, users: Iterable[NewUser]) -> int:
         """Bulk load with COPY: orders of magnitude faster than row-by-row inserts."""

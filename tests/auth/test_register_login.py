@@ -166,17 +166,19 @@ async def test_register_does_the_same_password_work_for_a_new_and_a_taken_email(
 
 
 async def test_verification_token_verifies_the_email_once(
-    http: httpx.AsyncClient, mailbox: Mailbox
+    http: httpx.AsyncClient, other_ip: httpx.AsyncClient, mailbox: Mailbox
 ) -> None:
     email = new_email()
     assert (await register(http, email)).status_code == 202
     token = await mailbox.token(email, "Confirm")
 
-    logged_in = await login(http, email, PASSWORD)
-    assert logged_in.status_code == 200, logged_in.text
-    headers = {"authorization": f"Bearer {logged_in.json()['access_token']}"}
-    before = await http.get("/v1/users/me", headers=headers)
-    assert before.json()["email_verified"] is False
+    # Until the mailbox confirms it, the account cannot log in: the right password says so,
+    # a wrong one is the usual 401.
+    pending = await login(http, email, PASSWORD)
+    assert pending.status_code == 403, pending.text
+    assert pending.json()["type"].endswith("email-not-confirmed")
+    assert "access_token" not in pending.text
+    assert (await login(other_ip, email, PASSWORD + "-not")).status_code == 401
 
     verified = await http.post("/v1/auth/email/verify", json={"token": token})
     assert verified.status_code == 204, verified.text
@@ -185,6 +187,9 @@ async def test_verification_token_verifies_the_email_once(
     assert again.headers["content-type"] == "application/problem+json"
     assert again.json()["type"].endswith("invalid-one-time-token")
 
+    logged_in = await login(http, email, PASSWORD)
+    assert logged_in.status_code == 200, logged_in.text
+    headers = {"authorization": f"Bearer {logged_in.json()['access_token']}"}
     me = await http.get("/v1/users/me", headers=headers)
     assert me.status_code == 200
     assert me.json()["email_verified"] is True
@@ -197,13 +202,14 @@ async def test_garbage_verification_token_is_refused(http: httpx.AsyncClient) ->
 
 
 async def test_resend_verification_for_an_unverified_account(
-    http: httpx.AsyncClient, mailbox: Mailbox
+    http: httpx.AsyncClient, accounts: Accounts, mailbox: Mailbox
 ) -> None:
-    email = new_email()
-    await register(http, email)
+    """An active account whose email was never confirmed (made before confirmation was needed
+    to log in, or by create-admin) asks for the link from a session."""
+    account, session = await accounts.create_and_login()
+    email, headers = account.email, session.headers
+    assert (await http.post("/v1/auth/email/verify/resend", headers=headers)).status_code == 202
     first = await mailbox.token(email, "Confirm")
-    logged_in = await login(http, email, PASSWORD)
-    headers = {"authorization": f"Bearer {logged_in.json()['access_token']}"}
 
     resent = await http.post("/v1/auth/email/verify/resend", headers=headers)
     assert resent.status_code == 202, resent.text

@@ -187,6 +187,22 @@ async def test_email_prefix_wildcards_are_literal(
     assert await emails(p + "e\\") == ["e\\f@x.io"]
     assert await emails(p[:-1] + "_") == []  # "_" does not stand for the "-" of the prefix
     assert await emails(p + "%") == []
+    assert await emails(p + "c\uff05") == ["c%d@x.io"]  # a full-width % is a literal % too
+
+
+async def test_the_email_prefix_is_normalised_as_addresses_are(
+    http: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    _, admin = await accounts.create_and_login("admin")
+    p = _prefix()
+    [kim] = await _create_with_emails(accounts, [f"{p}kim@x.io"])
+    full_width = "".join(chr(ord(c) + 0xFEE0) if c.isalnum() else c for c in p.upper())
+    for prefix in (full_width + "\u212aIM", p.upper() + "KIM@X"):
+        response = await http.get(
+            "/v1/users", params={"email_prefix": prefix}, headers=admin.headers
+        )
+        assert response.status_code == 200, response.text
+        assert [u["id"] for u in response.json()["data"]] == [kim], prefix
 
 
 async def test_bad_cursors_are_400(http: httpx.AsyncClient, accounts: Accounts) -> None:
