@@ -5,9 +5,11 @@ of cached products and readers that need PostgreSQL (tests/fixtures/fault_load.p
 For every fault: the system is healthy again within RECOVERY_LIMIT of the heal, and the
 orders placed through it agree with the database (tests/fixtures/order_history.py). While
 Redis is gone nothing answers 5xx, the cached product reads above all. While PostgreSQL is
-gone every request that needs it answers 503 with Retry-After, within the bound README
-documents: HOTPATH_DB_ACQUIRE_TIMEOUT when PostgreSQL is unreachable, the request's deadline
-HOTPATH_REQUEST_TIMEOUT when it accepts connections but never answers.
+gone every request that needs it answers 503 with Retry-After within the bounds README
+documents (Overload; docs/decisions/0009-stalled-postgres.md): HOTPATH_DB_ACQUIRE_TIMEOUT
+when PostgreSQL is unreachable, and the same when it stops answering with its connections
+open, except at most one request per pool connection (its statement already sent), which
+waits for the statement's timeout and then at most HOTPATH_DB_ACQUIRE_TIMEOUT more.
 
 Run by `make test-faults` (marker `faults`), not by `make test`.
 """
@@ -23,6 +25,8 @@ import pytest
 from tests.fixtures.fault_load import Answer
 from tests.fixtures.faults import (
     DB_ACQUIRE_TIMEOUT,
+    DB_COMMAND_TIMEOUT,
+    DB_POOL_MAX,
     REQUEST_TIMEOUT,
     FaultRun,
     Stack,
@@ -36,19 +40,22 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow]
 # Scheduling on a shared two-core box, the client's own work and the way back: added to every
 # documented bound below.
 SLACK = 0.75
-# README (Overload): "an unreachable PostgreSQL is a 503 database-unavailable within
-# HOTPATH_DB_ACQUIRE_TIMEOUT".
+# README (Overload): "an exhausted pool or an unreachable PostgreSQL is a 503
+# database-unavailable within HOTPATH_DB_ACQUIRE_TIMEOUT"; so is, for almost every request, one
+# that stops answering without closing its connections.
 UNREACHABLE_DB_BOUND = DB_ACQUIRE_TIMEOUT + SLACK
-# README (Overload, Settings): every request has a deadline, HOTPATH_REQUEST_TIMEOUT after it
-# is admitted; it caps the wait for a pool connection and is each statement's timeout, ending
-# in a 503 with Retry-After. A PostgreSQL that accepts connections and never answers is
-# detected by nothing sooner.
-HUNG_DB_BOUND = REQUEST_TIMEOUT + SLACK
+# README (Overload): the exceptions, requests whose statement was already sent, wait for the
+# statement's timeout (HOTPATH_DB_COMMAND_TIMEOUT, or the request's time left if less), then at
+# most HOTPATH_DB_ACQUIRE_TIMEOUT for its cancel; "at most one request per pool connection
+# answers that late".
+HUNG_DB_BOUND = min(DB_COMMAND_TIMEOUT, REQUEST_TIMEOUT) + DB_ACQUIRE_TIMEOUT + SLACK
+LATE_AT_MOST = DB_POOL_MAX
 # From the heal (SIGCONT, or the start command, which includes crash recovery) to /readyz and
 # a PostgreSQL read answering 200 again.
 RECOVERY_LIMIT = 15.0
 # What reads need PostgreSQL (the product reads may be served by a cache).
 NEEDS_POSTGRES = ("probe", "order", "cancel")
+ALL_KINDS = ("read", *NEEDS_POSTGRES)
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,7 @@ FAULTS = [
         "redis-restarted",
         lambda s: shut_down_redis(s.redis),
         _restart_redis,
-        hold=2.0,
+        hold=3.0,
         bound=None,
     ),
     Fault(
@@ -97,12 +104,13 @@ FAULTS = [
         hold=6.0,
         bound=UNREACHABLE_DB_BOUND,
     ),
-    # Held past the request deadline, so requests caught by the pause show where they end.
+    # Held past the longest documented wait, so requests caught by the pause show where they
+    # end, and several housekeeping rounds pass.
     Fault(
         "postgres-paused",
         lambda s: s.postgres.pause(),
         lambda s: s.postgres.resume(),
-        hold=REQUEST_TIMEOUT + 2.0,
+        hold=HUNG_DB_BOUND + 2.0,
         bound=HUNG_DB_BOUND,
     ),
     Fault(
@@ -151,7 +159,7 @@ async def test_fault(fault_stack: Stack, fault: Fault) -> None:
     if fault.bound is None:
         # Redis gone: every answer is what it would have been, the cached reads above all.
         reads = overlapping(run, ("read",))
-        assert len(reads) >= 20, "too few cached reads to say anything"
+        assert len(reads) >= 5, "too few cached reads to say anything"
         bad_reads = [a for a in reads if a.status != 200]
         assert not bad_reads, _show(bad_reads[:20])
         others = [
@@ -164,8 +172,19 @@ async def test_fault(fault_stack: Stack, fault: Fault) -> None:
         assert refused, "the fault changed nothing: " + repr(_show(caught[:10]))
         unanswered = [a for a in caught if a.status is None]
         assert not unanswered, _show(unanswered[:20])
-        late = [a for a in caught if a.seconds > fault.bound]
+        # The bound is the refusal's: a 503 comes within it. A request that got through (sent
+        # as the fault began or ended) is bounded by its deadline only.
+        late = [a for a in caught if a.seconds > fault.bound and (a.status or 500) >= 500]
         assert not late, (fault.bound, _show(late[:20]))
+        overdue = [a for a in caught if a.seconds > REQUEST_TIMEOUT + SLACK]
+        assert not overdue, _show(overdue[:20])
+        # Refused past the acquire timeout: at most one request per pool connection.
+        slow = [
+            a
+            for a in overlapping(run, ALL_KINDS)
+            if a.seconds > UNREACHABLE_DB_BOUND and (a.status or 500) >= 500
+        ]
+        assert len(slow) <= LATE_AT_MOST, _show(slow)
         wrong = [
             a
             for a in caught
