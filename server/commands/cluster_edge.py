@@ -131,6 +131,9 @@ class Prometheus:
         (self.folder / "secrets").mkdir(mode=0o700, exist_ok=True)
         # The shipped file as it is: its credentials_file and file_sd paths are relative.
         shutil.copyfile(PROMETHEUS_CONFIG, self.config)
+        shutil.copytree(
+            PROMETHEUS_CONFIG.parent / "rules", self.folder / "rules", dirs_exist_ok=True
+        )
         write_whole(self.folder / "secrets" / "metrics_token", metrics_token)
         self._targets = ""
 
