@@ -429,7 +429,8 @@ def test_published_ports_bind_to_loopback(compose: dict[str, Any]) -> None:
     assert "ports" not in compose["services"]["api"], "the replicas are reached through nginx"
     assert compose["services"]["nginx"]["ports"] == ["127.0.0.1:8000:8080"]
     assert compose["services"]["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
-    assert published == 2, "only nginx and Prometheus are published"
+    assert compose["services"]["grafana"]["ports"] == ["127.0.0.1:3000:3000"]
+    assert published == 3, "only nginx, Prometheus and Grafana are published"
 
 
 def test_api_container_is_locked_down(compose: dict[str, Any]) -> None:
@@ -455,10 +456,12 @@ def test_compose_images_are_tagged_and_never_latest(compose: dict[str, Any]) -> 
 
 def test_compose_pulled_images_are_pinned_to_exact_versions(compose: dict[str, Any]) -> None:
     """Images compose pulls name one release (server and base), never a floating major; the
-    ones it builds (`build: .`) carry the local name of that build instead."""
+    ones it builds (`build: .`) carry the local name of that build instead, and so may a
+    service that runs the image another one builds (the worker runs the api's)."""
+    built = {s.get("image") for s in compose["services"].values() if "build" in s}
     pulled = 0
     for name, service in compose["services"].items():
-        if "build" in service:
+        if "build" in service or service.get("image") in built:
             continue
         pulled += 1
         image = service["image"]
