@@ -12,16 +12,18 @@ timer exists only while a caller actually waits.
   gets a round trip (``SELECT 1``) before it is handed out, within the caller's acquire
   timeout: a PostgreSQL that stopped answering meanwhile (paused, a host gone whose TCP
   connections stay open) is then found within the acquire timeout, not a statement's command
-  timeout. Housekeeping sets those aside, so the fast path reads no clock; under load they are
-  a few round trips a second.
+  timeout (docs/decisions/0009-stalled-postgres.md). Housekeeping sets those aside, so the
+  fast path reads no clock; under load that is at most a round trip per connection a round.
 - Callers that find nothing idle and the pool full wait first-in first-out; a released
   connection goes straight to the oldest waiter.
 - A connection comes back usable or not at all: one that is closed, still inside a
-  transaction, still running a statement, or given back by a holder that was cancelled
-  mid-statement (``discard``), is terminated and its slot freed. asyncpg's pool instead runs a
-  reset (``ROLLBACK`` if needed, then ``RESET ALL``, ``UNLISTEN *``, advisory unlocks) on every
-  release: a round trip per request, the main reason this pool exists. So code must leave no
-  session state behind (docs/decisions/0001-own-connection-pool.md).
+  transaction, still running a statement, or given back by a holder that was cancelled or
+  timed out mid-statement (``discard``, ``close_timed_out``), is closed and its slot freed
+  at once (closed after asyncpg has had a statement still running cancelled in the server).
+  asyncpg's pool instead runs a reset (``ROLLBACK`` if needed, then ``RESET ALL``,
+  ``UNLISTEN *``, advisory unlocks) on every release: a round trip per request, the main
+  reason this pool exists. So code must leave no session state behind
+  (docs/decisions/0001-own-connection-pool.md).
 - Connections are recycled as asyncpg's are: one past ``max_lifetime`` seconds (less up to a
   tenth, so those opened together do not all reconnect together) or that has run
   ``max_queries`` statements is closed when it comes back, and ``expire_connections()``
