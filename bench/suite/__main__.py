@@ -24,6 +24,7 @@ SMOKE = Options(
     artillery_seconds=4,
     budget_rounds=2,
     budget_seconds=1,
+    webhook_events=50,
 )
 
 

@@ -11,7 +11,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.suite import setup
+from bench.suite import setup, webhooks
 from bench.suite.procs import RssSampler
 from bench.suite.servers import Server, asgi_command, hotpath_command, running
 from bench.suite.wrk import Load, Measured, run
@@ -34,6 +34,7 @@ class Options:
     # box that gets slower or faster over the run moves both sides of each ratio alike.
     budget_rounds: int = 5
     budget_seconds: float = 6.0
+    webhook_events: int = 5000  # 0: no webhook delivery run
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Results:
     artillery_skipped: str | None = None
     # One dict per interleaved round: server name -> CPU µs per request.
     budget_rounds: list[dict[str, float]] = field(default_factory=list)
+    webhooks: dict[str, object] | None = None
 
 
 class _Run:
@@ -110,6 +112,10 @@ def run_suite(options: Options) -> Results:
         _hotpath(state, url, accounts)
         _peer(state, url, accounts)
         _budget(state, url, accounts)
+        if options.webhook_events:
+            state.results.webhooks = webhooks.measure(
+                url, events=options.webhook_events, log=state.log
+            )
         return state.results
 
 

@@ -55,6 +55,10 @@ def test_the_suite_runs_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
     goals = [goal["goal"] for goal in report["budget"]]
     assert len(goals) == len(CPU_BUDGET) + 2
     assert len(report["budget_rounds"]) == 2
+    hooks = report["webhooks"]
+    assert hooks["delivered"] == hooks["events"] == 50
+    assert hooks["deliveries_per_second"] > 0
+    assert "deliveries/s" in (tmp_path / "latest.md").read_text()
     for round_ in report["budget_rounds"]:
         assert set(round_) == {"ceiling_pk", "hotpath", "hotpath_nocache"}
         assert all(cpu > 0 for cpu in round_.values())
