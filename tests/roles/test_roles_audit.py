@@ -223,7 +223,9 @@ async def test_audit_events_filters_and_order(http: httpx.AsyncClient, accounts:
     stamps = [e["occurred_at"] for e in events]
     assert stamps == sorted(stamps, reverse=True)
 
-    by_second = await _events(http, headers, actor_id=h["second"], target_id=target)
+    by_second = await _events(
+        http, headers, actor_id=h["second"], target_type="user", target_id=target
+    )
     assert [e["action"] for e in by_second] == [
         "user.role_revoked",
         "user.role_granted",
@@ -242,14 +244,19 @@ async def test_audit_events_filters_and_order(http: httpx.AsyncClient, accounts:
 async def test_audit_events_time_range(http: httpx.AsyncClient, accounts: Accounts) -> None:
     h = await _history(http, accounts)
     headers, target = h["headers"], h["target"]
-    events = await _events(http, headers, target_id=target)
+    events = await _events(http, headers, target_type="user", target_id=target)
     oldest_first = events[::-1]
     stamps = [dt.datetime.fromisoformat(e["occurred_at"]) for e in oldest_first]
     assert len(set(stamps)) == len(stamps)  # one transaction per request
 
     since, until = stamps[2], stamps[5]
     window = await _events(
-        http, headers, target_id=target, since=since.isoformat(), until=until.isoformat()
+        http,
+        headers,
+        target_type="user",
+        target_id=target,
+        since=since.isoformat(),
+        until=until.isoformat(),
     )
     # since is inclusive, until exclusive.
     assert [e["id"] for e in window] == [e["id"] for e in oldest_first[2:5]][::-1]
@@ -258,12 +265,18 @@ async def test_audit_events_time_range(http: httpx.AsyncClient, accounts: Accoun
     zulu = since.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
     plus_two = until.astimezone(dt.timezone(dt.timedelta(hours=2))).isoformat()
     assert "+02:00" in plus_two
-    again = await _events(http, headers, target_id=target, since=zulu, until=plus_two)
+    again = await _events(
+        http, headers, target_type="user", target_id=target, since=zulu, until=plus_two
+    )
     assert [e["id"] for e in again] == [e["id"] for e in window]
 
-    only_since = await _events(http, headers, target_id=target, since=stamps[-1].isoformat())
+    only_since = await _events(
+        http, headers, target_type="user", target_id=target, since=stamps[-1].isoformat()
+    )
     assert [e["id"] for e in only_since] == [oldest_first[-1]["id"]]
-    only_until = await _events(http, headers, target_id=target, until=stamps[0].isoformat())
+    only_until = await _events(
+        http, headers, target_type="user", target_id=target, until=stamps[0].isoformat()
+    )
     assert only_until == []
 
     for bad in ("yesterday", "2024-13-01T00:00:00Z", "2024-01-01"):
@@ -288,7 +301,7 @@ async def test_audit_time_range_needs_an_offset(
 async def test_audit_events_keyset_pagination(http: httpx.AsyncClient, accounts: Accounts) -> None:
     h = await _history(http, accounts)
     headers, target = h["headers"], h["target"]
-    everything = await _events(http, headers, target_id=target)
+    everything = await _events(http, headers, target_type="user", target_id=target)
     assert len(everything) == 7
 
     seen: list[int] = []
