@@ -116,3 +116,23 @@ cluster: $(STAMP) tools
 ## load. .ci/run runs it after make test; make test leaves it out (addopts: not cluster)
 test-cluster: $(STAMP) tools
 	$(BIN)/pytest -m cluster tests/cluster
+
+.PHONY: test-api soak
+
+## make test-api: schemathesis (tests/contract/, a few minutes): every check, the stateful phase
+## included, as a customer, a staff member and an administrator (with the coverage phase), each
+## against python -m server serve on a database and Redis of its own; deliberate behaviour is
+## listed with its reason in tests/contract/schemathesis-exceptions.json.
+## HOTPATH_SCHEMATHESIS_MAX_EXAMPLES (6) bounds it, HOTPATH_SCHEMATHESIS_SEED replays a run.
+## .ci/run runs it after make test; make test leaves it out (addopts: not contract)
+test-api: $(STAMP)
+	$(BIN)/pytest -m contract tests/contract
+
+## make soak: SOAK_MINUTES (30) of the bench's mixed load against one server, sampling RSS,
+## descriptors, the pool (/metrics) and p99 every SOAK_INTERVAL seconds; fails unless the last
+## tenth stays within bounds of the first (bench/soak/report.py). Writes
+## bench/results/soak-<date>.{md,json}. Not in CI: SOAK_MINUTES=2 to try it
+SOAK_MINUTES ?= 30
+SOAK_INTERVAL ?= 10
+soak: $(STAMP) tools
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES) --interval $(SOAK_INTERVAL)
