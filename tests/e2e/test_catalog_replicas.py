@@ -5,9 +5,11 @@ stalled (the cache's heartbeat stops coming back)."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import secrets
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
 import httpx
@@ -39,6 +41,12 @@ def seconds_until_name(base: str, product_id: int, name: str, limit: float = 3.0
             return time.monotonic() - started
         time.sleep(0.02)
     raise AssertionError(f"the other process still served the old copy after {limit} s")
+
+
+def moment_named(base: str, product_id: int, name: str) -> float:
+    """The wall-clock time at which ``base`` first served the product under ``name``."""
+    seconds_until_name(base, product_id, name)
+    return time.time()
 
 
 def staff_and_product(first: str, migrated_db: str) -> tuple[dict[str, str], int, str]:
@@ -98,13 +106,17 @@ def test_an_update_reaches_the_other_process_cache_while_redis_is_stalled(
     assert httpx.get(f"{second}{path}").json()["name"] == "Before"
     signal_redis(redis, signal.SIGSTOP)
     try:
-        started = time.monotonic()
-        changed = httpx.patch(
-            f"{first}{path}", json={"name": "After"}, headers={**headers, "if-match": etag}
-        )
-        assert changed.status_code == 200, changed.text
-        seconds_until_name(second, product_id, "After")
-        seconds = time.monotonic() - started
+        with ThreadPoolExecutor(1) as pool:
+            # Read from the second process while the write runs, and count from the write's
+            # transaction (updated_at, this host's clock): neither the writer's work before it
+            # nor its wait for the stalled Redis after it is staleness.
+            seen = pool.submit(moment_named, second, product_id, "After")
+            changed = httpx.patch(
+                f"{first}{path}", json={"name": "After"}, headers={**headers, "if-match": etag}
+            )
+            assert changed.status_code == 200, changed.text
+            written = dt.datetime.fromisoformat(changed.json()["updated_at"]).timestamp()
+            seconds = seen.result() - written
     finally:
         signal_redis(redis, signal.SIGCONT)
     assert seconds < 1.0, seconds
