@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from bench.soak.sample import Pool, Process, pool, process
 from bench.suite import setup
-from bench.suite.servers import hotpath_command, running
+from bench.suite.servers import Server, hotpath_command, running
 from bench.suite.wrk import Load, Measured, run
 from server.auth.keys import generate_dev_key
 
@@ -100,31 +102,48 @@ class _MidWindowSample:
 def run_soak(options: Options, on_window: Callable[[Window], None] | None = None) -> Soak:
     soak = Soak(dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), options)
     workdir = Path(tempfile.mkdtemp(prefix="hotpath-soak-"))
-    with setup.bench_database() as url:
-        accounts = setup.prepare_database(url, products=options.products, accounts=options.accounts)
-        env = server_env(workdir, url)
-        with running(
-            "hotpath", hotpath_command(), env, ready_path="/readyz", log=workdir / "servers.log"
-        ) as server:
-            tokens = workdir / "tokens.txt"
-            setup.write_lines(tokens, setup.log_in(server.base, accounts))
-            load_env = {"BENCH_TOKENS": str(tokens), "BENCH_PRODUCTS": str(options.products)}
-            if options.warmup > 0:
-                run(server.base, SCRIPT, load_env, Load(options.warmup, options.connections),
-                    server.pid)  # fmt: skip
-            start = last_login = time.monotonic()
-            while time.monotonic() - start < options.minutes * 60:
-                if time.monotonic() - last_login > options.relogin_seconds:
-                    setup.write_lines(tokens, setup.log_in(server.base, accounts))
-                    last_login = time.monotonic()
-                    soak.relogins += 1
-                at = time.monotonic() - start
-                sampler = _MidWindowSample(server.base, server.pid, options.interval / 2)
-                measured = run(server.base, SCRIPT, load_env,
-                               Load(options.interval, options.connections), server.pid)  # fmt: skip
-                sampled, pool_state = sampler.wait()
-                window = Window(len(soak.windows), at, measured, sampled, pool_state)
-                soak.windows.append(window)
-                if on_window is not None:
-                    on_window(window)
+    log = workdir / "servers.log"
+    try:
+        with setup.bench_database() as url:
+            accounts = setup.prepare_database(
+                url, products=options.products, accounts=options.accounts
+            )
+            env = server_env(workdir, url)
+            with running(
+                "hotpath", hotpath_command(), env, ready_path="/readyz", log=log
+            ) as server:
+                _load(soak, server, accounts, workdir / "tokens.txt", on_window)
+    except BaseException:
+        print(f"soak failed; the server's log is kept: {log}", file=sys.stderr)
+        raise
+    shutil.rmtree(workdir, ignore_errors=True)
     return soak
+
+
+def _load(
+    soak: Soak,
+    server: Server,
+    accounts: list[setup.Account],
+    tokens: Path,
+    on_window: Callable[[Window], None] | None,
+) -> None:
+    options = soak.options
+    setup.write_lines(tokens, setup.log_in(server.base, accounts))
+    load_env = {"BENCH_TOKENS": str(tokens), "BENCH_PRODUCTS": str(options.products)}
+    if options.warmup > 0:
+        run(server.base, SCRIPT, load_env, Load(options.warmup, options.connections), server.pid)
+    window_load = Load(options.interval, options.connections)
+    start = last_login = time.monotonic()
+    while time.monotonic() - start < options.minutes * 60:
+        if time.monotonic() - last_login > options.relogin_seconds:
+            setup.write_lines(tokens, setup.log_in(server.base, accounts))
+            last_login = time.monotonic()
+            soak.relogins += 1
+        at = time.monotonic() - start
+        sampler = _MidWindowSample(server.base, server.pid, options.interval / 2)
+        measured = run(server.base, SCRIPT, load_env, window_load, server.pid)
+        sampled, pool_state = sampler.wait()
+        window = Window(len(soak.windows), at, measured, sampled, pool_state)
+        soak.windows.append(window)
+        if on_window is not None:
+            on_window(window)
