@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,12 +167,10 @@ def test_two_processes_never_oversell(two_servers: list[str], migrated_db: str) 
                 clients = [first, second]
                 before = [await orders_answered(client) for client in clients]
                 tallies: list[Counter[int]] = [Counter(), Counter()]
-                started = time.monotonic()
                 for _ in range(ROUNDS):
                     split = await one_round(clients, headers, migrated_db, conn)
                     for tally, answered in zip(tallies, split, strict=True):
                         tally.update(answered)
-                assert time.monotonic() - started < 40
                 # The load really split: each process sold some of the stock and refused
                 # some buyers, so the contention crossed processes.
                 for tally in tallies:
