@@ -74,7 +74,12 @@ class CursorCodec:
 
     def _verified(self, scope: str, cursor: str) -> Any:
         try:
-            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            # One spelling only, the one encode() writes: urlsafe_b64decode would drop
+            # characters outside the alphabet and take padding, so a signed cursor respelled
+            # ("...=", a "!" inside) would still be read.
+            raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), b"-_", validate=True)
+            if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != cursor:
+                raise ValueError("not the canonical spelling")
             tag, payload = raw[:_TAG], raw[_TAG:]
             if not hmac.compare_digest(tag, self._tag(scope, payload)):
                 raise ValueError("bad signature")
