@@ -136,11 +136,11 @@ class BodyLimitMiddleware:
             return
         self.readers += 1
         self._per_client[address] = held + 1
-        refused: PayloadTooLarge | BodyTimeout | None = None
         try:
             message = await self._read(receive)
         except (PayloadTooLarge, BodyTimeout) as exc:
-            refused = exc
+            await self.on_error(exc)(scope, receive, send)
+            return
         finally:
             self.readers -= 1
             left = self._per_client[address] - 1
@@ -148,11 +148,6 @@ class BodyLimitMiddleware:
                 self._per_client[address] = left
             else:
                 del self._per_client[address]
-        if refused is not None:
-            # Answered after the place is given back: a client slow to read its 408 or 413
-            # holds nothing of the readers' budget.
-            await self.on_error(refused)(scope, receive, send)
-            return
 
         delivered = False
 
