@@ -161,6 +161,8 @@ class Cluster:
         env = dict(os.environ)
         env.pop(MULTIPROC_ENV, None)
         env.setdefault("HOTPATH_DRAIN_SECONDS", DEFAULT_DRAIN_SECONDS)
+        # Mails point at nginx, not at the replica that wrote them (on a port of its own).
+        env.setdefault("HOTPATH_PUBLIC_URL", f"http://127.0.0.1:{self.port}")
         env.update(
             DATABASE_URL=self.settings.database_url,
             REDIS_URL=self.settings.redis_url or "",

@@ -129,6 +129,9 @@ def serve_forever(
     runtime = Path(tempfile.mkdtemp(prefix="hotpath-"))
     env = dict(os.environ)
     env["DATABASE_URL"] = settings.database_url
+    # The workers' own settings then know the port they serve (--port may differ from
+    # HOTPATH_PORT), and an unset HOTPATH_PUBLIC_URL (the base of the links in mails) follows it.
+    env["HOTPATH_PORT"] = str(port)
     env[DRAIN_FILE_ENV] = str(runtime / "draining")
     started = runtime / "started"
     started.mkdir()

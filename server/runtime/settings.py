@@ -22,6 +22,7 @@ Environment = Literal["development", "test", "production"]
 
 DEV_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/hotpath"
 DEV_REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 _MIN_SECRET_LENGTH = 32
 
 
@@ -59,6 +60,10 @@ class Settings:
     db_connect_timeout: float = 3.0
     db_max_lifetime: float = 3600.0  # 0: never
     db_max_queries: int = 50_000  # 0: no limit
+    # "transaction": DATABASE_URL is a transaction pooler (PgBouncer pool_mode=transaction):
+    # no statement cache, and migrations go to database_direct_url (docs/operations.md).
+    db_pooler: Literal["none", "transaction"] = "none"
+    database_direct_url: str | None = field(default=None, repr=False)
     redis_timeout: float = 0.5
     max_body_bytes: int = 1_048_576
     # A request body: this many seconds, one more per body_min_rate bytes, at most the max.
@@ -123,6 +128,12 @@ class Settings:
         return self.jwt_keys_dir or self.data_dir / "jwt"
 
     @property
+    def migration_url(self) -> str:
+        """Where migrations run: they hold a session-level lock, which a transaction pooler
+        would hand to whichever server connection it picked (docs/operations.md)."""
+        return self.database_direct_url or self.database_url
+
+    @property
     def production(self) -> bool:
         return self.env == "production"
 
@@ -135,11 +146,17 @@ class Settings:
         test = env == "test"
         database_url = reader.text("DATABASE_URL", "")
         redis_url = reader.raw("REDIS_URL")
+        direct_url = reader.text("HOTPATH_DATABASE_DIRECT_URL", "")
         secret_key = reader.text("HOTPATH_SECRET_KEY", "")
         if database_url and not database_url.startswith(("postgresql://", "postgres://")):
             reader.problems.append("DATABASE_URL must be a postgresql:// URL")
-        if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
-            reader.problems.append("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        if direct_url and not direct_url.startswith(("postgresql://", "postgres://")):
+            reader.problems.append("HOTPATH_DATABASE_DIRECT_URL must be a postgresql:// URL")
+        if redis_url and not redis_url.startswith(REDIS_SCHEMES):
+            reader.problems.append(
+                "REDIS_URL must be a redis://, rediss://, unix://, redis+cluster:// or"
+                " rediss+cluster:// URL"
+            )
         if secret_key and len(secret_key) < _MIN_SECRET_LENGTH:
             reader.problems.append(
                 f"HOTPATH_SECRET_KEY must be at least {_MIN_SECRET_LENGTH} characters"
@@ -161,6 +178,7 @@ class Settings:
         metrics_token = reader.text("HOTPATH_METRICS_TOKEN", "") or None
         if metrics_token is not None and len(metrics_token) < 16:
             reader.problems.append("HOTPATH_METRICS_TOKEN must be at least 16 characters")
+        port = reader.integer("HOTPATH_PORT", 8000, 1, 65535)
         settings = cls(
             env=env,
             database_url=database_url or DEV_DATABASE_URL,
@@ -173,7 +191,7 @@ class Settings:
             secret_key=secret_key,
             metrics_token=metrics_token,
             host=reader.host("HOTPATH_HOST", "127.0.0.1"),
-            port=reader.integer("HOTPATH_PORT", 8000, 1, 65535),
+            port=port,
             workers=reader.integer("HOTPATH_WORKERS", 1, 1, 256),
             data_dir=Path(reader.text("HOTPATH_DATA_DIR", ".devdata")),
             embedded_db=reader.boolean("HOTPATH_EMBEDDED_DB", not production),
@@ -185,6 +203,8 @@ class Settings:
             db_connect_timeout=reader.number("HOTPATH_DB_CONNECT_TIMEOUT", 3.0, 0.1, 60),
             db_max_lifetime=reader.number("HOTPATH_DB_MAX_LIFETIME", 3600.0, 0, 7 * 86400),
             db_max_queries=reader.integer("HOTPATH_DB_MAX_QUERIES", 50_000, 0, 1_000_000_000),
+            db_pooler=reader.choice("HOTPATH_DB_POOLER", ("none", "transaction"), "none"),
+            database_direct_url=direct_url or None,
             redis_timeout=reader.number("HOTPATH_REDIS_TIMEOUT", 0.5, 0.01, 30),
             max_body_bytes=reader.integer("HOTPATH_MAX_BODY_BYTES", 1_048_576, 1, 1 << 30),
             body_timeout=reader.number("HOTPATH_BODY_TIMEOUT", 10.0, 0.01, 3600),
@@ -228,7 +248,8 @@ class Settings:
             ),
             smtp_url=smtp_url,
             mail_from=reader.mailbox("HOTPATH_MAIL_FROM", "hotpath <no-reply@localhost>"),
-            public_url=reader.public_url("HOTPATH_PUBLIC_URL", "http://127.0.0.1:8000"),
+            # Unset: where this server listens on this machine, so mails follow HOTPATH_PORT.
+            public_url=reader.public_url("HOTPATH_PUBLIC_URL", f"http://127.0.0.1:{port}"),
             apikey_rotation_grace_seconds=reader.integer(
                 "HOTPATH_APIKEY_ROTATION_GRACE_SECONDS", 86400, 0, 30 * 86400
             ),

@@ -190,6 +190,14 @@ def test_host_public_url_and_mail_from_are_read() -> None:
     assert Settings.from_env({"HOTPATH_MAIL_FROM": "ops@localhost"}).mail_from == "ops@localhost"
 
 
+def test_the_default_public_url_follows_the_port() -> None:
+    # Mails link to HOTPATH_PUBLIC_URL: with only the port changed they must still reach us.
+    assert Settings.from_env({}).public_url == "http://127.0.0.1:8000"
+    assert Settings.from_env({"HOTPATH_PORT": "9123"}).public_url == "http://127.0.0.1:9123"
+    explicit = {"HOTPATH_PORT": "9123", "HOTPATH_PUBLIC_URL": "https://api.example.com"}
+    assert Settings.from_env(explicit).public_url == "https://api.example.com"
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
