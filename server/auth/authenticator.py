@@ -41,11 +41,21 @@ class InvalidAccessToken(Unauthorized):
     title = "Invalid access token"
 
 
+class InvalidApiKey(InvalidAccessToken):
+    slug = "invalid-api-key"
+    title = "Invalid API key"
+
+
 def _reject() -> InvalidAccessToken:
     # One answer for every failure: which check failed is for the logs, not for the client.
     return InvalidAccessToken(
         "The access token is invalid, expired or revoked.", headers=dict(_CHALLENGE)
     )
+
+
+def _reject_key(detail: str) -> InvalidApiKey:
+    # The client sent an API key (hp_...): naming a token it never sent would mislead it.
+    return InvalidApiKey(detail, headers=dict(_CHALLENGE))
 
 
 def _no_key(token: str) -> bool:
@@ -78,7 +88,8 @@ class Authenticator:
             assert verifier is not None  # _is_key recognises nothing without a verifier
             return self._key(verifier, token.strip(), scope)
         if scheme == "apikey":
-            raise _reject()  # X-API-Key carries API keys only, never a session's token
+            # X-API-Key carries API keys only, never a session's token.
+            raise _reject_key("The X-API-Key header takes an API key (hp_...) only.")
         try:
             claims = self.codec.verify(token.strip())
         except InvalidToken:
@@ -104,4 +115,6 @@ class Authenticator:
         try:
             return await verifier.verify(key, scope)
         except KeyRejected:
-            raise _reject() from None
+            raise _reject_key(
+                "The API key is invalid, expired or revoked (a mistyped key fails its checksum)."
+            ) from None

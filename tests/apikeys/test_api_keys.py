@@ -375,7 +375,9 @@ async def test_a_key_works_until_it_expires_then_is_refused_and_audited(
     for headers in (bearer(key["key"]), x_api_key(key["key"])):
         refused = await http.get(ME, headers={**headers, "user-agent": "presenter/1.0"})
         assert refused.status_code == 401, refused.text
-        assert refused.json()["type"] == PROBLEM + "invalid-access-token"
+        assert refused.json()["type"] == PROBLEM + "invalid-api-key"
+        # The client sent a key, not a token: the answer names what it sent.
+        assert refused.json()["detail"].startswith("The API key is invalid, expired or revoked")
         request_ids.append(refused.headers["x-request-id"])
 
     rejected = [e for e in await audit_of(app, key["id"]) if e["action"] == "apikey.rejected"]
@@ -402,6 +404,9 @@ async def test_a_mistyped_key_is_refused_without_a_database_lookup(
             response = await http.get(ME, headers=headers)
             assert response.status_code == 401, (position, response.text)
             assert response.headers["www-authenticate"].startswith("Bearer")
+            assert response.json()["type"] == PROBLEM + "invalid-api-key"
+            assert "API key" in response.json()["detail"]
+            assert "access token" not in response.json()["detail"]
     assert lookups.calls == []
     assert (await http.get(ME, headers=bearer(secret))).status_code == 200
     assert len(lookups.calls) == 1
@@ -736,6 +741,8 @@ async def test_x_api_key_carries_only_api_keys_never_a_session_token(
     _, tokens = await accounts.create_and_login("customer")
     smuggled = await http.get("/v1/users/me", headers={"x-api-key": tokens.access})
     assert smuggled.status_code == 401
+    assert smuggled.json()["type"] == PROBLEM + "invalid-api-key"
+    assert "X-API-Key" in smuggled.json()["detail"]
     assert (await http.get("/v1/users/me", headers=tokens.headers)).status_code == 200
 
 
