@@ -48,6 +48,7 @@ PUBLIC_ALLOWLIST = frozenset(
         ("POST", "/v1/auth/password/forgot"),
         ("POST", "/v1/auth/password/reset"),
         ("POST", "/v1/auth/email/verify"),
+        ("GET", "/"),
         ("GET", "/openapi.json"),
         ("GET", "/docs"),
         ("GET", "/v1/products"),

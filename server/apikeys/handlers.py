@@ -37,7 +37,9 @@ async def create_key(request: Request) -> Response:
         ctx=request_context(request),
     )
     view = schemas.issued_view(issued.key, issued.secret)
-    return JSONResponse(view, status_code=201, headers=_NO_STORE)
+    return JSONResponse(
+        view, status_code=201, headers={**_NO_STORE, "location": f"/v1/api-keys/{view.id}"}
+    )
 
 
 @api(

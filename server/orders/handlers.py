@@ -22,6 +22,13 @@ _LIST_SCOPE = "orders"
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
+class _Placed(msgspec.Struct):
+    id: int
+
+
+_PLACED = msgspec.json.Decoder(_Placed)
+
+
 class IdempotencyKeyRequired(BadRequest):
     slug = "idempotency-key-required"
     title = "Idempotency-Key header required"
@@ -59,7 +66,11 @@ async def place_order(request: Request) -> Response:
         [(line.product_id, line.quantity) for line in body.items],
         _render,
     )
-    return Response(payload, status_code=status, media_type="application/json")
+    # A replay answers from the stored bytes, so the new order's id is read back from them.
+    location = f"/v1/orders/{_PLACED.decode(payload).id}"
+    return Response(
+        payload, status_code=status, media_type="application/json", headers={"location": location}
+    )
 
 
 @api(

@@ -36,7 +36,9 @@ async def create_role(request: Request) -> Response:
         body.permissions,
         request_context(request),
     )
-    return JSONResponse(schemas.role_view(role), status_code=201)
+    return JSONResponse(
+        schemas.role_view(role), status_code=201, headers={"location": f"/v1/roles/{role.name}"}
+    )
 
 
 @api(

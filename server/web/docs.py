@@ -47,8 +47,21 @@ _PAGE = b"""<!doctype html>
 """
 
 
+async def root(request: Request) -> Response:
+    """`/`: a browser (it asks for HTML) is sent to the docs page; any other client gets the
+    two links as JSON. Relative references, so a path prefix in front of us is kept."""
+    headers = {"Vary": "Accept", "Cache-Control": "no-cache"}
+    if "text/html" in request.headers.get("accept", ""):
+        return Response(status_code=302, headers={**headers, "Location": "docs"})
+    return Response(_LINKS, media_type="application/json", headers=headers)
+
+
+_LINKS = b'{"docs":"docs","openapi":"openapi.json"}'
+
+
 def docs_routes(get_document: Callable[[], bytes]) -> list[BaseRoute]:
-    """`/openapi.json`, `/docs` and `/docs/assets`; `get_document` returns the rendered JSON."""
+    """`/`, `/openapi.json`, `/docs` and `/docs/assets`; `get_document` returns the rendered
+    JSON."""
 
     async def openapi_json(request: Request) -> Response:
         body = get_document()
@@ -63,6 +76,7 @@ def docs_routes(get_document: Callable[[], bytes]) -> list[BaseRoute]:
         return Response(_PAGE, media_type="text/html", headers=headers)
 
     return [
+        Route("/", root, name="root", include_in_schema=False),
         Route("/openapi.json", openapi_json, name="openapi_json", include_in_schema=False),
         Route("/docs", docs_page, name="docs", include_in_schema=False),
         Mount("/docs/assets", StaticFiles(directory=ASSETS_DIR), name="docs_assets"),

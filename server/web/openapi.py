@@ -189,6 +189,12 @@ _RATE_LIMIT_HEADERS = {
 }
 
 
+_LOCATION_HEADER = {
+    "description": "The path of the resource this request created.",
+    "schema": {"type": "string", "format": "uri-reference"},
+}
+
+
 def _operation(
     e: _Endpoint, schema_of: dict[Any, dict[str, Any]], components: dict[str, Any]
 ) -> dict[str, Any]:
@@ -244,6 +250,9 @@ def _operation(
         for status, response in responses.items():
             if status == 304 or (200 <= status < 300 and "content" in response):
                 response["headers"] = {"ETag": ETAG_HEADER}
+    if 201 in responses:
+        # Every 201 names what it created (RFC 9110 15.3.2).
+        responses[201].setdefault("headers", {})["Location"] = _LOCATION_HEADER
     op["responses"] = {str(s): responses[s] for s in sorted(responses)}
     if doc.auth:
         op["security"] = _SESSION_OR_KEY if doc.api_keys else _SESSION_ONLY

@@ -158,3 +158,22 @@ async def test_boot_script_and_licences_are_vendored(client: httpx.AsyncClient) 
     assert "SwaggerUIBundle(" in init.text
     for name in ("LICENSE", "NOTICE", "swagger-ui-bundle.js.LICENSE.txt", "README.md"):
         assert (ASSETS_DIR / name).is_file(), name
+
+
+async def test_the_root_sends_a_browser_to_the_docs(client: httpx.AsyncClient) -> None:
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    response = await client.get("/", headers={"accept": browser})
+    assert response.status_code == 302
+    assert urljoin("http://test/", response.headers["location"]) == "http://test/docs"
+    assert response.headers["vary"] == "Accept"
+    followed = await client.get("/", headers={"accept": browser}, follow_redirects=True)
+    assert followed.status_code == 200
+    assert followed.headers["content-type"].startswith("text/html")
+
+
+async def test_the_root_gives_other_clients_the_links(client: httpx.AsyncClient) -> None:
+    response = await client.get("/", headers={"accept": "application/json"})
+    assert response.status_code == 200
+    links = response.json()
+    assert urljoin("http://test/", links["docs"]) == "http://test/docs"
+    assert (await client.get(urljoin("http://test/", links["openapi"]))).content == DOCUMENT
