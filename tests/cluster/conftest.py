@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -20,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
-from argon2 import PasswordHasher
 
 from tests.fixtures.servers import login
 from tests.fixtures.support import ThrowawayRedis, free_port
+from tests.fixtures.users import insert_user
 
 READ_RATE = 300  # anonymous and per-user GET budget a second (and the burst)
 ENV = {
@@ -202,23 +200,6 @@ def cluster(migrated_db: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             yield running
     finally:
         redis.kill()
-
-
-async def insert_user(dsn: str, role: str = "customer") -> tuple[int, str, str]:
-    email = f"cluster-{role}-{secrets.token_hex(5)}@example.com"
-    password = "cluster passphrase " + secrets.token_hex(4)
-    digest = PasswordHasher(time_cost=1, memory_cost=1024).hash(password)
-    conn = await asyncpg.connect(dsn)
-    try:
-        user_id = await conn.fetchval(
-            "INSERT INTO users (email, password_hash, roles) VALUES ($1, $2, $3) RETURNING id",
-            email,
-            digest,
-            [role],
-        )
-    finally:
-        await conn.close()
-    return int(user_id), email, password
 
 
 def session(cluster: LocalCluster, role: str = "customer") -> tuple[int, dict[str, str]]:

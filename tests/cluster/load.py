@@ -14,10 +14,11 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.cluster.conftest import LocalCluster, insert_user
+from tests.cluster.conftest import LocalCluster
 from tests.fixtures.fault_load import Answer, Customer, Load
 from tests.fixtures.order_history import check
 from tests.fixtures.servers import login
+from tests.fixtures.users import insert_user
 
 BUYERS = 3
 STOCK = 100_000

@@ -30,9 +30,9 @@ import pytest
 from server.db.migrate import migrate
 from server.runtime.paths import MIGRATIONS_DIR
 from tests.fixtures.databases import create_database, drop_database
-from tests.fixtures.faults import insert_user
 from tests.fixtures.servers import running_servers
 from tests.fixtures.support import ThrowawayRedis
+from tests.fixtures.users import insert_user
 
 pytestmark = [pytest.mark.contract, pytest.mark.slow]
 

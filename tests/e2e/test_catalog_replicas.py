@@ -11,27 +11,14 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import asyncpg
 import httpx
 import pytest
-from argon2 import PasswordHasher
 
 from tests.fixtures.faults import signal_redis
 from tests.fixtures.servers import Redis, login
+from tests.fixtures.users import insert_user
 
 pytestmark = pytest.mark.slow
-
-
-async def insert_staff(dsn: str, email: str, password_hash: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(
-            "INSERT INTO users (email, password_hash, roles) VALUES ($1, $2, '{staff}')",
-            email,
-            password_hash,
-        )
-    finally:
-        await conn.close()
 
 
 def seconds_until_name(base: str, product_id: int, name: str, limit: float = 3.0) -> float:
@@ -51,13 +38,7 @@ def moment_named(base: str, product_id: int, name: str) -> float:
 
 def staff_and_product(first: str, migrated_db: str) -> tuple[dict[str, str], int, str]:
     """A staff member's headers, and a product ("Before") they created: its id and ETag."""
-    email = f"staff-{secrets.token_hex(4)}@example.com"
-    password = "catalog staff passphrase " + secrets.token_hex(4)
-    asyncio.run(
-        insert_staff(
-            migrated_db, email, PasswordHasher(time_cost=1, memory_cost=1024).hash(password)
-        )
-    )
+    _, email, password = asyncio.run(insert_user(migrated_db, "staff"))
     headers = {"authorization": f"Bearer {login(first, email, password)}"}
     created = httpx.post(
         f"{first}/v1/products",

@@ -4,15 +4,13 @@ Redis pub/sub and, with Redis killed, through the PostgreSQL poll."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 
-import asyncpg
 import httpx
 import pytest
-from argon2 import PasswordHasher
 
 from tests.fixtures.servers import Redis, login
+from tests.fixtures.users import insert_user
 
 pytestmark = pytest.mark.slow
 
@@ -28,24 +26,11 @@ def seconds_until_refused(base: str, token: str, limit: float = 3.0) -> float:
     raise AssertionError(f"the token still worked on the other replica after {limit} s")
 
 
-async def insert_user(dsn: str, email: str, password_hash: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(
-            "INSERT INTO users (email, password_hash) VALUES ($1, $2)", email, password_hash
-        )
-    finally:
-        await conn.close()
-
-
 def test_logout_reaches_the_other_replica_with_and_without_redis(
     replicas: list[str], redis: Redis, migrated_db: str
 ) -> None:
     first, second = replicas
-    email = f"replica-{secrets.token_hex(4)}@example.com"
-    password = "replicated passphrase " + secrets.token_hex(4)
-    digest = PasswordHasher(time_cost=1, memory_cost=1024).hash(password)
-    asyncio.run(insert_user(migrated_db, email, digest))
+    _, email, password = asyncio.run(insert_user(migrated_db))
 
     for redis_up in (True, False):
         if not redis_up:
@@ -63,14 +48,9 @@ def test_logout_all_and_a_disable_cut_every_token_on_the_other_replica(
 ) -> None:
     """The user-level cut-offs (every token issued before now), not just one session's."""
     first, second = replicas
-    email = f"replica-all-{secrets.token_hex(4)}@example.com"
-    password = "replicated passphrase " + secrets.token_hex(4)
-    digest = PasswordHasher(time_cost=1, memory_cost=1024).hash(password)
-    asyncio.run(insert_user(migrated_db, email, digest))
-    admin_email = f"replica-admin-{secrets.token_hex(4)}@example.com"
-    asyncio.run(insert_user(migrated_db, admin_email, digest))
-    asyncio.run(make_admin(migrated_db, admin_email))
-    admin = {"authorization": f"Bearer {login(first, admin_email, password)}"}
+    _, email, password = asyncio.run(insert_user(migrated_db))
+    _, admin_email, admin_password = asyncio.run(insert_user(migrated_db, "admin"))
+    admin = {"authorization": f"Bearer {login(first, admin_email, admin_password)}"}
 
     # Logout-all on the first replica: two sessions' tokens stop on the second.
     tokens = [login(first, email, password), login(second, email, password)]
@@ -97,11 +77,3 @@ def test_logout_all_and_a_disable_cut_every_token_on_the_other_replica(
     )
     assert disabled.status_code == 200, disabled.text
     assert seconds_until_refused(second, token) < 1.0
-
-
-async def make_admin(dsn: str, email: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("UPDATE users SET roles = '{admin}' WHERE email = $1", email)
-    finally:
-        await conn.close()
