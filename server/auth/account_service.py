@@ -243,12 +243,17 @@ class AccountService:
     async def change_password(
         self, principal: Principal, current: str, new: str, ctx: RequestContext
     ) -> None:
+        # The new password is judged first: a change that would be refused anyway spends
+        # neither a guess at the current password (the login's backoff) nor an argon2 verify,
+        # and the client learns what to fix in one round.
+        async with self.db.connection() as conn:
+            email = (await self._user(conn, principal.user_id)).email
+        check_password(new, email, "/new_password")
         user, ok = await self._confirm_password(principal.user_id, current)
         if not ok:
             async with self.db.transaction() as conn:
                 await self._record(conn, "auth.password_change", "failure", ctx, user.id, user.id)
             raise WrongPassword("The current password is wrong.")
-        check_password(new, user.email, "/new_password")
         digest = await self.passwords.hash(new)
         keep = principal.session_id
         async with self.db.transaction() as conn:
