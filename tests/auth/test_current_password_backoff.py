@@ -131,3 +131,25 @@ async def test_the_right_password_clears_the_account_counter(
     assert await failures(db, account) == ACCOUNT_POLICY.free_failures - 1
     assert (await guess(http, tokens, account.password)).status_code == 204
     assert await failures(db, account) is None
+
+
+async def test_a_refused_new_password_spends_no_guess_at_the_current_one(
+    http: httpx.AsyncClient, accounts: Accounts, db: asyncpg.Connection
+) -> None:
+    """A new password the policy refuses (a common one) is a 422 pointing at it, whatever the
+    current password sent: more such requests than the free failures neither count nor block
+    the account."""
+    account, tokens = await accounts.create_and_login()
+    for attempt in range(ACCOUNT_POLICY.free_failures + 2):
+        response = await http.post(
+            "/v1/auth/password/change",
+            json={
+                "current_password": f"Wrong-Password-{attempt}-x",
+                "new_password": "1qaz2wsx3edc",
+            },
+            headers=tokens.headers,
+        )
+        assert response.status_code == 422, response.text
+        assert [e["pointer"] for e in response.json()["errors"]] == ["/new_password"]
+    assert await failures(db, account) is None
+    assert (await change(http, tokens, account.password)).status_code == 204
