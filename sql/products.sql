@@ -35,3 +35,8 @@ RETURNING id, sku, name, description, category, price_minor, currency, stock, ve
 
 -- name: exists_product :val
 SELECT EXISTS (SELECT 1 FROM products WHERE id = $1 AND deleted_at IS NULL);
+
+-- name: list_product_stock :many
+-- What is left of each live product among $1, for an order that could not be filled (ids
+-- missing from the answer name no product).
+SELECT id, stock FROM products WHERE id = ANY ($1::bigint[]) AND deleted_at IS NULL;

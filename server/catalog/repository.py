@@ -67,6 +67,7 @@ class ProductsRepository:
         self._delete = q("delete_product")
         self._stock = q("update_product_stock")
         self._exists = q("exists_product")
+        self._stock_of = q("list_product_stock")
         self._lists = {
             (key, direction): q(f"list_products_by_{name}_{direction}")
             for key, name in _QUERY_SORT.items()
@@ -79,6 +80,12 @@ class ProductsRepository:
 
     async def exists(self, conn: Connection, product_id: int) -> bool:
         return bool(await conn.fetchval(self._exists, product_id))
+
+    async def stock_of(self, conn: Connection, product_ids: list[int]) -> dict[int, int]:
+        """The stock of each live product among ``product_ids``; an id missing from the
+        answer names no product (never made, or deleted)."""
+        records = await conn.fetch(self._stock_of, product_ids)
+        return {record["id"]: record["stock"] for record in records}
 
     async def create(
         self, conn: Connection, sku: str, fields: ProductFields, stock: int

@@ -42,13 +42,16 @@ def _render(order: Order) -> bytes:
     summary="Place an order",
     description="Needs an `Idempotency-Key` header: the same key and body replay the first "
     "answer byte for byte, the same key with another body is a 422, and a retry while the "
-    "first request is still running is a 409. Stock is taken all or nothing (409 naming the "
-    "items that are short).",
+    "first request is still running is a 409. Stock is taken all or nothing: a 409 "
+    "`out-of-stock` lists each short item with the quantity `requested` and the quantity "
+    "`available`. A `product_id` that names no product is a 422 `unknown-product` whose "
+    "`errors` point at the item. The `Location` of the order is in the answer.",
     tags=("orders",),
     body=schemas.NewOrderBody,
     request_headers=(("Idempotency-Key", "A unique key per order attempt (1-255 chars)", True),),
     responses={201: schemas.OrderView},
     errors=(400, 409, 422),
+    problems={409: schemas.OrderConflict},
 )
 async def place_order(request: Request) -> Response:
     key = request.headers.get("idempotency-key", "")

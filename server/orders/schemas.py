@@ -30,6 +30,20 @@ class OrderQuery(Strict):
     status: Literal["placed", "fulfilled", "cancelled"] | None = None
 
 
+class ShortItem(msgspec.Struct):
+    product_id: int
+    requested: int
+    available: int
+
+
+class OrderConflict(msgspec.Struct):
+    """What a 409 adds to the problem when the stock is short (`out-of-stock`): each short
+    item, the quantity asked for and what is left. Other 409s (`idempotency-in-flight`) have
+    no `items`."""
+
+    items: list[ShortItem] = []
+
+
 class ItemView(msgspec.Struct):
     product_id: int
     quantity: int

@@ -44,6 +44,11 @@ class OutOfStock(Conflict):
     title = "Not enough stock"
 
 
+class UnknownProduct(ValidationFailed):
+    slug = "unknown-product"
+    title = "No such product"
+
+
 class InvalidTransition(Conflict):
     slug = "invalid-transition"
     title = "The order cannot move to that status"
@@ -81,8 +86,10 @@ class OrdersService:
         request still running gets a 409; the stored answer commits with the order itself.
         """
         quantities: dict[int, int] = {}
-        for product_id, quantity in lines:
+        positions: dict[int, list[int]] = {}  # the body's /items/N of each product
+        for index, (product_id, quantity) in enumerate(lines):
             quantities[product_id] = quantities.get(product_id, 0) + quantity
+            positions.setdefault(product_id, []).append(index)
         async with self.db.transaction() as conn:
             if not await self.orders.try_lock_key(conn, buyer.user_id, key):
                 raise IdempotencyInFlight("The first request with this key is still running.")
@@ -91,7 +98,7 @@ class OrdersService:
                 if stored.request_hash != request_hash:
                     raise IdempotencyMismatch("This Idempotency-Key was used for another body.")
                 return stored.status, stored.body
-            taken = await self._take_stock(conn, quantities)
+            taken = await self._take_stock(conn, quantities, positions)
             currencies = {product.currency for product in taken}
             if len(currencies) > 1:
                 raise ValidationFailed(
@@ -127,7 +134,9 @@ class OrdersService:
         async with self.db.connection() as conn:
             await self.orders.forget_expired_keys(conn)
 
-    async def _take_stock(self, conn: Connection, quantities: dict[int, int]) -> list[Product]:
+    async def _take_stock(
+        self, conn: Connection, quantities: dict[int, int], positions: dict[int, list[int]]
+    ) -> list[Product]:
         taken, missing = [], []
         # Ascending ids: two orders for the same products lock rows in the same order.
         for product_id in sorted(quantities):
@@ -137,11 +146,42 @@ class OrdersService:
             else:
                 taken.append(product)
         if missing:
-            raise OutOfStock(
-                "Some items are not available in the quantity asked for.",
-                extra={"items": [{"product_id": pid} for pid in missing]},
-            )
+            # Raising rolls back what was taken. The products in `missing` were not touched
+            # by this transaction, so their stock read now is what a retry could have.
+            await self._refuse(conn, missing, quantities, positions)
         return taken
+
+    async def _refuse(
+        self,
+        conn: Connection,
+        missing: list[int],
+        quantities: dict[int, int],
+        positions: dict[int, list[int]],
+    ) -> None:
+        """Why the products in ``missing`` could not be taken: a product that does not exist
+        is the request's fault (422, pointing at its item); short stock is the catalog's state
+        (409, with what each item could have)."""
+        stock = await self.products.stock_of(conn, missing)
+        unknown = [pid for pid in missing if pid not in stock]
+        if unknown:
+            raise UnknownProduct(
+                f"No product has the id {', '.join(map(str, unknown))}.",
+                errors=[
+                    {"pointer": f"/items/{index}/product_id", "detail": f"no product {pid}"}
+                    for pid in unknown
+                    for index in positions[pid]
+                ],
+            )
+        raise OutOfStock(
+            "Some items are not available in the quantity asked for: `items` says how many "
+            "of each are.",
+            extra={
+                "items": [
+                    {"product_id": pid, "requested": quantities[pid], "available": stock[pid]}
+                    for pid in missing
+                ]
+            },
+        )
 
     async def _stock_changed(
         self,

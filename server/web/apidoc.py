@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -45,6 +45,9 @@ class EndpointDoc:
     request_headers: tuple[tuple[str, str, bool], ...] = ()
     response_media_type: str = "application/json"
     operation_id: str | None = None
+    # Problem statuses whose answer carries extension members (RFC 9457 3.2): the Struct
+    # describing them, documented beside the common problem members.
+    problems: Mapping[int, type] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Checked at import time so a bad declaration fails at start-up, not in a docs build.
@@ -60,11 +63,15 @@ class EndpointDoc:
         for status in self.errors:
             if not 400 <= status <= 599:
                 raise ValueError(f"api(): error status {status} is not 4xx/5xx")
+        undeclared = set(self.problems) - set(self.errors)
+        if undeclared:
+            raise ValueError(f"api(): problems {sorted(undeclared)} are not in errors")
         clash = set(self.responses) & set(self.errors)
         if clash:
             raise ValueError(f"api(): statuses {sorted(clash)} in both responses and errors")
         # A read-only copy: the caller's dict must not change the document later.
         object.__setattr__(self, "responses", MappingProxyType(dict(self.responses)))
+        object.__setattr__(self, "problems", MappingProxyType(dict(self.problems)))
 
 
 def api(
@@ -81,6 +88,7 @@ def api(
     request_headers: tuple[tuple[str, str, bool], ...] = (),
     response_media_type: str = "application/json",
     operation_id: str | None = None,
+    problems: Mapping[int, type] | None = None,
 ) -> Callable[[F], F]:
     """Attach an `EndpointDoc` to a handler as `__api__`; the handler itself is returned."""
     doc = EndpointDoc(
@@ -96,6 +104,7 @@ def api(
         request_headers=request_headers,
         response_media_type=response_media_type,
         operation_id=operation_id,
+        problems=problems or {},
     )
 
     def decorate(func: F) -> F:

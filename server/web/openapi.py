@@ -173,7 +173,7 @@ def _route_endpoints(
 def _collect_types(docs: Iterator[EndpointDoc]) -> list[Any]:
     types: dict[Any, None] = {}  # ordered set: the same type appears once
     for doc in docs:
-        for t in (doc.body, doc.query, *doc.responses.values()):
+        for t in (doc.body, doc.query, *doc.responses.values(), *doc.problems.values()):
             if t is not None:
                 types[t] = None
     return list(types)
@@ -241,7 +241,10 @@ def _operation(
         # Rate limits, the in-flight cap and an unreachable database reach every such route.
         problems |= {429, 503}
     for status in problems - set(responses):
-        content = {_PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_REF}}
+        schema: dict[str, Any] = _PROBLEM_REF
+        if status in doc.problems:
+            schema = {"allOf": [_PROBLEM_REF, schema_of[doc.problems[status]]]}
+        content = {_PROBLEM_MEDIA_TYPE: {"schema": schema}}
         responses[status] = {"description": _phrase(status), "content": content}
     if edge:
         responses[429]["headers"] = _RATE_LIMIT_HEADERS

@@ -111,7 +111,7 @@ async def one_round(
     assert statuses.count(409) == REQUESTS - STOCK, sorted(set(statuses))
     for refused in (r for r in responses if r.status_code == 409):
         assert refused.json()["type"].endswith("out-of-stock"), refused.text
-        assert refused.json()["items"] == [{"product_id": product}]
+        assert refused.json()["items"] == [{"product_id": product, "requested": 1, "available": 0}]
     assert seen
     assert min(seen) >= 0
     assert seen == sorted(seen, reverse=True)  # stock only ever went down in this round

@@ -48,8 +48,56 @@ async def test_all_or_nothing_and_the_items_named(
         [{"product_id": plenty, "quantity": 3}, {"product_id": scarce, "quantity": 2}],
     )
     assert response.status_code == 409
-    assert response.json()["items"] == [{"product_id": scarce}]
+    assert response.json()["type"] == "urn:hotpath:problem:out-of-stock"
+    # How many of each short item there are, so the client can offer what is left.
+    assert response.json()["items"] == [{"product_id": scarce, "requested": 2, "available": 1}]
     assert (await http.get(f"/v1/products/{plenty}")).json()["stock"] == 10
+
+
+async def test_a_product_that_does_not_exist_is_a_422_naming_it_not_out_of_stock(
+    http: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    _, staff = await accounts.create_and_login("staff")
+    _, buyer = await accounts.create_and_login("customer")
+    plenty = await new_product(http, staff, stock=10)
+    scarce = await new_product(http, staff, stock=1)
+    gone = await new_product(http, staff, stock=10)
+    etag = (await http.get(f"/v1/products/{gone}")).headers["etag"]
+    deleted = await http.delete(f"/v1/products/{gone}", headers={**staff.headers, "if-match": etag})
+    assert deleted.status_code == 204
+    never = 2**62
+    items = [
+        {"product_id": plenty, "quantity": 1},
+        {"product_id": never, "quantity": 1},
+        {"product_id": scarce, "quantity": 5},
+        {"product_id": gone, "quantity": 1},
+    ]
+    response = await order(http, buyer, "k-unknown", items)
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["type"] == "urn:hotpath:problem:unknown-product"
+    assert str(never) in problem["detail"]
+    assert str(gone) in problem["detail"]
+    assert sorted(e["pointer"] for e in problem["errors"]) == [
+        "/items/1/product_id",
+        "/items/3/product_id",
+    ]
+    # Nothing was taken, and the key was not spent: the corrected order goes through.
+    assert (await http.get(f"/v1/products/{plenty}")).json()["stock"] == 10
+    fixed = await order(http, buyer, "k-unknown", [{"product_id": plenty, "quantity": 1}])
+    assert fixed.status_code == 201, fixed.text
+
+
+async def test_the_document_describes_the_short_items_of_a_409(
+    http: httpx.AsyncClient,
+) -> None:
+    document = (await http.get("/openapi.json")).json()
+    conflict = document["paths"]["/v1/orders"]["post"]["responses"]["409"]
+    schema = conflict["content"]["application/problem+json"]["schema"]
+    assert {"$ref": "#/components/schemas/Problem"} in schema["allOf"]
+    assert {"$ref": "#/components/schemas/OrderConflict"} in schema["allOf"]
+    short = document["components"]["schemas"]["ShortItem"]
+    assert set(short["required"]) == {"product_id", "requested", "available"}
 
 
 async def test_concurrent_orders_never_oversell(
