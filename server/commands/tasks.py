@@ -21,8 +21,15 @@ from server.web.context import RequestContext
 
 
 async def apply_migrations(settings: Settings, logger: FilteringBoundLogger) -> None:
+    if settings.db_pooler == "transaction" and settings.database_direct_url is None:
+        # The migration lock is a session's: through a transaction pooler its unlock could
+        # reach another server connection and leave it held (server/db/migrate.py).
+        raise SystemExit(
+            "HOTPATH_DB_POOLER=transaction: migrations need a direct connection to PostgreSQL;"
+            " set HOTPATH_DATABASE_DIRECT_URL"
+        )
     applied = await migrate(
-        settings.database_url, MIGRATIONS_DIR, log=lambda line: logger.info("migrate", step=line)
+        settings.migration_url, MIGRATIONS_DIR, log=lambda line: logger.info("migrate", step=line)
     )
     logger.info("migrations_current", applied=[m.name for m in applied])
     await normalize_stored_emails(settings, logger)

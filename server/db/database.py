@@ -68,8 +68,22 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def create_pool(settings: Settings, *, statement_cache_size: int = 256) -> ConnectionPool:
-    """The started pool (its ``db_pool_min`` connections open), or DatabaseUnavailable."""
+async def create_pool(
+    settings: Settings,
+    *,
+    statement_cache_size: int = 256,
+    connection_class: type[PooledConnection] = PooledConnection,
+) -> ConnectionPool:
+    """The started pool (its ``db_pool_min`` connections open), or DatabaseUnavailable.
+
+    Behind a transaction pooler (``db_pooler="transaction"``) each transaction, and each
+    statement outside one, may run on a different server connection, where a statement this
+    connection prepared does not exist: the statement cache is off then, so asyncpg sends every
+    statement unnamed (parse, describe and flush, then bind, execute and sync, one unit to the
+    pooler). Nothing else here keeps session state: no SET, LISTEN, temporary table or
+    session advisory lock (migrations take one, so they go to ``migration_url``)."""
+    if settings.db_pooler == "transaction":
+        statement_cache_size = 0
     return await open_pool(
         settings.database_url,
         min_size=settings.db_pool_min,
@@ -79,6 +93,8 @@ async def create_pool(settings: Settings, *, statement_cache_size: int = 256) ->
         statement_cache_size=statement_cache_size,
         max_lifetime=settings.db_max_lifetime or None,
         max_queries=settings.db_max_queries or None,
+        # What wraps each connection: server/db/sql_spans.py's traced one when tracing is on.
+        connection_class=connection_class,
     )
 
 
@@ -92,6 +108,7 @@ async def open_pool(
     statement_cache_size: int = 256,
     max_lifetime: float | None = 3600.0,
     max_queries: int | None = 50_000,
+    connection_class: type[PooledConnection] = PooledConnection,
 ) -> ConnectionPool:
     async def connect() -> PooledConnection:
         raw: asyncpg.Connection = await asyncpg.connect(
@@ -106,7 +123,7 @@ async def open_pool(
         except BaseException:
             raw.terminate()
             raise
-        return PooledConnection(raw, command_timeout=command_timeout)
+        return connection_class(raw, command_timeout=command_timeout)
 
     pool = ConnectionPool(
         connect,

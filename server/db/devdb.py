@@ -27,7 +27,10 @@ def database_name(url: str) -> str:
 
 async def create_database_if_missing(url: str, *, timeout: float) -> bool:
     name = database_name(url)
-    conn = await asyncpg.connect(_with_database(url, "postgres"), timeout=timeout)
+    # No statement cache: two statements, and ``url`` may be a transaction pooler's.
+    conn = await asyncpg.connect(
+        _with_database(url, "postgres"), timeout=timeout, statement_cache_size=0
+    )
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if exists:
