@@ -1,4 +1,5 @@
-"""python -m server: serve | migrate | seed | create-admin | openapi | worker | cluster."""
+"""python -m server: serve | migrate | seed | create-admin | openapi | worker | cluster |
+backup | restore."""
 
 from __future__ import annotations
 
@@ -84,6 +85,38 @@ def main(argv: list[str] | None = None) -> int:
         help="first create the database if missing, migrate, and load demo data if empty",
     )
 
+    backup = commands.add_parser(
+        "backup", help="write a logical backup (pg_dump) and its manifest; prints its path last"
+    )
+    backup.add_argument("--to", type=Path, required=True, help="folder of the backups")
+    backup.add_argument(
+        "--keep", type=_integer(1, 100_000), default=14, help="newest backups kept (14)"
+    )
+    backup.add_argument(
+        "--max-age-days",
+        type=_integer(1, 100_000),
+        default=None,
+        help="also remove backups older than this (the newest one always stays)",
+    )
+    backup.add_argument("--pg-bin", type=Path, default=None, help="pg_dump's folder (PATH)")
+
+    restore = commands.add_parser(
+        "restore", help="restore a backup into a database (created if missing)"
+    )
+    restore.add_argument("file", type=Path, help="the .dump file; its .json manifest beside it")
+    restore.add_argument("--into", required=True, help="the target's postgresql:// URL")
+    restore.add_argument(
+        "--verify",
+        action="store_true",
+        help="first restore into a scratch database and check it; then check the target too",
+    )
+    restore.add_argument(
+        "--clean",
+        action="store_true",
+        help="replace what the backup holds in a target that is not empty (refused otherwise)",
+    )
+    restore.add_argument("--pg-bin", type=Path, default=None, help="pg_restore's folder (PATH)")
+
     args = parser.parse_args(argv)
     if args.command == "openapi":
         return _openapi(args.out)
@@ -119,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         except SettingsError as exc:
             raise SystemExit(str(exc)) from None
+    if args.command in ("backup", "restore"):
+        return asyncio.run(_backups(args, settings, logger))
     from server.commands import tasks
 
     if args.command == "migrate":
@@ -140,6 +175,30 @@ async def _worker(settings: Settings, logger: FilteringBoundLogger) -> int:
     if not settings.production:
         settings = await resolve_database(settings, logger)
     return await run_worker(settings, logger)
+
+
+async def _backups(
+    args: argparse.Namespace, settings: Settings, logger: FilteringBoundLogger
+) -> int:
+    if args.command == "restore":
+        from server.commands.restore import restore_command
+
+        return await restore_command(
+            logger,
+            dump=args.file,
+            into=args.into,
+            check=args.verify,
+            clean=args.clean,
+            bin_dir=args.pg_bin,
+        )
+    import datetime as dt
+
+    from server.commands.backup import backup_command
+
+    max_age = dt.timedelta(days=args.max_age_days) if args.max_age_days else None
+    return await backup_command(
+        settings, logger, to=args.to, keep=args.keep, max_age=max_age, bin_dir=args.pg_bin
+    )
 
 
 def _integer(low: int, high: int) -> Callable[[str], int]:
