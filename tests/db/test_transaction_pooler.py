@@ -25,8 +25,9 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 
-from server.db.database import Database, create_pool
+from server.db.database import Database, create_pool, open_pool
 from server.runtime.settings import Settings
+from server.web.errors import DatabaseUnavailable
 from tests.fixtures.databases import ADMIN_URL, REDIS_URL, create_database, drop_database
 from tests.fixtures.pooler import ThrowawayPgBouncer, pgbouncer
 from tests.fixtures.servers import running_servers
@@ -85,6 +86,35 @@ async def test_the_pool_prepares_no_named_statement_in_transaction_mode(
             assert (prepared > 0) is named, (pooler, prepared)
         finally:
             await db.close()
+
+
+async def test_a_timed_out_statement_is_cancelled_in_postgres_through_the_pooler(
+    direct_db: str, bouncer: ThrowawayPgBouncer
+) -> None:
+    """Timeouts are asyncpg's own cancel requests, not a SET statement_timeout that a pooler
+    would leave on a server connection: PgBouncer forwards the cancel to the server connection
+    running the statement, which is then free for the next transaction."""
+    pool = await open_pool(
+        bouncer.url(direct_db), min_size=1, max_size=1, command_timeout=0.5, statement_cache_size=0
+    )
+    db = Database(pool, acquire_timeout=5.0)
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            async with db.transaction() as conn:
+                await conn.fetchval("SELECT pg_sleep(30)")
+        async with db.connection() as conn:
+            assert await conn.fetchval("SELECT $1::int * 2", 21) == 42
+    finally:
+        await db.close()
+    watcher = await asyncpg.connect(direct_db)
+    try:
+        running = await watcher.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND state = 'active' AND query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await watcher.close()
+    assert running == 0
 
 
 def test_migrations_go_to_the_direct_url_and_never_through_the_pooler(
