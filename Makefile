@@ -42,10 +42,11 @@ audit: $(STAMP)
 
 ## the programs the suite runs besides Python, from Debian's packages: wrk (the load generator
 ## of bench/ and its smoke test), nginx and Prometheus (deploy/, make cluster, tests/cluster/),
-## PgBouncer (tests/db/test_transaction_pooler.py starts its own).
+## PgBouncer (tests/db/test_transaction_pooler.py starts its own), pgBackRest (deploy/pgbackrest/,
+## tests/recovery/ on a cluster of its own).
 ## As root the missing ones are installed, without starting their system services (a daemon
 ## on ports 80, 9090 and 6432 is not what a test run should leave); anyone else is told what to run.
-TOOLS := wrk nginx prometheus pgbouncer
+TOOLS := wrk nginx prometheus pgbouncer pgbackrest
 tools:
 	@missing=$$(for p in $(TOOLS); do PATH="$$PATH:/usr/sbin" command -v $$p >/dev/null || echo $$p; done); \
 	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && { \
