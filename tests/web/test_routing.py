@@ -81,7 +81,9 @@ async def test_every_path_and_method_is_answered_as_starlette_answers_it() -> No
                 expected.headers.get("location"),
             ), (method, path)
             if got.status_code == 405:
-                assert allowed(got) == methods_of(routes, path), (method, path)
+                # The path sent: httpx reads "//" (the root route's probe + "/") as "/".
+                sent = got.request.url.path
+                assert allowed(got) == methods_of(routes, sent), (method, path)
             seen.add(expected.status_code)
     assert {200, 404, 405, 307} <= seen  # the probe reaches every kind of answer
 
