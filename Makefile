@@ -55,9 +55,10 @@ tools:
 		{ echo "missing: $$missing (install as root: apt-get install $$missing)"; exit 1; }
 
 ## make run: database created if missing (embedded PostgreSQL if none answers), migrated,
-## demo data loaded if empty, then served on http://127.0.0.1:8000
+## demo data loaded if empty, then served on http://127.0.0.1:8000, with the worker beside it
+## sending mail (.eml files in .devdata/mail/) and webhooks
 run: $(STAMP)
-	$(BIN)/python -m server serve --prepare
+	$(BIN)/python -m server serve --prepare --with-worker
 
 ## make test: lint, format check, strict typing, then the whole suite
 test: lint typecheck pytest

@@ -38,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         help="first create the database if missing, migrate, and load demo data if empty",
     )
     serve.add_argument(
+        "--with-worker",
+        action="store_true",
+        help="also run the worker (python -m server worker) beside the server: mail and "
+        "webhooks go out from one command (make run)",
+    )
+    serve.add_argument(
         "--reuse-port",
         action="store_true",
         help="share a port another server already listens on (SO_REUSEPORT); "
@@ -134,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 workers=args.workers,
                 prepare=args.prepare,
                 reuse_port=args.reuse_port,
+                with_worker=args.with_worker,
             )
         except SettingsError as exc:
             raise SystemExit(str(exc)) from None

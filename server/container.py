@@ -32,6 +32,7 @@ from server.catalog.repository import ProductsRepository
 from server.catalog.service import CatalogService
 from server.db.database import Database, create_pool
 from server.db.devdb import database_name
+from server.db.mail_outbox import MailOutbox
 from server.db.outbox import Outbox
 from server.db.sqlfiles import Queries, load_queries
 from server.health.service import DrainState, HealthService
@@ -40,7 +41,6 @@ from server.orders.service import OrdersService
 from server.roles.repository import RolesRepository
 from server.roles.service import RolesService
 from server.runtime import background
-from server.runtime.mail import build_mailer
 from server.runtime.paths import MIGRATIONS_DIR
 from server.runtime.redis_link import RedisLink, open_redis
 from server.runtime.settings import Settings
@@ -250,12 +250,7 @@ def _services(
         audit=audit,
         revoker=revoker,
         passwords=passwords,
-        mailer=build_mailer(
-            smtp_url=settings.smtp_url,
-            sender=settings.mail_from,
-            data_dir=settings.data_dir,
-            logger=logger,
-        ),
+        mail=MailOutbox(queries, settings.secret_key),
         public_url=settings.public_url,
         logger=logger,
         mail_budget=identity.account_mail,

@@ -12,6 +12,7 @@ from typing import Any
 from structlog.typing import FilteringBoundLogger
 
 from server.audit.repository import AuditRepository
+from server.auth import mails
 from server.auth.password_policy import password_problems
 from server.auth.passwords import PasswordHasher
 from server.auth.principal import Principal
@@ -20,8 +21,8 @@ from server.auth.revoker import Revoker
 from server.auth.setup import AccountMailBudget
 from server.auth.throttle import ACCOUNT_POLICY, LoginThrottle, account_key
 from server.db.database import Connection, Database
+from server.db.mail_outbox import MailOutbox
 from server.runtime import background
-from server.runtime.mail import Mailer, OutgoingEmail
 from server.users.email_address import account_email
 from server.users.repository import EmailTaken, NewUser, User, UsersRepository
 from server.web.context import RequestContext
@@ -29,6 +30,7 @@ from server.web.errors import BadRequest, NotFound, ValidationFailed
 
 VERIFY_TTL = dt.timedelta(hours=48)
 RESET_TTL = dt.timedelta(minutes=30)
+NOTICE_TTL = dt.timedelta(days=1)  # how long a mail with no token is worth sending
 
 
 class InvalidOneTimeToken(BadRequest):
@@ -61,7 +63,7 @@ class AccountService:
         audit: AuditRepository,
         revoker: Revoker,
         passwords: PasswordHasher,
-        mailer: Mailer,
+        mail: MailOutbox,
         public_url: str,
         logger: FilteringBoundLogger,
         mail_budget: AccountMailBudget | None = None,
@@ -73,7 +75,9 @@ class AccountService:
         self.audit = audit
         self.revoker = revoker
         self.passwords = passwords
-        self.mailer = mailer
+        # Mails are written to the outbox in the transaction that causes them; the worker
+        # sends them (server/runtime/mail_worker.py), so no request waits on SMTP.
+        self.mail = mail
         self.public_url = public_url
         self.logger = logger
         self.mail_budget = mail_budget
@@ -111,10 +115,9 @@ class AccountService:
                 user = await self.users.create(conn, new)
                 token = await self.tokens.issue(conn, user.id, "email_verify", _now() + VERIFY_TTL)
                 await self._record(conn, "auth.register", "success", ctx, user.id, user.id)
+                await self._verification_mail(conn, user.email, token)
         except EmailTaken:
             self._later(self._notify_taken(email, ctx))
-            return
-        self._later(self._send_verification(user.email, token))
 
     async def _notify_taken(self, email: str, ctx: RequestContext) -> None:
         if not await self._mail_allowed(email):
@@ -137,41 +140,16 @@ class AccountService:
                 await self._record(
                     conn, "auth.password_reset_requested", "success", ctx, None, user.id
                 )
-        await self.mailer.send(self._taken_notice(user.email, claim))
-
-    def _taken_notice(self, email: str, claim: str | None) -> OutgoingEmail:
-        subject = "Someone tried to register with your email"
-        if claim is None:
-            return OutgoingEmail(
-                to=email,
-                subject=subject,
-                text="Somebody (maybe you) tried to create an account with this address, which "
-                "already has one. If that was you, sign in or reset your password at "
-                f"{self.public_url}/docs. Otherwise you can ignore this message.",
+            await self.mail.add(
+                conn,
+                mails.register_notice(self.public_url, user.email, claim),
+                "register_notice",
+                keep_trying=NOTICE_TTL if claim is None else RESET_TTL,
             )
-        return OutgoingEmail(
-            to=email,
-            subject=subject,
-            text="Somebody (maybe you) tried to create an account with this address. It already "
-            "has one, made earlier and never confirmed, so nobody can sign in to it; an earlier "
-            "confirmation link for it no longer works. To make it yours, set its password by "
-            "sending this token with a new password to "
-            f"POST {self.public_url}/v1/auth/password/reset:\n\n{claim}\n\n"
-            "That confirms the address too. It works once and expires in 30 minutes. If you "
-            "did not try to register, ignore this message.",
-        )
 
-    async def _send_verification(self, email: str, token: str) -> None:
-        await self.mailer.send(
-            OutgoingEmail(
-                to=email,
-                subject="Confirm your email",
-                text="Confirm your email address by sending this token to "
-                f"POST {self.public_url}/v1/auth/email/verify:\n\n{token}\n\n"
-                "It expires in 48 hours. If you did not create an account, do not confirm it: "
-                "ignore this message.",
-            )
-        )
+    async def _verification_mail(self, conn: Connection, email: str, token: str) -> None:
+        message = mails.verification(self.public_url, email, token)
+        await self.mail.add(conn, message, "email_verify", keep_trying=VERIFY_TTL)
 
     async def verify_email(self, token: str, ctx: RequestContext) -> None:
         async with self.db.transaction() as conn:
@@ -187,10 +165,11 @@ class AccountService:
             if user.email_verified_at is not None:
                 return
             token = await self.tokens.issue(conn, user.id, "email_verify", _now() + VERIFY_TTL)
-        self._later(self._send_verification(user.email, token))
+            await self._verification_mail(conn, user.email, token)
 
     async def forgot_password(self, email: str, ctx: RequestContext) -> None:
-        """Answers at once for any email; a known one gets a reset link in the background."""
+        """Answers at once for any email; a known one gets a reset mail queued in the
+        background (its time would tell the account exists)."""
         self._later(self._send_reset(account_email(email), ctx))
 
     async def _mail_allowed(self, email: str) -> bool:
@@ -211,16 +190,8 @@ class AccountService:
             user = found.user
             token = await self.tokens.issue(conn, user.id, "password_reset", _now() + RESET_TTL)
             await self._record(conn, "auth.password_reset_requested", "success", ctx, None, user.id)
-        await self.mailer.send(
-            OutgoingEmail(
-                to=user.email,
-                subject="Reset your password",
-                text="Set a new password by sending this token with it to "
-                f"POST {self.public_url}/v1/auth/password/reset:\n\n{token}\n\n"
-                "It works once and expires in 30 minutes. If you did not ask for it, "
-                "ignore this message.",
-            )
-        )
+            message = mails.password_reset(self.public_url, user.email, token)
+            await self.mail.add(conn, message, "password_reset", keep_trying=RESET_TTL)
 
     async def reset_password(self, token: str, password: str, ctx: RequestContext) -> None:
         async with self.db.transaction() as conn:

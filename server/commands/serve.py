@@ -6,6 +6,10 @@ file, so /readyz in every worker answers 503 while the load balancer takes the i
 waits ``HOTPATH_DRAIN_SECONDS``, then asks granian to stop: granian finishes the requests in
 flight and runs the lifespan shutdown, killing a worker that takes over WORKERS_KILL_TIMEOUT.
 A container's stop grace period must cover both (compose.yaml).
+
+``--with-worker`` (``make run``) also runs ``python -m server worker`` beside granian, so one
+command sends the mails (``.eml`` files without HOTPATH_SMTP_URL) and webhooks the requests
+queue; deployments run the worker as a service of its own (compose.yaml, deploy/k8s/).
 """
 
 from __future__ import annotations
@@ -100,6 +104,7 @@ def serve_forever(
     workers: int | None,
     prepare: bool,
     reuse_port: bool = False,
+    with_worker: bool = False,
 ) -> int:
     """Serve until SIGTERM or SIGINT; raises SettingsError, before starting anything, when
     the server could not start.
@@ -143,6 +148,7 @@ def serve_forever(
     if not settings.production:
         env.setdefault("HOTPATH_SECRET_KEY", settings.secret_key)
     child = subprocess.Popen(granian_command(host, port, workers), env=env)
+    worker = _start_worker(env) if with_worker else None
     local = _local_address(host)
     announced = False
     stopping: list[int] = []
@@ -160,6 +166,9 @@ def serve_forever(
             if not announced and any(started.iterdir()) and _answers(local, port):
                 _announce(settings, local, port, workers, prepare)
                 announced = True
+            if worker is not None and worker.poll() is not None:
+                print(f"hotpath: the worker exited with {worker.returncode}", file=sys.stderr)
+                worker = None
             time.sleep(0.1)
         if stopping and child.poll() is None:
             (runtime / "draining").touch()
@@ -171,6 +180,9 @@ def serve_forever(
                 child.wait(timeout=WORKERS_KILL_TIMEOUT + 10)
             except subprocess.TimeoutExpired:
                 child.kill()
+        if worker is not None:
+            _stop_worker(worker, settings.webhook_timeout + 5)
+            worker = None
         if stopping:
             return 0
         code = child.wait()
@@ -178,7 +190,26 @@ def serve_forever(
             print(f"hotpath did not start: granian exited with {code}", file=sys.stderr)
         return code or 0
     finally:
+        if worker is not None:
+            _stop_worker(worker, settings.webhook_timeout + 5)
         shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # Its metrics are its own (HOTPATH_WORKER_METRICS_PORT), not granian's shared folder.
+    worker_env = {k: v for k, v in env.items() if k != MULTIPROC_ENV}
+    return subprocess.Popen([sys.executable, "-m", "server", "worker"], env=worker_env)
+
+
+def _stop_worker(worker: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM: it finishes or releases what it is sending; killed after ``timeout``."""
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
 
 
 def port_in_use(host: str, port: int) -> bool:

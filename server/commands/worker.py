@@ -1,8 +1,10 @@
-"""python -m server worker: the webhook delivery worker (server/webhooks/delivery.py).
+"""python -m server worker: the webhook delivery worker (server/webhooks/delivery.py) and the
+mail sender (server/runtime/mail_worker.py), side by side in one event loop.
 
 Any number may run at once, on any machines: claims skip what another worker holds. SIGTERM
 or SIGINT stops claiming; attempts in flight get the send timeout plus a second to finish,
-the rest are released for the next worker. A second signal does not hurry it.
+the rest are released for the next worker; a batch of mails being sent is finished. A second
+signal does not hurry it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from structlog.typing import FilteringBoundLogger
 
 from server.audit.repository import AuditRepository
 from server.db.database import Database, create_pool
+from server.db.mail_outbox import MailOutbox
 from server.db.sqlfiles import load_queries
+from server.runtime.mail import DEFAULT_TIMEOUT, build_mailer, parse_smtp_url
+from server.runtime.mail_worker import MailConfig, MailMetrics, MailWorker
 from server.runtime.settings import Settings
 from server.webhooks.delivery import DeliveryWorker, WorkerConfig
 from server.webhooks.metrics import DeliveryMetrics
@@ -34,6 +39,16 @@ def worker_config(settings: Settings) -> WorkerConfig:
         retry_horizon_seconds=settings.webhook_retry_horizon_seconds,
         disable_after_seconds=settings.webhook_disable_after_seconds,
         send_timeout=settings.webhook_timeout,
+        retention_seconds=settings.outbox_retention_seconds,
+    )
+
+
+def mail_config(settings: Settings) -> MailConfig:
+    timeout = parse_smtp_url(settings.smtp_url).timeout if settings.smtp_url else DEFAULT_TIMEOUT
+    return MailConfig(
+        poll_seconds=settings.webhook_poll_seconds,
+        # An SMTP conversation is about eight replies, each within the timeout.
+        lease_seconds=8 * timeout + 10.0,
         retention_seconds=settings.outbox_retention_seconds,
     )
 
@@ -77,8 +92,22 @@ async def run_worker(
         logger=logger,
         metrics=metrics,
     )
+    mail = MailWorker(
+        db,
+        outbox=MailOutbox(queries, settings.secret_key),
+        # SMTP, or .eml files in HOTPATH_DATA_DIR/mail when HOTPATH_SMTP_URL is unset.
+        mailer=build_mailer(
+            smtp_url=settings.smtp_url,
+            sender=settings.mail_from,
+            data_dir=settings.data_dir,
+            logger=logger,
+        ),
+        config=mail_config(settings),
+        logger=logger,
+        metrics=MailMetrics(registry),
+    )
     try:
-        await worker.run(stop)
+        await asyncio.gather(worker.run(stop), mail.run(stop))
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

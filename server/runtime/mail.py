@@ -24,7 +24,12 @@ DEFAULT_TIMEOUT = 10.0
 
 
 class MailError(Exception):
-    """A message could not be handed over; the text never holds the body."""
+    """A message could not be handed over; the text never holds the body. ``permanent``: it
+    never will be (a malformed message, or the server refused it with a 5xx), so do not retry."""
+
+    def __init__(self, text: str, *, permanent: bool = False) -> None:
+        super().__init__(text)
+        self.permanent = permanent
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +78,7 @@ class SmtpMailer:
         try:
             mail = compose(message, self.sender)
         except ValueError as error:  # a CR or LF in a header: refuse, never inject
-            raise MailError(f"cannot compose the message: {error}") from error
+            raise MailError(f"cannot compose the message: {error}", permanent=True) from error
         await asyncio.to_thread(self._deliver, mail)
 
     def _deliver(self, mail: EmailMessage) -> None:
@@ -94,7 +99,9 @@ class SmtpMailer:
                 smtp.send_message(mail)
         except (smtplib.SMTPException, OSError) as error:
             reason = f"{type(error).__name__}: {error}"
-            raise MailError(f"SMTP {self.host}:{self.port} failed: {reason}") from error
+            raise MailError(
+                f"SMTP {self.host}:{self.port} failed: {reason}", permanent=_refused(error)
+            ) from error
 
 
 class LogMailer:
@@ -189,6 +196,16 @@ def build_mailer(
         implicit_tls=server.implicit_tls,
         timeout=server.timeout,
     )
+
+
+def _refused(error: Exception) -> bool:
+    """The server refused this message for good (5xx to the sender, a recipient or the data);
+    a 5xx to the login is our configuration, fixed by an operator, so it is worth retrying."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return all(500 <= code < 600 for code, _ in error.recipients.values())
+    if isinstance(error, smtplib.SMTPSenderRefused | smtplib.SMTPDataError):
+        return 500 <= error.smtp_code < 600
+    return False
 
 
 def _flag(value: str) -> bool:

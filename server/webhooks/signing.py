@@ -16,13 +16,10 @@ import hashlib
 import hmac
 import secrets
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from server.runtime.sealing import Sealer
 
 PREFIX = "whsec_"
 _SECRET_BYTES = 32
-_NONCE_BYTES = 12
 _AAD = b"hotpath webhook signing secret"
 
 
@@ -45,19 +42,8 @@ def signature_header(secrets_: list[str], msg_id: str, timestamp: int, body: byt
     return " ".join(signature(s, msg_id, timestamp, body) for s in secrets_)
 
 
-class SecretBox:
+class SecretBox(Sealer):
     """Seals and opens endpoint secrets (AES-GCM, key derived from HOTPATH_SECRET_KEY)."""
 
     def __init__(self, secret_key: str) -> None:
-        key = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"hotpath webhook secrets"
-        ).derive(secret_key.encode())
-        self._aead = AESGCM(key)
-
-    def seal(self, secret: str) -> bytes:
-        nonce = secrets.token_bytes(_NONCE_BYTES)
-        return nonce + self._aead.encrypt(nonce, secret.encode(), _AAD)
-
-    def open(self, sealed: bytes) -> str:
-        nonce, ciphertext = sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:]
-        return self._aead.decrypt(nonce, ciphertext, _AAD).decode()
+        super().__init__(secret_key, info=b"hotpath webhook secrets", aad=_AAD)

@@ -16,7 +16,7 @@ from structlog.typing import FilteringBoundLogger
 
 from server.app import create_app
 from server.runtime.settings import Settings
-from server.web.state import app_container
+from tests.fixtures.identity import Mailbox
 from tests.fixtures.support import client_for, lifespan
 
 WINDOW = 60.0
@@ -149,12 +149,7 @@ async def test_reset_mails_to_one_account_are_budgeted_whoever_asks(
             async with client_for(app, client=(f"10.9.8.{n + 1}", 40000)) as http:
                 answers.append(await http.post("/v1/auth/password/forgot", json={"email": email}))
         assert len({(a.status_code, a.text) for a in answers}) == 1  # the same answer each time
-        await app_container(app).accounts.drain()
-    sent = [
-        path
-        for path in (settings.data_dir / "mail").glob("*.eml")
-        if f"To: {email}" in path.read_text()
-    ]
+        sent = await Mailbox(settings.data_dir / "mail", app).messages(email)
     assert len(sent) == 2
 
 
