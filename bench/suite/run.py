@@ -3,6 +3,7 @@ open-model Artillery run, each scenario measured after a warm-up on a freshly st
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import secrets
 import tempfile
@@ -10,6 +11,8 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import orjson
 
 from bench.suite import setup, webhooks
 from bench.suite.procs import RssSampler
@@ -65,6 +68,9 @@ class _Run:
         self.workdir = workdir
         self.log = workdir / "servers.log"
         self.results = Results(dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), options)
+        # One key for every server of the run: the list ceiling verifies and signs cursors
+        # with it, so a cursor from hotpath works on the ceiling and back.
+        self.secret = secrets.token_urlsafe(32)
 
     def file(self, name: str, lines: list[str]) -> str:
         return str(setup.write_lines(self.workdir / name, lines))
@@ -108,7 +114,7 @@ def run_suite(options: Options) -> Results:
     with setup.bench_database() as url:
         accounts = setup.prepare_database(url, products=options.products, accounts=options.accounts)
         state = _Run(options, workdir)
-        _ceilings(state, url)
+        _ceilings(state, url, accounts)
         _hotpath(state, url, accounts)
         _peer(state, url, accounts)
         _budget(state, url, accounts)
@@ -119,38 +125,114 @@ def run_suite(options: Options) -> Results:
         return state.results
 
 
-def _ceilings(state: _Run, url: str) -> None:
-    products = {"BENCH_PRODUCTS": str(state.options.products)}
-    anyone = state.file("no-tokens.txt", ["none"])
+def _ceilings(state: _Run, url: str, accounts: list[setup.Account]) -> None:
+    """Each endpoint class's floor (bench/ceilings/), measured once for the table; the
+    budget's rounds measure them again beside hotpath."""
+    for name, load in _ceiling_loads(state, url, accounts).items():
+        start = CEILINGS[name]
 
-    def fixed(server: Server) -> None:
-        state.measure(
-            server,
-            "ceiling_json",
-            "ping.lua",
-            {},
-            ceiling=None,
-            description="bare ASGI callable on granian, fixed JSON",
-        )
+        def body(server: Server, name: str = name, load: CeilingLoad = load) -> None:
+            description = CEILINGS[name].description
+            state.measure(
+                server, name, load.script, load.env(server), ceiling=None, description=description
+            )
 
-    def lookup(server: Server) -> None:
-        state.measure(
-            server,
-            "ceiling_pk",
-            "product_get.lua",
-            {**products, "BENCH_TOKENS": anyone},
-            ceiling=None,
-            description="bare ASGI callable, asyncpg primary-key lookup + orjson",
-        )
+        state.serve(name, asgi_command(start.target), start.env(url, state), start.ready, body)
 
-    state.serve("ceiling_json", asgi_command("bench.ceilings.fixed_json:app"), {}, "/", fixed)
-    state.serve(
-        "ceiling_pk",
-        asgi_command("bench.ceilings.pk_lookup:app"),
-        {"CEILING_DATABASE_URL": url},
+
+@dataclass(frozen=True)
+class CeilingStart:
+    target: str
+    description: str
+    ready: str
+    pool: str | None = None  # CEILING_POOL: None for ceilings without a database
+
+    def env(self, url: str, state: _Run) -> dict[str, str]:
+        if self.pool is None:
+            return {}
+        return {
+            "CEILING_DATABASE_URL": url,
+            "CEILING_POOL": self.pool,
+            "HOTPATH_SECRET_KEY": state.secret,
+        }
+
+
+@dataclass(frozen=True)
+class CeilingLoad:
+    script: str
+    env: Callable[[Server], dict[str, str]]
+
+
+CEILINGS = {
+    "ceiling_json": CeilingStart(
+        "bench.ceilings.fixed_json:app", "bare ASGI callable on granian, fixed JSON", "/"
+    ),
+    "ceiling_pk": CeilingStart(
+        "bench.ceilings.pk_lookup:app",
+        "bare ASGI, primary-key lookup + orjson, hotpath's pool",
         "/v1/products/1",
-        lookup,
-    )
+        "hotpath",
+    ),
+    "ceiling_pk_asyncpg": CeilingStart(
+        "bench.ceilings.pk_lookup:app",
+        "the same on asyncpg's pool with a no-op reset",
+        "/v1/products/1",
+        "asyncpg",
+    ),
+    "ceiling_list_first": CeilingStart(
+        "bench.ceilings.list_page:app",
+        "bare ASGI, the first list page's query, cursor and encoding",
+        "/v1/products?limit=1",
+        "hotpath",
+    ),
+    "ceiling_list_deep": CeilingStart(
+        "bench.ceilings.list_page:app",
+        "the same, the deep page behind a cursor",
+        "/v1/products?limit=1",
+        "hotpath",
+    ),
+    "ceiling_order": CeilingStart(
+        "bench.ceilings.order_place:app",
+        "bare ASGI, the order transaction's statements in one transaction",
+        "/",
+        "hotpath",
+    ),
+}
+
+
+def _ceiling_loads(state: _Run, url: str, accounts: list[setup.Account]) -> dict[str, CeilingLoad]:
+    """What each ceiling is sent: what its hotpath scenario sends."""
+    options = state.options
+    everything = {"BENCH_PRODUCTS": str(options.products)}
+    anyone = {**everything, "BENCH_TOKENS": state.file("no-tokens.txt", ["none"])}
+    buyers = {**everything, "BENCH_TOKENS": state.file("ceiling-tokens.txt", _subs(accounts))}
+
+    def list_page(deep: bool) -> Callable[[Server], dict[str, str]]:
+        def env(server: Server) -> dict[str, str]:
+            first, deep_path = setup.list_paths(server.base, deep_pages=options.deep_pages)
+            name = "deep" if deep else "first"
+            return {
+                "BENCH_PATHS": state.file(f"ceiling-{name}.txt", [deep_path if deep else first])
+            }
+
+        return env
+
+    return {
+        "ceiling_json": CeilingLoad("ping.lua", lambda _: {}),
+        "ceiling_pk": CeilingLoad("product_get.lua", lambda _: anyone),
+        "ceiling_pk_asyncpg": CeilingLoad("product_get.lua", lambda _: anyone),
+        "ceiling_list_first": CeilingLoad("paths.lua", list_page(deep=False)),
+        "ceiling_list_deep": CeilingLoad("paths.lua", list_page(deep=True)),
+        "ceiling_order": CeilingLoad("order_place.lua", lambda _: buyers),
+    }
+
+
+def _subs(accounts: list[setup.Account]) -> list[str]:
+    """Bearer tokens the order ceiling reads the buyer from (it checks no signature)."""
+    return [
+        "ceiling." + base64.urlsafe_b64encode(orjson.dumps({"sub": str(a.id)})).decode() + ".x"
+        for a in accounts
+    ]
 
 
 def _hotpath_env(state: _Run, url: str) -> dict[str, str]:
@@ -161,7 +243,7 @@ def _hotpath_env(state: _Run, url: str) -> dict[str, str]:
         "HOTPATH_ENV": "production",
         "DATABASE_URL": url,
         "REDIS_URL": "redis://127.0.0.1:6379/0",
-        "HOTPATH_SECRET_KEY": secrets.token_urlsafe(32),
+        "HOTPATH_SECRET_KEY": state.secret,
         "HOTPATH_JWT_KEYS_DIR": str(keys),
         "HOTPATH_DATA_DIR": str(state.workdir / "data"),
         # The production configuration: every budget counts the access log at info level.
@@ -187,24 +269,24 @@ def _hotpath(state: _Run, url: str, accounts: list[setup.Account]) -> None:
         hot = {"BENCH_PRODUCTS": str(options.hot_products)}
         logins = state.file("logins.txt", [f"{a.email}\t{a.password}" for a in accounts])
         every = {"BENCH_PRODUCTS": str(options.products)}
-        pk = "ceiling_pk"
+        json, pk = "ceiling_json", "ceiling_pk"
         # (name, script, environment, ceiling, description, connections if not the default)
-        scenarios: list[tuple[str, str, dict[str, str], str, str, int | None]] = [
-            ("ping", "ping.lua", {}, "ceiling_json", "GET /livez: routing, middleware", None),
-            ("product_get", "product_get.lua", {**hot, "BENCH_TOKENS": tokens}, pk,
+        scenarios: list[tuple[str, str, dict[str, str], str | None, str, int | None]] = [
+            ("ping", "ping.lua", {}, json, "GET /livez: routing, middleware", None),
+            ("product_get", "product_get.lua", {**hot, "BENCH_TOKENS": tokens}, json,
              "GET /v1/products/{id}, JWT, warm cache", None),
-            ("product_get_apikey", "product_get.lua", {**hot, "BENCH_TOKENS": keys}, pk,
+            ("product_get_apikey", "product_get.lua", {**hot, "BENCH_TOKENS": keys}, json,
              "the same read with an hp_ API key", None),
             ("product_list_first", "paths.lua",
-             {"BENCH_PATHS": state.file("first.txt", [first])}, pk,
+             {"BENCH_PATHS": state.file("first.txt", [first])}, "ceiling_list_first",
              "GET /v1/products?limit=50, first page", None),
             ("product_list_deep", "paths.lua", {"BENCH_PATHS": state.file("deep.txt", [deep])},
-             pk, f"the page {options.deep_pages} cursors in", None),
-            ("order_place", "order_place.lua", {**every, "BENCH_TOKENS": tokens}, pk,
-             "POST /v1/orders, a fresh Idempotency-Key each", None),
+             "ceiling_list_deep", f"the page {options.deep_pages} cursors in", None),
+            ("order_place", "order_place.lua", {**every, "BENCH_TOKENS": tokens},
+             "ceiling_order", "POST /v1/orders, a fresh Idempotency-Key each", None),
             # Few connections: past 20 logins in flight from one address, the login throttle
             # answers 429 by design; 4 already keep the one argon2 slot of a 2-core box busy.
-            ("login", "login.lua", {"BENCH_LOGINS": logins}, pk,
+            ("login", "login.lua", {"BENCH_LOGINS": logins}, None,
              "POST /v1/auth/login, argon2id at the production cost, 4 connections", 4),
             ("mixed", "mixed.lua", {**hot, "BENCH_TOKENS": tokens}, pk,
              "80% product by id, 10% list page, 10% orders", None),
@@ -222,7 +304,9 @@ def _hotpath(state: _Run, url: str, accounts: list[setup.Account]) -> None:
         if options.artillery:
             _artillery(state, server, accounts)
 
-    def one_read(name: str, products: int, description: str) -> Callable[[Server], None]:
+    def one_read(
+        name: str, products: int, ceiling: str, description: str
+    ) -> Callable[[Server], None]:
         """A server of its own for one variant of product_get."""
 
         def body(server: Server) -> None:
@@ -233,18 +317,22 @@ def _hotpath(state: _Run, url: str, accounts: list[setup.Account]) -> None:
                 name,
                 "product_get.lua",
                 environment,
-                ceiling="ceiling_pk",
+                ceiling=ceiling,
                 description=description,
             )
 
         return body
 
     uncached = one_read(
-        "product_get_nocache", options.products, "the same read, product cache off: PostgreSQL"
+        "product_get_nocache",
+        options.products,
+        "ceiling_pk",
+        "the same read, product cache off: PostgreSQL",
     )
     unlimited = one_read(
         "product_get_nolimit",
         options.hot_products,
+        "ceiling_json",
         "product_get with the rate limiter off: what the limiter costs",
     )
 
@@ -273,20 +361,32 @@ def _peer(state: _Run, url: str, accounts: list[setup.Account]) -> None:
     state.serve("peer", asgi_command("bench.peers.fastapi_template:app"), env, "/livez", read)
 
 
-BUDGET_SERVERS = ("ceiling_pk", "hotpath", "hotpath_nocache")
+@dataclass(frozen=True)
+class Budget:
+    """``scenario``'s server CPU per request may be at most ``limit`` times ``ceiling``'s."""
+
+    scenario: str
+    ceiling: str
+    limit: float
+
+
+BUDGETS = (
+    Budget("ping", "ceiling_json", 1.5),
+    Budget("product_get", "ceiling_json", 2.0),
+    Budget("product_get_nocache", "ceiling_pk", 1.1),
+    Budget("product_list_first", "ceiling_list_first", 1.3),
+    Budget("product_list_deep", "ceiling_list_deep", 1.3),
+    Budget("order_place", "ceiling_order", 1.3),
+)
 
 
 def _budget(state: _Run, url: str, accounts: list[setup.Account]) -> None:
-    """The ceiling, hotpath and hotpath without its product cache, all running at once and
-    measured in turn for a few rounds (an idle server costs nothing)."""
+    """Every budgeted scenario and its ceiling, all their servers running at once (an idle
+    server costs nothing), measured in alternation for a few rounds, so that a box getting
+    slower or faster moves both sides of each ratio alike."""
     options = state.options
     env = _hotpath_env(state, url)
-    starts = {
-        "ceiling_pk": (
-            asgi_command("bench.ceilings.pk_lookup:app"),
-            {"CEILING_DATABASE_URL": url},
-            "/v1/products/1",
-        ),
+    starts: dict[str, tuple[list[str], dict[str, str], str]] = {
         "hotpath": (hotpath_command(), env, "/readyz"),
         "hotpath_nocache": (
             hotpath_command(),
@@ -294,6 +394,9 @@ def _budget(state: _Run, url: str, accounts: list[setup.Account]) -> None:
             "/readyz",
         ),
     }
+    for name in ("ceiling_json", "ceiling_pk", "ceiling_list_first", "ceiling_order"):
+        start = CEILINGS[name]
+        starts[name] = (asgi_command(start.target), start.env(url, state), start.ready)
     with ExitStack() as stack:
         servers = {
             name: stack.enter_context(
@@ -301,49 +404,78 @@ def _budget(state: _Run, url: str, accounts: list[setup.Account]) -> None:
             )
             for name, (command, environment, ready) in starts.items()
         }
-        loads = {
-            "ceiling_pk": {
-                "BENCH_PRODUCTS": str(options.products),
-                "BENCH_TOKENS": state.file("no-tokens.txt", ["none"]),
-            }
-        }
-        for name in ("hotpath", "hotpath_nocache"):
-            tokens = state.file(
-                f"tokens-budget-{name}.txt", setup.log_in(servers[name].base, accounts)
-            )
-            products = options.hot_products if name == "hotpath" else options.products
-            loads[name] = {"BENCH_PRODUCTS": str(products), "BENCH_TOKENS": tokens}
-        for name, server in servers.items():
+        measurements = _budget_loads(state, servers, accounts)
+        for server, script, load in measurements.values():
             if options.warmup > 0:
                 run(
-                    server.base,
-                    "product_get.lua",
-                    loads[name],
-                    Load(options.warmup, options.connections),
-                    server.pid,
+                    server.base, script, load, Load(options.warmup, options.connections), server.pid
                 )
         samplers = {
-            name: RssSampler(servers[name].pid).start() for name in loads if name != "ceiling_pk"
+            name: RssSampler(servers[name].pid).start() for name in ("hotpath", "hotpath_nocache")
         }
         try:
             for _ in range(options.budget_rounds):
                 round_: dict[str, float] = {}
-                for name, server in servers.items():
+                for name, (server, script, load) in measurements.items():
                     measured = run(
                         server.base,
-                        "product_get.lua",
-                        loads[name],
+                        script,
+                        load,
                         Load(options.budget_seconds, options.connections),
                         server.pid,
                     )
                     if measured.http_errors or measured.socket_errors:
-                        raise RuntimeError(f"budget round on {name} had errors: {measured}")
+                        raise RuntimeError(f"budget round of {name} had errors: {measured}")
                     round_[name] = measured.cpu_us_per_request
                 state.results.budget_rounds.append(round_)
         finally:
             peak = state.results.peak_rss
             for name, sampler in samplers.items():
                 peak[name] = max(peak.get(name, 0), sampler.stop())
+
+
+def _budget_loads(
+    state: _Run, servers: dict[str, Server], accounts: list[setup.Account]
+) -> dict[str, tuple[Server, str, dict[str, str]]]:
+    """Each measurement of a round: its server, wrk script and environment, in the order
+    they run (each scenario next to its ceiling)."""
+    options = state.options
+    hot = {"BENCH_PRODUCTS": str(options.hot_products)}
+    every = {"BENCH_PRODUCTS": str(options.products)}
+    tokens = state.file("tokens-budget.txt", setup.log_in(servers["hotpath"].base, accounts))
+    uncached = state.file(
+        "tokens-budget-nocache.txt", setup.log_in(servers["hotpath_nocache"].base, accounts)
+    )
+    # Cursors signed with the run's one key: the same deep path works on both sides.
+    first, deep = setup.list_paths(servers["hotpath"].base, deep_pages=options.deep_pages)
+    first_page = {"BENCH_PATHS": state.file("budget-first.txt", [first])}
+    deep_page = {"BENCH_PATHS": state.file("budget-deep.txt", [deep])}
+    hotpath, ceiling_list = servers["hotpath"], servers["ceiling_list_first"]
+    return {
+        "ping": (hotpath, "ping.lua", {}),
+        "ceiling_json": (servers["ceiling_json"], "ping.lua", {}),
+        "product_get": (hotpath, "product_get.lua", {**hot, "BENCH_TOKENS": tokens}),
+        "product_get_nocache": (
+            servers["hotpath_nocache"],
+            "product_get.lua",
+            {**every, "BENCH_TOKENS": uncached},
+        ),
+        "ceiling_pk": (
+            servers["ceiling_pk"],
+            "product_get.lua",
+            {**every, "BENCH_TOKENS": state.file("no-tokens.txt", ["none"])},
+        ),
+        "product_list_first": (hotpath, "paths.lua", first_page),
+        "ceiling_list_first": (ceiling_list, "paths.lua", first_page),
+        "product_list_deep": (hotpath, "paths.lua", deep_page),
+        "ceiling_list_deep": (ceiling_list, "paths.lua", deep_page),
+        "order_place": (hotpath, "order_place.lua", {**every, "BENCH_TOKENS": tokens}),
+        "ceiling_order": (
+            servers["ceiling_order"],
+            "order_place.lua",
+            {**every, "BENCH_TOKENS": state.file("ceiling-tokens.txt", _subs(accounts))},
+        ),
+    }
 
 
 def _artillery(state: _Run, server: Server, accounts: list[setup.Account]) -> None:

@@ -12,12 +12,16 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bench.suite.report import CPU_BUDGET
+from bench.suite.run import BUDGETS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 SCENARIOS = {
     "ceiling_json",
     "ceiling_pk",
+    "ceiling_pk_asyncpg",
+    "ceiling_list_first",
+    "ceiling_list_deep",
+    "ceiling_order",
     "ping",
     "product_get",
     "product_get_apikey",
@@ -48,24 +52,27 @@ def test_the_suite_runs_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
         assert s["requests"] > 0, name
         assert (s["http_errors"], s["socket_errors"]) == (0, 0), (name, s)
         assert s["cpu_us_per_request"] > 0, name
-        if name.startswith("ceiling_"):
+        if name.startswith("ceiling_") or name == "login":  # argon2: no floor but argon2
             assert s["ceiling"] is None
         else:
             assert s["cpu_ratio_to_ceiling"] > 0, name
     goals = [goal["goal"] for goal in report["budget"]]
-    assert len(goals) == len(CPU_BUDGET) + 2
+    assert len(goals) == len(BUDGETS) + 2
     assert len(report["budget_rounds"]) == 2
     hooks = report["webhooks"]
     assert hooks["delivered"] == hooks["events"] == 50
     assert hooks["deliveries_per_second"] > 0
     assert "deliveries/s" in (tmp_path / "latest.md").read_text()
     for round_ in report["budget_rounds"]:
-        assert set(round_) == {"ceiling_pk", "hotpath", "hotpath_nocache"}
+        assert set(round_) == {b.scenario for b in BUDGETS} | {b.ceiling for b in BUDGETS}
         assert all(cpu > 0 for cpu in round_.values())
-    for goal in report["budget"][: len(CPU_BUDGET)]:
+    for goal in report["budget"][: len(BUDGETS)]:
         assert len(goal["rounds"]) == 2
         assert goal["value"] > 0
     assert report["peak_rss_mb"]["hotpath"] > 10
+    pools = report["ceiling_pools"]
+    assert pools["hotpath_pool_cpu_us"] > 0
+    assert pools["asyncpg_noreset_cpu_us"] > 0
     assert report["peer_comparison"]["rps_hotpath_over_peer"] > 0
     assert report["rate_limiter_cpu_us_per_request"] is not None
     assert "closed-loop" in report["load_generator"]

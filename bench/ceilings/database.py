@@ -1,0 +1,119 @@
+"""What the database ceilings share: the cheapest way to PostgreSQL there is, and a lifespan.
+
+Two pools were candidates (issue: a ceiling is a floor, so it must not pay for what hotpath
+does not): hotpath's own (``server/db/pool.py``: a list pop and append per request, no reset
+round trip) and asyncpg's with a no-op ``reset=`` (asyncpg's default reset runs
+``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` on every release, one round
+trip, which no handler here needs). ``CEILING_POOL`` picks one (``hotpath``, the default, or
+``asyncpg``); ``make bench`` measures the primary-key ceiling on both in the same run
+(``ceiling_pk`` and ``ceiling_pk_asyncpg``) and reports which is cheaper. The queries come from
+``sql/`` by name, as hotpath's repositories load them, so a ceiling runs the very statements.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import asyncpg
+import orjson
+
+from server.db.connection import Connection
+from server.db.database import open_pool
+from server.db.pool import ConnectionPool
+from server.db.sqlfiles import Queries, load_queries
+
+POOL_SIZE = 10  # hotpath's default HOTPATH_DB_POOL_MAX
+ACQUIRE_TIMEOUT = 5.0
+
+Acquire = Callable[[], AbstractAsyncContextManager[Connection]]
+
+
+class Ceiling:
+    """The pool and the named queries of one ceiling process, opened in its lifespan."""
+
+    def __init__(self) -> None:
+        self.queries: Queries = load_queries()
+        self._hotpath: ConnectionPool | None = None
+        self._asyncpg: asyncpg.Pool | None = None
+
+    async def start(self) -> None:
+        url = os.environ["CEILING_DATABASE_URL"]
+        if os.environ.get("CEILING_POOL", "hotpath") == "asyncpg":
+
+            async def no_reset(conn: asyncpg.Connection) -> None:
+                return None
+
+            async def json_codec(conn: asyncpg.Connection) -> None:
+                # As hotpath's connections have it: jsonb parameters are Python values.
+                await conn.set_type_codec(
+                    "jsonb",
+                    encoder=lambda v: orjson.dumps(v).decode(),
+                    decoder=orjson.loads,
+                    schema="pg_catalog",
+                )
+
+            self._asyncpg = await asyncpg.create_pool(
+                url, min_size=POOL_SIZE, max_size=POOL_SIZE, reset=no_reset, init=json_codec
+            )
+        else:
+            self._hotpath = await open_pool(url, min_size=POOL_SIZE, max_size=POOL_SIZE)
+
+    async def stop(self) -> None:
+        hotpath, self._hotpath = self._hotpath, None
+        pool, self._asyncpg = self._asyncpg, None
+        if hotpath is not None:
+            await hotpath.close()
+        if pool is not None:
+            await pool.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        if self._asyncpg is not None:
+            async with self._asyncpg.acquire() as raw:
+                yield raw
+            return
+        pool = self._hotpath
+        assert pool is not None
+        conn = pool.try_acquire() or await pool.acquire(ACQUIRE_TIMEOUT)
+        try:
+            yield conn
+        finally:
+            pool.release(conn)
+
+
+async def lifespan(ceiling: Ceiling, receive: Callable[[], Awaitable[Any]], send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await ceiling.start()
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await ceiling.stop()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+JSON = [(b"content-type", b"application/json")]
+
+
+async def answer(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(receive: Callable[[], Awaitable[Any]]) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)

@@ -1,0 +1,128 @@
+"""Ceiling 4: what ``POST /v1/orders`` must do at the least: the order transaction's
+statements, the very ones from ``sql/`` in hotpath's order, in one transaction.
+
+Per request: the body parsed and hashed (the idempotency key's request hash); then in one
+transaction the key's advisory lock, the stored-answer lookup, one conditional stock update
+per product (ascending ids), the order and its items, the ``order.placed`` and
+``stock.changed`` outbox events and the stored answer; a 201 with the order as hotpath writes
+it and its ``Location``. No framework, no token verification (the buyer is the bearer
+token's ``sub``, read without checking the signature), no validation beyond what the SQL needs,
+no cache invalidation after the commit. Errors are not handled: the bench sends valid orders.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+from typing import Any
+
+import orjson
+
+from bench.ceilings.database import JSON, Ceiling, answer, lifespan, read_body
+
+_ceiling = Ceiling()
+_sql = _ceiling.queries.sql
+_LOCK = _sql("get_idempotency_lock")
+_STORED = _sql("get_idempotency_key")
+_STOCK = _sql("update_product_stock")
+_ORDER = _sql("create_order")
+_ITEMS = _sql("create_order_items")
+_EVENT = _sql("create_outbox_event")
+_EVENTS = _sql("create_outbox_events")
+_STORE = _sql("create_idempotency_key")
+_KEY_TTL = dt.timedelta(hours=24)
+_OPTIONS = orjson.OPT_UTC_Z
+
+
+def _buyer(headers: dict[bytes, bytes]) -> int:
+    token = headers[b"authorization"].split(b" ", 1)[1]
+    claims = token.split(b".")[1]
+    payload = orjson.loads(base64.urlsafe_b64decode(claims + b"=" * (-len(claims) % 4)))
+    return int(payload["sub"])
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await lifespan(_ceiling, receive, send)
+        return
+    if scope["method"] != "POST":  # the bench's readiness probe
+        await answer(send, 405, b'{"status":405}', JSON)
+        return
+    headers = dict(scope["headers"])
+    key = headers[b"idempotency-key"].decode()
+    body = orjson.loads(await read_body(receive))
+    request_hash = hashlib.sha256(orjson.dumps(body)).digest()
+    user_id = _buyer(headers)
+    quantities: dict[int, int] = {}
+    for line in body["items"]:
+        quantities[line["product_id"]] = quantities.get(line["product_id"], 0) + line["quantity"]
+    async with _ceiling.connection() as pooled:
+        conn: Any = pooled  # records indexed without None checks: the bench sends valid orders
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            if not await conn.fetchval(_LOCK, user_id, key):
+                raise RuntimeError("the bench never reuses an Idempotency-Key")
+            stored = await conn.fetchrow(_STORED, user_id, key)
+            if stored is not None:
+                raise RuntimeError("the bench never reuses an Idempotency-Key")
+            taken = [
+                await conn.fetchrow(_STOCK, pid, -quantities[pid]) for pid in sorted(quantities)
+            ]
+            items = [(p["id"], quantities[p["id"]], p["price_minor"]) for p in taken]
+            total = sum(quantity * price for _, quantity, price in items)
+            order = await conn.fetchrow(_ORDER, user_id, taken[0]["currency"], total)
+            await conn.execute(
+                _ITEMS,
+                order["id"],
+                [item[0] for item in items],
+                [item[1] for item in items],
+                [item[2] for item in items],
+            )
+            item_views = [
+                {"product_id": pid, "quantity": quantity, "unit_price_minor": price}
+                for pid, quantity, price in items
+            ]
+            view = {
+                "id": order["id"],
+                "user_id": order["user_id"],
+                "status": order["status"],
+                "currency": order["currency"],
+                "total_minor": order["total_minor"],
+                "items": item_views,
+                "created_at": order["created_at"],
+                "updated_at": order["updated_at"],
+            }
+            rendered = orjson.dumps(view, option=_OPTIONS)
+            event = {k: view[k] for k in ("id", "user_id", "status", "currency", "total_minor")}
+            await conn.execute(
+                _EVENT, "order.placed", "order", str(order["id"]), {**event, "items": item_views}
+            )
+            stock_events = [
+                orjson.dumps(
+                    {
+                        "id": p["id"],
+                        "sku": p["sku"],
+                        "version": p["version"],
+                        "price_minor": p["price_minor"],
+                        "currency": p["currency"],
+                        "stock": p["stock"],
+                        "delta": -quantities[p["id"]],
+                        "reason": "order.placed",
+                        "order_id": order["id"],
+                    }
+                ).decode()
+                for p in taken
+            ]
+            await conn.execute(
+                _EVENTS, "stock.changed", "product", [str(p["id"]) for p in taken], stock_events
+            )
+            expires = dt.datetime.now(dt.UTC) + _KEY_TTL
+            await conn.execute(_STORE, user_id, key, request_hash, 201, rendered, expires)
+        except BaseException:
+            await transaction.rollback()
+            raise
+        await transaction.commit()
+    location = f"/v1/orders/{order['id']}".encode()
+    await answer(send, 201, rendered, [*JSON, (b"location", location)])
