@@ -1,8 +1,10 @@
 """``python -m server cluster``: compose's topology on one machine, without containers.
 
 N replicas (``python -m server serve``, one granian worker each, on loopback ports picked here),
-Debian's nginx on 127.0.0.1:PORT in front of them and Debian's Prometheus scraping them, each
-with the configuration deploy/ ships (server/commands/cluster_edge.py). Everything runs in the
+one ``python -m server worker`` sending their webhooks and mail (server/commands/cluster_worker.py),
+Debian's nginx on 127.0.0.1:PORT in front of the replicas and Debian's Prometheus scraping the
+replicas and the worker, each with the configuration deploy/ ships
+(server/commands/cluster_edge.py). Everything runs in the
 foreground; logs, configurations and cluster.json (where everything listens, for scripts and
 tests) are in the run directory.
 
@@ -14,8 +16,9 @@ While it runs, this process does for the replicas what an orchestrator does:
   one's place in nginx, whose reload returns once the old workers have finished their requests
   in flight; only then is the old replica sent SIGTERM (it drains for HOTPATH_DRAIN_SECONDS,
   then stops), so it answers nothing once its drain has begun;
-- SIGINT or SIGTERM stops everything: nginx gracefully, then the replicas (each drains), then
-  Prometheus. A second signal kills what is still running.
+- the worker is started again, on a new metrics port, if it exits;
+- SIGINT or SIGTERM stops everything: nginx gracefully, then the replicas (each drains) and
+  the worker, then Prometheus. A second signal kills what is still running.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from structlog.typing import FilteringBoundLogger
 
 from server.commands import supervision
 from server.commands.cluster_edge import ClusterError, Nginx, Prometheus, write_whole
+from server.commands.cluster_worker import ClusterWorker
 from server.commands.nginx_config import Upstream
 from server.commands.serve import DEMO_USERS, WORKERS_KILL_TIMEOUT, startup_problems
 from server.runtime.metrics import MULTIPROC_ENV
@@ -102,6 +106,8 @@ class Cluster:
         # Prometheus first: when either is not installed, no temporary directory is left.
         self.prometheus = Prometheus(run_dir=run_dir, metrics_token=metrics_token)
         self.nginx = Nginx(port=port, run_dir=run_dir)
+        self.worker = ClusterWorker(self.env, run_dir)
+        self.worker_start_at = 0.0  # when to start it again, after it exited
 
     # ------------------------------------------------------------------ start and stop
 
@@ -109,6 +115,7 @@ class Cluster:
         for index in range(len(self.slots)):
             self._start_replica(index)
         self._wait_ready([s.replica for s in self.slots if s.replica is not None])
+        self._start_worker()
         self._publish()
         self.nginx.start()
         self.prometheus.start()
@@ -133,6 +140,7 @@ class Cluster:
         for replica in running:
             with contextlib.suppress(ProcessLookupError):
                 replica.process.send_signal(signal.SIGTERM)
+        self.worker.stop(self._hurry)
         for replica in running:
             supervision.finish(replica.process, timeout=self._stop_timeout(), hurry=self._hurry)
         self.prometheus.stop(self._hurry)
@@ -175,6 +183,12 @@ class Cluster:
             HOTPATH_WORKERS="1",
         )
         return env
+
+    def _start_worker(self) -> None:
+        self.worker.start()
+        if not self.worker.wait_ready(self._hurry):
+            raise ClusterError(f"the worker's metrics did not answer: see {self.worker.log}")
+        self.prometheus.scrape_worker(self.worker.address)
 
     def _start_replica(self, index: int) -> Replica:
         slot = self.slots[index]
@@ -225,6 +239,12 @@ class Cluster:
             if process is not None and process.poll() is not None:
                 raise ClusterError(f"{name} exited with {process.returncode}: see {self.run_dir}")
         now = time.monotonic()
+        if (code := self.worker.exited()) is not None:
+            print(f"cluster: the worker exited with {code}; starting another", flush=True)
+            self.worker_start_at = now + min(MAX_BACKOFF, float(self.worker.starts))
+        if self.worker.process is None and now >= self.worker_start_at:
+            self.worker.start()
+            self.prometheus.scrape_worker(self.worker.address)
         for index, slot in enumerate(self.slots):
             replica = slot.replica
             if replica is None:
@@ -302,6 +322,7 @@ class Cluster:
                 "config": str(self.prometheus.config),
             },
             "replicas": [s.replica.view() for s in self.slots if s.replica is not None],
+            "worker": self.worker.view(),
             "retired": self.retired,
             "rolls": self.rolls,
         }
@@ -317,7 +338,9 @@ class Cluster:
             if (r := slot.replica) is not None:
                 lines.append(f"  replica {r.index}   {r.url}  (pid {r.process.pid})")
         lines += [
-            f"  prometheus  {self.prometheus.url}  (scraping every replica)",
+            f"  worker      pid {self.worker.view()['pid']}, metrics on"
+            f" http://{self.worker.address}/metrics (webhooks and mail)",
+            f"  prometheus  {self.prometheus.url}  (scraping every replica and the worker)",
             f"  run dir     {self.run_dir}  (logs, configs, cluster.json)",
             "  SIGHUP rolls the replicas one at a time; Ctrl-C or SIGTERM stops everything.",
         ]

@@ -127,7 +127,7 @@ class Prometheus:
         self.config = self.folder / "prometheus.yml"
         self.log = run_dir / "prometheus.log"
         self.process: subprocess.Popen[bytes] | None = None
-        (self.folder / "targets").mkdir(parents=True, exist_ok=True)
+        (self.folder / "targets" / "worker").mkdir(parents=True, exist_ok=True)
         (self.folder / "secrets").mkdir(mode=0o700, exist_ok=True)
         # The shipped file as it is: its credentials_file and file_sd paths are relative.
         shutil.copyfile(PROMETHEUS_CONFIG, self.config)
@@ -152,6 +152,13 @@ class Prometheus:
         if targets != self._targets:
             write_whole(self.folder / "targets" / "hotpath.json", targets)
             self._targets = targets
+
+    def scrape_worker(self, address: str) -> None:
+        """Scrape the worker's metrics at this address (the ``worker`` job) from now on."""
+        write_whole(
+            self.folder / "targets" / "worker" / "worker.json",
+            json.dumps([{"targets": [address]}]),
+        )
 
     def start(self) -> None:
         self.process = supervision.spawn(

@@ -28,12 +28,16 @@ def promtool() -> str:
 
 
 @pytest.fixture(scope="module")
-def job() -> dict[str, Any]:
+def jobs() -> dict[str, dict[str, Any]]:
     config = yaml.safe_load(CONFIG.read_text())
-    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"hotpath"}, jobs
-    found: dict[str, Any] = jobs["hotpath"]
+    found = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(found) == {"hotpath", "worker"}, found
     return found
+
+
+@pytest.fixture(scope="module")
+def job(jobs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return jobs["hotpath"]
 
 
 def test_promtool_accepts_the_config(tmp_path: Path) -> None:
@@ -76,3 +80,21 @@ def test_other_replicas_come_from_the_targets_folder(job: dict[str, Any]) -> Non
         assert isinstance(groups, list), path
         for group in groups:
             assert set(group) <= {"targets", "labels"}, (path, group)
+
+
+def test_compose_workers_are_scraped_on_their_metrics_port(jobs: dict[str, dict[str, Any]]) -> None:
+    """The outbox backlog alert reads gauges only the worker serves: without this job it could
+    never fire."""
+    worker = jobs["worker"]
+    assert "authorization" not in worker  # the worker's metrics port asks for no token
+    (dns,) = worker["dns_sd_configs"]
+    assert dns["names"] == ["worker"]
+    service = yaml.safe_load(COMPOSE.read_text())["services"]["worker"]
+    assert service["command"] == ["worker"]
+    assert service["environment"]["HOTPATH_WORKER_METRICS_PORT"] == str(dns["port"])
+    # The image listens on 0.0.0.0 (HOTPATH_HOST), so the port is reachable in the network.
+    assert "HOTPATH_HOST=0.0.0.0" in (ROOT / "Dockerfile").read_text()
+    # Its file targets are a folder of their own: the hotpath job's targets/*.json never
+    # sees them (and would scrape them with the replicas' token).
+    (files,) = worker["file_sd_configs"]
+    assert files["files"] == ["targets/worker/*.json"]
