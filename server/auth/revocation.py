@@ -21,7 +21,7 @@ from structlog.typing import FilteringBoundLogger
 from server.auth.denylist import Denylist, Revocation, RevocationKind
 from server.auth.repository import RevocationStore
 from server.db.database import Database
-from server.runtime.pubsub import error_name, follow_channel
+from server.runtime.pubsub import error_name, follow_channel, publish
 from server.runtime.redis_link import RedisLink
 
 __all__ = [
@@ -126,7 +126,7 @@ class RevocationFeed:
             return
         try:
             async with asyncio.timeout(self.redis.timeout):
-                await client.publish(self.channel, rev.to_json())
+                await publish(client, self.channel, rev.to_json())
         except Exception as exc:
             self.logger.warning(
                 "revocation_publish_failed",

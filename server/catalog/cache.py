@@ -29,7 +29,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 
-import coredis
 from coredis.commands.script import Script
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -38,7 +37,8 @@ from structlog.typing import FilteringBoundLogger
 
 from server.runtime import background
 from server.runtime.metrics import multiprocess_mode
-from server.runtime.pubsub import error_name, follow_channel
+from server.runtime.pubsub import error_name, follow_channel, publish
+from server.runtime.redis_client import RedisClient
 from server.runtime.redis_link import RedisLink
 
 # Stored versions only move forward; an equal version may replace (a row over its own tombstone).
@@ -268,19 +268,19 @@ class ProductCache(Collector):
                 key = f"{self.namespace}:product:{product_id}"
                 async with asyncio.timeout(self.redis.timeout):
                     await self._script([key], [version, str(version), self.redis_ttl_ms], client)
-                    await client.publish(self.channel, str(product_id))
+                    await publish(client, self.channel, str(product_id))
                 if self._pending.get(product_id) == version:
                     del self._pending[product_id]
             self._redis_ok()
         except Exception as exc:
             self._redis_failed("invalidate", exc)
 
-    def _client(self) -> coredis.Redis[str] | None:
+    def _client(self) -> RedisClient | None:
         if self._redis_paused_until and self._clock() < self._redis_paused_until:
             return None
         return self.redis.client
 
-    def _read_client(self) -> coredis.Redis[str] | None:
+    def _read_client(self) -> RedisClient | None:
         # Heartbeats overdue: Redis is stalled, or this process too busy to tell; either way
         # PostgreSQL answers sooner than a Redis timeout. Writes still try (and pause on failure).
         if 0 < self.followed_until <= self._clock():
@@ -330,7 +330,7 @@ class ProductCache(Collector):
         # reads and writes report a failing Redis themselves.
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self.redis.timeout):
-                await client.publish(self.channel, f"{self._beat_prefix}{self._clock()!r}")
+                await publish(client, self.channel, f"{self._beat_prefix}{self._clock()!r}")
 
     def _heard(self, sent: float) -> None:
         if 0 < self.followed_until <= self._clock():

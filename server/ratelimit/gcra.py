@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import coredis
 from coredis.commands.script import Script
 
 from server.ratelimit.policy import Policy
+from server.runtime.redis_client import RedisClient
 
 # KEYS[1]: the TAT. ARGV: interval (us), capacity, tokens wanted, and "now" in us (tests only;
 # empty: Redis' TIME). All values stay integers below 2^53, exact in Lua's doubles.
@@ -74,7 +74,7 @@ class RedisGcra:
 
     async def take(
         self,
-        client: coredis.Redis[str],
+        client: RedisClient,
         key: str,
         policy: Policy,
         wanted: int,

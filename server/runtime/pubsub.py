@@ -1,12 +1,17 @@
-"""Following a Redis pub/sub channel for as long as a task runs, through Redis outages."""
+"""Following a Redis pub/sub channel for as long as a task runs, through Redis outages, and
+publishing on one. On a Redis Cluster both use sharded pub/sub (server/runtime/redis_client.py
+says why)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
 
+import coredis
+from coredis.patterns.pubsub import PubSub, ShardedPubSub
 from structlog.typing import FilteringBoundLogger
 
+from server.runtime.redis_client import RedisClient
 from server.runtime.redis_link import RedisLink
 
 # A dead subscription that got no RST (a network partition) is found by coredis' PING this soon.
@@ -37,14 +42,7 @@ async def follow_channel(
         client = redis.client
         if client is not None:
             try:
-                # retry_policy=None: coredis' default retries a lost connection forever,
-                # silently, leaving the caller blind to an outage it should cover.
-                async with client.pubsub(
-                    channels=[channel],
-                    ignore_subscribe_messages=True,
-                    retry_policy=None,
-                    max_idle_seconds=KEEPALIVE_SECONDS,
-                ) as pubsub:
+                async with _subscription(client, channel) as pubsub:
                     on_subscribed(True)
                     failures = 0
                     async for message in pubsub:
@@ -56,3 +54,30 @@ async def follow_channel(
                 on_subscribed(False)
         failures += 1
         await asyncio.sleep(min(2.0, 0.25 * 2.0 ** min(failures, 4)))
+
+
+def _subscription(client: RedisClient, channel: str) -> PubSub[str] | ShardedPubSub[str]:
+    # retry_policy=None: coredis' default retries a lost connection forever, silently,
+    # leaving the caller blind to an outage it should cover.
+    if isinstance(client, coredis.RedisCluster):
+        sharded: ShardedPubSub[str] = client.sharded_pubsub(
+            channels=[channel],
+            ignore_subscribe_messages=True,
+            retry_policy=None,
+            max_idle_seconds=KEEPALIVE_SECONDS,
+        )
+        return sharded
+    return client.pubsub(
+        channels=[channel],
+        ignore_subscribe_messages=True,
+        retry_policy=None,
+        max_idle_seconds=KEEPALIVE_SECONDS,
+    )
+
+
+async def publish(client: RedisClient, channel: str, message: str) -> int:
+    """Subscribers reached (on a cluster: those on the shard's node that took it)."""
+    if isinstance(client, coredis.RedisCluster):
+        reached: int = await client.spublish(channel, message)
+        return reached
+    return await client.publish(channel, message)

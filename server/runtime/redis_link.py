@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import coredis
 from structlog.typing import FilteringBoundLogger
+
+from server.runtime.redis_client import RedisClient, is_cluster_url, make_client
 
 _RETRY_SECONDS = 2.0
 
@@ -22,13 +23,18 @@ class RedisLink:
         self.url = url
         self.timeout = timeout
         self.logger = logger
-        self.client: coredis.Redis[str] | None = None
+        self.client: RedisClient | None = None
         self._connected = asyncio.Event()
         self._stop = asyncio.Event()
 
     @property
     def configured(self) -> bool:
         return self.url is not None
+
+    @property
+    def cluster(self) -> bool:
+        """A Redis Cluster (server/runtime/redis_client.py): sharded pub/sub for fan-out."""
+        return self.url is not None and is_cluster_url(self.url)
 
     async def wait_connected(self, timeout: float) -> bool:
         with contextlib.suppress(TimeoutError):
@@ -51,18 +57,13 @@ class RedisLink:
         assert self.url is not None
         announced_down = False
         while not self._stop.is_set():
-            client: coredis.Redis[str] = coredis.Redis.from_url(
-                self.url,
-                decode_responses=True,
-                connect_timeout=self.timeout,
-                stream_timeout=self.timeout,
-            )
+            client = make_client(self.url, timeout=self.timeout)
             try:
                 async with client:
                     await client.ping()
                     self.client = client
                     self._connected.set()
-                    self.logger.info("redis_connected", mode="shared")
+                    self.logger.info("redis_connected", mode="shared", cluster=self.cluster)
                     announced_down = False
                     await self._stop.wait()
             except Exception as exc:

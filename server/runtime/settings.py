@@ -17,6 +17,7 @@ from typing import Literal
 from server.runtime.env_reader import EnvReader
 from server.runtime.files import write_new
 from server.runtime.mail import parse_smtp_url
+from server.runtime.redis_client import is_cluster_url, parse_cluster_url
 
 Environment = Literal["development", "test", "production"]
 
@@ -121,6 +122,8 @@ class Settings:
     webhook_poll_seconds: float = 0.5
     outbox_retention_seconds: float = 7 * 86400.0  # 0: kept forever
     worker_metrics_port: int = 0  # 0: the worker serves no metrics
+    # Tracing (docs/observability.md): the OTLP/HTTP receiver's base URL; None: tracing off.
+    otel_endpoint: str | None = None
 
     @property
     def keys_dir(self) -> Path:
@@ -157,6 +160,11 @@ class Settings:
                 "REDIS_URL must be a redis://, rediss://, unix://, redis+cluster:// or"
                 " rediss+cluster:// URL"
             )
+        elif redis_url and is_cluster_url(redis_url):
+            try:
+                parse_cluster_url(redis_url)
+            except ValueError as error:  # its text never holds the URL, which may hold a password
+                reader.problems.append(f"REDIS_URL: {error}")
         if secret_key and len(secret_key) < _MIN_SECRET_LENGTH:
             reader.problems.append(
                 f"HOTPATH_SECRET_KEY must be at least {_MIN_SECRET_LENGTH} characters"
@@ -179,6 +187,17 @@ class Settings:
         if metrics_token is not None and len(metrics_token) < 16:
             reader.problems.append("HOTPATH_METRICS_TOKEN must be at least 16 characters")
         port = reader.integer("HOTPATH_PORT", 8000, 1, 65535)
+        # hotpath's own name first, then OpenTelemetry's standard one.
+        otel_endpoint = (
+            reader.text("HOTPATH_OTEL_ENDPOINT", "")
+            or reader.text("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+            or None
+        )
+        if otel_endpoint and not otel_endpoint.startswith(("http://", "https://")):
+            reader.problems.append(
+                "HOTPATH_OTEL_ENDPOINT (or OTEL_EXPORTER_OTLP_ENDPOINT) must be an http:// or "
+                "https:// URL: an OTLP/HTTP receiver, such as a collector on port 4318"
+            )
         settings = cls(
             env=env,
             database_url=database_url or DEV_DATABASE_URL,
@@ -291,6 +310,7 @@ class Settings:
                 "HOTPATH_OUTBOX_RETENTION_SECONDS", 7 * 86400.0, 0, 3650 * 86400
             ),
             worker_metrics_port=reader.integer("HOTPATH_WORKER_METRICS_PORT", 0, 0, 65535),
+            otel_endpoint=otel_endpoint,
         )
         if production and settings.webhook_allow_http:
             reader.problems.append("HOTPATH_WEBHOOK_ALLOW_HTTP must be off in production")
