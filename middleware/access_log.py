@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable
 from time import perf_counter_ns
 
@@ -16,8 +17,12 @@ _MAX_USER_AGENT = 256
 class AccessLogMiddleware:
     """Log method, path, route, status, duration, size, client and user agent of each request.
 
-    The query string is never logged: it may carry secrets. The request id comes from the
-    scope, where RequestIdMiddleware (outside this one) put it.
+    The query string is never logged: it may carry secrets. The request id, and the trace and
+    span ids when there are any, come from the scope, where RequestIdMiddleware (outside this
+    one) and the tracing layer (inside) put them. The logger maps these short keywords to the
+    log schema's names (server/runtime/logs.py). ``bytes`` is the body sent: a file the server
+    sends itself (ASGI's pathsend, which Starlette's FileResponse uses under granian) counts
+    with its size.
     """
 
     def __init__(
@@ -45,10 +50,13 @@ class AccessLogMiddleware:
 
         def send_counting(message: Message) -> Awaitable[None]:
             nonlocal status, size
-            if message["type"] == "http.response.body":
+            kind = message["type"]
+            if kind == "http.response.body":
                 size += len(message.get("body", b""))
-            elif message["type"] == "http.response.start":
+            elif kind == "http.response.start":
                 status = message["status"]
+            elif kind == "http.response.pathsend":
+                size += os.stat(message["path"]).st_size
             return send(message)
 
         start = perf_counter_ns()
@@ -61,7 +69,7 @@ class AccessLogMiddleware:
         self._log(scope, status or 500, size, start, None)
 
     def _log(self, scope: Scope, status: int, size: int, start: int, error: str | None) -> None:
-        duration_ms = (perf_counter_ns() - start) // 1000 / 1000
+        duration_ns = perf_counter_ns() - start
         user_agent = None
         for name, value in scope["headers"]:
             if name == _USER_AGENT:
@@ -76,10 +84,12 @@ class AccessLogMiddleware:
             path=scope["path"],
             route=route_template(scope, self.resolve_route),
             status=status,
-            duration_ms=duration_ms,
+            duration_ns=duration_ns,
             bytes=size,
             client_ip=client_ip,
             user_agent=user_agent,
             error=error,
             request_id=scope.get("request_id"),
+            trace_id=scope.get("trace_id"),
+            span_id=scope.get("span_id"),
         )

@@ -1,4 +1,5 @@
-"""Give every request an id: in the scope, in structlog's context, and in the response."""
+"""Give every request an id: in the scope, in structlog's context, and in the response; and
+read the caller's W3C ``traceparent``, so log lines carry its trace id with tracing off too."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.contextvars import bind_contextvars, reset_contextvars
+
+from middleware.trace_context import TRACEPARENT, parse_traceparent
 
 _SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}").fullmatch
 _HEADER_NAME = re.compile(r"[a-z0-9-]+").fullmatch
@@ -42,7 +45,7 @@ class _RandomIds:
 _new_id = _RandomIds()
 
 
-def _structlog_var(key: str) -> ContextVar[Any]:
+def structlog_var(key: str) -> ContextVar[Any]:
     # The very ContextVar that bind_contextvars() uses, so merge_contextvars() picks our value up;
     # setting it directly costs a third of a bind_contextvars() + reset_contextvars() pair.
     tokens = bind_contextvars(**{key: ...})
@@ -50,12 +53,23 @@ def _structlog_var(key: str) -> ContextVar[Any]:
     return tokens[key].var
 
 
+# The context variables' names are the log fields' (ECS: docs/decisions/0012-ecs-log-fields.md).
+REQUEST_ID_FIELD = "http.request.id"
+TRACE_ID_FIELD = "trace.id"
+SPAN_ID_FIELD = "span.id"
+
+
 class RequestIdMiddleware:
     """Accept a sane incoming request id or make one; expose it everywhere for the request.
 
-    The id is stored in `scope["request_id"]`, bound as `request_id` in structlog's context
-    variables of the request's task, and echoed as a response header on every response, error
-    answers included.
+    The id is stored in `scope["request_id"]`, bound as `http.request.id` in structlog's
+    context variables of the request's task, and echoed as a response header on every
+    response, error answers included.
+
+    A valid `traceparent` header (exactly one) puts its trace id and the caller's span id in
+    `scope["trace_id"]`/`scope["span_id"]` and in the context as `trace.id`/`span.id`, and the
+    parsed header in `scope["traceparent"]`. With tracing on, the tracing layer replaces the
+    span id with the server span's.
     """
 
     def __init__(self, app: ASGIApp, *, header: str = "x-request-id") -> None:
@@ -64,7 +78,9 @@ class RequestIdMiddleware:
             raise ValueError(f"header must be an HTTP header name, got {header!r}")
         self.app = app
         self.header = name.encode("ascii")
-        self._var = _structlog_var("request_id")
+        self._var = structlog_var(REQUEST_ID_FIELD)
+        self._trace_var = structlog_var(TRACE_ID_FIELD)
+        self._span_var = structlog_var(SPAN_ID_FIELD)
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # Not a coroutine: see SecurityHeadersMiddleware.
@@ -72,13 +88,27 @@ class RequestIdMiddleware:
             return self.app(scope, receive, send)
 
         header = self.header
-        request_id: str | None = None
+        incoming: bytes | None = None
+        traceparent: bytes | None = None
+        repeated = False
         for name, value in scope["headers"]:
             if name == header:
-                if _SANE_ID(value):
-                    request_id = value.decode("ascii")
-                break
-        if request_id is None:
+                if incoming is None:  # the first one counts
+                    incoming = value
+            elif name == TRACEPARENT:
+                repeated = traceparent is not None
+                traceparent = value
+        if traceparent is not None and not repeated:
+            parent = parse_traceparent(traceparent)
+            if parent is not None:
+                scope["traceparent"] = parent
+                scope["trace_id"] = parent.trace_id
+                scope["span_id"] = parent.parent_id
+                self._trace_var.set(parent.trace_id)
+                self._span_var.set(parent.parent_id)
+        if incoming is not None and _SANE_ID(incoming):
+            request_id = incoming.decode("ascii")
+        else:
             request_id = _new_id()
         scope["request_id"] = request_id
         echoed = (header, request_id.encode("ascii"))

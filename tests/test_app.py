@@ -215,9 +215,9 @@ async def test_a_client_that_leaves_mid_body_is_a_499_not_a_server_error(
     await app(scope, receive, send)
     assert sent[0]["status"] == 499
     lines = [orjson.loads(line) for line in log_stream.getvalue().splitlines()]
-    assert not [line for line in lines if line["level"] == "error"]
-    (logged,) = [line for line in lines if line.get("path") == "/test/widgets"]
-    assert logged["status"] == 499
+    assert not [line for line in lines if line["log.level"] == "error"]
+    (logged,) = [line for line in lines if line.get("url.path") == "/test/widgets"]
+    assert logged["http.response.status_code"] == 499
 
 
 async def test_wrong_media_type_is_415(test_client: httpx.AsyncClient) -> None:
@@ -262,15 +262,20 @@ async def test_unexpected_exception_is_a_bare_500_logged_with_request_id(
     app.router.routes.append(Route("/test/crash", crash))
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-        response = await http.get("/test/crash", headers={"x-request-id": "trace-me-123"})
+        traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        headers = {"x-request-id": "trace-me-123", "traceparent": traceparent}
+        response = await http.get("/test/crash", headers=headers)
     body = assert_problem(response, 500, "internal-error")
     assert "DEADBEEF" not in response.text
     assert body["request_id"] == "trace-me-123"
     lines = [orjson.loads(line) for line in log_stream.getvalue().splitlines()]
-    crash_lines = [line for line in lines if line["event"] == "unhandled_exception"]
+    crash_lines = [line for line in lines if line["message"] == "unhandled_exception"]
     assert crash_lines
-    assert crash_lines[0]["request_id"] == "trace-me-123"
-    assert "DEADBEEF" in crash_lines[0]["exception"]
+    assert crash_lines[0]["http.request.id"] == "trace-me-123"
+    # Tracing off: the ids the traceparent brought.
+    assert crash_lines[0]["trace.id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert crash_lines[0]["span.id"] == "00f067aa0ba902b7"
+    assert "DEADBEEF" in crash_lines[0]["error.stack_trace"]
 
 
 async def test_security_headers_and_no_store_on_authenticated_requests(
@@ -333,7 +338,11 @@ async def test_requests_refused_before_routing_keep_their_route_label(
     assert {("/v1/users/me", "401"), ("/v1/auth/login", "413"), ("unmatched", "404")} <= counted
     flush_logs()
     lines = [orjson.loads(line) for line in log_stream.getvalue().splitlines()]
-    routes = {(line["route"], line["status"]) for line in lines if line["event"] == "http_request"}
+    routes = {
+        (line["http.route"], line["http.response.status_code"])
+        for line in lines
+        if line["message"] == "http_request"
+    }
     assert {("/v1/users/me", 401), ("/v1/auth/login", 413), ("unmatched", 404)} <= routes
 
 
@@ -374,6 +383,6 @@ async def test_trusted_proxy_headers_reach_the_access_log(
         await http.get("/livez", headers={"x-forwarded-for": "203.0.113.5"})
         metrics = await http.get("/metrics", headers={"x-forwarded-for": "203.0.113.5"})
     lines = [orjson.loads(line) for line in log_stream.getvalue().splitlines()]
-    access = [line for line in lines if line["event"] == "http_request"]
-    assert access[0]["client_ip"] == "203.0.113.5"
+    access = [line for line in lines if line["message"] == "http_request"]
+    assert access[0]["client.ip"] == "203.0.113.5"
     assert_problem(metrics, 403, "forbidden")

@@ -25,7 +25,7 @@ async def test_without_redis_the_app_serves_in_single_node_mode(
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"]["redis"] == "single-node"
     events = [orjson.loads(line) for line in log_stream.getvalue().splitlines()]
-    said = [e for e in events if e["event"] == "redis_not_configured"]
+    said = [e for e in events if e["message"] == "redis_not_configured"]
     assert said
     assert said[0]["mode"] == "single-node"
 

@@ -11,7 +11,6 @@ real one.
 
 from __future__ import annotations
 
-import time
 from bisect import bisect_left
 from collections.abc import Awaitable
 from contextvars import ContextVar
@@ -25,6 +24,7 @@ from middleware.metrics import DURATION_BUCKETS
 from middleware.request_id import _SANE_ID, _new_id
 from middleware.security_headers import _API_CSP, _BASE_HEADERS
 from middleware.types import route_template
+from server.runtime.logs import ECS_VERSION, timestamp
 
 _HEADERS = (*_BASE_HEADERS, _API_CSP)
 _CREDENTIALS = frozenset((b"authorization", b"x-api-key", b"cookie"))
@@ -85,18 +85,20 @@ class FusedStack:
         series[-1] += seconds
         client = scope.get("client")
         line = {
-            "event": "http_request",
-            "method": scope["method"],
-            "path": scope["path"],
-            "route": route,
-            "status": status,
-            "duration_ms": seconds * 1000,
-            "bytes": size,
-            "client_ip": client[0] if client else None,
-            "user_agent": user_agent,
-            "error": None,
-            "request_id": request_id,
-            "level": "info",
-            "ts": time.time(),
+            "@timestamp": timestamp(),
+            "log.level": "info",
+            "message": "http_request",
+            "http.request.method": scope["method"],
+            "url.path": scope["path"],
+            "http.route": route,
+            "http.response.status_code": status,
+            "event.duration": int(seconds * 1e9),
+            "http.response.body.bytes": size,
         }
+        if client:
+            line["client.ip"] = client[0]
+        if user_agent is not None:
+            line["user_agent.original"] = user_agent
+        line["http.request.id"] = request_id
+        line["ecs.version"] = ECS_VERSION
         self.write(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE))

@@ -114,7 +114,8 @@ def test_the_timed_request_is_a_real_one(loop: asyncio.AbstractEventLoop) -> Non
     assert b"x-request-id" in headers
     assert b"content-security-policy" in headers
     line = orjson.loads(sink.getvalue())
-    assert (line["route"], line["request_id"]) == ("/items/{id}", headers[b"x-request-id"].decode())
+    request_id = headers[b"x-request-id"].decode()
+    assert (line["http.route"], line["http.request.id"]) == ("/items/{id}", request_id)
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +164,7 @@ def access_line_runner(sink: BinaryIO) -> Callable[[], None]:
                 path="/items/42",
                 route="/items/{id}",
                 status=200,
-                duration_ms=0.012,
+                duration_ns=12_000,
                 bytes=40,
                 client_ip="10.0.0.7",
                 user_agent="bench/1.0",

@@ -57,7 +57,7 @@ def _wait_until_answering(base: str, path: str, process: subprocess.Popen[bytes]
     raise RuntimeError(f"{base} did not answer within 60 s")
 
 
-_ACCESS_LINE = b'"event":"http_request"'
+_ACCESS_LINE = b'"message":"http_request"'
 
 
 def _drain(pipe: IO[bytes], log: Path) -> None:

@@ -47,6 +47,7 @@ GRANIAN_TIMEOUT_FLAGS = (
     str(WORKERS_KILL_TIMEOUT),
 )
 DEMO_USERS = 1000
+GRANIAN_LOG_CONFIG = Path(__file__).parents[1] / "runtime" / "granian-logging.json"
 
 
 def granian_command(
@@ -80,6 +81,9 @@ def granian_command(
         "--no-access-log",
         "--log-level",
         "warning",
+        # granian's own lines as hotpath's JSON on stdout (server/runtime/logs.py)
+        "--log-config",
+        str(GRANIAN_LOG_CONFIG),
         "--respawn-failed-workers",
         *GRANIAN_TIMEOUT_FLAGS,
     ]
@@ -164,7 +168,7 @@ def serve_forever(
             # the banner never tells of a server that then fails to start (nor of another
             # process sharing the port).
             if not announced and any(started.iterdir()) and _answers(local, port):
-                _announce(settings, local, port, workers, prepare)
+                _announce(settings, logger, local, port, workers, prepare)
                 announced = True
             if worker is not None and worker.poll() is not None:
                 print(f"hotpath: the worker exited with {worker.returncode}", file=sys.stderr)
@@ -242,14 +246,34 @@ def _answers(host: str, port: int) -> bool:
         connection.close()
 
 
-def _announce(settings: Settings, host: str, port: int, workers: int, demo: bool) -> None:
+def _announce(
+    settings: Settings,
+    logger: FilteringBoundLogger,
+    host: str,
+    port: int,
+    workers: int,
+    demo: bool,
+) -> None:
+    """A banner for a person at a terminal; for anything else (a container's log, a pipe) a
+    JSON line like every other, with no demo password in it."""
     base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    logins = read_logins(settings.data_dir) if demo else {}
+    if not sys.stdout.isatty():
+        logger.info(
+            "serving",
+            url=base,
+            workers=workers,
+            docs=f"{base}/docs",
+            openapi=f"{base}/openapi.json",
+            demo_logins=str(logins_file(settings.data_dir)) if logins else None,
+        )
+        flush_logs()
+        return
     lines = [
         f"hotpath serving on {base} ({workers} worker{'s' if workers > 1 else ''})",
         f"  API docs:  {base}/docs",
         f"  OpenAPI:   {base}/openapi.json",
     ]
-    logins = read_logins(settings.data_dir) if demo else {}
     if logins:
         where = logins_file(settings.data_dir)
         lines.append(f"  demo logins (random per install, kept in {where}):")

@@ -106,7 +106,7 @@ async def seconds_until(condition: Callable[[], bool], *, limit: float) -> float
 
 def events(stream: io.BytesIO, name: str) -> list[dict[str, object]]:
     lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
-    return [line for line in lines if line["event"] == name]
+    return [line for line in lines if line["message"] == name]
 
 
 async def test_pubsub_carries_a_revocation_to_the_other_replica_at_once(

@@ -120,7 +120,7 @@ async def stored(link: RedisLink, namespace: str) -> str | None:
 
 def events(stream: io.BytesIO, name: str) -> list[dict[str, object]]:
     lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
-    return [line for line in lines if line["event"] == name]
+    return [line for line in lines if line["message"] == name]
 
 
 async def test_a_local_hit_does_no_io(

@@ -47,7 +47,7 @@ async def test_replicas_migrating_at_once_on_an_empty_database_all_serve(
         replica["index"]: [
             line["applied"]
             for line in read_json_lines(Path(replica["log"]))
-            if line.get("event") == "migrations_current"
+            if line.get("message") == "migrations_current"
         ]
         for replica in replicas
     }

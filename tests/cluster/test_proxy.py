@@ -26,7 +26,9 @@ def replica_lines(cluster: LocalCluster) -> list[dict[str, object]]:
 def until_logged(cluster: LocalCluster, request_id: str) -> list[dict[str, object]]:
     """The replicas flush their logs every half second."""
     for _ in range(50):
-        found = [line for line in replica_lines(cluster) if line.get("request_id") == request_id]
+        found = [
+            line for line in replica_lines(cluster) if line.get("http.request.id") == request_id
+        ]
         if found:
             return found
         time.sleep(0.1)
@@ -55,8 +57,8 @@ def test_one_request_id_from_the_client_to_the_replica(cluster: LocalCluster) ->
     assert proxied["status"] == 200
     assert proxied["path"] == "/v1/products", "the query string is not logged"
     (served,) = until_logged(cluster, request_id)
-    assert served["event"] == "http_request"
-    assert served["route"] == "/v1/products"
+    assert served["message"] == "http_request"
+    assert served["http.route"] == "/v1/products"
     ports = {replica["port"]: replica for replica in cluster.replicas()}
     assert int(str(proxied["upstream"]).rsplit(":", 1)[1]) in ports
 
@@ -74,8 +76,8 @@ def test_the_replicas_see_the_client_address_and_never_a_forged_one(
     proxied = nginx_line(cluster, response.headers["x-request-id"])
     assert proxied["client"] == "127.0.0.2"
     (served,) = until_logged(cluster, response.headers["x-request-id"])
-    assert served["client_ip"] == "127.0.0.2", (
-        f"the replica logged {served['client_ip']}: X-Forwarded-For from nginx (trusted) names the"
+    assert served["client.ip"] == "127.0.0.2", (
+        f"the replica logged {served['client.ip']}: X-Forwarded-For from nginx (trusted) names the"
         " client; the address the client wrote (203.0.113.9) is dropped"
     )
 

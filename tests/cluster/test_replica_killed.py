@@ -76,10 +76,10 @@ def test_a_killed_replica_fails_only_its_requests_in_flight(cluster: LocalCluste
             sent = [a for a, sent_bytes in attempts(line) if sent_bytes != "0"]
             assert len(sent) <= 1, f"a POST sent to {sent}: {line}"
     ids = [
-        line["request_id"]
+        line["http.request.id"]
         for replica in [*cluster.replicas(), *cluster.state()["retired"]]
         for line in read_json_lines(Path(replica["log"]))
-        if line.get("event") == "http_request" and line.get("request_id")
+        if line.get("message") == "http_request" and line.get("http.request.id")
     ]
     duplicated = {i for i in ids if ids.count(i) > 1} & {line["request_id"] for line in run.lines}
     assert not duplicated, f"requests served by two replicas: {sorted(duplicated)[:5]}"

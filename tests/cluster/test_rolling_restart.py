@@ -5,6 +5,7 @@ answers a request once its drain has begun."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import signal
 from pathlib import Path
@@ -37,11 +38,13 @@ def test_a_rolling_restart_under_load_fails_no_request(cluster: LocalCluster) ->
     for replica in rolled:
         address = f"127.0.0.1:{replica['port']}"
         log = read_json_lines(Path(replica["log"]))
-        (drain,) = [line for line in log if line.get("event") == "draining"]
-        answered = [line for line in log if line.get("request_id") in ids]
-        late = [line for line in answered if line["ts"] > drain["ts"]]
+        (drain,) = [line for line in log if line.get("message") == "draining"]
+        answered = [line for line in log if line.get("http.request.id") in ids]
+        # ISO 8601 stamps of one format and zone: ordered as strings. nginx's are epochs.
+        late = [line for line in answered if line["@timestamp"] > drain["@timestamp"]]
+        drained_at = dt.datetime.fromisoformat(drain["@timestamp"]).timestamp()
         sent = [line for line in run.lines if address in dict(attempts(line))]
-        sent_late = [line for line in sent if started(line) > drain["ts"]]
+        sent_late = [line for line in sent if started(line) > drained_at]
         assert answered, f"replica {replica['index']} served none of the load before its roll"
         assert not late, (
             f"replica {replica['index']} ({address}) answered {len(late)} of its"

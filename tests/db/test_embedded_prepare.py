@@ -57,7 +57,7 @@ async def test_prepare_falls_back_to_embedded_postgres(
         assert applied == len(load_migrations(MIGRATIONS_DIR))
     finally:
         await conn.close()
-    events = [orjson.loads(line)["event"] for line in log_stream.getvalue().splitlines()]
+    events = [orjson.loads(line)["message"] for line in log_stream.getvalue().splitlines()]
     assert "embedded_postgres_started" in events
     # A second `make run` reuses the same cluster and leaves the data alone.
     again = await prepare(settings, logger, users=10)

@@ -233,11 +233,11 @@ def test_reuse_port_shares_it_and_announces_only_its_own_started_worker(
         try:
             assert process.stdout is not None
             seen = []
-            for line in process.stdout:  # the log lines come first, then the banner
-                seen.append(line)
-                if line.startswith("hotpath serving"):
+            for line in process.stdout:  # JSON lines, the last one announcing the server
+                seen.append(json.loads(line))
+                if seen[-1]["message"] == "serving":
                     break
-            assert seen[-1].startswith(f"hotpath serving on http://127.0.0.1:{port}"), seen
+            assert seen[-1]["url"] == f"http://127.0.0.1:{port}", seen
         finally:
             process.send_signal(signal.SIGTERM)
             process.communicate(timeout=30)
@@ -281,14 +281,17 @@ def test_serve_prepare_is_what_make_run_does(
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0
-    assert f"hotpath serving on {base}" in output
-    assert f"{base}/docs" in output
+    # Not a terminal: the announcement is a JSON line like the rest, and names the file of
+    # demo logins rather than printing their passwords into the log.
+    lines = [json.loads(line) for line in output.splitlines()]
+    (serving,) = [line for line in lines if line["message"] == "serving"]
+    assert (serving["url"], serving["docs"]) == (base, f"{base}/docs")
     data_dir = tmp_path / "data"
+    assert serving["demo_logins"] == str(data_dir / "demo_logins.json")
     logins = json.loads((data_dir / "demo_logins.json").read_text())
     assert set(logins) == {"admin@example.com", "staff@example.com", "user@example.com"}
-    for email, password in logins.items():
-        assert f"{email}  {password}" in output
-    assert f"kept in {data_dir / 'demo_logins.json'}" in output
+    for password in logins.values():
+        assert password not in output
     # The generated secrets exist, and neither is printed.
     secret_key = (data_dir / "secret_key").read_text().strip()
     assert len(secret_key) >= 32

@@ -22,7 +22,7 @@ GENERATED = re.compile(r"[0-9a-f]{32}")
 
 async def echo(request: Request) -> Response:
     return JSONResponse(
-        {"scope": request.scope["request_id"], "context": get_contextvars().get("request_id")}
+        {"scope": request.scope["request_id"], "context": get_contextvars().get("http.request.id")}
     )
 
 
@@ -53,12 +53,12 @@ async def test_the_id_stays_with_its_request() -> None:
     # and is gone with it, neither left in the server's context nor seen by the next request.
     async with client() as http:
         first = await http.get("/echo")
-        assert "request_id" not in get_contextvars()
+        assert "http.request.id" not in get_contextvars()
         second = await http.get("/echo")
     assert first.json()["context"] == first.headers["x-request-id"]
     assert second.json()["context"] == second.headers["x-request-id"]
     assert first.headers["x-request-id"] != second.headers["x-request-id"]
-    assert "request_id" not in get_contextvars()
+    assert "http.request.id" not in get_contextvars()
 
 
 @settings(max_examples=50, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -95,7 +95,7 @@ def commands(link: RedisLink, monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 
 def events(stream: io.BytesIO, name: str) -> list[dict[str, object]]:
     lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
-    return [line for line in lines if line["event"] == name]
+    return [line for line in lines if line["message"] == name]
 
 
 async def test_a_hot_key_costs_a_redis_call_per_lease_not_per_request(
@@ -314,7 +314,7 @@ async def test_a_redis_outage_limits_each_replica_to_its_share_and_recovers(
         assert 2 <= limiter.metrics.redis_errors <= 3
         fallback = events(log_stream, "rate_limit_fallback")
         assert len(fallback) == 1
-        assert fallback[0]["level"] == "warning"
+        assert fallback[0]["log.level"] == "warning"
         assert fallback[0]["reason"] == "ConnectionError"
         assert not events(log_stream, "rate_limit_redis_recovered")
 
@@ -352,7 +352,7 @@ async def test_without_redis_configured_the_process_limits_alone(
     assert limiter.fallback_active
     [line] = events(log_stream, "rate_limit_fallback")
     assert line["reason"] == "redis_not_configured"
-    assert line["level"] == "info"
+    assert line["log.level"] == "info"
 
 
 async def test_decisions_and_calls_are_metrics(

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import datetime as dt
 import io
+import logging
 import os
 import select
 import subprocess
@@ -29,28 +31,60 @@ def test_info_lines_wait_for_the_flush_and_warnings_do_not() -> None:
         logger.warning("loud", n=2)
         raw.seek(0)
         lines = [orjson.loads(line) for line in raw.read().splitlines()]
-        assert [line["event"] for line in lines] == ["quiet", "loud"]
+        assert [line["message"] for line in lines] == ["quiet", "loud"]
         logger.info("later")
         flush_logs()
         raw.seek(0)
-        assert raw.read().splitlines()[-1].startswith(b'{"event":"later"')
+        assert raw.read().splitlines()[-1].startswith(b'{"@timestamp":"')
 
 
-def test_lines_carry_level_time_and_bound_context() -> None:
+def test_lines_carry_level_time_and_bound_context_by_ecs_names() -> None:
     stream = io.BytesIO()
     logger = configure_logging("info", stream=stream)
-    structlog.contextvars.bind_contextvars(request_id="r-1")
+    structlog.contextvars.bind_contextvars(**{"http.request.id": "r-1", "trace.id": "ab" * 16})
     try:
         logger.info("hello", user=7)
         logger.debug("hidden")
+        logger.warning("failed", error="TimeoutError")
+    finally:
+        structlog.contextvars.clear_contextvars()
+    line, failed = [orjson.loads(raw) for raw in stream.getvalue().splitlines()]
+    assert list(line)[:3] == ["@timestamp", "log.level", "message"]  # ecs-logging's order
+    assert (line["message"], line["log.level"], line["ecs.version"]) == ("hello", "info", "8.11.0")
+    assert (line["http.request.id"], line["trace.id"], line["user"]) == ("r-1", "ab" * 16, 7)
+    stamp = dt.datetime.fromisoformat(line["@timestamp"])
+    assert len(line["@timestamp"]) == len("2026-12-07T03:00:00.000Z")  # to the ms, in UTC
+    assert abs((dt.datetime.now(dt.UTC) - stamp).total_seconds()) < 60
+    # "error" would clash with ECS's error object: app code's error is the error's message.
+    assert (failed["log.level"], failed["error.message"]) == ("warning", "TimeoutError")
+    assert "error" not in failed
+
+
+def test_an_exception_is_its_type_and_stack_trace() -> None:
+    stream = io.BytesIO()
+    logger = configure_logging("info", stream=stream)
+    try:
+        raise KeyError("nope")
+    except KeyError:
+        logger.exception("crashed")
+    (line,) = [orjson.loads(raw) for raw in stream.getvalue().splitlines()]
+    assert (line["message"], line["log.level"]) == ("crashed", "error")
+    assert "KeyError: 'nope'" in line["error.stack_trace"]
+
+
+def test_library_records_come_out_as_the_same_json_with_the_request_context() -> None:
+    stream = io.BytesIO()
+    configure_logging("info", stream=stream)
+    structlog.contextvars.bind_contextvars(**{"http.request.id": "r-2"})
+    try:
+        logging.getLogger("asyncpg.pool").warning("connection %s lost", "#3")
+        logging.getLogger("asyncpg.pool").info("below the level: not written")
     finally:
         structlog.contextvars.clear_contextvars()
     (line,) = [orjson.loads(raw) for raw in stream.getvalue().splitlines()]
-    assert line["event"] == "hello"
-    assert line["level"] == "info"
-    assert line["request_id"] == "r-1"
-    assert line["user"] == 7
-    assert isinstance(line["ts"], float)
+    assert (line["message"], line["log.level"]) == ("connection #3 lost", "warning")
+    assert (line["log.logger"], line["http.request.id"]) == ("asyncpg.pool", "r-2")
+    assert line["ecs.version"] == "8.11.0"
 
 
 def test_the_access_log_writes_the_same_line_shape_at_the_configured_level() -> None:
@@ -64,16 +98,40 @@ def test_the_access_log_writes_the_same_line_shape_at_the_configured_level() -> 
     general = configure_logging("info", stream=sink)
     access = request_line_logger()
     general.info("something", n=1)
-    access.info("http_request", status=200, request_id="rid-1")
+    access.info(
+        "http_request",
+        method="GET",
+        path="/v1/products/7",
+        route="/v1/products/{product_id}",
+        status=200,
+        duration_ns=1_500_000,
+        bytes=321,
+        client_ip="10.0.0.7",
+        user_agent=None,
+        error=None,
+        request_id="rid-1",
+        trace_id="ab" * 16,
+        span_id="cd" * 8,
+    )
     flush_logs()
     first, second = (orjson.loads(line) for line in sink.getvalue().splitlines())
-    assert set(first) - {"n"} == set(second) - {"status", "request_id"}  # event, level, ts
-    assert (second["event"], second["level"], second["request_id"]) == (
-        "http_request",
-        "info",
-        "rid-1",
-    )
-    assert isinstance(second["ts"], float)
+    assert set(first) - {"n"} == {"@timestamp", "log.level", "message", "ecs.version"}
+    second.pop("@timestamp")
+    assert second == {
+        "log.level": "info",
+        "message": "http_request",
+        "http.request.method": "GET",
+        "url.path": "/v1/products/7",
+        "http.route": "/v1/products/{product_id}",
+        "http.response.status_code": 200,
+        "event.duration": 1_500_000,
+        "http.response.body.bytes": 321,
+        "client.ip": "10.0.0.7",
+        "http.request.id": "rid-1",
+        "trace.id": "ab" * 16,
+        "span.id": "cd" * 8,
+        "ecs.version": "8.11.0",
+    }
 
 
 def test_a_line_buffer_writes_whole_lines_in_chunks_no_longer_than_its_limit() -> None:

@@ -138,7 +138,7 @@ async def test_log_mailer_writes_a_private_file_and_one_line_without_the_body(
     (line,) = log_stream.getvalue().splitlines()
     assert b"s3cr3t" not in line
     record = orjson.loads(line)
-    assert record["event"] == "mail_written"
+    assert record["message"] == "mail_written"
     assert record["recipient"] == "ada@example.com"
     assert record["subject"] == "Reset your password"
     assert record["path"] == str(path)

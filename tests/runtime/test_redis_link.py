@@ -27,7 +27,7 @@ async def test_no_redis_configured_is_single_node_and_says_so(
         assert link.client is None
         assert not link.configured
         assert not await link.ping()
-    (line,) = [e for e in events(log_stream) if e["event"] == "redis_not_configured"]
+    (line,) = [e for e in events(log_stream) if e["message"] == "redis_not_configured"]
     assert line["mode"] == "single-node"
 
 
@@ -49,7 +49,7 @@ async def test_unreachable_redis_degrades_then_recovers(
         assert link.configured
         assert link.client is None
         assert not await link.ping()
-        assert any(e["event"] == "redis_unavailable" for e in events(log_stream))
+        assert any(e["message"] == "redis_unavailable" for e in events(log_stream))
         await asyncio.to_thread(
             subprocess.run,
             [
@@ -75,4 +75,4 @@ async def test_unreachable_redis_degrades_then_recovers(
         assert await link.ping()
         assert link.client is not None
         assert await link.client.set("hotpath:test", "1")
-    assert any(e["event"] == "redis_connected" for e in events(log_stream))
+    assert any(e["message"] == "redis_connected" for e in events(log_stream))

@@ -102,7 +102,7 @@ async def test_existing_addresses_are_rekeyed_and_rewritten(
     assert final[ids["jos\u00e9@example.com"]] == after_sql[ids["jos\u00e9@example.com"]]
     flush_logs()
     lines = [orjson.loads(line) for line in log_stream.getvalue().splitlines()]
-    reported = [line for line in lines if line["event"] == "email_not_normalized"]
+    reported = [line for line in lines if line["message"] == "email_not_normalized"]
     assert sorted({line["user_id"] for line in reported}) == sorted(
         [ids["cy@b\u00fccher.de"], ids["jos\u00e9@example.com"]]
     )

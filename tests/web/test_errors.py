@@ -57,7 +57,7 @@ async def test_outages_are_logged_with_their_cause_once_a_second_per_kind(
         assert answer.status_code == 503
     await known(request, errors.NotFound("gone"))  # a 4xx is never logged
     lines = [orjson.loads(line) for line in log_stream.getvalue().splitlines()]
-    logged = [line for line in lines if line["event"] == "service_unavailable"]
+    logged = [line for line in lines if line["message"] == "service_unavailable"]
     assert len(logged) == 1
     assert logged[0]["cause"] == "TimeoutError"
     assert logged[0]["problem"] == "database-unavailable"
@@ -84,5 +84,5 @@ async def test_only_a_5xx_without_its_own_class_is_logged_as_an_outage(
     answer = await known(request, exc)
     assert answer.status_code == exc.status_code
     lines = [orjson.loads(line) for line in log_stream.getvalue().splitlines()]
-    logged = [line for line in lines if line["event"] == "service_unavailable"]
+    logged = [line for line in lines if line["message"] == "service_unavailable"]
     assert len(logged) == (1 if outage else 0)

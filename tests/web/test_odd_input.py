@@ -159,4 +159,4 @@ async def test_deeply_nested_json_is_a_400_and_logs_no_traceback(
         assert_problem(answer, 400, "malformed-json", case=path)
         assert "nested too deeply" in answer.json()["detail"], path
     lines = [orjson.loads(line) for line in log_stream.getvalue().splitlines()]
-    assert [line for line in lines if line.get("level") == "error"] == []
+    assert [line for line in lines if line.get("log.level") == "error"] == []
