@@ -23,7 +23,6 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 import pytest
-from argon2 import PasswordHasher
 
 from server.db.database import Database, create_pool, open_pool
 from server.runtime.settings import Settings
@@ -31,6 +30,7 @@ from server.web.errors import DatabaseUnavailable
 from tests.fixtures.databases import ADMIN_URL, REDIS_URL, create_database, drop_database
 from tests.fixtures.pooler import ThrowawayPgBouncer, pgbouncer
 from tests.fixtures.servers import running_servers
+from tests.fixtures.users import insert_user
 
 pytestmark = pytest.mark.slow
 
@@ -181,7 +181,7 @@ async def exercise(bases: list[str], direct: str, bouncer: ThrowawayPgBouncer) -
     ):
         clients = [first, second]
         buyers = await register_and_login(clients, direct)
-        staff_email, staff_password = await insert_account(direct, "staff")
+        _, staff_email, staff_password = await insert_user(direct, "staff")
         login = await first.post(
             "/v1/auth/login", json={"email": staff_email, "password": staff_password}
         )
@@ -265,7 +265,7 @@ async def register_and_login(clients: list[httpx.AsyncClient], direct: str) -> l
     finally:
         await conn.close()
     assert [row["status"] for row in pending] == ["pending"] * USERS
-    accounts = [await insert_account(direct, "customer") for _ in range(USERS)]
+    accounts = [(await insert_user(direct))[1:] for _ in range(USERS)]
     logins = await asyncio.gather(
         *(
             clients[n % 2].post("/v1/auth/login", json={"email": e, "password": p})
@@ -274,23 +274,6 @@ async def register_and_login(clients: list[httpx.AsyncClient], direct: str) -> l
     )
     assert {r.status_code for r in logins} == {200}, [r.text for r in logins]
     return [{"authorization": f"Bearer {r.json()['access_token']}"} for r in logins]
-
-
-async def insert_account(direct: str, role: str) -> tuple[str, str]:
-    """A confirmed account with ``role``, as an operator's seed writes one: email, password."""
-    email, password = f"{role}-{secrets.token_hex(5)}@example.com", secrets.token_hex(12)
-    conn = await asyncpg.connect(direct)
-    try:
-        await conn.execute(
-            "INSERT INTO users (email, password_hash, roles, email_verified_at)"
-            " VALUES ($1, $2, $3, now())",
-            email,
-            PasswordHasher(time_cost=1, memory_cost=1024).hash(password),
-            [role],
-        )
-    finally:
-        await conn.close()
-    return email, password
 
 
 async def new_product(client: httpx.AsyncClient, staff: dict[str, str]) -> int:

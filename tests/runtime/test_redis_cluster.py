@@ -23,6 +23,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.typing import FilteringBoundLogger
 
+import server
 from server.catalog.cache import CachedProduct, ProductCache
 from server.db.devdb import database_name
 from server.ratelimit.gcra import RedisGcra
@@ -67,6 +68,19 @@ def test_cluster_urls_are_parsed_and_bad_ones_reported_without_the_password() ->
         (problem,) = caught.value.problems
         assert problem.startswith("REDIS_URL"), problem
         assert "hunter22" not in str(caught.value)
+
+
+def test_every_lua_script_touches_one_key() -> None:
+    """What makes a script cluster-safe without hash tags: it names KEYS[1] and no other key
+    (the one the client routes by)."""
+    scripts = 0
+    for path in Path(server.__file__).parent.rglob("*.py"):
+        text = path.read_text()
+        if "redis.call(" not in text:
+            continue
+        scripts += 1
+        assert set(re.findall(r"KEYS\[\w+\]", text)) == {"KEYS[1]"}, path
+    assert scripts >= 2  # the limiter's and the product cache's
 
 
 async def test_the_limiter_script_runs_on_every_shard(
