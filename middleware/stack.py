@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from opentelemetry.trace import Tracer
 from starlette.types import ASGIApp
 
 from middleware.access_log import AccessLogMiddleware
@@ -14,6 +15,7 @@ from middleware.metrics import HttpMetrics, MetricsMiddleware
 from middleware.proxy_headers import ProxyHeadersMiddleware
 from middleware.request_id import RequestIdMiddleware
 from middleware.security_headers import SecurityHeadersMiddleware
+from middleware.tracing import TracingMiddleware
 from middleware.types import InfoLogger, OnError, RouteResolver
 
 
@@ -34,10 +36,12 @@ def build_stack(
     request_timeout: float = 0,
     resolve_route: RouteResolver | None = None,
     body_timing: BodyTiming = BodyTiming(),  # noqa: B008 (frozen: one shared default is safe)
+    tracer: Tracer | None = None,
 ) -> ASGIApp:
     """Wrap `app`, outermost first: proxy headers (when proxies are trusted), request id,
-    access log, metrics, compression (when on), security headers, CORS (when origins are
-    allowed), the body limit, the in-flight cap (when set), the request deadline (when set).
+    access log, tracing (when a tracer is given), metrics, compression (when on), security
+    headers, CORS (when origins are allowed), the body limit, the in-flight cap (when set),
+    the request deadline (when set).
     Compression sits inside the access log and metrics, so what they record is what went on
     the wire; `resolve_route` names the route of a request refused before routing.
 
@@ -69,6 +73,10 @@ def build_stack(
     if compress_from:
         app = CompressionMiddleware(app, minimum_size=compress_from)
     app = MetricsMiddleware(app, metrics=metrics, resolve_route=resolve_route)
+    if tracer is not None:
+        # Left out when tracing is off: no OpenTelemetry call on a request. Inside the access
+        # log, which then logs the server span's id.
+        app = TracingMiddleware(app, tracer=tracer, resolve_route=resolve_route)
     if access_log:
         # Left out rather than disabled: a disabled layer would still cost a call per request.
         app = AccessLogMiddleware(app, logger=logger, resolve_route=resolve_route)

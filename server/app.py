@@ -35,6 +35,7 @@ from server.runtime.logs import configure_logging, flush_logs, request_line_logg
 from server.runtime.metrics import exposition_registry, multiprocess_mode, retire_worker
 from server.runtime.process_metrics import RuntimeMetrics, register_build_info
 from server.runtime.settings import Settings
+from server.runtime.tracing import flush_tracing, start_tracing
 from server.web.access import anonymous_paths
 from server.web.error_boundary import ErrorBoundary
 from server.web.errors import AppError
@@ -92,6 +93,8 @@ def create_app(
     log = logger or configure_logging(settings.log_level)
     # Into the stream (and at the level) that the logging set-up above chose.
     request_lines = request_line_logger()
+    # In the process that serves (a granian worker): the exporter's thread must be its own.
+    tracing = start_tracing(settings.otel_endpoint)
     drain_state = drain or DrainState()
     identity = build_identity(settings)
     registry = CollectorRegistry(auto_describe=True)
@@ -166,6 +169,7 @@ def create_app(
                 retire_worker(metric_flushers)
         log.info("stopped")
         flush_logs()
+        flush_tracing()
 
     def wrap(inner: ASGIApp, resolve_route: RouteResolver) -> ASGIApp:
         return build_stack(
@@ -183,6 +187,7 @@ def create_app(
             compress_from=settings.compress_from,
             request_timeout=settings.request_timeout,
             resolve_route=resolve_route,
+            tracer=tracing.tracer if tracing else None,
             body_timing=BodyTiming(
                 timeout=settings.body_timeout,
                 min_rate=settings.body_min_rate,

@@ -30,6 +30,7 @@ from server.auth.throttle import LoginThrottle
 from server.catalog.cache import ProductCache
 from server.catalog.repository import ProductsRepository
 from server.catalog.service import CatalogService
+from server.db import sql_spans
 from server.db.database import Database, create_pool
 from server.db.devdb import database_name
 from server.db.mail_outbox import MailOutbox
@@ -94,7 +95,11 @@ async def build_container(
     migrations_dir: Path = MIGRATIONS_DIR,
 ) -> AsyncIterator[Container]:
     queries = load_queries()
-    pool = await create_pool(settings, statement_cache_size=max(256, len(queries) * 2))
+    pool = await create_pool(
+        settings,
+        statement_cache_size=max(256, len(queries) * 2),
+        connection_class=sql_spans.connection_class(queries),
+    )
     db = Database(pool, acquire_timeout=settings.db_acquire_timeout)
     passwords = PasswordHasher(
         time_cost=settings.argon2_time_cost,

@@ -16,12 +16,14 @@ from prometheus_client import CollectorRegistry, start_http_server
 from structlog.typing import FilteringBoundLogger
 
 from server.audit.repository import AuditRepository
+from server.db import sql_spans
 from server.db.database import Database, create_pool
 from server.db.mail_outbox import MailOutbox
 from server.db.sqlfiles import load_queries
 from server.runtime.mail import DEFAULT_TIMEOUT, build_mailer, parse_smtp_url
 from server.runtime.mail_worker import MailConfig, MailMetrics, MailWorker
 from server.runtime.settings import Settings
+from server.runtime.tracing import flush_tracing, start_tracing
 from server.webhooks.delivery import DeliveryWorker, WorkerConfig
 from server.webhooks.metrics import DeliveryMetrics
 from server.webhooks.repository import DeliveryQueue
@@ -66,7 +68,12 @@ async def run_worker(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     queries = load_queries()
-    pool = await create_pool(settings, statement_cache_size=max(256, len(queries) * 2))
+    start_tracing(settings.otel_endpoint)  # spans of its SQL and webhook calls, when on
+    pool = await create_pool(
+        settings,
+        statement_cache_size=max(256, len(queries) * 2),
+        connection_class=sql_spans.connection_class(queries),
+    )
     # No client waits on the worker: a busy pool is waited for rather than failed fast.
     db = Database(pool, acquire_timeout=max(settings.db_acquire_timeout, 10.0))
     config = worker_config(settings)
@@ -116,4 +123,5 @@ async def run_worker(
         if exporter is not None:
             exporter.shutdown()
             exporter.server_close()
+        flush_tracing()
     return 0

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import httpcore
 import httpx
 
+from server.runtime.tracing import outbound_call
 from server.webhooks.ssrf import UnsafeUrl, UrlGuard
 
 RESPONSE_CAP = 1024  # bytes of a response kept for the delivery log
@@ -127,13 +128,16 @@ class Sender:
         outcome = "failed"
         try:
             self.guard.check_url(url)  # the rules may have changed since the endpoint was made
-            async with asyncio.timeout(self.timeout):
-                request = self._client(endpoint_id).stream(
-                    "POST", url, content=body, headers=headers
-                )
-                async with request as response:
-                    status = response.status_code
-                    excerpt = await _read_capped(response)
+            # With tracing on: a client span, and its traceparent sent along (an empty dict off).
+            with outbound_call("POST", url) as call:
+                async with asyncio.timeout(self.timeout):
+                    request = self._client(endpoint_id).stream(
+                        "POST", url, content=body, headers={**headers, **call.headers}
+                    )
+                    async with request as response:
+                        status = response.status_code
+                        call.answered(status)
+                        excerpt = await _read_capped(response)
             if 200 <= status < 300:
                 outcome = "succeeded"
             else:
