@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
+from typing import Any, cast
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
 from server.catalog import schemas
 from server.catalog.cache import CachedProduct
-from server.catalog.repository import Product, ProductFields, ProductFilter
+from server.catalog.listing import after, listing_of, scope
+from server.catalog.repository import Product, ProductFields, SortKey
 from server.web.access import principal_of
 from server.web.apidoc import api
 from server.web.conditional import etag, not_modified, required_versions
 from server.web.context import request_context
 from server.web.errors import NotFound
-from server.web.pagination import MAX_LIMIT, CursorCodec, InvalidCursor, paged_response
+from server.web.pagination import MAX_LIMIT, paged_response
 from server.web.responses import PreparedJSON, dumps, path_id, read_json, read_query
 from server.web.state import container
 
@@ -25,7 +24,6 @@ from server.web.state import container
 _PUBLIC = "public, max-age=5, stale-while-revalidate=30"
 _PUBLIC_HEADER = (b"cache-control", _PUBLIC.encode())
 _NO_PRODUCT = "No such product."
-_CURSOR_TYPES: dict[str, type] = {"created_at": str, "price": int, "name": str}
 
 
 def render(product: Product) -> CachedProduct:
@@ -60,70 +58,55 @@ async def get_product(request: Request) -> Response:
     return PreparedJSON(cached.body, [(b"etag", cached.etag.encode()), _PUBLIC_HEADER])
 
 
-def _scope(query: schemas.ProductQuery) -> str:
-    # The filters are part of the cursor's scope: a cursor of one listing is refused by another.
-    return (
-        "products:"
-        + msgspec.json.encode(
-            [
-                query.sort,
-                query.order,
-                query.q,
-                query.min_price,
-                query.max_price,
-                query.in_stock,
-                query.category,
-            ]
-        ).decode()
-    )
-
-
-def _after(query: schemas.ProductQuery, cursors: CursorCodec) -> tuple[Any, int] | None:
-    if not query.cursor:
-        return None
-    values = cursors.decode_values(_scope(query), query.cursor)
-    if len(values) != 2:
-        raise InvalidCursor("The cursor is not valid for this list.")
-    value, last_id = values
-    if not isinstance(value, _CURSOR_TYPES[query.sort]) or not isinstance(last_id, int):
-        raise InvalidCursor("The cursor is not valid for this list.")
-    if isinstance(value, str) and query.sort == "created_at":
-        try:
-            return dt.datetime.fromisoformat(value), last_id
-        except ValueError:
-            raise InvalidCursor("The cursor is not valid for this list.") from None
-    return value, last_id
-
-
 @api(
     summary="List products",
-    description=f"Keyset pagination (`limit` ≤ {MAX_LIMIT}, `cursor`); filters `q` (name search), "
-    "`min_price`, `max_price` (minor units), `in_stock`, `category`; `sort` by `created_at`, "
-    "`price` or `name`, `order` `asc` or `desc`. Unknown parameters are a 400.",
+    description=f"Keyset pagination (`limit` ≤ {MAX_LIMIT}, `cursor`). Filters: `q` (search "
+    "over name, SKU and description: every word a prefix of a stemmed word, so `ket`, "
+    "`kettles` and a SKU find a kettle), `currency`, `min_price` and `max_price` (minor "
+    "units; they need `currency`), `in_stock`, `category`. `sort`: `relevance` (best match "
+    "first; the default with `q`), `created_at` (the default without `q`), `price` (needs "
+    "`currency`: prices in different currencies do not compare) or `name`; `order` `asc` "
+    "(default) or `desc`. A 400 `invalid-parameter` for `min_price` > `max_price`, a price "
+    "filter or sort without `currency`, `sort=relevance` without `q`; `unknown-parameter` for "
+    "a parameter the list does not take. Both carry `errors` with a pointer to the "
+    "parameter; a value outside an enumeration names the values allowed.",
     tags=("catalog",),
     query=schemas.ProductQuery,
     responses={200: schemas.ProductList},
     errors=(400,),
 )
 async def list_products(request: Request) -> Response:
-    query = read_query(request, schemas.ProductQuery)
+    listing = listing_of(read_query(request, schemas.ProductQuery))
     services = container(request)
+    limit = listing.query.limit
+    if listing.sort == "relevance":
+        matches = await services.catalog.search(
+            after=after(listing, services.cursors), where=listing.where, limit=limit + 1
+        )
+        return paged_response(
+            request,
+            matches,
+            limit=limit,
+            cursors=services.cursors,
+            scope=scope(listing),
+            position=lambda m: (m.rank, m.product.id),
+            view=lambda m: schemas.product_view(m.product),
+        )
+    sort = cast(SortKey, listing.sort)
     rows = await services.catalog.page(
-        sort=query.sort,
-        direction=query.order,
-        after=_after(query, services.cursors),
-        where=ProductFilter(
-            query.q, query.min_price, query.max_price, query.in_stock, query.category
-        ),
-        limit=query.limit + 1,
+        sort=sort,
+        direction=listing.direction,
+        after=after(listing, services.cursors),
+        where=listing.where,
+        limit=limit + 1,
     )
     return paged_response(
         request,
         rows,
-        limit=query.limit,
+        limit=limit,
         cursors=services.cursors,
-        scope=_scope(query),
-        position=lambda p: (p.sort_value(query.sort), p.id),
+        scope=scope(listing),
+        position=lambda p: (p.sort_value(sort), p.id),
         view=schemas.product_view,
     )
 

@@ -47,6 +47,15 @@ class ProductFilter:
     max_price: int | None = None
     in_stock: bool = False
     category: str | None = None
+    currency: str | None = None  # required by a listing by price (the query compares in one)
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A product a search found, with its rank (a PostgreSQL real: the keyset compares it)."""
+
+    product: Product
+    rank: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +77,16 @@ class ProductsRepository:
         self._stock = q("update_product_stock")
         self._exists = q("exists_product")
         self._stock_of = q("list_product_stock")
+        # (sort, direction, searching): a search has queries of its own (sql/products_list.sql).
         self._lists = {
-            (key, direction): q(f"list_products_by_{name}_{direction}")
+            (key, direction, searching): q(
+                f"list_products_{'matching_' if searching else ''}by_{name}_{direction}"
+            )
             for key, name in _QUERY_SORT.items()
             for direction in ("asc", "desc")
+            for searching in (False, True)
         }
+        self._relevance = q("list_products_by_relevance")
 
     async def get(self, conn: Connection, product_id: int) -> Product | None:
         record = await conn.fetchrow(self._get, product_id)
@@ -143,15 +157,25 @@ class ProductsRepository:
         limit: int,
     ) -> list[Product]:
         value, last_id = after if after else (None, None)
-        records = await conn.fetch(
-            self._lists[(sort, direction)],
-            value,
-            last_id,
-            where.q,
-            where.min_price,
-            where.max_price,
-            where.in_stock,
-            where.category,
-            limit,
-        )
+        query = self._lists[(sort, direction, where.q is not None)]
+        records = await conn.fetch(query, value, last_id, where.q, *_filter_args(where, limit))
         return [record_to(Product, r) for r in records]
+
+    async def search(
+        self,
+        conn: Connection,
+        *,
+        after: tuple[float, int] | None,
+        where: ProductFilter,
+        limit: int,
+    ) -> list[Match]:
+        """Best match of ``where.q`` first (required); ``after`` is the last (rank, id) seen."""
+        rank, last_id = after if after else (None, None)
+        args = _filter_args(where, limit)
+        records = await conn.fetch(self._relevance, rank, last_id, where.q, *args)
+        return [Match(record_to(Product, r), r["rank"]) for r in records]
+
+
+def _filter_args(where: ProductFilter, limit: int) -> tuple[Any, ...]:
+    """$4 to $9 of every listing query (the cursor is $1/$2, the search $3)."""
+    return (where.min_price, where.max_price, where.in_stock, where.category, limit, where.currency)

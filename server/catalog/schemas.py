@@ -54,13 +54,41 @@ class StockBody(Strict):
 class ProductQuery(Strict):
     limit: PageLimit = DEFAULT_LIMIT
     cursor: str | None = None
-    q: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
+    q: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                max_length=100,
+                description="Search: every word must begin a word of the name, the SKU or the "
+                "description, stemmed (`ket` and `kettles` find a kettle). Sorts by "
+                "`relevance` unless `sort` says otherwise.",
+            ),
+        ]
+        | None
+    ) = None
+    currency: Annotated[
+        Currency | None,
+        msgspec.Meta(
+            description="Only prices in this currency. Required with `min_price`, `max_price` "
+            "or `sort=price`: prices in different currencies do not compare."
+        ),
+    ] = None
     min_price: Money | None = None
     max_price: Money | None = None
     in_stock: bool = False
     category: Category | None = None
-    sort: Literal["created_at", "price", "name"] = "created_at"
-    order: Literal["asc", "desc"] = "asc"
+    sort: Annotated[
+        Literal["created_at", "price", "name", "relevance"] | None,
+        msgspec.Meta(
+            description="`relevance` (best match first; the default with `q`, and only with "
+            "it) or `created_at` (the default without `q`), `price`, `name`."
+        ),
+    ] = None
+    order: Annotated[
+        Literal["asc", "desc"] | None,
+        msgspec.Meta(description="`asc` by default; `relevance` lists the best match first only."),
+    ] = None
 
 
 class PriceView(msgspec.Struct):

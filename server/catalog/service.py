@@ -12,6 +12,7 @@ from server.auth.principal import Principal
 from server.catalog.cache import CachedProduct, ProductCache
 from server.catalog.repository import (
     Direction,
+    Match,
     Product,
     ProductFields,
     ProductFilter,
@@ -95,6 +96,12 @@ class CatalogService:
             return await self.products.page(
                 conn, sort=sort, direction=direction, after=after, where=where, limit=limit
             )
+
+    async def search(
+        self, *, after: tuple[float, int] | None, where: ProductFilter, limit: int
+    ) -> list[Match]:
+        async with self.db.connection() as conn:
+            return await self.products.search(conn, after=after, where=where, limit=limit)
 
     async def create(
         self, actor: Principal, sku: str, fields: ProductFields, stock: int, ctx: RequestContext

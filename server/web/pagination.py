@@ -113,7 +113,7 @@ def paged_response(
     limit: int,
     cursors: CursorCodec,
     scope: str,
-    position: Callable[[T], tuple[dt.datetime, int | str]],
+    position: Callable[[T], tuple[Any, ...]],
     view: Callable[[T], Any],
 ) -> JSONResponse:
     """The answer for rows fetched with ``limit + 1``: the page, its cursor and Link header."""

@@ -206,14 +206,29 @@ def read_query(request: Request, kind: type[T]) -> T:
     values: dict[str, str] = {}
     for name, value in params.multi_items():
         if "\x00" in value or "\x00" in name:
-            raise errors.InvalidParameter(f"The parameter {name!r} contains a NUL character.")
+            raise errors.InvalidParameter(
+                f"The parameter {name!r} contains a NUL character.",
+                extra={"errors": [{"pointer": _param_pointer(name), "detail": "contains NUL"}]},
+            )
         if name in values:
-            raise errors.UnknownParameter(f"The parameter {name!r} is given more than once.")
+            raise errors.UnknownParameter(
+                f"The parameter {name!r} is given more than once.",
+                extra={"errors": [{"pointer": _param_pointer(name), "detail": "given twice"}]},
+            )
         values[name] = value
     spellings = _spellings(kind)
     unknown = sorted(set(values) - set(spellings))
     if unknown:
-        raise errors.UnknownParameter(f"Unknown query parameters: {', '.join(unknown)}.")
+        known = ", ".join(sorted(spellings))
+        raise errors.UnknownParameter(
+            f"Unknown query parameters: {', '.join(unknown)}. This list takes: {known}.",
+            extra={
+                "errors": [
+                    {"pointer": _param_pointer(name), "detail": "unknown parameter"}
+                    for name in unknown
+                ]
+            },
+        )
     for name, value in values.items():
         spelling = spellings[name]
         if spelling is not None and not spelling[0](value):
@@ -227,10 +242,35 @@ def read_query(request: Request, kind: type[T]) -> T:
         # A bad query string (an over-large limit, a malformed date) is a bad request, not an
         # entity the server understood but refused.
         pointer, detail = json_pointer(str(exc))
+        choices = _choices(kind).get(pointer.lstrip("/"))
+        if choices:
+            # msgspec names the bad value only: a client needs the values it may send.
+            detail = f"{detail}; expected one of: {', '.join(choices)}"
         raise errors.InvalidParameter(
             f"The query parameter {pointer.lstrip('/') or '?'} is not valid: {detail}",
             extra={"errors": [{"pointer": pointer, "detail": detail}]},
         ) from None
+
+
+def _param_pointer(name: str) -> str:
+    return "/" + name.replace("~", "~0").replace("/", "~1")
+
+
+_query_choices: dict[type, dict[str, tuple[str, ...]]] = {}
+
+
+def _choices(kind: type) -> dict[str, tuple[str, ...]]:
+    """The allowed values of each enumerated (Literal) field of a query Struct."""
+    found = _query_choices.get(kind)
+    if found is None:
+        found = {}
+        info = msgspec.inspect.type_info(kind)
+        for field in getattr(info, "fields", ()):
+            for option in _options(field.type):
+                if isinstance(option, msgspec.inspect.LiteralType):
+                    found[field.name] = tuple(str(value) for value in option.values)
+        _query_choices[kind] = found
+    return found
 
 
 # msgspec's lax conversion (needed to read "20" as an int) also reads "5.0" and "1e1" as ints
@@ -266,9 +306,19 @@ def _spellings(kind: type) -> dict[str, tuple[Callable[[str], object], str] | No
 
 
 def _options(field_type: msgspec.inspect.Type) -> tuple[msgspec.inspect.Type, ...]:
+    field_type = _bare(field_type)
     if isinstance(field_type, msgspec.inspect.UnionType):
-        return tuple(t for t in field_type.types if not isinstance(t, msgspec.inspect.NoneType))
+        return tuple(
+            _bare(t) for t in field_type.types if not isinstance(t, msgspec.inspect.NoneType)
+        )
     return (field_type,)
+
+
+def _bare(field_type: msgspec.inspect.Type) -> msgspec.inspect.Type:
+    """The type without the documentation (`Meta(description=...)`) wrapped around it."""
+    while isinstance(field_type, msgspec.inspect.Metadata):
+        field_type = field_type.type
+    return field_type
 
 
 _MAX_BIGINT = 2**63 - 1

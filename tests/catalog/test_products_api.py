@@ -351,7 +351,7 @@ async def test_delete_is_soft_and_needs_the_current_etag(
     assert [p["id"] for p in listing.json()["data"]] == [other["id"]]
     for sort in ("price", "name"):
         for order in ("asc", "desc"):
-            params = {"category": category, "sort": sort, "order": order}
+            params = {"category": category, "sort": sort, "order": order, "currency": "EUR"}
             listed = await http.get("/v1/products", params=params)
             assert [p["id"] for p in listed.json()["data"]] == [other["id"]]
     assert_problem(await http.delete(path, headers=current), 404)

@@ -98,7 +98,7 @@ async def test_the_usual_spellings_still_work(http: httpx.AsyncClient, accounts:
     for path in (
         "/v1/audit-events?since=2026-01-01T00:00:00Z&until=2026-12-31T23:59:59.5%2B01:00&limit=5",
         "/v1/audit-events?actor_id=-1",
-        "/v1/products?limit=10&min_price=100&in_stock=true",
+        "/v1/products?limit=10&currency=EUR&min_price=100&in_stock=true",
     ):
         assert (await http.get(path, headers=admin.headers)).status_code == 200, path
 
