@@ -23,7 +23,7 @@ from server.web.pagination import CursorCodec
 _ceiling = Ceiling()
 _QUERY = _ceiling.queries.sql("list_products_by_created_asc")
 # The listing's cursor scope for the default sort and no filters, as hotpath names it.
-_SCOPE = "products:" + orjson.dumps(["created_at", "asc", None, None, None, False, None]).decode()
+_SCOPE = "products:" + orjson.dumps(["created_at", "asc", *[None] * 3, False, None, None]).decode()
 _cursors = CursorCodec(os.environ.get("HOTPATH_SECRET_KEY", ""))
 
 
@@ -38,7 +38,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         stamp, last_id = _cursors.decode_values(_SCOPE, params["cursor"])
         after = (dt.datetime.fromisoformat(stamp), last_id)
     async with _ceiling.connection() as conn:
-        rows = await conn.fetch(_QUERY, *after, None, None, None, False, None, limit + 1)
+        # The cursor, no search, no price range, not only in stock, no category, the limit,
+        # no currency: $1 to $9 of sql/products_list.sql.
+        rows = await conn.fetch(_QUERY, *after, None, None, None, False, None, limit + 1, None)
     headers = JSON
     cursor = None
     if len(rows) > limit:
