@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from server.db.database import Database, create_pool, open_pool
-from server.runtime.settings import Settings
+from server.runtime.settings import Settings, SettingsError
 from server.web.errors import DatabaseUnavailable
 from tests.fixtures.databases import ADMIN_URL, REDIS_URL, create_database, drop_database
 from tests.fixtures.pooler import ThrowawayPgBouncer, pgbouncer
@@ -69,6 +69,25 @@ def run_migrate(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+def test_pooler_settings_are_read_and_checked() -> None:
+    direct = "postgresql://hotpath:secret@db.internal/hotpath"
+    settings = Settings.from_env(
+        {"HOTPATH_DB_POOLER": "transaction", "HOTPATH_DATABASE_DIRECT_URL": direct}
+    )
+    assert (settings.db_pooler, settings.migration_url) == ("transaction", direct)
+    assert "secret" not in repr(settings)
+    assert Settings.from_env({}).migration_url == Settings.from_env({}).database_url
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            {"HOTPATH_DB_POOLER": "session", "HOTPATH_DATABASE_DIRECT_URL": "mysql://x:secret@h"}
+        )
+    assert sorted(p.split()[0] for p in caught.value.problems) == [
+        "HOTPATH_DATABASE_DIRECT_URL",
+        "HOTPATH_DB_POOLER",
+    ]
+    assert "secret" not in str(caught.value)
 
 
 async def test_the_pool_prepares_no_named_statement_in_transaction_mode(
