@@ -157,14 +157,15 @@ def test_pods_run_locked_down(objects: list[Manifest]) -> None:
 
 
 def test_the_read_only_root_leaves_tmp_writable(objects: list[Manifest]) -> None:
-    for kind in ("Deployment", "Job"):
-        manifest = one(objects, kind)
+    for manifest in objects:
         spec = pod_spec(manifest)
-        assert spec is not None
+        if spec is None:
+            continue
+        where = f"{manifest['kind']}/{manifest['metadata']['name']}"
         memory = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
         for container in spec["containers"]:
             mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-            assert mounts.get("/tmp") in memory, f"{kind}: /tmp is not an emptyDir"
+            assert mounts.get("/tmp") in memory, f"{where}: /tmp is not an emptyDir"
 
 
 def test_signing_keys_reach_the_pod_unreadable_to_others(objects: list[Manifest]) -> None:
@@ -207,8 +208,16 @@ def test_the_pools_fit_postgres_at_the_most_replicas(objects: list[Manifest]) ->
     """With PostgreSQL's default max_connections (100) and its 3 superuser slots."""
     pool = int(env_of(objects)["HOTPATH_DB_POOL_MAX"])
     most = one(objects, "HorizontalPodAutoscaler")["spec"]["maxReplicas"]
-    needed = pool * most + 2  # the migration job's and an operator's psql
-    assert needed <= 100 - 3, f"{most} pods x {pool} connections = {needed} > 97"
+    worker = one(objects, "Deployment", "hotpath-worker")
+    (container,) = pod_spec(worker)["containers"]  # type: ignore[index]
+    worker_pool = int(
+        next(v["value"] for v in container["env"] if v["name"] == "HOTPATH_DB_POOL_MAX")
+    )
+    workers = worker["spec"]["replicas"]
+    needed = pool * most + worker_pool * workers + 2  # the migration job's and an operator's psql
+    assert needed <= 100 - 3, (
+        f"{most} pods x {pool} + {workers} workers x {worker_pool} connections = {needed} > 97"
+    )
 
 
 def test_the_migration_job_runs_migrate_once(objects: list[Manifest]) -> None:
@@ -225,7 +234,7 @@ def test_the_migration_job_runs_migrate_once(objects: list[Manifest]) -> None:
 def test_network_policies_admit_only_the_proxy_and_prometheus(objects: list[Manifest]) -> None:
     policies = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "NetworkPolicy"}
     api = policies["hotpath-api"]
-    pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    pod_labels = one(objects, "Deployment", "hotpath")["spec"]["template"]["metadata"]["labels"]
     assert matches(api["podSelector"]["matchLabels"], pod_labels)
     assert set(api["policyTypes"]) == {"Ingress", "Egress"}
     (rule,) = api["ingress"]
@@ -259,3 +268,43 @@ def test_no_secret_in_the_config_map_and_every_secret_is_named_where_it_is_made(
         for volume in spec.get("volumes", []):
             if "secret" in volume:
                 assert f"secret generic {volume['secret']['secretName']} " in howto, volume
+
+
+def test_the_worker_runs_and_only_prometheus_reaches_its_metrics(objects: list[Manifest]) -> None:
+    """Without a scrape of the worker the outbox backlog alert can never fire: its pods serve
+    the metrics on a named port, the policy lets the monitoring namespace reach that port only,
+    and the scrape job in docs/operations.md keeps exactly these pods and that port."""
+    worker = one(objects, "Deployment", "hotpath-worker")
+    spec = pod_spec(worker)
+    assert spec is not None
+    (container,) = spec["containers"]
+    assert container["args"] == ["worker"]
+    env = {v["name"]: v.get("value") for v in container["env"]}
+    (port,) = container["ports"]
+    assert port["name"] == "metrics"
+    assert env["HOTPATH_WORKER_METRICS_PORT"] == str(port["containerPort"])
+    assert env_of(objects)["HOTPATH_HOST"] == "0.0.0.0"  # noqa: S104 (reachable from outside the pod)
+    assert container["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    # SIGTERM gives attempts in flight HOTPATH_WEBHOOK_TIMEOUT (10 s) + 1 s.
+    assert spec["terminationGracePeriodSeconds"] > 10 + 1
+    labels = worker["spec"]["template"]["metadata"]["labels"]
+    assert worker["spec"]["selector"]["matchLabels"] == labels
+    service = one(objects, "Service", "hotpath")
+    assert not matches(service["spec"]["selector"], labels), "the API's Service would route here"
+    policy = next(
+        o["spec"]
+        for o in objects
+        if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "hotpath-worker"
+    )
+    assert matches(policy["podSelector"]["matchLabels"], labels)
+    (rule,) = policy["ingress"]
+    assert [p["port"] for p in rule["ports"]] == ["metrics"]
+    assert [peer["namespaceSelector"] for peer in rule["from"]] == [
+        {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    ]
+    egress = {p["port"] for r in policy["egress"] for p in r["ports"]}
+    assert {53, 5432, 443} <= egress, egress
+    howto = (ROOT / "docs" / "operations.md").read_text()
+    assert "- job_name: worker" in howto
+    assert "regex: worker, action: keep" in howto
+    assert "regex: metrics, action: keep" in howto
