@@ -293,6 +293,7 @@ def _services(
             products=products,
             cache=product_cache,
             outbox=outbox,
+            need_verified_email=settings.orders_need_verified_email,
         ),
         webhooks=WebhooksService(
             db,

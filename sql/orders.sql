@@ -53,3 +53,7 @@ WHERE ($1::bigint IS NULL OR user_id = $1)
   AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::bigint))
 ORDER BY created_at DESC, id DESC
 LIMIT $5;
+
+-- name: get_buyer_email_verified :val
+-- Whether the buyer's address is confirmed (false for an account that is gone).
+SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND email_verified_at IS NOT NULL);

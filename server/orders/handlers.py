@@ -45,12 +45,14 @@ def _render(order: Order) -> bytes:
     "first request is still running is a 409. Stock is taken all or nothing: a 409 "
     "`out-of-stock` lists each short item with the quantity `requested` and the quantity "
     "`available`. A `product_id` that names no product is a 422 `unknown-product` whose "
-    "`errors` point at the item. The `Location` of the order is in the answer.",
+    "`errors` point at the item. The `Location` of the order is in the answer. The buyer's "
+    "email address must be verified (403 `email-not-verified` otherwise) unless the server "
+    "runs with `HOTPATH_ORDERS_NEED_VERIFIED_EMAIL=false`.",
     tags=("orders",),
     body=schemas.NewOrderBody,
     request_headers=(("Idempotency-Key", "A unique key per order attempt (1-255 chars)", True),),
     responses={201: schemas.OrderView},
-    errors=(400, 409, 422),
+    errors=(400, 403, 409, 422),
     problems={409: schemas.OrderConflict},
 )
 async def place_order(request: Request) -> Response:

@@ -65,6 +65,10 @@ class OrdersRepository:
         self._items = q("list_order_items")
         self._status = q("update_order_status")
         self._list = q("list_orders")
+        self._verified = q("get_buyer_email_verified")
+
+    async def email_verified(self, conn: Connection, user_id: int) -> bool:
+        return bool(await conn.fetchval(self._verified, user_id))
 
     async def try_lock_key(self, conn: Connection, user_id: int, key: str) -> bool:
         """Held until the transaction ends; False while another request holds it."""

@@ -49,6 +49,11 @@ class UnknownProduct(ValidationFailed):
     title = "No such product"
 
 
+class EmailNotVerified(Forbidden):
+    slug = "email-not-verified"
+    title = "Email address not verified"
+
+
 class InvalidTransition(Conflict):
     slug = "invalid-transition"
     title = "The order cannot move to that status"
@@ -64,6 +69,7 @@ class OrdersService:
         cache: ProductCache,
         outbox: Outbox,
         key_ttl: dt.timedelta = dt.timedelta(hours=24),
+        need_verified_email: bool = False,
     ) -> None:
         self.db = db
         self.orders = orders
@@ -71,6 +77,7 @@ class OrdersService:
         self.cache = cache
         self.outbox = outbox
         self.key_ttl = key_ttl
+        self.need_verified_email = need_verified_email
 
     async def place(
         self,
@@ -98,6 +105,14 @@ class OrdersService:
                 if stored.request_hash != request_hash:
                     raise IdempotencyMismatch("This Idempotency-Key was used for another body.")
                 return stored.status, stored.body
+            # After the replay: an order placed before stays answerable under its key.
+            if self.need_verified_email and not await self.orders.email_verified(
+                conn, buyer.user_id
+            ):
+                raise EmailNotVerified(
+                    "Placing an order needs a verified email address: follow the link mailed "
+                    "at sign-up, or POST /v1/auth/email/verify/resend for a new one."
+                )
             taken = await self._take_stock(conn, quantities, positions)
             currencies = {product.currency for product in taken}
             if len(currencies) > 1:

@@ -107,6 +107,9 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     cors_credentials: bool = False
     auth_cookies: bool = False
+    # Placing an order needs a confirmed email address (on outside the test environment, whose
+    # accounts are made straight in the database).
+    orders_need_verified_email: bool = False
     max_in_flight: int = 512
     compress_from: int = 1024
     # Webhooks (docs/webhooks.md): where they may go, and how the worker sends them.
@@ -284,6 +287,9 @@ class Settings:
             cors_origins=reader.origins("HOTPATH_CORS_ORIGINS"),
             cors_credentials=reader.boolean("HOTPATH_CORS_CREDENTIALS", False),
             auth_cookies=reader.boolean("HOTPATH_AUTH_COOKIES", False),
+            orders_need_verified_email=reader.boolean(
+                "HOTPATH_ORDERS_NEED_VERIFIED_EMAIL", env != "test"
+            ),
             max_in_flight=reader.integer("HOTPATH_MAX_IN_FLIGHT", 512, 0, 1_000_000),
             compress_from=reader.integer("HOTPATH_COMPRESS_FROM_BYTES", 1024, 0, 1 << 30),
             webhook_allow_http=reader.boolean("HOTPATH_WEBHOOK_ALLOW_HTTP", False),

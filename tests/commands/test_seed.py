@@ -41,6 +41,12 @@ async def test_seed_loads_demo_data_once(settings: Settings, empty_db: str, tmp_
         admin = await conn.fetchrow(
             "SELECT password_hash, roles FROM users WHERE email = 'admin@example.com'"
         )
+        # The demo logins may place orders (HOTPATH_ORDERS_NEED_VERIFIED_EMAIL): verified.
+        unverified_demo = await conn.fetchval(
+            "SELECT count(*) FROM users WHERE email = ANY ($1) AND email_verified_at IS NULL",
+            list(first.logins),
+        )
+        assert unverified_demo == 0
     finally:
         await conn.close()
     assert admin is not None

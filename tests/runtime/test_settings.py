@@ -254,3 +254,22 @@ def test_address_problems_are_reported_with_the_others_and_never_echo_passwords(
     assert any("credentials need TLS" in problem for problem in problems)
     assert "smtppass" not in str(caught.value)
     assert "pubpass" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "needed"), [("production", True), ("development", True), ("test", False)]
+)
+def test_orders_need_a_verified_email_except_in_the_test_environment(
+    env: str, needed: bool
+) -> None:
+    base = {
+        "HOTPATH_ENV": env,
+        "DATABASE_URL": "postgresql://app:pw@db/hotpath",
+        "HOTPATH_SECRET_KEY": SECRET,
+        "HOTPATH_JWT_KEYS_DIR": "/run/secrets/jwt",
+    }
+    assert Settings.from_env(base).orders_need_verified_email is needed
+    flipped = {**base, "HOTPATH_ORDERS_NEED_VERIFIED_EMAIL": str(not needed).lower()}
+    assert Settings.from_env(flipped).orders_need_verified_email is not needed
+    with pytest.raises(SettingsError):
+        Settings.from_env({**base, "HOTPATH_ORDERS_NEED_VERIFIED_EMAIL": "sometimes"})
