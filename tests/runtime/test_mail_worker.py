@@ -31,14 +31,12 @@ from structlog.typing import FilteringBoundLogger
 from server.app import HotpathApp
 from server.db.database import Database, create_pool
 from server.db.mail_outbox import MailOutbox
-from server.db.migrate import migrate
 from server.db.sqlfiles import load_queries
 from server.runtime.mail import OutgoingEmail, SmtpMailer
 from server.runtime.mail_worker import MailConfig, MailMetrics, MailWorker
-from server.runtime.paths import MIGRATIONS_DIR
 from server.runtime.settings import Settings
 from server.web.state import app_container
-from tests.fixtures.databases import create_database, drop_database
+from tests.fixtures.databases import migrated_database
 from tests.fixtures.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,12 +89,8 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
 @pytest.fixture
 async def migrated_db() -> AsyncIterator[str]:
     """A database of each test's own: no other test's mails in the worker's way."""
-    url = await create_database("mail")
-    try:
-        await migrate(url, MIGRATIONS_DIR)
+    async with migrated_database("mail") as url:
         yield url
-    finally:
-        await drop_database(url)
 
 
 @pytest.fixture
@@ -120,6 +114,26 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30) 
     while not await check():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.05)
+
+
+def smtp_worker(
+    db: Database,
+    outbox: MailOutbox,
+    port: int,
+    logger: FilteringBoundLogger,
+    *,
+    config: MailConfig | None = None,
+    metrics: MailMetrics | None = None,
+) -> MailWorker:
+    """The worker's mail loop, in this process, handing mail to the SMTP server on ``port``."""
+    return MailWorker(
+        db,
+        outbox=outbox,
+        mailer=SmtpMailer("127.0.0.1", port, sender=SENDER, starttls=False, timeout=2),
+        config=config or MailConfig(),
+        logger=logger,
+        metrics=metrics,
+    )
 
 
 def worker_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
@@ -206,14 +220,8 @@ async def test_a_temporary_refusal_is_retried_a_permanent_one_is_not(
             message = OutgoingEmail(to=to, subject="Reset your password", text="token-ab12\n")
             await outbox.add(conn, message, "password_reset", keep_trying=dt.timedelta(hours=1))
     metrics = MailMetrics(CollectorRegistry())
-    mail = MailWorker(
-        database,
-        outbox=outbox,
-        mailer=SmtpMailer("127.0.0.1", port, sender=SENDER, starttls=False, timeout=5),
-        config=MailConfig(poll_seconds=0.02, retry_base_seconds=0.05),
-        logger=logger,
-        metrics=metrics,
-    )
+    config = MailConfig(poll_seconds=0.02, retry_base_seconds=0.05)
+    mail = smtp_worker(database, outbox, port, logger, config=config, metrics=metrics)
     stop = asyncio.Event()
     running = asyncio.create_task(mail.run(stop))
     try:
@@ -250,13 +258,8 @@ async def test_an_expired_mail_is_given_up_and_an_unreadable_one_says_why(
         await MailOutbox(queries, "another-secret-key-" + "x" * 32).add(
             conn, message, "email_verify", keep_trying=dt.timedelta(hours=1)
         )
-    mail = MailWorker(
-        database,
-        outbox=MailOutbox(queries, settings.secret_key),
-        mailer=SmtpMailer("127.0.0.1", free_port(), sender=SENDER, starttls=False, timeout=2),
-        config=MailConfig(),
-        logger=logger,
-    )
+    # Nobody listens on that port.
+    mail = smtp_worker(database, MailOutbox(queries, settings.secret_key), free_port(), logger)
     assert await mail.send_due_once() == 2
     rows = await db.fetch("SELECT status, attempts, last_error FROM mail_outbox ORDER BY id")
     assert [(r["status"], r["attempts"]) for r in rows] == [("dead", 1), ("dead", 1)]
@@ -280,13 +283,7 @@ async def test_a_mail_whose_worker_died_goes_out_when_its_lease_runs_out(
         # A worker claimed it for 0.3 s, then died without a word.
         (claimed,) = await outbox.claim(conn, limit=10, lease_seconds=0.3, token=uuid.uuid4())
     assert claimed.message == message
-    mail = MailWorker(
-        database,
-        outbox=outbox,
-        mailer=SmtpMailer("127.0.0.1", port, sender=SENDER, starttls=False, timeout=5),
-        config=MailConfig(),
-        logger=logger,
-    )
+    mail = smtp_worker(database, outbox, port, logger)
     assert await mail.send_due_once() == 0  # still leased to the dead worker
     await eventually(lambda: _claimed_by(mail))
     assert len(inbox.to("ada@example.com")) == 1
@@ -311,13 +308,8 @@ async def test_finished_mails_are_pruned_after_the_retention(
         "UPDATE mail_outbox SET status = 'dead', finished_at = now()"
         " WHERE id = (SELECT max(id) FROM mail_outbox)"
     )
-    mail = MailWorker(
-        database,
-        outbox=outbox,
-        mailer=SmtpMailer("127.0.0.1", free_port(), sender=SENDER, starttls=False),
-        config=MailConfig(retention_seconds=3600, prune_batch=1),
-        logger=logger,
-    )
+    config = MailConfig(retention_seconds=3600, prune_batch=1)
+    mail = smtp_worker(database, outbox, free_port(), logger, config=config)
     assert await mail.prune_once() == 1  # the old sent one; the recent dead and the pending stay
     assert sorted(await db.fetchval("SELECT array_agg(status) FROM mail_outbox")) == [
         "dead",
@@ -341,13 +333,8 @@ async def test_a_reset_mail_names_the_request_and_its_body(
     assert forgot.status_code == 202
     container = app_container(app)
     await container.accounts.drain()
-    mail = MailWorker(
-        container.db,
-        outbox=MailOutbox(container.queries, settings.secret_key),
-        mailer=SmtpMailer("127.0.0.1", port, sender=SENDER, starttls=False, timeout=5),
-        config=MailConfig(),
-        logger=container.logger,
-    )
+    outbox = MailOutbox(container.queries, settings.secret_key)
+    mail = smtp_worker(container.db, outbox, port, container.logger)
     while await mail.send_due_once():
         pass
     (reset,) = [m for m in inbox.to(address) if "Reset" in m["Subject"]]

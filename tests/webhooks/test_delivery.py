@@ -29,16 +29,14 @@ from structlog.typing import FilteringBoundLogger
 
 from server.app import HotpathApp
 from server.commands.worker import run_worker
-from server.db.migrate import migrate
 from server.db.sqlfiles import load_queries
-from server.runtime.paths import MIGRATIONS_DIR
 from server.runtime.settings import Settings
 from server.web.state import app_container
 from server.webhooks.metrics import DeliveryMetrics
 from server.webhooks.repository import DeliveryQueue
 from server.webhooks.signing import SecretBox, new_secret
 from server.webhooks.ssrf import UrlGuard
-from tests.fixtures.databases import create_database, drop_database
+from tests.fixtures.databases import migrated_database
 from tests.fixtures.identity import Accounts, Tokens
 from tests.fixtures.support import free_port
 from tests.fixtures.webhooks import Receiver, running_receiver
@@ -49,12 +47,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 async def migrated_db() -> AsyncIterator[str]:
     """A database of each test's own: no other test's endpoints or events in the worker's way."""
-    url = await create_database("webhooks")
-    try:
-        await migrate(url, MIGRATIONS_DIR)
+    async with migrated_database("webhooks") as url:
         yield url
-    finally:
-        await drop_database(url)
 
 
 @pytest.fixture
