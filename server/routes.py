@@ -53,6 +53,7 @@ def build_routes(openapi_document: Callable[[], bytes]) -> list[BaseRoute]:
         r("/v1/users/{user_id}/roles/{role}", users.revoke_role, DELETE, permission("users:write")),
         r("/v1/roles", roles.list_roles, GET, permission("users:read")),
         r("/v1/roles", roles.create_role, POST, permission("roles:write")),
+        r("/v1/roles/{name}", roles.get_role, GET, permission("users:read")),
         r("/v1/roles/{name}", roles.patch_role, PATCH, permission("roles:write")),
         r("/v1/audit-events", audit.list_audit_events, GET, permission("audit:read")),
         r("/v1/products", catalog.list_products, GET, PUBLIC),

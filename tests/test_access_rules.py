@@ -253,6 +253,7 @@ STAFF_MAY: dict[Key, bool] = {
     ("PUT", "/v1/users/{user_id}/roles/{role}"): False,
     ("DELETE", "/v1/users/{user_id}/roles/{role}"): False,
     ("GET", "/v1/roles"): True,
+    ("GET", "/v1/roles/{name}"): True,
     ("POST", "/v1/roles"): False,
     ("PATCH", "/v1/roles/{name}"): False,
     ("GET", "/v1/audit-events"): True,

@@ -60,6 +60,11 @@ async def test_a_product_and_a_role_carry_their_location(
     )
     assert role.status_code == 201, role.text
     assert role.headers["location"] == f"/v1/roles/{name}"
+    read = await http.get(role.headers["location"], headers=admin.headers)
+    assert read.status_code == 200, read.text
+    assert read.json() == role.json()
+    missing = await http.get(f"/v1/roles/{name}-gone", headers=admin.headers)
+    assert missing.status_code == 404
 
 
 async def test_the_document_gives_every_201_a_location_header(app: HotpathApp) -> None:

@@ -20,6 +20,18 @@ async def list_roles(request: Request) -> Response:
 
 
 @api(
+    summary="One role and its permissions",
+    description="What a role's creation names in `Location`.",
+    tags=("roles",),
+    responses={200: schemas.RoleView},
+    errors=(404,),
+)
+async def get_role(request: Request) -> Response:
+    role = await container(request).roles.get(path_text(request, "name", "No such role."))
+    return JSONResponse(schemas.role_view(role))
+
+
+@api(
     summary="Create a role",
     description="The role may hold only permissions the caller holds (else 403).",
     tags=("roles",),

@@ -55,6 +55,13 @@ class RolesService:
         async with self.db.connection() as conn:
             return await self.roles.all(conn)
 
+    async def get(self, name: str) -> Role:
+        async with self.db.connection() as conn:
+            role = await self.roles.get(conn, name)
+        if role is None:
+            raise NotFound("No such role.")
+        return role
+
     async def create(
         self,
         actor: Principal,
