@@ -25,6 +25,9 @@ SMOKE = Options(
     budget_rounds=2,
     budget_seconds=1,
     webhook_events=50,
+    login_seconds=6,
+    profile_scenarios=("product_get",),
+    profile_seconds=1,
 )
 
 

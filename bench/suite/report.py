@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from bench.suite.run import BUDGETS, Outcome, Results
+from bench.suite.run import BUDGETS, PEERS, Outcome, Results
 
 MB = 1024 * 1024
 RSS_LIMIT_MB = 120
@@ -94,7 +94,6 @@ def summarize(results: Results) -> dict[str, Any]:
             "met": peak < RSS_LIMIT_MB,
         }
     )
-    peer = by_name.get("peer_product_get")
     ours = by_name.get("product_get")
     unlimited = by_name.get("product_get_nolimit")
     limiter_us = None
@@ -102,14 +101,20 @@ def summarize(results: Results) -> dict[str, Any]:
         limiter_us = round(
             ours.measured.cpu_us_per_request - unlimited.measured.cpu_us_per_request, 1
         )
-    comparison = None
-    if peer and ours:
-        comparison = {
-            "cpu_per_request_peer_over_hotpath": round(
-                peer.measured.cpu_us_per_request / ours.measured.cpu_us_per_request, 2
-            ),
-            "rps_hotpath_over_peer": round(ours.measured.rps / peer.measured.rps, 2),
-        }
+    comparison = []
+    for name, *_, against in PEERS:
+        peer, mine = by_name.get(name), by_name.get(against)
+        if peer and mine:
+            comparison.append(
+                {
+                    "peer": name,
+                    "hotpath": against,
+                    "cpu_per_request_peer_over_hotpath": round(
+                        peer.measured.cpu_us_per_request / mine.measured.cpu_us_per_request, 2
+                    ),
+                    "rps_hotpath_over_peer": round(mine.measured.rps / peer.measured.rps, 2),
+                }
+            )
     pools = None
     hotpath_pool, asyncpg_pool = by_name.get("ceiling_pk"), by_name.get("ceiling_pk_asyncpg")
     if hotpath_pool and asyncpg_pool:
@@ -133,6 +138,15 @@ def summarize(results: Results) -> dict[str, Any]:
         "artillery": results.artillery,
         "artillery_skipped": results.artillery_skipped,
         "webhooks": results.webhooks,
+        "profiles": {
+            name: {
+                "svg": f"profiles/{name}.svg",
+                "samples": found.samples,
+                "top": [{"function": f, "share": round(share, 3)} for f, share in found.top],
+            }
+            for name, found in results.profiles.items()
+        },
+        "profiles_skipped": results.profiles_skipped,
     }
 
 
@@ -184,13 +198,20 @@ def markdown(summary: dict[str, Any]) -> str:
     for goal in summary["budget"]:
         lines.append(f"| {goal['goal']} | {goal['value']} | {'yes' if goal['met'] else 'NO'} |")
     if summary["peer_comparison"]:
-        peer = summary["peer_comparison"]
         lines += [
             "",
-            f"Against the FastAPI peer on the same read: hotpath serves "
-            f"{peer['rps_hotpath_over_peer']}x the requests per second, and the peer spends "
-            f"{peer['cpu_per_request_peer_over_hotpath']}x hotpath's CPU per request.",
+            "The same authenticated read on the peers (each scenario above says how it is "
+            "built), against hotpath's read of the same kind (warm against warm, uncached "
+            "against uncached):",
+            "",
+            "| peer | against | peer CPU / hotpath CPU | hotpath req/s / peer req/s |",
+            "|---|---|---:|---:|",
         ]
+        for row in summary["peer_comparison"]:
+            lines.append(
+                f"| {row['peer']} | {row['hotpath']} | "
+                f"{row['cpu_per_request_peer_over_hotpath']} | {row['rps_hotpath_over_peer']} |"
+            )
     if summary["rate_limiter_cpu_us_per_request"] is not None:
         lines += [
             "",
@@ -228,7 +249,30 @@ def markdown(summary: dict[str, Any]) -> str:
             f"at once) in {hooks['seconds']} s: **{hooks['deliveries_per_second']:,} "
             "deliveries/s**, fan-out, signing and recording each attempt included.",
         ]
+    lines += _profile_lines(summary)
     return "\n".join(lines) + "\n"
+
+
+def _profile_lines(summary: dict[str, Any]) -> list[str]:
+    profiles = summary.get("profiles") or {}
+    if not profiles:
+        skipped = summary.get("profiles_skipped")
+        return ["", f"Profiles skipped: {skipped}"] if skipped else []
+    lines = [
+        "",
+        "Where the time goes: py-spy sampled each scenario's server under the same load after "
+        "its measurement (flame graphs: "
+        + ", ".join(f"[{name}]({p['svg']})" for name, p in profiles.items())
+        + "). The functions with the most samples of their own (Python frames; granian's "
+        "Rust HTTP work is not sampled):",
+        "",
+        "| scenario | samples | top functions (share of samples) |",
+        "|---|---:|---|",
+    ]
+    for name, found in profiles.items():
+        top = "; ".join(f"`{t['function']}` {t['share']:.0%}" for t in found["top"][:3])
+        lines.append(f"| {name} | {found['samples']} | {top} |")
+    return lines
 
 
 def chart(summary: dict[str, Any], path: Path) -> None:
@@ -285,4 +329,10 @@ def write(results: Results, directory: Path) -> dict[str, Path]:
     chart(summary, paths["png"])
     for kind, path in paths.items():
         shutil.copyfile(path, directory / f"latest.{kind}")
+    if results.profiles:
+        # The latest run's flame graphs only: one SVG per profiled scenario, replaced each run.
+        shutil.rmtree(directory / "profiles", ignore_errors=True)
+        (directory / "profiles").mkdir()
+        for name, found in results.profiles.items():
+            shutil.copyfile(found.svg, directory / "profiles" / f"{name}.svg")
     return paths

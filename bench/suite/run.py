@@ -16,6 +16,7 @@ import orjson
 
 from bench.suite import setup, webhooks
 from bench.suite.procs import RssSampler
+from bench.suite.profiles import Profile, profile, py_spy
 from bench.suite.servers import Server, asgi_command, hotpath_command, running
 from bench.suite.wrk import Load, Measured, run
 from server.auth.keys import generate_dev_key
@@ -38,6 +39,17 @@ class Options:
     budget_rounds: int = 5
     budget_seconds: float = 6.0
     webhook_events: int = 5000  # 0: no webhook delivery run
+    login_seconds: float = 0.0  # the login scenario is measured at least this long
+    # py-spy profiles (bench/suite/profiles.py) of these hotpath scenarios, each recorded for
+    # profile_seconds twice (flame graph, raw stacks) after its measurement; () for none.
+    profile_scenarios: tuple[str, ...] = (
+        "ping",
+        "product_get",
+        "product_list_first",
+        "order_place",
+        "product_get_nocache",
+    )
+    profile_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,8 @@ class Results:
     # One dict per interleaved round: server name -> CPU µs per request.
     budget_rounds: list[dict[str, float]] = field(default_factory=list)
     webhooks: dict[str, object] | None = None
+    profiles: dict[str, Profile] = field(default_factory=dict)
+    profiles_skipped: str | None = None
 
 
 class _Run:
@@ -85,13 +99,28 @@ class _Run:
         ceiling: str | None,
         description: str,
         connections: int | None = None,
+        at_least: float = 0.0,
     ) -> None:
         options = self.options
         conns = connections or options.connections
+        seconds = max(options.seconds, at_least)
         if options.warmup > 0:
             run(server.base, script, env, Load(options.warmup, conns), server.pid)
-        measured = run(server.base, script, env, Load(options.seconds, conns), server.pid)
+        measured = run(server.base, script, env, Load(seconds, conns), server.pid)
         self.results.outcomes.append(Outcome(name, server.name, ceiling, description, measured))
+        if name in options.profile_scenarios:
+            self.profile(server, name, script, env, conns)
+
+    def profile(
+        self, server: Server, name: str, script: str, env: dict[str, str], connections: int
+    ) -> None:
+        if py_spy() is None:
+            self.results.profiles_skipped = "py-spy is not installed (it is in the dev extra)"
+            return
+        load = Load(self.options.profile_seconds, connections)
+        self.results.profiles[name] = profile(
+            server.base, script, env, load, server.pid, self.workdir / "profiles", name
+        )
 
     def serve(
         self,
@@ -300,6 +329,9 @@ def _hotpath(state: _Run, url: str, accounts: list[setup.Account]) -> None:
                 ceiling=ceiling,
                 description=description,
                 connections=connections,
+                # A login is an argon2 hash of about a second: a window of one second (smoke
+                # mode) on a busy box can end before the first answer, and wrk counts none.
+                at_least=options.login_seconds if name == "login" else 0.0,
             )
         if options.artillery:
             _artillery(state, server, accounts)
@@ -343,22 +375,61 @@ def _hotpath(state: _Run, url: str, accounts: list[setup.Account]) -> None:
     state.serve("hotpath_nolimit", hotpath_command(), nolimit, "/readyz", unlimited)
 
 
+# (scenario, target, description, cache seconds, tokens with an audience, hotpath's scenario
+# it is compared with)
+PEERS = (
+    ("peer_product_get", "bench.peers.fastapi_template:app",
+     "FastAPI + SQLAlchemy async ORM + pydantic, user loaded per request", 0, False,
+     "product_get_nocache"),
+    ("peer_litestar_get", "bench.peers.litestar_app:app_from_env()",
+     "Litestar, its JWT auth, msgspec, asyncpg (no-op reset), products cached 5 s", 5, False,
+     "product_get"),
+    ("peer_litestar_get_nocache", "bench.peers.litestar_app:app_from_env()",
+     "the same, no cache: PostgreSQL", 0, False, "product_get_nocache"),
+    ("peer_blacksheep_get", "bench.peers.blacksheep_app:app_from_env()",
+     "BlackSheep, its JWT bearer auth, msgspec, asyncpg (no-op reset), cached 5 s", 5, True,
+     "product_get"),
+    ("peer_blacksheep_get_nocache", "bench.peers.blacksheep_app:app_from_env()",
+     "the same, no cache: PostgreSQL", 0, True, "product_get_nocache"),
+)  # fmt: skip
+
+
 def _peer(state: _Run, url: str, accounts: list[setup.Account]) -> None:
+    """The same authenticated read on the peers, each on a server of its own: warm ones
+    (cached) against hotpath's warm read, uncached ones against hotpath's uncached read."""
     secret = secrets.token_urlsafe(32)
-    tokens = state.file("tokens-peer.txt", setup.peer_tokens(accounts, secret))
+    plain = state.file("tokens-peer.txt", setup.peer_tokens(accounts, secret))
+    audience = state.file(
+        "tokens-peer-aud.txt", setup.peer_tokens(accounts, secret, audience=PEER_AUDIENCE)
+    )
+    for name, target, description, cache, with_audience, _ in PEERS:
+        products = state.options.hot_products if cache else state.options.products
+        load = {
+            "BENCH_PRODUCTS": str(products),
+            "BENCH_TOKENS": audience if with_audience else plain,
+        }
 
-    def read(server: Server) -> None:
-        state.measure(
-            server,
-            "peer_product_get",
-            "product_get.lua",
-            {"BENCH_PRODUCTS": str(state.options.hot_products), "BENCH_TOKENS": tokens},
-            ceiling="ceiling_pk",
-            description="FastAPI + SQLAlchemy async ORM + pydantic, user loaded per request",
-        )
+        ceiling = "ceiling_json" if cache else "ceiling_pk"
 
-    env = {"PEER_DATABASE_URL": url, "PEER_JWT_SECRET": secret}
-    state.serve("peer", asgi_command("bench.peers.fastapi_template:app"), env, "/livez", read)
+        def read(
+            server: Server,
+            name: str = name,
+            load: dict[str, str] = load,
+            about: str = description,
+            ceiling: str = ceiling,
+        ) -> None:
+            state.measure(server, name, "product_get.lua", load, ceiling=ceiling, description=about)
+
+        env = {
+            "PEER_DATABASE_URL": url,
+            "PEER_JWT_SECRET": secret,
+            "PEER_JWT_AUDIENCE": PEER_AUDIENCE,
+            "PEER_CACHE_SECONDS": str(cache),
+        }
+        state.serve(name, asgi_command(target), env, "/livez", read)
+
+
+PEER_AUDIENCE = "bench"
 
 
 @dataclass(frozen=True)

@@ -116,11 +116,16 @@ def issue_api_keys(base: str, tokens: list[str]) -> list[str]:
     return keys
 
 
-def peer_tokens(accounts: list[Account], secret: str) -> list[str]:
-    """HS256 tokens as the FastAPI template issues them (sub = the user id)."""
-    expires = int(time.time()) + 3600
+def peer_tokens(accounts: list[Account], secret: str, *, audience: str | None = None) -> list[str]:
+    """HS256 tokens as the peers issue them: sub (the user id), iat and exp, which the
+    FastAPI template and Litestar's JWTAuth want; BlackSheep's JWT bearer authentication
+    wants an audience and an issuer too (``audience`` names both)."""
+    now = int(time.time())
+    claims: dict[str, object] = {"iat": now, "exp": now + 3600}
+    if audience is not None:
+        claims |= {"aud": audience, "iss": audience}
     return [
-        jwt.encode({"sub": str(account.id), "exp": expires}, secret, algorithm="HS256")
+        jwt.encode({"sub": str(account.id), **claims}, secret, algorithm="HS256")
         for account in accounts
     ]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bench.suite.run import BUDGETS
+from bench.suite.run import BUDGETS, PEERS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 SCENARIOS = {
@@ -33,6 +33,10 @@ SCENARIOS = {
     "product_get_nocache",
     "product_get_nolimit",
     "peer_product_get",
+    "peer_litestar_get",
+    "peer_litestar_get_nocache",
+    "peer_blacksheep_get",
+    "peer_blacksheep_get_nocache",
 }
 
 
@@ -73,7 +77,9 @@ def test_the_suite_runs_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
     pools = report["ceiling_pools"]
     assert pools["hotpath_pool_cpu_us"] > 0
     assert pools["asyncpg_noreset_cpu_us"] > 0
-    assert report["peer_comparison"]["rps_hotpath_over_peer"] > 0
+    compared = {row["peer"]: row for row in report["peer_comparison"]}
+    assert set(compared) == {name for name, *_ in PEERS}
+    assert all(row["rps_hotpath_over_peer"] > 0 for row in compared.values())
     assert report["rate_limiter_cpu_us_per_request"] is not None
     assert "closed-loop" in report["load_generator"]
 
@@ -84,6 +90,13 @@ def test_the_suite_runs_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
         assert artillery["vusers"]["failed"] == 0, artillery
     else:
         assert report["artillery_skipped"]
+
+    [(name, found)] = report["profiles"].items()
+    assert name == "product_get"
+    assert found["samples"] > 0
+    assert found["top"]
+    assert 0 < sum(top["share"] for top in found["top"]) <= 1
+    assert (tmp_path / found["svg"]).read_text().lstrip().startswith(("<?xml", "<svg"))
 
     table = (tmp_path / "latest.md").read_text()
     assert all(f"| {name} |" in table for name in SCENARIOS)

@@ -1,0 +1,26 @@
+"""The report's "top functions" read py-spy's raw collapsed stacks right."""
+
+from __future__ import annotations
+
+from bench.suite.profiles import top_functions
+
+RAW = """process 7:"python -m server";<module> (a.py:1);handle (server/x.py:10);dumps (r.py:3) 6
+process 7:"python -m server";<module> (a.py:1);handle (server/x.py:12) 3
+process 8:"granian worker";run (g.py:2);fetch (asyncpg/p.py:40) 1
+not a stack line
+"""
+
+
+def test_self_samples_are_counted_per_function_with_line_numbers_dropped() -> None:
+    total, top = top_functions(RAW)
+    assert total == 10
+    assert top == [
+        ("dumps (r.py)", 0.6),
+        ("handle (server/x.py)", 0.3),
+        ("fetch (asyncpg/p.py)", 0.1),
+    ]
+
+
+def test_only_the_requested_number_is_named_and_nothing_sampled_is_empty() -> None:
+    assert top_functions(RAW, count=1)[1] == [("dumps (r.py)", 0.6)]
+    assert top_functions("") == (0, [])
