@@ -1,7 +1,8 @@
 """Mail through the outbox: a request only writes its mail (sealed) in its own transaction, and
 the worker hands it to a real SMTP server on loopback (aiosmtpd). A temporary refusal is tried
 again, a permanent one or an expired token ends it, a mail whose worker died goes out once its
-lease runs out, finished mails are pruned, and no log line carries a token."""
+lease runs out, two workers at once send each mail once, SIGTERM lets a mail being sent finish,
+finished mails are pruned, and no log line carries a token."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import datetime as dt
 import email
 import email.policy
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -51,6 +53,8 @@ class Inbox:
         self.messages: list[EmailMessage] = []
         self.busy = 0
         self.refusals = 0
+        self.delay = 0.0  # seconds each message's DATA takes
+        self.receiving = 0  # DATA commands begun
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
@@ -61,6 +65,8 @@ class Inbox:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.receiving += 1
+        await asyncio.sleep(self.delay)
         if self.busy > 0:
             self.busy -= 1
             self.refusals += 1
@@ -205,6 +211,35 @@ async def test_a_registration_mail_leaves_through_the_worker(
     assert address not in text
 
 
+async def test_sigterm_lets_the_mail_being_sent_finish(
+    http: httpx.AsyncClient,
+    settings: Settings,
+    smtp: tuple[Inbox, int],
+    db: asyncpg.Connection,
+    tmp_path: Path,
+) -> None:
+    inbox, _ = smtp
+    inbox.delay = 1.5  # the SMTP server takes its time over the message
+    answer = await http.post(
+        "/v1/auth/register",
+        json={"email": "eve@example.com", "password": "correct horse battery", "display_name": "E"},
+    )
+    assert answer.status_code == 202
+    worker = worker_process(settings, tmp_path / "worker.log")
+    try:
+        await eventually(lambda: _truthy(inbox.receiving))
+        worker.send_signal(signal.SIGTERM)  # mid-conversation
+        assert await asyncio.to_thread(worker.wait, 30) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert len(inbox.to("eve@example.com")) == 1
+    row = await db.fetchrow("SELECT status, attempts FROM mail_outbox")
+    assert row is not None
+    assert (row["status"], row["attempts"]) == ("sent", 1)  # recorded before it stopped
+
+
 async def test_a_temporary_refusal_is_retried_a_permanent_one_is_not(
     settings: Settings,
     smtp: tuple[Inbox, int],
@@ -242,6 +277,34 @@ async def test_a_temporary_refusal_is_retried_a_permanent_one_is_not(
     assert gone["sealed"] == b""
     assert metrics.attempts.labels("sent")._value.get() == 1
     assert metrics.dead._value.get() == 1
+
+
+async def test_two_workers_at_once_send_each_mail_once(
+    settings: Settings,
+    smtp: tuple[Inbox, int],
+    database: Database,
+    db: asyncpg.Connection,
+    logger: FilteringBoundLogger,
+) -> None:
+    inbox, port = smtp
+    outbox = MailOutbox(load_queries(), settings.secret_key)
+    total = 60
+    async with database.transaction() as conn:
+        for n in range(total):
+            message = OutgoingEmail(to=f"user-{n}@example.com", subject="Confirm", text="t\n")
+            await outbox.add(conn, message, "email_verify", keep_trying=dt.timedelta(hours=1))
+    config = MailConfig(batch=5, poll_seconds=0.02)
+    workers = [smtp_worker(database, outbox, port, logger, config=config) for _ in range(2)]
+    stop = asyncio.Event()
+    running = [asyncio.create_task(worker.run(stop)) for worker in workers]
+    try:
+        await eventually(lambda: _none_pending(db))
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*running), 30)
+    received = sorted(str(m["To"]) for m in inbox.messages)
+    assert received == sorted(f"user-{n}@example.com" for n in range(total))  # once each
+    assert await db.fetchval("SELECT max(attempts) FROM mail_outbox") == 1
 
 
 async def test_an_expired_mail_is_given_up_and_an_unreadable_one_says_why(
