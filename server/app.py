@@ -24,6 +24,8 @@ from middleware.types import RouteResolver
 from server import __version__
 from server.auth.cookies import CSRF_COOKIE, CSRF_HEADER, REFRESH_COOKIE, SessionCookies
 from server.auth.setup import build_identity
+from server.backup.metrics import BackupMetrics
+from server.backup.repository import BackupRepository
 from server.container import ContainerFactory, build_container
 from server.db.pool_metrics import PoolMetrics
 from server.health.metrics import PROBE_SECONDS, HealthMetrics
@@ -138,6 +140,8 @@ def create_app(
             health_metrics = HealthMetrics(registry=registry)
             container.health.add_observer(health_metrics.record)
             metric_flushers.append(health_metrics.flush)
+            backups = BackupMetrics(BackupRepository(container.queries), registry=registry)
+            metric_flushers.append(backups.flush)
             # Before serving: a worker's figures exist from its first scrape on.
             await container.health.probe()
             chores.append(container.db.pool.retire_idle)
@@ -158,11 +162,13 @@ def create_app(
             probing = background.repeat_async(
                 PROBE_SECONDS, container.health.probe, name="readiness-probe", logger=log
             )
+            watching_backups = await backups.watch(container.db, log)
             try:
                 yield
             finally:
                 drain_state.draining = True
                 await background.stop(probing)
+                await background.stop(watching_backups)
                 await background.stop(housekeeping)
                 if limiter is not None:
                     await limiter.stop()

@@ -47,6 +47,9 @@ def pod_spec(manifest: Manifest) -> dict[str, Any] | None:
     if manifest["kind"] in ("Deployment", "Job"):
         spec: dict[str, Any] = manifest["spec"]["template"]["spec"]
         return spec
+    if manifest["kind"] == "CronJob":
+        job: dict[str, Any] = manifest["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        return job
     return None
 
 
@@ -98,7 +101,9 @@ def test_the_image_is_the_project_release(objects: list[Manifest]) -> None:
         for container in containers(manifest):
             name, _, tag = container["image"].rpartition(":")
             assert tag == version, f"{container['name']}: {container['image']} is not {version}"
-            assert name.endswith("/hotpath"), container["image"]
+            # The backup job's image is this release with pg_dump added (deploy/backup/).
+            image = "/hotpath-backup" if container["name"] == "backup" else "/hotpath"
+            assert name.endswith(image), container["image"]
 
 
 def test_one_worker_per_pod_serving_the_probes(objects: list[Manifest]) -> None:

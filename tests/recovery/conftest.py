@@ -21,11 +21,7 @@ DATABASE = "hotpath"
 def archived_cluster() -> Iterator[tuple[ThrowawayPostgres, PgBackRest]]:
     cluster = ThrowawayPostgres()
     try:
-        cluster.init()
-        backrest = PgBackRest(cluster)
-        backrest.archive_from(cluster)
-        cluster.start()
-        backrest.run("stanza-create")
+        backrest = PgBackRest.archiving(cluster)
         backrest.run("check")
         yield cluster, backrest
     finally:

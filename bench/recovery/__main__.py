@@ -1,0 +1,40 @@
+"""``python -m bench.recovery`` (``make bench-recovery``): how long a point-in-time restore
+with the shipped pgBackRest configuration takes, and how much a lost host takes with it
+(bench/recovery/measure.py). Prints a table; docs/disaster-recovery.md quotes it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from bench.recovery.measure import measure_recovery, measure_rpo
+
+# The PITR test's size (a few orders), then a larger database with a day's worth of WAL.
+SIZES = ((6, 4), (200_000, 50_000))
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.recovery", description=__doc__)
+    parser.add_argument("--no-rpo", action="store_true", help="skip the RPO wait (minutes)")
+    args = parser.parse_args(argv)
+    print("| orders in backup | orders in WAL | database MB | WAL replayed MB | restore s "
+          "| replay + promote s | RTO s |", flush=True)  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for orders, after in SIZES:
+        r = asyncio.run(measure_recovery(orders, after))
+        assert r.orders_found == orders + after, r
+        print(
+            f"| {r.orders:,} | {r.orders_after:,} | {r.database_mb:.1f} | {r.wal_replayed_mb:.1f} "
+            f"| {r.restore_seconds:.1f} | {r.replay_seconds:.1f} | {r.rto_seconds:.1f} |",
+            flush=True,
+        )
+    if not args.no_rpo:
+        seconds, timeout, checkpoints = asyncio.run(measure_rpo())
+        print(f"\nRPO: a commit into a fresh WAL segment was archived {seconds:.1f} s later "
+              f"(archive_timeout = {timeout}, checkpoint_timeout = {checkpoints})")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
