@@ -54,19 +54,14 @@ class StockBody(Strict):
 class ProductQuery(Strict):
     limit: PageLimit = DEFAULT_LIMIT
     cursor: str | None = None
-    q: (
-        Annotated[
-            str,
-            msgspec.Meta(
-                min_length=1,
-                max_length=100,
-                description="Search: every word must begin a word of the name, the SKU or the "
-                "description, stemmed (`ket` and `kettles` find a kettle). Sorts by "
-                "`relevance` unless `sort` says otherwise.",
-            ),
-        ]
-        | None
-    ) = None
+    q: Annotated[
+        Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None,
+        msgspec.Meta(
+            description="Search: every word must begin a word of the name, the SKU or the "
+            "description, stemmed (`ket` and `kettles` find a kettle). Sorts by `relevance` "
+            "unless `sort` says otherwise."
+        ),
+    ] = None
     currency: Annotated[
         Currency | None,
         msgspec.Meta(
