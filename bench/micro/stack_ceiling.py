@@ -1,10 +1,10 @@
-"""A lower bound for the middleware stack: its five jobs fused into one layer, no structlog.
+"""A lower bound for the middleware stack: its five jobs fused into one layer.
 
 Not used by the server. It does what the stack does for a GET without a body (request id,
 access-log line, metrics, security headers, the body-limit header check) with every shortcut
 the real stack cannot take: one coroutine instead of five layers, one pass over the request
 headers, one send wrapper, and the log line rendered by orjson straight into the buffered
-stream instead of through structlog. What it costs over the bare handler is the least any
+stream instead of through a logger's call. What it costs over the bare handler is the least any
 stack doing these jobs per request could cost; test_middleware_stack.py reports it beside the
 real one.
 """

@@ -152,7 +152,7 @@ def _per_request_us(run: Callable[[], None]) -> float:
 
 
 def access_line_runner(sink: BinaryIO) -> Callable[[], None]:
-    """The access log's structlog call alone, with the fields a request's line carries."""
+    """The access log's line alone (AccessLines.info), with the fields a request's line carries."""
     configure_logging("info", stream=sink)
     logger = request_line_logger()
 
@@ -170,6 +170,8 @@ def access_line_runner(sink: BinaryIO) -> Callable[[], None]:
                 user_agent="bench/1.0",
                 error=None,
                 request_id="0123456789abcdef0123456789abcdef",
+                trace_id=None,
+                span_id=None,
             )
 
     return run
@@ -207,8 +209,8 @@ def test_overhead_ratio(
 ) -> None:
     """Interleave the variants so machine noise hits them alike; print, never assert, the ratio.
 
-    Beside the stack: its fused lower bound (stack_ceiling.py) and the access log's structlog
-    call on its own, to show what the goal leaves room for.
+    Beside the stack: its fused lower bound (stack_ceiling.py) and the access log's line on its
+    own, to show what the goal leaves room for.
     """
     variants = {
         "bare": batch_runner(bare_app(), loop),
@@ -236,6 +238,6 @@ def test_overhead_ratio(
             f" (ratio {ratios['full_stack']:.2f}, goal <= 1.25), without access log"
             f" {best['no_access_log']:.2f} us (ratio {ratios['no_access_log']:.2f});"
             f" fused lower bound {best['ceiling']:.2f} us (ratio {ratios['ceiling']:.2f});"
-            f" the access log's structlog call alone {best['access_line']:.2f} us"
+            f" the access log's line alone {best['access_line']:.2f} us"
             f" (the goal leaves {best['bare'] * 0.25:.2f} us for all five layers)"
         )

@@ -48,25 +48,25 @@ ACCESS_FIELDS = {
 _APP_FIELDS = {"error": "error.message", "exception": "error.stack_trace"}
 
 
-class _Clock:
-    """``@timestamp`` as ISO 8601 in UTC to the millisecond. strftime runs once a second; the
-    rest of a line's stamp is an f-string (a float epoch was cheaper still, but no schema's)."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
-
-    def __call__(self, now: float | None = None) -> str:
-        if now is None:
-            now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
-        return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
+# ".000Z" to ".999Z": a line's milliseconds are looked up, not formatted.
+_MILLIS = tuple(f".{n:03d}Z" for n in range(1000))
 
 
-timestamp = _Clock()
+# The second last formatted, and its "YYYY-MM-DDTHH:MM:SS".
+_SECOND: list[int] = [-1]
+_PREFIX: list[str] = [""]
+
+
+def timestamp(now_ns: int | None = None) -> str:
+    """``@timestamp``: ISO 8601 in UTC to the millisecond. strftime runs once a second; the rest
+    is integer arithmetic, a lookup and a concatenation (time.time_ns: half the cost of
+    time.time's float; a float epoch was cheaper still, but no schema's)."""
+    millis = (time.time_ns() if now_ns is None else now_ns) // 1_000_000
+    second = millis // 1000
+    if second != _SECOND[0]:
+        _PREFIX[0] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _SECOND[0] = second
+    return _PREFIX[0] + _MILLIS[millis - second * 1000]
 
 
 def _exceptions(logger: WrappedLogger, name: str, event: EventDict) -> EventDict:
@@ -178,25 +178,68 @@ def _stdout() -> BinaryIO | LineBuffer:
 _LEVEL = [logging.INFO]
 
 
-def _access_line(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+def _access_json(_: WrappedLogger, __: str, event: EventDict) -> bytes:
+    """The access log's whole chain in one processor: the line with its ECS names, then orjson.
+    A chain of two (rename, then render) cost a call more per line."""
+    line = _access_line(event) if len(event) == _ACCESS_ARITY else None
+    if line is None:
+        line = _named_line(event)
+    return orjson.dumps(line, default=repr)
+
+
+_ACCESS_ARITY = len(ACCESS_FIELDS) + 1  # and the event's name
+
+
+def _access_line(event: EventDict) -> dict[str, Any] | None:
+    """The access log's own call as one literal; None if the keywords are not its own."""
+    try:
+        line = {
+            "@timestamp": timestamp(),
+            "log.level": "info",
+            "message": event["event"],
+            "http.request.method": event["method"],
+            "url.path": event["path"],
+            "http.route": event["route"],
+            "http.response.status_code": event["status"],
+            "event.duration": event["duration_ns"],
+            "http.response.body.bytes": event["bytes"],
+            "client.ip": event["client_ip"],
+        }
+        # Absent rather than null: most lines have no error and no trace.
+        if (user_agent := event["user_agent"]) is not None:
+            line["user_agent.original"] = user_agent
+        if (error := event["error"]) is not None:
+            line["error.type"] = error
+        line["http.request.id"] = event["request_id"]
+        if (trace_id := event["trace_id"]) is not None:
+            line["trace.id"] = trace_id
+            line["span.id"] = event["span_id"]
+    except KeyError:
+        return None
+    line["ecs.version"] = ECS_VERSION
+    return line
+
+
+def _named_line(event: EventDict) -> dict[str, Any]:
+    """Any other call: its keywords by their ECS names where they have one."""
     line = {"@timestamp": timestamp(), "log.level": "info", "message": event.pop("event", None)}
-    names = ACCESS_FIELDS
     for key, value in event.items():
-        if value is not None:  # no trace ids, no error, no user agent: left out
-            line[names.get(key, key)] = value
+        if value is not None:
+            line[ACCESS_FIELDS.get(key, key)] = value
     line["ecs.version"] = ECS_VERSION
     return line
 
 
 def request_line_logger() -> FilteringBoundLogger:
     """The access log's structlog logger: the same JSON line into the same buffered stream as
-    ``configure_logging``'s, through a two-step processor chain (ECS names, level and time,
-    then orjson) instead of the full one. No context variables are merged: the caller passes
-    every field, the request and trace ids included, by their short names (ACCESS_FIELDS)."""
+    ``configure_logging``'s, through a one-step processor chain (the line with its ECS names,
+    rendered by orjson) instead of the full one. No context variables are merged: the caller
+    passes every field, the request and trace ids included, by their short keywords
+    (ACCESS_FIELDS, cheaper to pass than ``**{"http.request.method": ...}``)."""
     target = _STREAMS[0] if _STREAMS else _stdout()
     logger: FilteringBoundLogger = structlog.wrap_logger(
         BufferedBytesLogger(target),
-        processors=[_access_line, _json],
+        processors=[_access_json],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVEL[0]),
         cache_logger_on_first_use=True,
     ).bind()
@@ -241,7 +284,7 @@ class EcsFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "@timestamp": timestamp(record.created),
+            "@timestamp": timestamp(int(record.created * 1e9)),
             "log.level": record.levelname.lower(),
             "message": record.getMessage(),
             "log.logger": record.name,

@@ -19,6 +19,7 @@ from server.runtime.logs import (
     configure_logging,
     flush_logs,
     request_line_logger,
+    timestamp,
 )
 
 
@@ -215,3 +216,10 @@ def test_stdout_lines_are_batched_even_when_python_runs_unbuffered(unbuffered: s
     assert [orjson.loads(line)["n"] for line in lines] == list(range(1000))
     # About 110 bytes a line into a pipe: 4 KiB chunks are some 30 writes, not 1000.
     assert int(done.stderr) <= 1000 * 120 // (select.PIPE_BUF // 2)
+
+
+def test_timestamps_are_iso_8601_utc_to_the_millisecond_across_seconds() -> None:
+    assert timestamp(1_700_000_000_123_456_789) == "2023-11-14T22:13:20.123Z"
+    assert timestamp(1_700_000_000_999_999_999) == "2023-11-14T22:13:20.999Z"
+    assert timestamp(1_700_000_001_000_000_000) == "2023-11-14T22:13:21.000Z"
+    assert timestamp(1_700_000_000_000_000_001) == "2023-11-14T22:13:20.000Z"  # and back
