@@ -26,6 +26,7 @@ SMOKE = Options(
     budget_seconds=1,
     webhook_events=50,
     login_seconds=6,
+    openloop_seconds=1,
     profile_scenarios=("product_get",),
     profile_seconds=1,
 )

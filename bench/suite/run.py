@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import random
 import secrets
 import tempfile
 from collections.abc import Callable
@@ -15,9 +16,10 @@ from pathlib import Path
 import orjson
 
 from bench.suite import setup, webhooks
+from bench.suite.openloop import run_open_loop
 from bench.suite.procs import RssSampler
 from bench.suite.profiles import Profile, profile, py_spy
-from bench.suite.servers import Server, asgi_command, hotpath_command, running
+from bench.suite.servers import HOST, Server, asgi_command, hotpath_command, running
 from bench.suite.wrk import Load, Measured, run
 from server.auth.keys import generate_dev_key
 
@@ -40,6 +42,10 @@ class Options:
     budget_seconds: float = 6.0
     webhook_events: int = 5000  # 0: no webhook delivery run
     login_seconds: float = 0.0  # the login scenario is measured at least this long
+    # The open-model run of the warm read (bench/suite/openloop.py): these shares of the peak
+    # wrk measured, each offered for openloop_seconds; () for none.
+    openloop_shares: tuple[float, ...] = (0.5, 0.8)
+    openloop_seconds: float = 15.0
     # py-spy profiles (bench/suite/profiles.py) of these hotpath scenarios, each recorded for
     # profile_seconds twice (flame graph, raw stacks) after its measurement; () for none.
     profile_scenarios: tuple[str, ...] = (
@@ -73,6 +79,7 @@ class Results:
     budget_rounds: list[dict[str, float]] = field(default_factory=list)
     webhooks: dict[str, object] | None = None
     profiles: dict[str, Profile] = field(default_factory=dict)
+    open_model: list[dict[str, float]] = field(default_factory=list)
     profiles_skipped: str | None = None
 
 
@@ -333,6 +340,7 @@ def _hotpath(state: _Run, url: str, accounts: list[setup.Account]) -> None:
                 # mode) on a busy box can end before the first answer, and wrk counts none.
                 at_least=options.login_seconds if name == "login" else 0.0,
             )
+        _open_model(state, server, _read(tokens))
         if options.artillery:
             _artillery(state, server, accounts)
 
@@ -547,6 +555,36 @@ def _budget_loads(
             {**every, "BENCH_TOKENS": state.file("ceiling-tokens.txt", _subs(accounts))},
         ),
     }
+
+
+def _open_model(state: _Run, server: Server, tokens: list[str]) -> None:
+    """The warm read offered at fixed rates, shares of the peak wrk just measured for it, with
+    latency counted from each request's due time (no coordinated omission)."""
+    options = state.options
+    peak = next(o.measured.rps for o in state.results.outcomes if o.name == "product_get")
+    rng = random.Random(7)
+    requests = [
+        f"GET /v1/products/{rng.randint(1, options.hot_products)} HTTP/1.1\r\n"
+        f"Host: {HOST}\r\nAuthorization: Bearer {rng.choice(tokens)}\r\n\r\n".encode()
+        for _ in range(5000)
+    ]
+    port = int(server.base.rsplit(":", 1)[1])
+    for share in options.openloop_shares:
+        found = run_open_loop(
+            HOST, port, requests, rate=share * peak, seconds=options.openloop_seconds
+        )
+        state.results.open_model.append(
+            {
+                "share_of_peak": share,
+                "rate": round(found.rate, 1),
+                "sent": found.sent,
+                "errors": found.errors,
+                "p50_ms": round(found.percentile(0.5), 3),
+                "p99_ms": round(found.percentile(0.99), 3),
+                "p999_ms": round(found.percentile(0.999), 3),
+                "send_lag_p99_ms": round(found.send_lag_p99_ms, 3),
+            }
+        )
 
 
 def _artillery(state: _Run, server: Server, accounts: list[setup.Account]) -> None:

@@ -61,7 +61,13 @@ def test_the_suite_runs_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
         else:
             assert s["cpu_ratio_to_ceiling"] > 0, name
     goals = [goal["goal"] for goal in report["budget"]]
-    assert len(goals) == len(BUDGETS) + 2
+    assert len(goals) == len(BUDGETS) + 3  # + the open-model p99, errors, RSS
+    shares = [point["share_of_peak"] for point in report["open_model"]]
+    assert shares == [0.5, 0.8]
+    for point in report["open_model"]:
+        assert point["sent"] > 0
+        assert point["errors"] == 0, point
+        assert 0 < point["p50_ms"] <= point["p99_ms"] <= point["p999_ms"]
     assert len(report["budget_rounds"]) == 2
     hooks = report["webhooks"]
     assert hooks["delivered"] == hooks["events"] == 50

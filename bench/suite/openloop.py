@@ -1,0 +1,201 @@
+"""An open-model load generator: requests sent on a fixed schedule, whether or not the server
+keeps up, each one's latency counted from the moment it was due.
+
+wrk is closed-loop: a connection waits for its answer before it sends again, so a server that
+stalls is simply offered less load and the stall hides in one slow sample ("coordinated
+omission"). Here request ``i`` is due at ``start + i / rate``; if no connection is free at that
+moment it waits for one (a new one is opened while fewer than ``max_connections`` exist), and
+that wait is part of its latency, as it would be for a real client. Artillery is an open model
+too, but on this box it offers at most a few hundred requests a second (decision 0013), far
+below half of the warm read's peak; this loop, on uvloop with one ``asyncio.Protocol`` per
+connection and pre-built requests, keeps up with thousands.
+
+Answers are parsed just enough to find their end (``Content-Length`` bodies; hotpath sends no
+chunked answers to these requests); a status of 400 or more, or a dropped connection, is an
+error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
+
+import uvloop
+
+
+@dataclass(frozen=True)
+class OpenLoopResult:
+    rate: float  # offered requests a second
+    seconds: float
+    sent: int
+    errors: int
+    latencies_ms: list[float]  # sorted, one per answered request
+    # How late the generator itself sent (the 99th percentile, ms): large, and the latencies
+    # above measure the generator's backlog as much as the server's.
+    send_lag_p99_ms: float
+
+    def percentile(self, share: float) -> float:
+        """The latency below which ``share`` (0.5, 0.99, 0.999) of the answers fall."""
+        if not self.latencies_ms:
+            return float("nan")
+        index = min(len(self.latencies_ms) - 1, max(0, round(share * len(self.latencies_ms)) - 1))
+        return self.latencies_ms[index]
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[int] | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's TCP transport implements asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("connection closed"))
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(buffer[:end]).lower()
+        marker = head.find(b"content-length:")
+        length = 0
+        if marker >= 0:
+            line_end = head.find(b"\r\n", marker)
+            length = int(head[marker + 15 : line_end if line_end >= 0 else None])
+        total = end + 4 + length
+        if len(buffer) < total:
+            return
+        status = int(head[9:12])
+        del buffer[:total]
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(status)
+
+    async def exchange(self, request: bytes) -> int:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return await self.waiter
+
+
+async def _run(
+    host: str,
+    port: int,
+    requests: Sequence[bytes],
+    rate: float,
+    seconds: float,
+    max_connections: int,
+) -> OpenLoopResult:
+    loop = asyncio.get_running_loop()
+    # perf_counter, not loop.time(): uvloop's clock moves in whole milliseconds.
+    clock = time.perf_counter
+    idle: list[_Connection] = []
+    waiting: collections.deque[asyncio.Future[_Connection | None]] = collections.deque()
+    opened = 0
+    latencies: list[float] = []
+    errors = 0
+
+    def give_back(conn: _Connection | None) -> None:
+        """A connection (None: a slot, its connection lost) to the oldest waiter, or idle."""
+        nonlocal opened
+        while waiting:
+            waiter = waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        if conn is None:
+            opened -= 1
+        else:
+            idle.append(conn)
+
+    async def connection() -> _Connection:
+        nonlocal opened
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+            opened -= 1
+        handed: _Connection | None = None
+        if opened >= max_connections:
+            waiter: asyncio.Future[_Connection | None] = loop.create_future()
+            waiting.append(waiter)
+            handed = await waiter
+            if handed is not None and not handed.closed:
+                return handed
+        else:
+            opened += 1
+        # A slot of our own: open a connection in it (given back as None if that fails).
+        try:
+            _, conn = await loop.create_connection(_Connection, host, port)
+        except OSError:
+            give_back(None)
+            raise
+        return conn
+
+    async def one(request: bytes, due: float) -> None:
+        nonlocal errors
+        try:
+            conn = await connection()
+        except OSError:
+            errors += 1
+            return
+        try:
+            status = await conn.exchange(request)
+        except ConnectionError:
+            errors += 1
+            give_back(None)
+            return
+        latencies.append((clock() - due) * 1000)
+        if status >= 400:
+            errors += 1
+        give_back(conn)
+
+    total = int(rate * seconds)
+    pick = itertools.cycle(requests)
+    tasks = []
+    lags = []
+    start = clock() + 0.05
+    index = 0
+    while index < total:
+        # Everything due by now goes out at once: one wake-up per batch, not per request.
+        now = clock()
+        while index < total and (due := start + index / rate) <= now:
+            lags.append((now - due) * 1000)
+            tasks.append(asyncio.create_task(one(next(pick), due)))
+            index += 1
+        if index < total:
+            await asyncio.sleep(max(0.0, start + index / rate - clock()))
+    await asyncio.gather(*tasks)
+    for conn in idle:
+        if conn.transport is not None:
+            conn.transport.close()
+    latencies.sort()
+    lags.sort()
+    lag = lags[min(len(lags) - 1, round(0.99 * len(lags)))] if lags else 0.0
+    return OpenLoopResult(rate, seconds, total, errors, latencies, lag)
+
+
+def run_open_loop(
+    host: str,
+    port: int,
+    requests: Sequence[bytes],
+    *,
+    rate: float,
+    seconds: float,
+    max_connections: int = 256,
+) -> OpenLoopResult:
+    """Offer ``rate`` requests a second for ``seconds``, cycling through ``requests`` (whole
+    HTTP/1.1 requests with keep-alive), and collect every latency."""
+    return uvloop.run(_run(host, port, requests, rate, seconds, max_connections))
