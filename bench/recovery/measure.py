@@ -24,6 +24,7 @@ from tests.fixtures.cluster import ThrowawayPostgres
 from tests.fixtures.pitr import PgBackRest
 
 DATABASE = "hotpath"
+RPO_GIVE_UP_SECONDS = 900  # three checkpoint_timeouts: something is broken past this
 # Orders written in SQL, not through the API: the replay and copy rates are what is measured.
 LOAD = """
 WITH buyer AS (
@@ -138,13 +139,14 @@ async def measure_rpo() -> tuple[float, str, str]:
             await conn.execute("CREATE TABLE at_risk (n int); INSERT INTO at_risk VALUES (1)")
             committed = time.monotonic()
             segment = await conn.fetchval("SELECT pg_walfile_name(pg_current_wal_lsn())")
-            while True:
+            while time.monotonic() - committed < RPO_GIVE_UP_SECONDS:
                 archived = await conn.fetchval(
                     "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver"
                 )
                 if archived >= segment:
                     return time.monotonic() - committed, str(timeout), str(checkpoints)
                 await asyncio.sleep(0.1)
+            raise AssertionError(f"{segment} was not archived within {RPO_GIVE_UP_SECONDS} s")
         finally:
             await conn.close()
     finally:
