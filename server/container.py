@@ -35,6 +35,7 @@ from server.db.database import Database, create_pool
 from server.db.devdb import database_name
 from server.db.mail_outbox import MailOutbox
 from server.db.outbox import Outbox
+from server.db.replicas import attach_replicas
 from server.db.sqlfiles import Queries, load_queries
 from server.health.service import DrainState, HealthService
 from server.orders.repository import OrdersRepository
@@ -101,6 +102,13 @@ async def build_container(
         connection_class=sql_spans.connection_class(queries),
     )
     db = Database(pool, acquire_timeout=settings.db_acquire_timeout)
+    replicas = await attach_replicas(
+        db,
+        settings,
+        statement_cache_size=max(256, len(queries) * 2),
+        logger=logger,
+        registry=registry,
+    )
     passwords = PasswordHasher(
         time_cost=settings.argon2_time_cost,
         memory_cost=settings.argon2_memory_kib,
@@ -178,6 +186,8 @@ async def build_container(
                 await product_cache.stop()
     finally:
         passwords.close()
+        if replicas is not None:
+            await replicas.close()
         await db.close()
 
 

@@ -79,9 +79,15 @@ async def list_products(request: Request) -> Response:
     listing = listing_of(read_query(request, schemas.ProductQuery))
     services = container(request)
     limit = listing.query.limit
+    # Anonymous callers wrote nothing they could expect to see: a read replica may answer.
+    # A signed-in caller may have just written a product, so it reads the primary.
+    anonymous = request.scope.get("principal") is None
     if listing.sort == "relevance":
         matches = await services.catalog.search(
-            after=after(listing, services.cursors), where=listing.where, limit=limit + 1
+            after=after(listing, services.cursors),
+            where=listing.where,
+            limit=limit + 1,
+            lag_tolerant=anonymous,
         )
         return paged_response(
             request,
@@ -99,6 +105,7 @@ async def list_products(request: Request) -> Response:
         after=after(listing, services.cursors),
         where=listing.where,
         limit=limit + 1,
+        lag_tolerant=anonymous,
     )
     return paged_response(
         request,

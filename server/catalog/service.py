@@ -91,16 +91,26 @@ class CatalogService:
         after: tuple[Any, int] | None,
         where: ProductFilter,
         limit: int,
+        lag_tolerant: bool = False,
     ) -> list[Product]:
-        async with self.db.connection() as conn:
+        """``lag_tolerant``: the caller needs none of its own writes (an anonymous listing),
+        so a read replica may answer (server/db/replicas.py)."""
+        db = self.db.lag_tolerant() if lag_tolerant else self.db
+        async with db.connection() as conn:
             return await self.products.page(
                 conn, sort=sort, direction=direction, after=after, where=where, limit=limit
             )
 
     async def search(
-        self, *, after: tuple[float, int] | None, where: ProductFilter, limit: int
+        self,
+        *,
+        after: tuple[float, int] | None,
+        where: ProductFilter,
+        limit: int,
+        lag_tolerant: bool = False,
     ) -> list[Match]:
-        async with self.db.connection() as conn:
+        db = self.db.lag_tolerant() if lag_tolerant else self.db
+        async with db.connection() as conn:
             return await self.products.search(conn, after=after, where=where, limit=limit)
 
     async def create(

@@ -20,7 +20,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 import orjson
@@ -31,6 +31,9 @@ from server.db.connection import PooledConnection
 from server.db.pool import ConnectionPool, PoolClosed
 from server.runtime.settings import Settings
 from server.web.errors import DatabaseUnavailable, DeadlineExceeded
+
+if TYPE_CHECKING:
+    from server.db.replicas import ReplicaSet
 
 T = TypeVar("T")
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
@@ -145,6 +148,14 @@ class Database:
     def __init__(self, pool: ConnectionPool, *, acquire_timeout: float) -> None:
         self.pool = pool
         self.acquire_timeout = acquire_timeout
+        # Streaming replicas, when DATABASE_REPLICA_URLS names some (server/db/replicas.py).
+        self.replicas: ReplicaSet | None = None
+
+    def lag_tolerant(self) -> Database:
+        """Where a read may go that tolerates the replica lag (HOTPATH_REPLICA_MAX_LAG) and
+        needs nothing its caller may just have written: a replica in rotation, else here."""
+        replicas = self.replicas
+        return self if replicas is None else replicas.pick()
 
     def connection(self) -> _Acquired:
         """``async with db.connection() as conn``: a pooled connection, released at the end."""

@@ -65,6 +65,9 @@ class Settings:
     # no statement cache, and migrations go to database_direct_url (docs/operations.md).
     db_pooler: Literal["none", "transaction"] = "none"
     database_direct_url: str | None = field(default=None, repr=False)
+    # Streaming replicas for lag-tolerant reads (server/db/replicas.py, docs/scaling.md).
+    database_replica_urls: tuple[str, ...] = field(default=(), repr=False)
+    replica_max_lag: float = 1.0
     redis_timeout: float = 0.5
     max_body_bytes: int = 1_048_576
     # A request body: this many seconds, one more per body_min_rate bytes, at most the max.
@@ -153,6 +156,15 @@ class Settings:
         database_url = reader.text("DATABASE_URL", "")
         redis_url = reader.raw("REDIS_URL")
         direct_url = reader.text("HOTPATH_DATABASE_DIRECT_URL", "")
+        replica_urls = tuple(
+            url.strip()
+            for url in reader.text("DATABASE_REPLICA_URLS", "").split(",")
+            if url.strip()
+        )
+        if any(not url.startswith(("postgresql://", "postgres://")) for url in replica_urls):
+            reader.problems.append(
+                "DATABASE_REPLICA_URLS must be postgresql:// URLs, comma-separated"
+            )
         secret_key = reader.text("HOTPATH_SECRET_KEY", "")
         if database_url and not database_url.startswith(("postgresql://", "postgres://")):
             reader.problems.append("DATABASE_URL must be a postgresql:// URL")
@@ -227,6 +239,8 @@ class Settings:
             db_max_queries=reader.integer("HOTPATH_DB_MAX_QUERIES", 50_000, 0, 1_000_000_000),
             db_pooler=reader.choice("HOTPATH_DB_POOLER", ("none", "transaction"), "none"),
             database_direct_url=direct_url or None,
+            database_replica_urls=replica_urls,
+            replica_max_lag=reader.number("HOTPATH_REPLICA_MAX_LAG", 1.0, 0.05, 3600),
             redis_timeout=reader.number("HOTPATH_REDIS_TIMEOUT", 0.5, 0.01, 30),
             max_body_bytes=reader.integer("HOTPATH_MAX_BODY_BYTES", 1_048_576, 1, 1 << 30),
             body_timeout=reader.number("HOTPATH_BODY_TIMEOUT", 10.0, 0.01, 3600),

@@ -1,0 +1,235 @@
+"""Read replicas against a real streaming replica the test builds: a throwaway primary (initdb
+on its own port) and a standby of it (pg_basebackup -R), never the shared server.
+
+The replica set keeps a standby in rotation while it has replayed what the primary had written
+``max_lag`` ago, takes it out while its replay is paused past that (or while it does not
+answer), and brings it back by itself; and a real server sends anonymous catalog listings to it
+while a signed-in writer reads its own writes from the primary."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from structlog.typing import FilteringBoundLogger
+
+from server.db.database import Database, open_pool
+from server.db.replicas import ReplicaSet, open_replicas, parse_lsn
+from server.runtime.settings import Settings, SettingsError
+from tests.fixtures.cluster import ThrowawayPostgres
+from tests.fixtures.databases import REDIS_URL
+from tests.fixtures.servers import login, running_servers
+from tests.fixtures.support import until
+from tests.fixtures.users import insert_user
+
+# Two clusters made from scratch (initdb, migrations, a base backup) before the first test.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+MAX_LAG = 0.5
+DATABASE = f"hotpath_replicas_{secrets.token_hex(4)}"
+
+
+class Pair:
+    def __init__(self, primary: ThrowawayPostgres, standby: ThrowawayPostgres, url: str) -> None:
+        self.primary, self.standby = primary, standby
+        self.url = url  # the test database on the primary
+        self.standby_url = standby.url(DATABASE)
+
+    async def on_standby(self, sql: str) -> object:
+        conn = await asyncpg.connect(self.standby.admin_url)
+        try:
+            return await conn.fetchval(sql)
+        finally:
+            await conn.close()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    primary, standby = ThrowawayPostgres(), ThrowawayPostgres()
+    try:
+        primary.init()
+        primary.start()
+        # A name of its own: Redis keys and channels are named after the database.
+        url = asyncio.run(primary.create_database(DATABASE))
+        env = {**os.environ, "HOTPATH_ENV": "test", "DATABASE_URL": url}
+        env["HOTPATH_DATA_DIR"] = str(tmp_path_factory.mktemp("migrate"))
+        subprocess.run(
+            [sys.executable, "-m", "server", "migrate"], env=env, check=True, capture_output=True
+        )
+        standby.init_standby_of(primary)
+        standby.start()
+        yield Pair(primary, standby, url)
+    finally:
+        standby.stop()
+        primary.stop()
+
+
+def test_replica_settings_are_read_and_checked() -> None:
+    urls = "postgresql://r:secret@standby-1/hotpath, postgresql://standby-2/hotpath"
+    settings = Settings.from_env({"DATABASE_REPLICA_URLS": urls, "HOTPATH_REPLICA_MAX_LAG": "2"})
+    assert settings.database_replica_urls == (
+        "postgresql://r:secret@standby-1/hotpath",
+        "postgresql://standby-2/hotpath",
+    )
+    assert settings.replica_max_lag == 2.0
+    assert "secret" not in repr(settings)
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            {"DATABASE_REPLICA_URLS": "mysql://r:secret@x", "HOTPATH_REPLICA_MAX_LAG": "0"}
+        )
+    assert len(caught.value.problems) == 2
+    assert "secret" not in str(caught.value)
+
+
+def test_lsns_are_read_as_byte_positions() -> None:
+    assert parse_lsn("0/0") == 0
+    assert parse_lsn("16/B374D848") == (0x16 << 32) + 0xB374D848
+    assert parse_lsn("1/0") > parse_lsn("0/FFFFFFFF")
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+async def replicas(
+    pair: Pair, logger: FilteringBoundLogger, registry: CollectorRegistry
+) -> AsyncIterator[tuple[ReplicaSet, Database]]:
+    primary = Database(await open_pool(pair.url, min_size=1, max_size=2), acquire_timeout=1.0)
+    found = await open_replicas(
+        primary,
+        (pair.standby_url,),
+        pool_max=2,
+        acquire_timeout=1.0,
+        command_timeout=2.0,
+        connect_timeout=1.0,
+        statement_cache_size=0,
+        max_lag=MAX_LAG,
+        logger=logger,
+        registry=registry,
+    )
+    try:
+        yield found, primary
+    finally:
+        await found.close()
+        await primary.close()
+
+
+async def checked_until(replicas: ReplicaSet, in_rotation: bool, limit: float = 20) -> None:
+    """check() rounds, four a second as the app runs them, until the standby's state is this."""
+    deadline = asyncio.get_running_loop().time() + limit
+    while replicas.replicas[0].in_rotation != in_rotation:
+        assert asyncio.get_running_loop().time() < deadline, replicas.replicas[0].reason
+        await replicas.check()
+        await asyncio.sleep(0.25)
+
+
+async def write(primary: Database) -> None:
+    async with primary.transaction() as conn:
+        await conn.execute("CREATE TABLE IF NOT EXISTS lag_probe (n int)")
+        await conn.execute("INSERT INTO lag_probe SELECT generate_series(1, 100)")
+
+
+async def test_a_paused_or_stopped_replica_leaves_rotation_and_comes_back(
+    pair: Pair,
+    replicas: tuple[ReplicaSet, Database],
+    log_stream: io.BytesIO,
+    registry: CollectorRegistry,
+) -> None:
+    found, primary = replicas
+
+    def gauge() -> float | None:
+        return registry.get_sample_value("hotpath_db_replica_in_rotation", {"replica": "0"})
+
+    assert found.pick() is primary  # nothing checked yet: reads stay on the primary
+    await checked_until(found, True)
+    standby = found.pick()
+    assert standby is not primary
+    assert gauge() == 1
+    async with standby.connection() as conn:
+        assert await conn.fetchval("SELECT pg_is_in_recovery()") is True
+
+    # Replay paused, the primary writing on: out once it is more than MAX_LAG behind.
+    await pair.on_standby("SELECT pg_wal_replay_pause()")
+    try:
+        for _ in range(3):
+            await write(primary)
+            await asyncio.sleep(MAX_LAG)
+            await found.check()
+        await checked_until(found, False)
+        assert found.pick() is primary
+        assert "lagging" in found.replicas[0].reason
+        assert b"db_replica_out_of_rotation" in log_stream.getvalue()
+        assert gauge() == 0
+    finally:
+        await pair.on_standby("SELECT pg_wal_replay_resume()")
+    await checked_until(found, True)  # caught up: back by itself
+    assert found.pick() is standby
+    assert gauge() == 1
+
+    # A standby that does not answer is out, and back once it does.
+    pair.standby.shut_down()
+    try:
+        await checked_until(found, False)
+        assert "unavailable" in found.replicas[0].reason
+        assert found.pick() is primary
+    finally:
+        pair.standby.start()
+    await checked_until(found, True)
+
+
+def test_anonymous_listings_read_the_replica_and_a_writer_reads_its_writes(
+    pair: Pair, tmp_path: Path
+) -> None:
+    """The standby's replay paused: a product the staff member creates is in their own
+    (signed-in) listing at once, from the primary, and not in the anonymous listing, which the
+    standby answers while it is within the allowed lag (an hour here)."""
+    _, email, password = asyncio.run(insert_user(pair.url, "staff"))
+    env = {"DATABASE_REPLICA_URLS": pair.standby_url, "HOTPATH_REPLICA_MAX_LAG": "3600"}
+    with running_servers(
+        1, database_url=pair.url, redis_url=REDIS_URL, data_dir=tmp_path, extra_env=env
+    ) as (base,):
+        staff = {"authorization": f"Bearer {login(base, email, password)}"}
+        category = f"replica-{secrets.token_hex(4)}"
+
+        def listed(headers: dict[str, str]) -> int:
+            answer = httpx.get(
+                f"{base}/v1/products", params={"category": category}, headers=headers
+            )
+            assert answer.status_code == 200, answer.text
+            return len(answer.json()["data"])
+
+        asyncio.run(pair.on_standby("SELECT pg_wal_replay_pause()"))
+        try:
+            created = httpx.post(
+                f"{base}/v1/products",
+                json={
+                    "sku": f"rep-{secrets.token_hex(5)}",
+                    "name": "Replicated kettle",
+                    "category": category,
+                    "price": {"amount_minor": 900, "currency": "EUR"},
+                    "stock": 3,
+                },
+                headers=staff,
+            )
+            assert created.status_code == 201, created.text
+            assert listed(staff) == 1  # the writer: the primary
+            assert listed({}) == 0  # anonymous: the paused standby
+        finally:
+            asyncio.run(pair.on_standby("SELECT pg_wal_replay_resume()"))
+
+        async def replayed() -> None:
+            await until(lambda: listed({}) == 1, limit=10)
+
+        asyncio.run(replayed())
