@@ -67,6 +67,7 @@ class ReplicaSet:
             maxlen=_SAMPLES_KEPT
         )
         self._next = 0
+        self._rounds = 0
         self._task: asyncio.Task[None] | None = None
         self._gauge = Gauge(
             "hotpath_db_replica_in_rotation",
@@ -100,7 +101,14 @@ class ReplicaSet:
         return required
 
     async def check(self) -> None:
-        """One round: the primary's LSN, then each replica's replay position."""
+        """One round: the primary's LSN, then each replica's replay position. Every other
+        round also does for the replicas' pools what the app's housekeeping does for the
+        primary's (server/db/pool.py): idle connections past the minimum closed, the others
+        probed before their next use."""
+        self._rounds += 1
+        if self._rounds % 2 == 0:
+            for replica in self.replicas:
+                replica.db.pool.retire_idle()
         try:
             async with self.primary.connection() as conn:
                 lsn = parse_lsn(await conn.fetchval("SELECT pg_current_wal_lsn()::text"))
