@@ -1,6 +1,7 @@
 """``python -m bench.recovery`` (``make bench-recovery``): how long a point-in-time restore
-with the shipped pgBackRest configuration takes, and how much a lost host takes with it
-(bench/recovery/measure.py). Prints a table; docs/disaster-recovery.md quotes it."""
+with the shipped pgBackRest configuration takes and how much a lost host takes with it
+(bench/recovery/measure.py), and how long a logical backup and its checked restore take
+(bench/recovery/logical.py). Prints tables; docs/disaster-recovery.md quotes them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import argparse
 import asyncio
 import sys
 
+from bench.recovery.logical import measure_logical
 from bench.recovery.measure import measure_recovery, measure_rpo
 
 # The PITR test's size (a few orders), then a larger database with a day's worth of WAL.
@@ -27,6 +29,15 @@ def main(argv: list[str]) -> int:
         print(
             f"| {r.orders:,} | {r.orders_after:,} | {r.database_mb:.1f} | {r.wal_replayed_mb:.1f} "
             f"| {r.restore_seconds:.1f} | {r.replay_seconds:.1f} | {r.rto_seconds:.1f} |",
+            flush=True,
+        )
+    print("\n| orders | dump MB | python -m server backup s | restore --verify s |")
+    print("|---:|---:|---:|---:|")
+    for orders, _ in SIZES:
+        logical = asyncio.run(measure_logical(orders))
+        print(
+            f"| {logical.orders:,} | {logical.dump_mb:.1f} | {logical.backup_seconds:.1f} "
+            f"| {logical.restore_verify_seconds:.1f} |",
             flush=True,
         )
     if not args.no_rpo:

@@ -60,7 +60,7 @@ class Recovery:
         return self.restore_seconds + self.replay_seconds
 
 
-async def _load(url: str, orders: int, tag: str) -> None:
+async def load_orders(url: str, orders: int, tag: str) -> None:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(LOAD, orders, tag)
@@ -83,11 +83,11 @@ async def measure_recovery(orders: int, orders_after: int) -> Recovery:
         backrest = PgBackRest.archiving(cluster)
         url = await cluster.create_database(DATABASE)
         await migrate(url, MIGRATIONS_DIR)
-        await _load(url, orders, "base")
+        await load_orders(url, orders, "base")
         size = await _fetchval(url, "SELECT pg_database_size(current_database())")
         backrest.run("--type=full", "backup")
         start_lsn = await _fetchval(url, "SELECT pg_current_wal_lsn()::text")
-        await _load(url, orders_after, "after")
+        await load_orders(url, orders_after, "after")
         moment = str(await _fetchval(url, "SELECT clock_timestamp()::text"))
         # Recovery to a time stops at the first commit after it, so one must be archived.
         await _fetchval(url, "CREATE TABLE after_the_moment ()")
