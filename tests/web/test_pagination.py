@@ -3,17 +3,23 @@ server/web/schemas.py's PageLimit."""
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import inspect
 import re
 import typing
+import uuid
+from typing import Any
 
 import msgspec
+from starlette.requests import Request
 from starlette.routing import Route
 
 from server.routes import build_routes
 from server.web.apidoc import EndpointDoc, endpoint_doc
 from server.web.openapi import build_openapi
-from server.web.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from server.web.pagination import DEFAULT_LIMIT, MAX_LIMIT, page_response
+from server.web.responses import dumps
 
 
 def list_routes() -> list[tuple[Route, EndpointDoc, type]]:
@@ -61,3 +67,43 @@ def test_the_document_states_the_limits() -> None:
         assert limit["schema"]["maximum"] == MAX_LIMIT
         assert limit["schema"]["minimum"] == 1
         assert limit["schema"].get("default", DEFAULT_LIMIT) == DEFAULT_LIMIT
+
+
+class _Item(msgspec.Struct):
+    id: uuid.UUID
+    at: dt.datetime
+    amount: decimal.Decimal
+    tags: list[str]
+    day: dt.date
+
+
+def _page_bytes(items: list[Any], cursor: str | None) -> bytes:
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/v1/x",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver")],
+        "scheme": "http",
+        "server": ("testserver", 80),
+    }
+    return bytes(page_response(Request(scope), items, cursor).body)
+
+
+def test_a_page_is_encoded_whole_by_msgspec_into_the_bytes_orjson_wrote() -> None:
+    """The Page Struct changes how a page is encoded, not what: the same bytes as the orjson
+    path (each Struct turned into builtins first) for the types response Structs hold."""
+    items: list[Any] = [
+        _Item(
+            uuid.UUID(int=n),
+            dt.datetime(2026, 12, 7, 3, 4, 5, 678901, tzinfo=dt.UTC),
+            decimal.Decimal("19.90"),
+            ["a", "é"],
+            dt.date(2026, 12, 7),
+        )
+        for n in range(3)
+    ]
+    items.append({"plain": True, "when": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)})
+    for cursor in ("c1", None):
+        expected = dumps({"data": items, "next_cursor": cursor})
+        assert _page_bytes(items, cursor) == expected
