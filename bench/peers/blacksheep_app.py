@@ -16,12 +16,9 @@ Configuration: ``PEER_DATABASE_URL``, ``PEER_JWT_SECRET``, ``PEER_JWT_AUDIENCE``
 
 from __future__ import annotations
 
-import datetime as dt
 import os
-import time
 
 import asyncpg
-import msgspec
 from blacksheep import Application, Response
 from blacksheep.contents import Content
 from blacksheep.server.authentication.jwt import JWTBearerAuthentication
@@ -30,37 +27,12 @@ from blacksheep.server.routing import Router
 from essentials.secrets import Secret
 from guardpost.common import AuthenticatedRequirement
 
-QUERY = """
-SELECT id, sku, name, description, category, price_minor, currency, stock, created_at, updated_at
-FROM products WHERE id = $1 AND deleted_at IS NULL
-"""
+from bench.peers.common import AnswerCache, no_reset, product_json
+
 AUDIENCE = "bench"
 
 
-class Price(msgspec.Struct):
-    amount_minor: int
-    currency: str
-
-
-class ProductView(msgspec.Struct):
-    id: int
-    sku: str
-    name: str
-    description: str
-    category: str
-    price: Price
-    stock: int
-    in_stock: bool
-    created_at: dt.datetime
-    updated_at: dt.datetime
-
-
-_encode = msgspec.json.Encoder().encode
 _JSON = b"application/json"
-
-
-async def _no_reset(conn: asyncpg.Connection) -> None:
-    return None
 
 
 def create_app(
@@ -84,12 +56,12 @@ def create_app(
     )
     app.use_authorization().add(Policy("authenticated", AuthenticatedRequirement()))
     pools: list[asyncpg.Pool] = []
-    cache: dict[int, tuple[float, bytes]] = {}
+    cache = AnswerCache(cache_seconds)
 
     async def start(_: Application) -> None:
         pools.append(
             await asyncpg.create_pool(
-                database_url, min_size=pool_size, max_size=pool_size, reset=_no_reset
+                database_url, min_size=pool_size, max_size=pool_size, reset=no_reset
             )
         )
 
@@ -101,39 +73,14 @@ def create_app(
     app.on_stop += stop
 
     async def load(product_id: int) -> bytes | None:
-        row = await pools[0].fetchrow(QUERY, product_id)
-        if row is None:
-            return None
-        view = ProductView(
-            id=row["id"],
-            sku=row["sku"],
-            name=row["name"],
-            description=row["description"],
-            category=row["category"],
-            price=Price(row["price_minor"], row["currency"]),
-            stock=row["stock"],
-            in_stock=row["stock"] > 0,
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-        )
-        return _encode(view)
+        return await product_json(pools[0], product_id)
 
     @auth("authenticated")
     async def read_product(product_id: int) -> Response:
-        if cache_seconds > 0:
-            now = time.monotonic()
-            hit = cache.get(product_id)
-            if hit is None or hit[0] < now:
-                body = await load(product_id)
-                if body is None:
-                    return Response(404)
-                hit = cache[product_id] = (now + cache_seconds, body)
-            found: bytes | None = hit[1]
-        else:
-            found = await load(product_id)
-        if found is None:
+        body = await cache.get(product_id, load)
+        if body is None:
             return Response(404)
-        return Response(200, content=Content(_JSON, found))
+        return Response(200, content=Content(_JSON, body))
 
     @allow_anonymous()
     async def livez() -> Response:

@@ -15,9 +15,7 @@ bench.peers.litestar_app:app``; tests call ``create_app``.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,52 +28,24 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.security.jwt import JWTAuth, Token
 
-QUERY = """
-SELECT id, sku, name, description, category, price_minor, currency, stock, created_at, updated_at
-FROM products WHERE id = $1 AND deleted_at IS NULL
-"""
-
-
-class Price(msgspec.Struct):
-    amount_minor: int
-    currency: str
-
-
-class ProductView(msgspec.Struct):
-    id: int
-    sku: str
-    name: str
-    description: str
-    category: str
-    price: Price
-    stock: int
-    in_stock: bool
-    created_at: dt.datetime
-    updated_at: dt.datetime
+from bench.peers.common import AnswerCache, no_reset, product_json
 
 
 class Caller(msgspec.Struct):
     id: int
 
 
-_encode = msgspec.json.Encoder().encode
-
-
-async def _no_reset(conn: asyncpg.Connection) -> None:
-    return None
-
-
 def create_app(
     database_url: str, secret: str, *, pool_size: int = 10, cache_seconds: float = 0.0
 ) -> Litestar:
     pools: list[asyncpg.Pool] = []
-    cache: dict[int, tuple[float, bytes]] = {}
+    cache = AnswerCache(cache_seconds)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         pools.append(
             await asyncpg.create_pool(
-                database_url, min_size=pool_size, max_size=pool_size, reset=_no_reset
+                database_url, min_size=pool_size, max_size=pool_size, reset=no_reset
             )
         )
         try:
@@ -92,34 +62,14 @@ def create_app(
         exclude=["/livez"],
     )
 
-    async def load(product_id: int) -> bytes:
-        row = await pools[0].fetchrow(QUERY, product_id)
-        if row is None:
-            raise NotFoundException()
-        view = ProductView(
-            id=row["id"],
-            sku=row["sku"],
-            name=row["name"],
-            description=row["description"],
-            category=row["category"],
-            price=Price(row["price_minor"], row["currency"]),
-            stock=row["stock"],
-            in_stock=row["stock"] > 0,
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-        )
-        return _encode(view)
+    async def load(product_id: int) -> bytes | None:
+        return await product_json(pools[0], product_id)
 
     @get("/v1/products/{product_id:int}")
     async def read_product(product_id: FromPath[int]) -> Response[bytes]:
-        if cache_seconds > 0:
-            now = time.monotonic()
-            hit = cache.get(product_id)
-            if hit is None or hit[0] < now:
-                hit = cache[product_id] = (now + cache_seconds, await load(product_id))
-            body = hit[1]
-        else:
-            body = await load(product_id)
+        body = await cache.get(product_id, load)
+        if body is None:
+            raise NotFoundException()
         return Response(body, media_type="application/json")
 
     @get("/livez")
