@@ -27,7 +27,7 @@ T0 = 1_000 * SECOND  # a virtual "now", far from Redis' real clock on purpose
 @pytest.fixture
 async def client(logger: FilteringBoundLogger) -> AsyncIterator[coredis.Redis[str]]:
     async with open_redis(REDIS_URL, timeout=0.5, logger=logger) as link:
-        assert link.client is not None
+        assert isinstance(link.client, coredis.Redis)  # one server here, not a cluster
         yield link.client
 
 
