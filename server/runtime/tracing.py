@@ -18,18 +18,17 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import coredis
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.propagate import inject
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from server import __version__
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 _TRACES_PATH = "/v1/traces"
 
@@ -59,6 +58,14 @@ def start_tracing(endpoint: str | None) -> Tracing | None:
         return None
     if _ACTIVE:
         return _ACTIVE[0]
+    # Imported here: the SDK, the exporter and protobuf are about 10 MB a process that a
+    # process with tracing off does not need.
+    import coredis
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
     resource = Resource.create(
         {
             "service.name": os.environ.get("OTEL_SERVICE_NAME") or "hotpath",

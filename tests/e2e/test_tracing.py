@@ -57,6 +57,13 @@ def access_line(data_dir: Path, response: httpx.Response) -> dict[str, Any]:
         time.sleep(0.1)
 
 
+def wait_for_line(data_dir: Path, message: str) -> None:
+    deadline = time.monotonic() + 20
+    while not any(line["message"] == message for line in log_lines(data_dir)):
+        assert time.monotonic() < deadline, f"no {message} line"
+        time.sleep(0.1)
+
+
 def a_product(base: str, migrated_db: str) -> tuple[int, httpx.Response]:
     _, email, password = asyncio.run(insert_user(migrated_db, "staff"))
     created = httpx.post(
@@ -108,6 +115,8 @@ def test_a_traced_request_reaches_the_receiver_as_a_tree_in_the_callers_trace(
         with running_servers(
             1, database_url=migrated_db, redis_url=redis.url, data_dir=tmp_path, extra_env=env
         ) as (base,):
+            # Redis connects in the background: the read below must find it there.
+            wait_for_line(tmp_path, "redis_connected")
             product_id, created = a_product(base, migrated_db)
             path = f"/v1/products/{product_id}"
             response = httpx.get(base + path, headers={"traceparent": TRACEPARENT})
