@@ -56,7 +56,9 @@ class DeliveryMetrics:
             registry=registry,
         )
         for outcome in ("succeeded", "failed", "blocked"):
+            # Every series from the start (at 0): rates and quantiles need no first attempt.
             self.attempts.labels(outcome)
+            self.duration.labels(outcome)
         for status in ("succeeded", "dead"):
             self.finished.labels(status)
 

@@ -1,10 +1,11 @@
 """A live /metrics scrape of `python -m server serve --workers 2` (prometheus multiprocess
 mode, rate limits on), taken after some traffic: what Prometheus would read from a replica.
 tests/deploy/test_metrics_scrape.py checks it with promtool, test_grafana_dashboard.py that
-every metric the dashboard names is in it."""
+every metric the dashboard names is in it (or in the worker's scrape, live_worker_scrape)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import signal
@@ -17,7 +18,9 @@ import httpx
 import pytest
 
 from server.auth.keys import generate_dev_key
-from tests.fixtures.databases import REDIS_URL
+from server.db.migrate import migrate
+from server.runtime.paths import MIGRATIONS_DIR
+from tests.fixtures.databases import REDIS_URL, create_database, drop_database
 from tests.fixtures.servers import wait_until_live
 from tests.fixtures.support import free_port
 
@@ -78,3 +81,53 @@ def live_scrape(migrated_db: str, tmp_path_factory: pytest.TempPathFactory) -> I
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_worker_scrape(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """What Prometheus' `worker` job reads: `python -m server worker`'s metrics port. On a
+    database of its own, and stopped once read: a worker left running would send the other
+    tests' mail."""
+    data_dir = tmp_path_factory.mktemp("worker-scraped")
+    port = free_port()
+    url = asyncio.run(create_database("scrape"))
+    asyncio.run(migrate(url, MIGRATIONS_DIR))
+    env = {
+        **os.environ,
+        "HOTPATH_ENV": "test",
+        "DATABASE_URL": url,
+        "HOTPATH_SECRET_KEY": secrets.token_urlsafe(32),
+        "HOTPATH_DATA_DIR": str(data_dir),
+        "HOTPATH_EMBEDDED_DB": "false",
+        "HOTPATH_WORKER_METRICS_PORT": str(port),
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    try:
+        with (data_dir / "worker.log").open("ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "server", "worker"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert process.poll() is None, f"the worker exited: see {data_dir / 'worker.log'}"
+                try:
+                    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+                except httpx.TransportError:
+                    text = ""
+                if "\nmail_pending " in text:
+                    return text
+                assert time.monotonic() < deadline, "the worker's metrics did not answer"
+                time.sleep(0.2)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+    finally:
+        asyncio.run(drop_database(url))

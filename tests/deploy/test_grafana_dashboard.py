@@ -1,8 +1,9 @@
 """deploy/grafana: Grafana is not installed here, so the dashboard is checked as data. Its JSON
 parses, every panel query is PromQL that promtool parses (each written as a recording rule in a
 temporary rules file: `promtool check rules` parses offline), every metric a query names is in
-a live scrape of a served replica (or is a recording rule of deploy/prometheus/rules), the
-panels the docs name exist, and compose mounts what the provisioning files point at."""
+a live scrape of a served replica or of a worker (or is a recording rule of
+deploy/prometheus/rules), the panels the docs name exist, and compose mounts what the
+provisioning files point at."""
 
 from __future__ import annotations
 
@@ -104,10 +105,12 @@ def test_every_query_parses(path: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.name)
-def test_every_metric_a_query_names_is_scraped_or_recorded(path: Path, live_scrape: str) -> None:
+def test_every_metric_a_query_names_is_scraped_or_recorded(
+    path: Path, live_scrape: str, live_worker_scrape: str
+) -> None:
     scraped = {
         line.split("{", 1)[0].split(" ", 1)[0]
-        for line in live_scrape.splitlines()
+        for line in (live_scrape + live_worker_scrape).splitlines()
         if line and not line.startswith("#")
     }
     known = scraped | recorded()
