@@ -180,9 +180,15 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.suite.tracing", description=__doc__)
     parser.add_argument("--rounds", type=int, default=TracingOptions.rounds)
     parser.add_argument("--seconds", type=float, default=TracingOptions.seconds)
+    parser.add_argument("--smoke", action="store_true", help="a small catalog, no warm-up")
     parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args(argv)
-    result = measure(TracingOptions(rounds=args.rounds, seconds=args.seconds))
+    options = TracingOptions(rounds=args.rounds, seconds=args.seconds)
+    if args.smoke:
+        options = dataclasses.replace(
+            options, warmup=0, products=500, hot_products=200, accounts=2, connections=4
+        )
+    result = measure(options)
     print(table(result))
     if args.out:
         args.out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
