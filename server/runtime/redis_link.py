@@ -16,6 +16,7 @@ from structlog.typing import FilteringBoundLogger
 from server.runtime.redis_client import RedisClient, is_cluster_url, make_client
 
 _RETRY_SECONDS = 2.0
+_REDISCOVER_AFTER = 2  # failed probes in a row
 
 
 class RedisLink:
@@ -26,6 +27,11 @@ class RedisLink:
         self.client: RedisClient | None = None
         self._connected = asyncio.Event()
         self._stop = asyncio.Event()
+        # A cluster: set after failed probes, so that run() opens a client that discovers the
+        # topology afresh. coredis' client keeps a failed-over master among the primaries
+        # that PING goes to, so the probe would fail forever on a cluster that has healed.
+        self._rediscover = asyncio.Event()
+        self._failed_pings = 0
 
     @property
     def configured(self) -> bool:
@@ -49,8 +55,25 @@ class RedisLink:
             async with asyncio.timeout(self.timeout):
                 await client.ping()
         except Exception:
+            self._failed_pings += 1
+            if self.cluster and self._failed_pings >= _REDISCOVER_AFTER:
+                self._rediscover.set()
             return False
+        self._failed_pings = 0
         return True
+
+    async def _hold(self) -> None:
+        """Until stopped or, on a cluster, until failed probes ask for a fresh topology."""
+        waits = [asyncio.ensure_future(e.wait()) for e in (self._stop, self._rediscover)]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        if self._rediscover.is_set() and not self._stop.is_set():
+            self._rediscover.clear()
+            self._failed_pings = 0
+            self.logger.warning("redis_rediscovering", detail="probes failed: a new cluster client")
 
     async def run(self) -> None:
         """Hold the client open (coredis wants ``async with``), reconnecting after failures."""
@@ -65,7 +88,7 @@ class RedisLink:
                     self._connected.set()
                     self.logger.info("redis_connected", mode="shared", cluster=self.cluster)
                     announced_down = False
-                    await self._stop.wait()
+                    await self._hold()
             except Exception as exc:
                 self.client = None
                 if not announced_down:

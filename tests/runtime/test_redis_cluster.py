@@ -267,3 +267,9 @@ def test_two_servers_ride_out_a_killed_master(
         assert not fallback_active(first)  # back on the shared limit by itself
         assert statuses <= {200}, statuses
         assert logout_reaches(first, second, email, password) < 1.0
+        # Ready again on its own: the readiness probe's Redis check follows the failover.
+        for base in (first, second):
+            deadline = time.monotonic() + 20
+            while httpx.get(f"{base}/readyz").status_code != 200:
+                assert time.monotonic() < deadline, httpx.get(f"{base}/readyz").text
+                time.sleep(0.2)
