@@ -27,11 +27,13 @@ def connection_class(queries: Queries) -> type[PooledConnection]:
     tracer = active_tracer()
     if tracer is None:
         return PooledConnection
+    return traced_connection_class(tracer, queries)
+
+
+def traced_connection_class(tracer: Tracer, queries: Queries) -> type[PooledConnection]:
+    """A PooledConnection whose statements are spans of ``tracer``, named from ``queries``."""
     names = {query.sql: query.name for query in queries}
-    return _traced_class(tracer, names)
 
-
-def _traced_class(tracer: Tracer, names: dict[str, str]) -> type[PooledConnection]:
     async def traced(query: str, statement: Coroutine[Any, Any, T]) -> T:
         name = names.get(query)
         attributes = {"db.system.name": "postgresql"}
