@@ -7,7 +7,6 @@ import decimal
 import json
 import re
 import uuid
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
@@ -16,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server.web import errors
+from server.web.query_values import choices, param_pointer
+from server.web.query_values import spellings as query_spellings
 
 T = TypeVar("T")
 
@@ -208,15 +209,15 @@ def read_query(request: Request, kind: type[T]) -> T:
         if "\x00" in value or "\x00" in name:
             raise errors.InvalidParameter(
                 f"The parameter {name!r} contains a NUL character.",
-                extra={"errors": [{"pointer": _param_pointer(name), "detail": "contains NUL"}]},
+                extra={"errors": [{"pointer": param_pointer(name), "detail": "contains NUL"}]},
             )
         if name in values:
             raise errors.UnknownParameter(
                 f"The parameter {name!r} is given more than once.",
-                extra={"errors": [{"pointer": _param_pointer(name), "detail": "given twice"}]},
+                extra={"errors": [{"pointer": param_pointer(name), "detail": "given twice"}]},
             )
         values[name] = value
-    spellings = _spellings(kind)
+    spellings = query_spellings(kind)
     unknown = sorted(set(values) - set(spellings))
     if unknown:
         known = ", ".join(sorted(spellings))
@@ -224,7 +225,7 @@ def read_query(request: Request, kind: type[T]) -> T:
             f"Unknown query parameters: {', '.join(unknown)}. This list takes: {known}.",
             extra={
                 "errors": [
-                    {"pointer": _param_pointer(name), "detail": "unknown parameter"}
+                    {"pointer": param_pointer(name), "detail": "unknown parameter"}
                     for name in unknown
                 ]
             },
@@ -242,83 +243,14 @@ def read_query(request: Request, kind: type[T]) -> T:
         # A bad query string (an over-large limit, a malformed date) is a bad request, not an
         # entity the server understood but refused.
         pointer, detail = json_pointer(str(exc))
-        choices = _choices(kind).get(pointer.lstrip("/"))
-        if choices:
+        allowed = choices(kind).get(pointer.lstrip("/"))
+        if allowed:
             # msgspec names the bad value only: a client needs the values it may send.
-            detail = f"{detail}; expected one of: {', '.join(choices)}"
+            detail = f"{detail}; expected one of: {', '.join(allowed)}"
         raise errors.InvalidParameter(
             f"The query parameter {pointer.lstrip('/') or '?'} is not valid: {detail}",
             extra={"errors": [{"pointer": pointer, "detail": detail}]},
         ) from None
-
-
-def _param_pointer(name: str) -> str:
-    return "/" + name.replace("~", "~0").replace("/", "~1")
-
-
-_query_choices: dict[type, dict[str, tuple[str, ...]]] = {}
-
-
-def _choices(kind: type) -> dict[str, tuple[str, ...]]:
-    """The allowed values of each enumerated (Literal) field of a query Struct."""
-    found = _query_choices.get(kind)
-    if found is None:
-        found = {}
-        info = msgspec.inspect.type_info(kind)
-        for field in getattr(info, "fields", ()):
-            for option in _options(field.type):
-                if isinstance(option, msgspec.inspect.LiteralType):
-                    found[field.name] = tuple(str(value) for value in option.values)
-        _query_choices[kind] = found
-    return found
-
-
-# msgspec's lax conversion (needed to read "20" as an int) also reads "5.0" and "1e1" as ints
-# and "0.5" as a date-time (seconds since 1970): each query field takes its own spelling only.
-_INTEGER = re.compile(r"-?[0-9]+").fullmatch
-_RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
-).fullmatch
-_BOOLEAN = frozenset(("true", "false")).__contains__
-_SPELLING_OF: dict[type, tuple[Callable[[str], object], str]] = {
-    msgspec.inspect.IntType: (_INTEGER, "an integer"),
-    msgspec.inspect.DateTimeType: (_RFC3339, "an RFC 3339 date-time with an offset"),
-    msgspec.inspect.BoolType: (_BOOLEAN, "true or false"),
-}
-_query_spellings: dict[type, dict[str, tuple[Callable[[str], object], str] | None]] = {}
-
-
-def _spellings(kind: type) -> dict[str, tuple[Callable[[str], object], str] | None]:
-    """Each field of a query Struct, with the check its text must pass (None: any text)."""
-    found = _query_spellings.get(kind)
-    if found is None:
-        found = {}
-        info = msgspec.inspect.type_info(kind)
-        for field in getattr(info, "fields", ()):
-            checks = {
-                _SPELLING_OF[type(option)]
-                for option in _options(field.type)
-                if type(option) in _SPELLING_OF
-            }
-            found[field.name] = checks.pop() if len(checks) == 1 else None
-        _query_spellings[kind] = found
-    return found
-
-
-def _options(field_type: msgspec.inspect.Type) -> tuple[msgspec.inspect.Type, ...]:
-    field_type = _bare(field_type)
-    if isinstance(field_type, msgspec.inspect.UnionType):
-        return tuple(
-            _bare(t) for t in field_type.types if not isinstance(t, msgspec.inspect.NoneType)
-        )
-    return (field_type,)
-
-
-def _bare(field_type: msgspec.inspect.Type) -> msgspec.inspect.Type:
-    """The type without the documentation (`Meta(description=...)`) wrapped around it."""
-    while isinstance(field_type, msgspec.inspect.Metadata):
-        field_type = field_type.type
-    return field_type
 
 
 _MAX_BIGINT = 2**63 - 1
