@@ -273,3 +273,14 @@ def test_orders_need_a_verified_email_except_in_the_test_environment(
     assert Settings.from_env(flipped).orders_need_verified_email is not needed
     with pytest.raises(SettingsError):
         Settings.from_env({**base, "HOTPATH_ORDERS_NEED_VERIFIED_EMAIL": "sometimes"})
+
+
+def test_tracing_is_off_unless_an_otlp_endpoint_is_named() -> None:
+    assert Settings.from_env({}).otel_endpoint is None
+    assert Settings.from_env({"HOTPATH_OTEL_ENDPOINT": ""}).otel_endpoint is None  # compose's
+    standard = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
+    assert Settings.from_env(standard).otel_endpoint == "http://collector:4318"
+    ours = {**standard, "HOTPATH_OTEL_ENDPOINT": "https://traces.example:4318"}
+    assert Settings.from_env(ours).otel_endpoint == "https://traces.example:4318"  # ours first
+    with pytest.raises(SettingsError, match="HOTPATH_OTEL_ENDPOINT"):
+        Settings.from_env({"HOTPATH_OTEL_ENDPOINT": "collector:4317"})
