@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import re
 import secrets
 import time
@@ -197,6 +198,24 @@ async def test_fan_out_is_sharded_and_every_subscriber_hears_one_order(
     assert heard[0] == heard[1]  # one order for everyone
     for name in "ab":  # and each publisher's own order kept
         assert [m for m in heard[0] if str(m).startswith(name)] == [f"{name}{n}" for n in range(50)]
+
+
+async def test_the_probe_finds_a_healed_cluster_again(
+    logger: FilteringBoundLogger, log_stream: io.BytesIO
+) -> None:
+    """A cluster of its own, a master killed and failed over, and nothing but probes on the
+    link: coredis' client would go on sending PING to the dead master, so the link opens a new
+    client, which finds the new topology, and the probe answers again."""
+    with redis_cluster(masters=3, replicas=1) as own:
+        async with open_redis(own.url, timeout=1.0, logger=logger) as link:
+            assert await link.ping()
+            own.kill(own.master_of("anything"))
+            await asyncio.to_thread(own.wait_healthy)
+            deadline = time.monotonic() + 20
+            while not await link.ping():
+                assert time.monotonic() < deadline, "the probe never answered again"
+                await asyncio.sleep(0.2)
+    assert b"redis_rediscovering" in log_stream.getvalue()
 
 
 _FALLBACK = re.compile(r"^hotpath_rate_limit_fallback_active (\S+)$", re.MULTILINE)
