@@ -3,6 +3,7 @@ range, relevance), and its cursors, whose scope is the whole query."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
@@ -85,23 +86,10 @@ def listing_of(query: schemas.ProductQuery) -> Listing:
 
 
 def scope(listing: Listing) -> str:
-    # The filters are part of the cursor's scope: a cursor of one listing is refused by another.
-    query = listing.query
-    return (
-        "products:"
-        + msgspec.json.encode(
-            [
-                listing.sort,
-                listing.direction,
-                query.q,
-                query.min_price,
-                query.max_price,
-                query.in_stock,
-                query.category,
-                query.currency,
-            ]
-        ).decode()
-    )
+    # The sort and every filter are the cursor's scope: a cursor of one listing is refused by
+    # another (a filter added to ProductFilter joins the scope with it).
+    values = [listing.sort, listing.direction, *dataclasses.astuple(listing.where)]
+    return "products:" + msgspec.json.encode(values).decode()
 
 
 def after(listing: Listing, cursors: CursorCodec) -> tuple[Any, int] | None:
