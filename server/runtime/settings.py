@@ -129,7 +129,8 @@ class Settings:
     outbox_retention_seconds: float = 7 * 86400.0  # 0: kept forever
     worker_metrics_port: int = 0  # 0: the worker serves no metrics
     # Tracing (docs/observability.md): the OTLP/HTTP receiver's base URL; None: tracing off.
-    otel_endpoint: str | None = None
+    # Kept out of the repr, as a URL may carry credentials.
+    otel_endpoint: str | None = field(default=None, repr=False)
 
     @property
     def keys_dir(self) -> Path:

@@ -284,3 +284,5 @@ def test_tracing_is_off_unless_an_otlp_endpoint_is_named() -> None:
     assert Settings.from_env(ours).otel_endpoint == "https://traces.example:4318"  # ours first
     with pytest.raises(SettingsError, match="HOTPATH_OTEL_ENDPOINT"):
         Settings.from_env({"HOTPATH_OTEL_ENDPOINT": "collector:4317"})
+    secret = Settings.from_env({"HOTPATH_OTEL_ENDPOINT": "https://u:s3cr3t@otlp.example"})
+    assert "s3cr3t" not in repr(secret)
