@@ -143,6 +143,7 @@ def summarize(results: Results) -> dict[str, Any]:
         "next request, so latency under overload is understated (coordinated omission)",
         "scenarios": scenarios,
         "peak_rss_mb": {k: round(v / MB, 1) for k, v in results.peak_rss.items()},
+        "end_rss_mb": {k: round(v / MB, 1) for k, v in results.end_rss.items()},
         "budget": budget,
         "budget_rounds": results.budget_rounds,
         "peer_comparison": comparison,
@@ -225,6 +226,17 @@ def markdown(summary: dict[str, Any]) -> str:
                 f"| {row['peer']} | {row['hotpath']} | "
                 f"{row['cpu_per_request_peer_over_hotpath']} | {row['rps_hotpath_over_peer']} |"
             )
+    steady = max(
+        (v for k, v in summary.get("end_rss_mb", {}).items() if k in HOTPATH_SERVERS), default=0
+    )
+    if steady:
+        lines += [
+            "",
+            f"hotpath's largest process held {steady} MB once its scenarios were over; its peak "
+            "includes argon2id's working memory, 64 MiB for every password hash in flight "
+            "(logins, at most `HOTPATH_PASSWORD_HASH_CONCURRENCY` at once), given back when "
+            "the hash ends.",
+        ]
     if summary["rate_limiter_cpu_us_per_request"] is not None:
         lines += [
             "",

@@ -17,7 +17,7 @@ import orjson
 
 from bench.suite import setup, webhooks
 from bench.suite.openloop import run_open_loop
-from bench.suite.procs import RssSampler
+from bench.suite.procs import RssSampler, rss_bytes, tree
 from bench.suite.profiles import Profile, profile, py_spy
 from bench.suite.servers import HOST, Server, asgi_command, hotpath_command, running
 from bench.suite.wrk import Load, Measured, run
@@ -73,6 +73,9 @@ class Results:
     options: Options
     outcomes: list[Outcome] = field(default_factory=list)
     peak_rss: dict[str, int] = field(default_factory=dict)
+    # The largest process's RSS once a server's scenarios are over: what it holds between
+    # logins, without argon2id's working memory (64 MiB per hash in flight).
+    end_rss: dict[str, int] = field(default_factory=dict)
     artillery: dict[str, object] | None = None
     artillery_skipped: str | None = None
     # One dict per interleaved round: server name -> CPU µs per request.
@@ -143,6 +146,7 @@ class _Run:
                 body(server)
             finally:
                 self.results.peak_rss[name] = sampler.stop()
+                self.results.end_rss[name] = max(rss_bytes(pid) for pid in tree(server.pid))
 
 
 def run_suite(options: Options) -> Results:

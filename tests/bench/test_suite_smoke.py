@@ -80,6 +80,7 @@ def test_the_suite_runs_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
         assert len(goal["rounds"]) == 2
         assert goal["value"] > 0
     assert report["peak_rss_mb"]["hotpath"] > 10
+    assert 10 < report["end_rss_mb"]["hotpath"] <= report["peak_rss_mb"]["hotpath"]
     pools = report["ceiling_pools"]
     assert pools["hotpath_pool_cpu_us"] > 0
     assert pools["asyncpg_noreset_cpu_us"] > 0
