@@ -142,13 +142,19 @@ class ProductCache(Collector):
         elif registry is not None:
             registry.register(self)
 
-    def get(self, product_id: int, load: Loader) -> Awaitable[CachedProduct | None]:
+    def get(
+        self, product_id: int, load: Loader, replica_load: Loader | None = None
+    ) -> Awaitable[CachedProduct | None]:
+        """``load`` reads the primary; ``replica_load``, when given, a read replica, which a
+        miss uses only when Redis vouches for the newest version (see ``_load``)."""
         if not self.enabled:
             self.misses += 1
             return load()  # not wrapped in a coroutine of our own: a frame fewer per read
-        return self._get(product_id, load)
+        return self._get(product_id, load, replica_load)
 
-    async def _get(self, product_id: int, load: Loader) -> CachedProduct | None:
+    async def _get(
+        self, product_id: int, load: Loader, replica_load: Loader | None = None
+    ) -> CachedProduct | None:
         entry = self._local.get(product_id)
         if entry is not None:
             now = self._clock()
@@ -158,7 +164,7 @@ class ProductCache(Collector):
         flight = self._flights.get(product_id)
         if flight is None:
             # Detached: one caller's deadline must not fail the others waiting on this load.
-            flight = background.spawn_detached(self._fill(product_id, load))
+            flight = background.spawn_detached(self._fill(product_id, load, replica_load))
             self._flights[product_id] = flight
             flight.add_done_callback(lambda done: self._landed(product_id, done))
         else:
@@ -228,9 +234,12 @@ class ProductCache(Collector):
             product,
         )
 
-    async def _fill(self, product_id: int, load: Loader) -> CachedProduct | None:
+    async def _fill(
+        self, product_id: int, load: Loader, replica_load: Loader | None = None
+    ) -> CachedProduct | None:
         key = f"{self.namespace}:product:{product_id}"
         product = None
+        newest: int | None = None  # the version Redis vouches is newest (0: none written lately)
         if product_id in self._pending:
             await self._send_tombstones([product_id])
         if product_id not in self._pending and (client := self._read_client()) is not None:
@@ -238,6 +247,7 @@ class ProductCache(Collector):
                 async with asyncio.timeout(self.redis.timeout):
                     raw = await client.get(key)
                 product = None if raw is None else _decode(raw)
+                newest = 0 if raw is None else int(raw.partition("\n")[0])
                 self._redis_ok()
             except Exception as exc:
                 self._redis_failed("get", exc)
@@ -245,7 +255,7 @@ class ProductCache(Collector):
             self.redis_hits += 1
         else:
             self.misses += 1
-            product = await load()
+            product = await self._load(load, replica_load, newest)
             if product is not None and (client := self._read_client()) is not None:
                 args = (product.version, _encode(product), self.redis_ttl_ms)
                 try:
@@ -257,6 +267,20 @@ class ProductCache(Collector):
         if self._flights.get(product_id) is asyncio.current_task():
             self._store(product_id, product)  # not when invalidated meanwhile
         return product
+
+    async def _load(
+        self, load: Loader, replica_load: Loader | None, newest: int | None
+    ) -> CachedProduct | None:
+        """A read replica's row when it is at least the version Redis vouches for: every write
+        leaves its version there (the tombstone) for ``redis_ttl``, longer than a replica in
+        rotation may lag, so no key means no write the replica can lack. Otherwise (Redis did
+        not answer, a write of ours not yet recorded there, the replica behind or without the
+        row) the primary's."""
+        if replica_load is not None and newest is not None:
+            product = await replica_load()
+            if product is not None and product.version >= newest:
+                return product
+        return await load()
 
     async def _send_tombstones(self, product_ids: list[int]) -> None:
         client = self._client()

@@ -241,7 +241,9 @@ class Settings:
             db_pooler=reader.choice("HOTPATH_DB_POOLER", ("none", "transaction"), "none"),
             database_direct_url=direct_url or None,
             database_replica_urls=replica_urls,
-            replica_max_lag=reader.number("HOTPATH_REPLICA_MAX_LAG", 1.0, 0.05, 3600),
+            # At most a minute: well inside the product cache's tombstones' 300 s in Redis,
+            # which is what lets a cache miss trust a replica (server/catalog/cache.py).
+            replica_max_lag=reader.number("HOTPATH_REPLICA_MAX_LAG", 1.0, 0.05, 60),
             redis_timeout=reader.number("HOTPATH_REDIS_TIMEOUT", 0.5, 0.01, 30),
             max_body_bytes=reader.integer("HOTPATH_MAX_BODY_BYTES", 1_048_576, 1, 1 << 30),
             body_timeout=reader.number("HOTPATH_BODY_TIMEOUT", 10.0, 0.01, 3600),
