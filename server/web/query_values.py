@@ -1,5 +1,5 @@
-"""What each field of a query Struct takes: its one spelling, the values of an enumeration, and
-the pointer that names a query parameter in a problem's ``errors``."""
+"""What a field takes: a query parameter's one spelling, an enumeration's values (in a query or
+a body), and the pointer that names a query parameter in a problem's ``errors``."""
 
 from __future__ import annotations
 
@@ -8,28 +8,45 @@ from collections.abc import Callable
 
 import msgspec
 
-__all__ = ["choices", "param_pointer", "spellings"]
+__all__ = ["allowed_values", "param_pointer", "spellings"]
 
 
 def param_pointer(name: str) -> str:
     return "/" + name.replace("~", "~0").replace("/", "~1")
 
 
-_query_choices: dict[type, dict[str, tuple[str, ...]]] = {}
+def allowed_values(kind: type, pointer: str) -> tuple[str, ...]:
+    """The values the enumeration (a Literal) at ``pointer`` (RFC 6901, as msgspec's errors
+    become) inside the Struct ``kind`` allows, to name them in an error; () when what is there
+    is not an enumeration. Walked on errors only: nothing is cached per pointer."""
+    node: msgspec.inspect.Type = msgspec.inspect.type_info(kind)
+    for part in pointer.split("/")[1:]:
+        name = part.replace("~1", "/").replace("~0", "~")
+        node = _inside(node, name)
+    # A dict's bad value is reported at the dict itself (json_pointer): look at its values.
+    dicts = [o for o in _options(node) if isinstance(o, msgspec.inspect.DictType)]
+    if dicts:
+        node = dicts[0].value_type
+    return tuple(
+        str(value)
+        for option in _options(node)
+        if isinstance(option, msgspec.inspect.LiteralType)
+        for value in option.values
+    )
 
 
-def choices(kind: type) -> dict[str, tuple[str, ...]]:
-    """The allowed values of each enumerated (Literal) field of a query Struct."""
-    found = _query_choices.get(kind)
-    if found is None:
-        found = {}
-        info = msgspec.inspect.type_info(kind)
-        for field in getattr(info, "fields", ()):
-            for option in _options(field.type):
-                if isinstance(option, msgspec.inspect.LiteralType):
-                    found[field.name] = tuple(str(value) for value in option.values)
-        _query_choices[kind] = found
-    return found
+def _inside(node: msgspec.inspect.Type, name: str) -> msgspec.inspect.Type:
+    """The type one step down: a Struct's field, a list's item, a dict's value."""
+    for option in _options(node):
+        if isinstance(option, msgspec.inspect.StructType):
+            for field in option.fields:
+                if field.encode_name == name:
+                    return field.type
+        elif isinstance(option, msgspec.inspect.ListType | msgspec.inspect.SetType):
+            return option.item_type
+        elif isinstance(option, msgspec.inspect.DictType):
+            return option.value_type
+    return msgspec.inspect.AnyType()
 
 
 # msgspec's lax conversion (needed to read "20" as an int) also reads "5.0" and "1e1" as ints

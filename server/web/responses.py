@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server.web import errors
-from server.web.query_values import choices, param_pointer
+from server.web.query_values import allowed_values, param_pointer
 from server.web.query_values import spellings as query_spellings
 
 T = TypeVar("T")
@@ -135,6 +135,7 @@ def _decode_again(body: bytes, kind: type[T]) -> T:
         return _decoder(kind).decode(msgspec.json.encode(whole))
     except msgspec.ValidationError as exc:  # before DecodeError, its base class
         pointer, detail = json_pointer(str(exc))
+        detail = _with_allowed_values(kind, pointer, detail)
         raise errors.ValidationFailed(
             "The request body does not match the schema.",
             errors=[{"pointer": pointer, "detail": detail}],
@@ -143,6 +144,14 @@ def _decode_again(body: bytes, kind: type[T]) -> T:
         raise errors.MalformedJson("The request body is not valid JSON.") from None
     except RecursionError:
         raise errors.MalformedJson(_TOO_DEEP) from None
+
+
+def _with_allowed_values(kind: type, pointer: str, detail: str) -> str:
+    # msgspec names the bad value of an enumeration only: a client needs the values it may send.
+    if not detail.startswith("Invalid enum value"):
+        return detail
+    allowed = allowed_values(kind, pointer)
+    return f"{detail}; expected one of: {', '.join(allowed)}" if allowed else detail
 
 
 def _whole_numbers(value: Any) -> Any:
@@ -243,10 +252,7 @@ def read_query(request: Request, kind: type[T]) -> T:
         # A bad query string (an over-large limit, a malformed date) is a bad request, not an
         # entity the server understood but refused.
         pointer, detail = json_pointer(str(exc))
-        allowed = choices(kind).get(pointer.lstrip("/"))
-        if allowed:
-            # msgspec names the bad value only: a client needs the values it may send.
-            detail = f"{detail}; expected one of: {', '.join(allowed)}"
+        detail = _with_allowed_values(kind, pointer, detail)
         raise errors.InvalidParameter(
             f"The query parameter {pointer.lstrip('/') or '?'} is not valid: {detail}",
             extra={"errors": [{"pointer": pointer, "detail": detail}]},

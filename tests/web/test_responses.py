@@ -5,7 +5,7 @@ import decimal
 import enum
 import re
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 import orjson
@@ -221,3 +221,38 @@ def test_read_query_answers_what_its_docstring_says(query: bytes) -> None:
         read_query(request, Listing)
     stated = {int(status) for status in re.findall(r"\b[45]\d\d\b", read_query.__doc__ or "")}
     assert stated == {caught.value.status_code} == {400}
+
+
+class Shipping(msgspec.Struct, forbid_unknown_fields=True):
+    speed: Literal["standard", "express"]
+    gift: Annotated[Literal["wrap", "card"] | None, msgspec.Meta(description="optional")] = None
+
+
+class Parcel(msgspec.Struct, forbid_unknown_fields=True):
+    shipping: list[Shipping]
+    labels: dict[str, Literal["red", "blue"]] = {}
+
+
+@pytest.mark.parametrize(
+    ("body", "pointer", "allowed"),
+    [
+        (b'{"shipping": [{"speed": "fast"}]}', "/shipping/0/speed", "express, standard"),
+        (b'{"shipping": [{"speed": "express", "gift": "bow"}]}', "/shipping/0/gift", "card, wrap"),
+        (b'{"shipping": [], "labels": {"a": "green"}}', "/labels", "blue, red"),
+    ],
+)
+def test_a_value_outside_an_enumeration_names_the_values_allowed(
+    body: bytes, pointer: str, allowed: str
+) -> None:
+    with pytest.raises(errors.ValidationFailed) as caught:
+        decode_json(body, Parcel)
+    (error,) = caught.value.extra["errors"]
+    assert error["pointer"] == pointer
+    assert error["detail"].startswith("Invalid enum value")
+    assert error["detail"].endswith(f"; expected one of: {allowed}")
+
+
+def test_other_errors_name_no_values() -> None:
+    with pytest.raises(errors.ValidationFailed) as caught:
+        decode_json(b'{"shipping": [{"speed": 3}]}', Parcel)
+    assert "expected one of" not in caught.value.extra["errors"][0]["detail"]
