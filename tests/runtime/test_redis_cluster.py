@@ -218,6 +218,41 @@ async def test_the_probe_finds_a_healed_cluster_again(
     assert b"redis_rediscovering" in log_stream.getvalue()
 
 
+async def test_a_tls_cluster_is_reached_with_its_ca_and_only_with_it(
+    logger: FilteringBoundLogger,
+) -> None:
+    """rediss+cluster:// against a cluster speaking only TLS (a throwaway CA): the limiter's
+    script and a sharded message go through; without the CA the certificate is refused."""
+    with redis_cluster(masters=3, replicas=0, tls=True) as own:
+        assert own.url.startswith("rediss+cluster://")
+        untrusted = own.url.split("?")[0]  # the system's CAs do not know the throwaway one
+        async with open_redis(untrusted, timeout=1.0, logger=logger) as refused:
+            assert refused.client is None
+        async with open_redis(own.url, timeout=1.0, logger=logger) as link:
+            assert link.client is not None
+            grant = await RedisGcra().take(link.client, "tls:ratelimit:k", Policy("r", 2, 60.0), 3)
+            assert grant.granted == 2
+            heard: list[object] = []
+            up = [False]
+            follower = asyncio.create_task(
+                follow_channel(
+                    link,
+                    "tls:channel",
+                    on_message=heard.append,
+                    on_subscribed=functools.partial(up.__setitem__, 0),
+                    logger=logger,
+                    event="test",
+                )
+            )
+            try:
+                await until(lambda: up[0], limit=10)
+                await publish(link.client, "tls:channel", "over tls")
+                await until(lambda: heard == ["over tls"], limit=10)
+            finally:
+                follower.cancel()
+                await asyncio.gather(follower, return_exceptions=True)
+
+
 _FALLBACK = re.compile(r"^hotpath_rate_limit_fallback_active (\S+)$", re.MULTILINE)
 
 
