@@ -9,21 +9,10 @@ import time
 import httpx
 import pytest
 
-from tests.fixtures.servers import Redis, login
+from tests.fixtures.servers import Redis, login, seconds_until_refused
 from tests.fixtures.users import insert_user
 
 pytestmark = pytest.mark.slow
-
-
-def seconds_until_refused(base: str, token: str, limit: float = 3.0) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < limit:
-        status = httpx.get(f"{base}/v1/users/me", headers={"authorization": f"Bearer {token}"})
-        if status.status_code == 401:
-            return time.monotonic() - started
-        assert status.status_code == 200
-        time.sleep(0.02)
-    raise AssertionError(f"the token still worked on the other replica after {limit} s")
 
 
 def test_logout_reaches_the_other_replica_with_and_without_redis(

@@ -34,7 +34,7 @@ from server.runtime.redis_client import RedisClient, parse_cluster_url
 from server.runtime.redis_link import RedisLink, open_redis
 from server.runtime.settings import Settings, SettingsError
 from tests.fixtures.redis_cluster import ThrowawayRedisCluster, redis_cluster
-from tests.fixtures.servers import login, running_servers
+from tests.fixtures.servers import login, running_servers, seconds_until_refused
 from tests.fixtures.support import until
 from tests.fixtures.users import insert_user
 
@@ -260,17 +260,6 @@ def fallback_active(base: str) -> bool:
     found = _FALLBACK.search(httpx.get(f"{base}/metrics").text)
     assert found is not None
     return float(found.group(1)) == 1.0
-
-
-def seconds_until_refused(base: str, token: str, limit: float = 3.0) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < limit:
-        status = httpx.get(f"{base}/v1/users/me", headers={"authorization": f"Bearer {token}"})
-        if status.status_code == 401:
-            return time.monotonic() - started
-        assert status.status_code == 200, status.text
-        time.sleep(0.02)
-    raise AssertionError(f"the token still worked on the other replica after {limit} s")
 
 
 def logout_reaches(first: str, second: str, email: str, password: str) -> float:
