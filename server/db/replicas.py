@@ -10,7 +10,8 @@ behind, or that does not answer within the acquire timeout, leaves rotation (a l
 primary.
 
 Which reads may go to a replica is the caller's choice: only reads that need nothing the
-caller itself may just have written (the catalog's anonymous listings, docs/scaling.md).
+caller itself may just have written (the catalog's anonymous listings), or whose freshness is
+checked otherwise (a product on a cache miss, against the version Redis holds; docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from server.runtime import background
 from server.runtime.settings import Settings
 
 _CHECK_SECONDS = 0.25
-_SAMPLES_KEPT = 64  # primary LSN samples: 16 s at four a second, past any sane max_lag
+# Primary LSN samples: 65 s at four a second, past the largest max_lag the settings allow (60 s).
+_SAMPLES_KEPT = 260
 
 
 def parse_lsn(text: str) -> int:

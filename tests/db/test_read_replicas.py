@@ -14,7 +14,8 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -24,7 +25,7 @@ from prometheus_client import CollectorRegistry
 from structlog.typing import FilteringBoundLogger
 
 from server.db.database import Database, open_pool
-from server.db.replicas import ReplicaSet, open_replicas, parse_lsn
+from server.db.replicas import Replica, ReplicaSet, open_replicas, parse_lsn
 from server.runtime.settings import Settings, SettingsError
 from tests.fixtures.cluster import ThrowawayPostgres
 from tests.fixtures.databases import REDIS_URL
@@ -285,3 +286,48 @@ def test_reads_use_the_replica_only_where_it_cannot_be_behind_the_reader(
             await until(lambda: listed({}) == 1, limit=10)
 
         asyncio.run(replayed())
+
+
+class FakeDatabase:
+    """Unit-test stand-in for a Database: answers the one LSN query with ``lsn()``."""
+
+    def __init__(self, lsn: Callable[[], int]) -> None:
+        self.lsn = lsn
+        self.pool = self  # for the housekeeping the checks do
+
+    def retire_idle(self) -> int:
+        return 0
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[FakeDatabase]:
+        yield self
+
+    async def fetchval(self, query: str) -> str:
+        assert "lsn()::text" in query
+        value = self.lsn()
+        return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+
+async def test_a_replica_may_lag_the_whole_allowed_minute(logger: FilteringBoundLogger) -> None:
+    """Lag is judged against the primary's position max_lag ago, kept for the largest lag the
+    settings allow: a standby 59 s behind a primary that writes all along is in rotation, one
+    61 s behind is not."""
+    now = [0.0]
+    replayed = [0]
+    primary = FakeDatabase(lambda: int(now[0] * 1000))  # a thousand bytes of WAL a second
+    standby = FakeDatabase(lambda: replayed[0])
+    found = ReplicaSet(
+        primary,  # type: ignore[arg-type]
+        [Replica("0", standby)],  # type: ignore[arg-type]
+        max_lag=60.0,
+        logger=logger,
+        registry=None,
+        clock=lambda: now[0],
+    )
+    for behind, in_rotation in ((59.0, True), (61.0, False)):
+        found._samples.clear()
+        for step in range(4 * 70):  # 70 s of checks, four a second
+            now[0] = step / 4
+            replayed[0] = int(max(0.0, now[0] - behind) * 1000)
+            await found.check()
+        assert found.replicas[0].in_rotation is in_rotation, (behind, found.replicas[0].reason)
