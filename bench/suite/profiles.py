@@ -24,6 +24,7 @@ from bench.suite.wrk import Load, run
 
 RATE = 250  # samples a second
 _FRAME_LINE = re.compile(r":\d+\)$")
+_IDLE_POOL_THREAD = "_worker (concurrent/futures/thread.py)"
 
 
 @dataclass(frozen=True)
@@ -93,16 +94,28 @@ def profile(
 
 def top_functions(collapsed: str, count: int = 5) -> tuple[int, list[tuple[str, float]]]:
     """The functions with the most self samples in py-spy's raw output ("frame;frame N" per
-    line, outermost first), the line numbers dropped so a function is one entry."""
+    line, outermost first), the line numbers dropped so a function is one entry.
+
+    Shares are of the samples with a Python frame on top that was working: a sample with no
+    Python frame (the process entries only: granian's Rust threads, the event loop's native
+    poll) and one of an idle thread-pool thread waiting for work (``_worker`` of
+    concurrent.futures on top) count in the total returned, not in the shares."""
     own: collections.Counter[str] = collections.Counter()
-    total = 0
+    total = working = 0
     for line in collapsed.splitlines():
         stack, _, number = line.rpartition(" ")
         if not stack or not number.isdigit():
             continue
         samples = int(number)
         total += samples
-        own[_FRAME_LINE.sub(")", stack.rsplit(";", 1)[-1])] += samples
-    if not total:
-        return 0, []
-    return total, [(frame, samples / total) for frame, samples in own.most_common(count)]
+        frames = [frame for frame in stack.split(";") if not frame.startswith("process ")]
+        if not frames:
+            continue
+        leaf = _FRAME_LINE.sub(")", frames[-1])
+        if leaf == _IDLE_POOL_THREAD:
+            continue
+        working += samples
+        own[leaf] += samples
+    if not working:
+        return total, []
+    return total, [(frame, samples / working) for frame, samples in own.most_common(count)]

@@ -24,3 +24,15 @@ def test_self_samples_are_counted_per_function_with_line_numbers_dropped() -> No
 def test_only_the_requested_number_is_named_and_nothing_sampled_is_empty() -> None:
     assert top_functions(RAW, count=1)[1] == [("dumps (r.py)", 0.6)]
     assert top_functions("") == (0, [])
+
+
+def test_samples_with_no_python_frame_and_idle_pool_threads_are_not_shared_out() -> None:
+    raw = (
+        'process 7:"granian" 50\n'
+        'process 7:"granian";Thread.run (threading.py:982);'
+        "_worker (concurrent/futures/thread.py:81) 30\n"
+        'process 7:"granian";handle (server/x.py:10) 20\n'
+    )
+    total, top = top_functions(raw)
+    assert total == 100
+    assert top == [("handle (server/x.py)", 1.0)]
