@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import random
 import secrets
+import subprocess
 import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -128,9 +129,15 @@ class _Run:
             self.results.profiles_skipped = "py-spy is not installed (it is in the dev extra)"
             return
         load = Load(self.options.profile_seconds, connections)
-        self.results.profiles[name] = profile(
-            server.base, script, env, load, server.pid, self.workdir / "profiles", name
-        )
+        try:
+            self.results.profiles[name] = profile(
+                server.base, script, env, load, server.pid, self.workdir / "profiles", name
+            )
+        except subprocess.CalledProcessError as exc:
+            # Typically ptrace refused (a container without CAP_SYS_PTRACE): the run's numbers
+            # stand without the profiles, and the report says why.
+            reason = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+            self.results.profiles_skipped = f"py-spy failed: {reason[-1] if reason else exc}"
 
     def serve(
         self,

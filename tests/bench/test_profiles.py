@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench.suite import run
 from bench.suite.profiles import top_functions
+from bench.suite.servers import Server
 
 RAW = """process 7:"python -m server";<module> (a.py:1);handle (server/x.py:10);dumps (r.py:3) 6
 process 7:"python -m server";<module> (a.py:1);handle (server/x.py:12) 3
@@ -36,3 +43,19 @@ def test_samples_with_no_python_frame_and_idle_pool_threads_are_not_shared_out()
     total, top = top_functions(raw)
     assert total == 100
     assert top == [("handle (server/x.py)", 1.0)]
+
+
+def test_a_refused_py_spy_leaves_the_run_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(*_: object, **__: object) -> None:
+        raise subprocess.CalledProcessError(
+            1, ["py-spy"], stderr=b"Error: Permission Denied (os error 13)\n"
+        )
+
+    monkeypatch.setattr(run, "profile", refused)
+    monkeypatch.setattr(run, "py_spy", lambda: "/usr/bin/py-spy")
+    state = run._Run(run.Options(), tmp_path)
+    state.profile(Server("hotpath", "http://127.0.0.1:1", 1), "ping", "ping.lua", {}, 1)
+    assert state.results.profiles == {}
+    assert state.results.profiles_skipped == "py-spy failed: Error: Permission Denied (os error 13)"
