@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from bench.suite.report import write
-from bench.suite.run import Options, run_suite
+from bench.suite.run import run_suite
+from bench.suite.state import Options
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 # A few seconds per scenario: enough to prove every part still runs, not to measure.

@@ -16,7 +16,9 @@ from typing import Any
 
 import orjson
 
-from bench.suite.run import BUDGETS, PEERS, Outcome, Results
+from bench.suite.budget import BUDGETS
+from bench.suite.peers import PEERS
+from bench.suite.state import Outcome, Results
 
 MB = 1024 * 1024
 RSS_LIMIT_MB = 120

@@ -1,7 +1,7 @@
 """``python -m bench.suite.tracing`` (``make bench-tracing``): what tracing costs a served
 request, in server CPU microseconds.
 
-Servers in make bench's production configuration (bench/suite/run.py's environment: granian,
+Servers in make bench's production configuration (bench/suite/state.py's hotpath_env: granian,
 one worker, access log on, rate limiter on), in pairs: one with tracing off, one exporting every
 span (``HOTPATH_OTEL_ENDPOINT``) to an OTLP/HTTP sink on loopback that decodes and counts
 what it gets, as a collector would take it. Each scenario runs on its pair in alternation,
@@ -32,8 +32,8 @@ import orjson
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from bench.suite import setup
-from bench.suite.run import Options, _hotpath_env, _Run
 from bench.suite.servers import Server, hotpath_command, running
+from bench.suite.state import Options, Run, hotpath_env
 from bench.suite.wrk import Load, run
 
 
@@ -101,8 +101,8 @@ def measure(options: TracingOptions) -> dict[str, object]:
     workdir = Path(tempfile.mkdtemp(prefix="hotpath-bench-tracing-"))
     with setup.bench_database() as url, span_sink() as sink, ExitStack() as stack:
         accounts = setup.prepare_database(url, products=options.products, accounts=options.accounts)
-        state = _Run(Options(), workdir)
-        env = _hotpath_env(state, url)
+        state = Run(Options(), workdir)
+        env = hotpath_env(state, url)
         traced = {**env, "HOTPATH_OTEL_ENDPOINT": sink.endpoint}
         nocache = {"HOTPATH_PRODUCT_CACHE_SECONDS": "0"}
         starts = {

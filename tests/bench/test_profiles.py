@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.suite import run
+from bench.suite import state
 from bench.suite.profiles import top_functions
 from bench.suite.servers import Server
 
@@ -53,9 +53,12 @@ def test_a_refused_py_spy_leaves_the_run_and_says_why(
             1, ["py-spy"], stderr=b"Error: Permission Denied (os error 13)\n"
         )
 
-    monkeypatch.setattr(run, "profile", refused)
-    monkeypatch.setattr(run, "py_spy", lambda: "/usr/bin/py-spy")
-    state = run._Run(run.Options(), tmp_path)
-    state.profile(Server("hotpath", "http://127.0.0.1:1", 1), "ping", "ping.lua", {}, 1)
-    assert state.results.profiles == {}
-    assert state.results.profiles_skipped == "py-spy failed: Error: Permission Denied (os error 13)"
+    monkeypatch.setattr(state, "profile", refused)
+    monkeypatch.setattr(state, "py_spy", lambda: "/usr/bin/py-spy")
+    bench_run = state.Run(state.Options(), tmp_path)
+    bench_run.profile(Server("hotpath", "http://127.0.0.1:1", 1), "ping", "ping.lua", {}, 1)
+    assert bench_run.results.profiles == {}
+    assert (
+        bench_run.results.profiles_skipped
+        == "py-spy failed: Error: Permission Denied (os error 13)"
+    )

@@ -12,7 +12,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bench.suite.run import BUDGETS, PEERS
+from bench.suite.budget import BUDGETS
+from bench.suite.peers import PEERS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 SCENARIOS = {

@@ -1,0 +1,131 @@
+"""The budget's phase: every budgeted scenario and its ceiling measured in alternation, their
+servers all running, for a few rounds (the report takes the median of each ratio)."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from bench.suite import setup
+from bench.suite.ceilings import CEILINGS, buyer_tokens
+from bench.suite.procs import RssSampler
+from bench.suite.servers import Server, asgi_command, hotpath_command, running
+from bench.suite.state import Run, hotpath_env
+from bench.suite.wrk import Load, run
+
+
+@dataclass(frozen=True)
+class Budget:
+    """``scenario``'s server CPU per request may be at most ``limit`` times ``ceiling``'s."""
+
+    scenario: str
+    ceiling: str
+    limit: float
+
+
+BUDGETS = (
+    Budget("ping", "ceiling_json", 1.5),
+    Budget("product_get", "ceiling_json", 2.0),
+    Budget("product_get_nocache", "ceiling_pk", 1.1),
+    Budget("product_list_first", "ceiling_list_first", 1.3),
+    Budget("product_list_deep", "ceiling_list_deep", 1.3),
+    Budget("order_place", "ceiling_order", 1.3),
+)
+
+
+def measure_budgets(state: Run, url: str, accounts: list[setup.Account]) -> None:
+    """Every budgeted scenario and its ceiling, all their servers running at once (an idle
+    server costs nothing), measured in alternation for a few rounds, so that a box getting
+    slower or faster moves both sides of each ratio alike."""
+    options = state.options
+    env = hotpath_env(state, url)
+    starts: dict[str, tuple[list[str], dict[str, str], str]] = {
+        "hotpath": (hotpath_command(), env, "/readyz"),
+        "hotpath_nocache": (
+            hotpath_command(),
+            {**env, "HOTPATH_PRODUCT_CACHE_SECONDS": "0"},
+            "/readyz",
+        ),
+    }
+    for name in ("ceiling_json", "ceiling_pk", "ceiling_list_first", "ceiling_order"):
+        start = CEILINGS[name]
+        starts[name] = (asgi_command(start.target), start.env(url, state), start.ready)
+    with ExitStack() as stack:
+        servers = {
+            name: stack.enter_context(
+                running(name, command, environment, ready_path=ready, log=state.log)
+            )
+            for name, (command, environment, ready) in starts.items()
+        }
+        measurements = budget_loads(state, servers, accounts)
+        for server, script, load in measurements.values():
+            if options.warmup > 0:
+                run(
+                    server.base, script, load, Load(options.warmup, options.connections), server.pid
+                )
+        samplers = {
+            name: RssSampler(servers[name].pid).start() for name in ("hotpath", "hotpath_nocache")
+        }
+        try:
+            for _ in range(options.budget_rounds):
+                round_: dict[str, float] = {}
+                for name, (server, script, load) in measurements.items():
+                    measured = run(
+                        server.base,
+                        script,
+                        load,
+                        Load(options.budget_seconds, options.connections),
+                        server.pid,
+                    )
+                    if measured.http_errors or measured.socket_errors:
+                        raise RuntimeError(f"budget round of {name} had errors: {measured}")
+                    round_[name] = measured.cpu_us_per_request
+                state.results.budget_rounds.append(round_)
+        finally:
+            peak = state.results.peak_rss
+            for name, sampler in samplers.items():
+                peak[name] = max(peak.get(name, 0), sampler.stop())
+
+
+def budget_loads(
+    state: Run, servers: dict[str, Server], accounts: list[setup.Account]
+) -> dict[str, tuple[Server, str, dict[str, str]]]:
+    """Each measurement of a round: its server, wrk script and environment, in the order
+    they run (each scenario next to its ceiling)."""
+    options = state.options
+    hot = {"BENCH_PRODUCTS": str(options.hot_products)}
+    every = {"BENCH_PRODUCTS": str(options.products)}
+    tokens = state.file("tokens-budget.txt", setup.log_in(servers["hotpath"].base, accounts))
+    uncached = state.file(
+        "tokens-budget-nocache.txt", setup.log_in(servers["hotpath_nocache"].base, accounts)
+    )
+    # Cursors signed with the run's one key: the same deep path works on both sides.
+    first, deep = setup.list_paths(servers["hotpath"].base, deep_pages=options.deep_pages)
+    first_page = {"BENCH_PATHS": state.file("budget-first.txt", [first])}
+    deep_page = {"BENCH_PATHS": state.file("budget-deep.txt", [deep])}
+    hotpath, ceiling_list = servers["hotpath"], servers["ceiling_list_first"]
+    return {
+        "ping": (hotpath, "ping.lua", {}),
+        "ceiling_json": (servers["ceiling_json"], "ping.lua", {}),
+        "product_get": (hotpath, "product_get.lua", {**hot, "BENCH_TOKENS": tokens}),
+        "product_get_nocache": (
+            servers["hotpath_nocache"],
+            "product_get.lua",
+            {**every, "BENCH_TOKENS": uncached},
+        ),
+        "ceiling_pk": (
+            servers["ceiling_pk"],
+            "product_get.lua",
+            {**every, "BENCH_TOKENS": state.file("no-tokens.txt", ["none"])},
+        ),
+        "product_list_first": (hotpath, "paths.lua", first_page),
+        "ceiling_list_first": (ceiling_list, "paths.lua", first_page),
+        "product_list_deep": (hotpath, "paths.lua", deep_page),
+        "ceiling_list_deep": (ceiling_list, "paths.lua", deep_page),
+        "order_place": (hotpath, "order_place.lua", {**every, "BENCH_TOKENS": tokens}),
+        "ceiling_order": (
+            servers["ceiling_order"],
+            "order_place.lua",
+            {**every, "BENCH_TOKENS": state.file("ceiling-tokens.txt", buyer_tokens(accounts))},
+        ),
+    }
