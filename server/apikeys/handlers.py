@@ -82,7 +82,9 @@ async def get_key(request: Request) -> Response:
 
 @api(
     summary="Revoke an API key",
-    description="Every replica refuses it within a second.",
+    description="Every replica refuses it within a second. The key is revoked, not erased: "
+    "`GET /v1/api-keys/{key_id}` and the list still show it, with `revoked_at` set, for the "
+    "audit trail; it never authenticates again.",
     tags=("api-keys",),
     responses={204: None},
     errors=(404,),
