@@ -157,12 +157,25 @@ class Database:
         replicas = self.replicas
         return self if replicas is None else replicas.pick()
 
+    async def lag_tolerant_for(self, user_id: int | None) -> Database:
+        """Where a read by ``user_id`` may go that tolerates the replica lag but must show that
+        user's own writes: a replica in rotation that has replayed their latest one, else here.
+        None (anonymous): any replica in rotation, as ``lag_tolerant()``."""
+        replicas = self.replicas
+        if replicas is None:
+            return self
+        return replicas.pick() if user_id is None else await replicas.for_reader(user_id)
+
     def connection(self) -> _Acquired:
         """``async with db.connection() as conn``: a pooled connection, released at the end."""
         return _Acquired(self)
 
     @asynccontextmanager
     async def transaction(self, **options: Any) -> AsyncIterator[PooledConnection]:
+        """With read replicas, a signed-in request's commit also notes how far into the WAL it
+        went, for that user's reads (server/db/write_marks.py)."""
+        replicas = self.replicas
+        written = None
         async with self.connection() as conn:
             transaction = conn.transaction(**options)
             await transaction.start()
@@ -177,6 +190,10 @@ class Database:
                 await transaction.rollback()
                 raise
             await transaction.commit()
+            if replicas is not None:
+                written = await replicas.after_commit(conn)
+        if written is not None and replicas is not None:
+            await replicas.remember(*written)  # once the connection is back in the pool
 
     async def close(self) -> None:
         await self.pool.close(timeout=10)

@@ -9,9 +9,11 @@ behind, or that does not answer within the acquire timeout, leaves rotation (a l
 ``pick()`` is then a list walk with no I/O. With no replica in rotation, reads go to the
 primary.
 
-Which reads may go to a replica is the caller's choice: only reads that need nothing the
-caller itself may just have written (the catalog's anonymous listings), or whose freshness is
-checked otherwise (a product on a cache miss, against the version Redis holds; docs/scaling.md).
+Which reads may go to a replica is the caller's choice: reads that need nothing the caller
+itself may just have written (``pick()``: the catalog's anonymous listings), reads whose
+freshness is checked otherwise (a product on a cache miss, against the version Redis holds),
+and a signed-in user's lag-tolerant reads (``for_reader()``: a replica that has replayed that
+user's latest write, whose position server/db/write_marks.py keeps). docs/scaling.md says which.
 """
 
 from __future__ import annotations
@@ -22,16 +24,30 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from structlog.typing import FilteringBoundLogger
 
+from server.db.connection import PooledConnection
 from server.db.database import Database, open_pool
+from server.db.write_marks import UNKNOWN_POSITION, WriteMarks, mark_ttl, writer
 from server.runtime import background
+from server.runtime.redis_link import RedisLink
 from server.runtime.settings import Settings
 
 _CHECK_SECONDS = 0.25
 # Primary LSN samples: 65 s at four a second, past the largest max_lag the settings allow (60 s).
 _SAMPLES_KEPT = 260
+# A signed-in reader's read goes to a replica only while the last complete round of checks is
+# at most this old: the write marks' lifetime counts on it (write_marks.mark_ttl).
+STALE_AFTER = 2.0
+_INSERT_POSITION = "SELECT pg_current_wal_insert_lsn()"  # asyncpg reads a pg_lsn as an int
+# Where lag-tolerant reads went, and why: (target, reason).
+_ROUTES = (
+    ("replica", "in_rotation"),
+    ("primary", "none_in_rotation"),
+    ("primary", "behind_reader"),
+    ("primary", "writes_unknown"),
+)
 
 
 def parse_lsn(text: str) -> int:
@@ -70,7 +86,18 @@ class ReplicaSet:
         )
         self._next = 0
         self._rounds = 0
+        self._checked_at = -float("inf")  # when the last complete round of checks ended
         self._task: asyncio.Task[None] | None = None
+        # Signed-in users' latest writes (server/db/write_marks.py); the container attaches them
+        # once Redis is open. Until then, and without Redis, signed-in readers get the primary.
+        self.marks: WriteMarks | None = None
+        routed = Counter(
+            "hotpath_db_lag_tolerant_reads",
+            "Reads that tolerate replica lag, by where they went (target) and why (reason).",
+            ["target", "reason"],
+            registry=registry,
+        )
+        self._routed = {route: routed.labels(*route) for route in _ROUTES}
         self._gauge = Gauge(
             "hotpath_db_replica_in_rotation",
             "1 while the read replica takes lag-tolerant reads (answering, within max lag).",
@@ -87,8 +114,59 @@ class ReplicaSet:
             replica = replicas[self._next % len(replicas)]
             self._next += 1
             if replica.in_rotation:
+                self._routed["replica", "in_rotation"].inc()
                 return replica.db
+        self._routed["primary", "none_in_rotation"].inc()
         return self.primary
+
+    async def for_reader(self, user_id: int) -> Database:
+        """For a signed-in user's lag-tolerant read: a replica in rotation (round robin) whose
+        last checked replay position is past that user's latest write, else the primary. Redis
+        is asked only while some replica is in rotation and the checks are recent."""
+        replicas = self.replicas
+        if not any(replica.in_rotation for replica in replicas):
+            self._routed["primary", "none_in_rotation"].inc()
+            return self.primary
+        marks = self.marks
+        needed = None
+        if marks is not None and self._clock() - self._checked_at <= STALE_AFTER:
+            needed = await marks.needed(user_id)
+        if needed is None:
+            self._routed["primary", "writes_unknown"].inc()
+            return self.primary
+        for _ in range(len(replicas)):
+            replica = replicas[self._next % len(replicas)]
+            self._next += 1
+            if replica.in_rotation and replica.replayed >= needed:
+                self._routed["replica", "in_rotation"].inc()
+                return replica.db
+        self._routed["primary", "behind_reader"].inc()
+        return self.primary
+
+    async def after_commit(self, conn: PooledConnection) -> tuple[int, int] | None:
+        """(user, position) of a write just committed on ``conn`` for a signed-in request, for
+        ``remember()`` once ``conn`` is back in the pool; None when there is no one to keep
+        it for. The primary's WAL insert position, read after the commit, is past the commit."""
+        user = writer()
+        if user is None or self.marks is None:
+            return None
+        try:
+            position = int(await conn.fetchval(_INSERT_POSITION))
+        except Exception:
+            # The write committed; its answer must not fail now. The connection is unfit for
+            # reuse (a statement may be in flight), and the writer reads the primary a while.
+            conn.terminate()
+            position = UNKNOWN_POSITION
+        return user, position
+
+    def follow_writes(self, redis: RedisLink, namespace: str) -> None:
+        """Keep signed-in users' write positions in this Redis, for ``for_reader()``."""
+        ttl = mark_ttl(self.max_lag, STALE_AFTER)
+        self.marks = WriteMarks(redis, self.logger, namespace=namespace, ttl=ttl)
+
+    async def remember(self, user_id: int, position: int) -> None:
+        if self.marks is not None:
+            await self.marks.record(user_id, position)
 
     def _required(self, now: float) -> int | None:
         """The primary's LSN as of ``max_lag`` ago: what a replica must have replayed. None
@@ -119,6 +197,7 @@ class ReplicaSet:
             return
         required = self._required(self._clock())
         await asyncio.gather(*(self._check_one(replica, required) for replica in self.replicas))
+        self._checked_at = self._clock()
 
     async def _check_one(self, replica: Replica, required: int | None) -> None:
         try:
