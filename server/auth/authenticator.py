@@ -14,6 +14,7 @@ from starlette.types import Scope
 from server.auth.principal import Principal
 from server.auth.revocation import Denylist
 from server.auth.tokens import AccessTokenCodec, InvalidToken
+from server.db.write_marks import acting_for
 from server.web.errors import Unauthorized
 
 _CHALLENGE = {"www-authenticate": 'Bearer error="invalid_token"'}
@@ -109,12 +110,15 @@ class Authenticator:
                 permissions=claims.permissions,
                 issued_at=claims.iat,
             )
+        acting_for(principal.user_id)  # its commits are this user's writes (read-your-writes)
         return principal
 
     async def _key(self, verifier: KeyVerifier, key: str, scope: Scope) -> Principal:
         try:
-            return await verifier.verify(key, scope)
+            principal = await verifier.verify(key, scope)
         except KeyRejected:
             raise _reject_key(
                 "The API key is invalid, expired or revoked (a mistyped key fails its checksum)."
             ) from None
+        acting_for(principal.user_id)
+        return principal

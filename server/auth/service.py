@@ -26,6 +26,7 @@ from server.auth.throttle import (
 )
 from server.auth.tokens import AccessTokenCodec
 from server.db.database import Connection, Database
+from server.db.write_marks import acting_for
 from server.roles.repository import RolesRepository
 from server.users.email_address import account_email
 from server.users.repository import User, UsersRepository
@@ -131,6 +132,7 @@ class AuthService:
                 )
             raise InvalidCredentials("The email or password is wrong.")
         new_hash = await self.passwords.hash(password) if verdict.needs_rehash else None
+        acting_for(user.id)  # the sign-in is this user's write: their next reads show it
         async with self.db.transaction() as conn:
             if new_hash is not None:
                 await self.users.rehash(conn, user.id, new_hash)

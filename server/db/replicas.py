@@ -40,7 +40,9 @@ _SAMPLES_KEPT = 260
 # A signed-in reader's read goes to a replica only while the last complete round of checks is
 # at most this old: the write marks' lifetime counts on it (write_marks.mark_ttl).
 STALE_AFTER = 2.0
-_INSERT_POSITION = "SELECT pg_current_wal_insert_lsn()"  # asyncpg reads a pg_lsn as an int
+# The insert position, not the write position: with synchronous_commit off the commit record
+# may not be written yet when COMMIT returns. asyncpg reads a pg_lsn as an int.
+_INSERT_POSITION = "SELECT pg_current_wal_insert_lsn()"
 # Where lag-tolerant reads went, and why: (target, reason).
 _ROUTES = (
     ("replica", "in_rotation"),

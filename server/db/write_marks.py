@@ -11,9 +11,10 @@ of hotpath reads it back (one ``GET``) before it routes that user's lag-tolerant
 mark, else to the primary. No mark: any replica in rotation. Redis not configured, not
 answering, or failed within the last second: the primary, which is always current.
 
-Redis that loses a mark (down while the write recorded it, a flush, a cluster failover that
-lost the write) lets that user read a replica that lacks the write, for at most the replica
-lag; this process still remembers its own writers' marks then (``_local``).
+A process keeps its own writers' marks too (``_local``): it sends them to Redis again once
+Redis answers after a failure, and reads them itself whatever Redis says. A mark Redis loses
+after taking it (a flush, a cluster failover that lost the write) lets that user read a replica
+without the write through another process, for at most the replica lag.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from itertools import islice
 from coredis.commands.script import Script
 from structlog.typing import FilteringBoundLogger
 
+from server.runtime import background
 from server.runtime.pubsub import error_name
 from server.runtime.redis_client import RedisClient
 from server.runtime.redis_link import RedisLink
@@ -94,6 +96,7 @@ class WriteMarks:
         self._local: dict[int, tuple[float, int]] = {}
         self._paused_until = 0.0
         self._down = False
+        self._resending: asyncio.Task[None] | None = None
 
     def key(self, user_id: int) -> str:
         return f"{self.namespace}:wrote:{user_id}"
@@ -101,15 +104,29 @@ class WriteMarks:
     async def record(self, user_id: int, position: int) -> None:
         """Once the write committed, before its answer is sent; never raises for Redis."""
         self._remember_locally(user_id, position)
+        await self._send(user_id, position)
+
+    async def _send(self, user_id: int, position: int) -> bool:
         client = self._client()
         if client is None:
-            return
+            return False
         try:
             async with asyncio.timeout(self.redis.timeout):
                 await self._script([self.key(user_id)], [position, self._ttl_ms], client)
-            self._ok()
         except Exception as exc:
             self._failed("record", exc)
+            return False
+        self._ok()
+        return True
+
+    async def _resend(self) -> None:
+        """After Redis failed: this process's marks again (those it could not send among them),
+        so that the other processes see them too. Each renews its full lifetime: longer is
+        safe."""
+        now = self._clock()
+        for user_id, (expiry, position) in list(self._local.items()):
+            if expiry > now and not await self._send(user_id, position):
+                return
 
     async def needed(self, user_id: int) -> int | None:
         """The WAL position a replica must have replayed to show this user's recent writes (0:
@@ -153,6 +170,8 @@ class WriteMarks:
             self._down = False
             self._paused_until = 0.0
             self.logger.info("write_marks_redis_recovered")
+            if self._resending is None or self._resending.done():
+                self._resending = background.spawn_detached(self._resend(), name="write-marks")
 
     def _failed(self, operation: str, exc: Exception) -> None:
         self._paused_until = self._clock() + _REDIS_PAUSE
