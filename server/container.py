@@ -137,6 +137,8 @@ async def build_container(
                 channel=f"hotpath:{database_name(settings.database_url)}:revocations",
             )
             namespace = f"hotpath:{database_name(settings.database_url)}"
+            if replicas is not None:
+                replicas.follow_writes(redis, namespace)  # read-your-writes on replicas
             product_cache = ProductCache(
                 redis,
                 logger,
