@@ -95,10 +95,11 @@ class CatalogService:
         where: ProductFilter,
         limit: int,
         lag_tolerant: bool = False,
+        reader: int | None = None,
     ) -> list[Product]:
-        """``lag_tolerant``: the caller needs none of its own writes (an anonymous listing),
-        so a read replica may answer (server/db/replicas.py)."""
-        db = self.db.lag_tolerant() if lag_tolerant else self.db
+        """``lag_tolerant``: a read replica may answer, one that has replayed the latest write
+        of ``reader`` (a user id; None: anonymous) (server/db/replicas.py)."""
+        db = await self.db.lag_tolerant_for(reader) if lag_tolerant else self.db
         async with db.connection() as conn:
             return await self.products.page(
                 conn, sort=sort, direction=direction, after=after, where=where, limit=limit
@@ -111,8 +112,9 @@ class CatalogService:
         where: ProductFilter,
         limit: int,
         lag_tolerant: bool = False,
+        reader: int | None = None,
     ) -> list[Match]:
-        db = self.db.lag_tolerant() if lag_tolerant else self.db
+        db = await self.db.lag_tolerant_for(reader) if lag_tolerant else self.db
         async with db.connection() as conn:
             return await self.products.search(conn, after=after, where=where, limit=limit)
 
