@@ -79,15 +79,17 @@ async def list_products(request: Request) -> Response:
     listing = listing_of(read_query(request, schemas.ProductQuery))
     services = container(request)
     limit = listing.query.limit
-    # Anonymous callers wrote nothing they could expect to see: a read replica may answer.
-    # A signed-in caller may have just written a product, so it reads the primary.
-    anonymous = request.scope.get("principal") is None
+    # A read replica may answer: for a signed-in caller, one that has replayed their latest
+    # write (server/db/replicas.py), so whoever just wrote a product lists it.
+    principal = request.scope.get("principal")
+    reader = None if principal is None else principal.user_id
     if listing.sort == "relevance":
         matches = await services.catalog.search(
             after=after(listing, services.cursors),
             where=listing.where,
             limit=limit + 1,
-            lag_tolerant=anonymous,
+            lag_tolerant=True,
+            reader=reader,
         )
         return paged_response(
             request,
@@ -105,7 +107,8 @@ async def list_products(request: Request) -> Response:
         after=after(listing, services.cursors),
         where=listing.where,
         limit=limit + 1,
-        lag_tolerant=anonymous,
+        lag_tolerant=True,
+        reader=reader,
     )
     return paged_response(
         request,
