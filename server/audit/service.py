@@ -14,7 +14,16 @@ class AuditService:
         self.audit = audit
 
     async def page(
-        self, *, before: tuple[dt.datetime, int] | None, where: AuditFilter, limit: int
+        self,
+        *,
+        before: tuple[dt.datetime, int] | None,
+        where: AuditFilter,
+        limit: int,
+        reader: int,
     ) -> list[AuditEvent]:
-        async with self.db.connection() as conn:
+        """From a read replica when there is one that has replayed ``reader``'s (a user id)
+        latest write (their own changes are listed at once; others' within the replica lag),
+        else the primary (server/db/replicas.py)."""
+        db = await self.db.lag_tolerant_for(reader)
+        async with db.connection() as conn:
             return await self.audit.page(conn, before=before, where=where, limit=limit)

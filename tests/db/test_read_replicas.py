@@ -3,8 +3,10 @@ on its own port) and a standby of it (pg_basebackup -R), never the shared server
 
 The replica set keeps a standby in rotation while it has replayed what the primary had written
 ``max_lag`` ago, takes it out while its replay is paused past that (or while it does not
-answer), and brings it back by itself; and a real server sends anonymous catalog listings to it
-while a signed-in writer reads its own writes from the primary."""
+answer), and brings it back by itself; and real servers send catalog listings and the audit
+listing to it, except a signed-in user's whose latest write it has not replayed yet: those go
+to the primary, whichever process of hotpath the write went through (tests/db/test_write_marks.py
+tests the pieces)."""
 
 from __future__ import annotations
 
@@ -286,6 +288,92 @@ def test_reads_use_the_replica_only_where_it_cannot_be_behind_the_reader(
             await until(lambda: listed({}) == 1, limit=10)
 
         asyncio.run(replayed())
+
+
+def routed(base: str, target: str, reason: str) -> float:
+    """hotpath_db_lag_tolerant_reads_total{target, reason} of one server process."""
+    answer = httpx.get(f"{base}/metrics")
+    assert answer.status_code == 200, answer.text
+    for line in answer.text.splitlines():
+        if (
+            line.startswith("hotpath_db_lag_tolerant_reads_total{")
+            and f'target="{target}"' in line
+            and f'reason="{reason}"' in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_a_signed_in_user_reads_their_own_writes_and_others_read_the_replica(
+    pair: Pair, tmp_path: Path
+) -> None:
+    """Two server processes on one Redis, the standby's replay paused (within the allowed lag):
+
+    - a staff member who creates a product through one process lists it, and its audit event,
+      through the other at once: their write's WAL position, kept in Redis, is past the
+      standby's, so their reads go to the primary;
+    - another staff member, signed in before the pause, gets the standby's older state in the
+      same two lists (neither the product nor its event), as does an anonymous listing;
+    - signing in during the pause is a write too: that user's audit list shows it;
+    - once the standby has replayed the write, the writer's reads go to it again."""
+    _, writer_email, writer_password = asyncio.run(insert_user(pair.url, "staff"))
+    _, other_email, other_password = asyncio.run(insert_user(pair.url, "staff"))
+    late_id, late_email, late_password = asyncio.run(insert_user(pair.url, "staff"))
+    env = {"DATABASE_REPLICA_URLS": pair.standby_url, "HOTPATH_REPLICA_MAX_LAG": "60"}
+    with running_servers(
+        2, database_url=pair.url, redis_url=REDIS_URL, data_dir=tmp_path, extra_env=env
+    ) as (one, two):
+        writer = {"authorization": f"Bearer {login(one, writer_email, writer_password)}"}
+        other = {"authorization": f"Bearer {login(one, other_email, other_password)}"}
+        category = f"own-writes-{secrets.token_hex(4)}"
+
+        def listed(base: str, headers: dict[str, str]) -> int:
+            answer = httpx.get(
+                f"{base}/v1/products", params={"category": category}, headers=headers
+            )
+            assert answer.status_code == 200, answer.text
+            return len(answer.json()["data"])
+
+        def audited(base: str, headers: dict[str, str], **query: str | int) -> list[str]:
+            answer = httpx.get(f"{base}/v1/audit-events", params=query, headers=headers)
+            assert answer.status_code == 200, answer.text
+            return [event["action"] for event in answer.json()["data"]]
+
+        def from_the_replica(headers: dict[str, str]) -> bool:
+            before = routed(two, "replica", "in_rotation")
+            listed(two, headers)
+            return routed(two, "replica", "in_rotation") > before
+
+        async def settled() -> None:
+            # The standby has replayed both sign-ins, and process two's checks have seen it.
+            await until_replayed(pair)
+            await until(lambda: from_the_replica(writer) and from_the_replica(other), limit=10)
+
+        asyncio.run(settled())
+        asyncio.run(pair.on_standby("SELECT pg_wal_replay_pause()"))
+        try:
+            product = new_product(one, writer, category)
+            behind = routed(two, "primary", "behind_reader")
+            assert listed(two, writer) == 1  # the writer: the primary
+            assert audited(two, writer, target_type="product", target_id=str(product["id"])) == [
+                "product.created"
+            ]
+            assert routed(two, "primary", "behind_reader") == behind + 2
+            assert listed(two, other) == 0  # someone else: the paused standby
+            assert audited(two, other, target_type="product", target_id=str(product["id"])) == []
+            assert listed(two, {}) == 0
+
+            late = {"authorization": f"Bearer {login(one, late_email, late_password)}"}
+            assert "auth.login" in audited(two, late, actor_id=late_id, action="auth.login")
+        finally:
+            asyncio.run(pair.on_standby("SELECT pg_wal_replay_resume()"))
+
+        async def replayed() -> None:
+            await until_replayed(pair)
+            await until(lambda: from_the_replica(writer), limit=10)
+
+        asyncio.run(replayed())
+        assert listed(two, other) == 1
 
 
 class FakeDatabase:
