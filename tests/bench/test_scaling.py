@@ -1,0 +1,98 @@
+"""The scaling figures (bench/suite/scaling.py, ``make bench-scaling``): the WAL and counter
+arithmetic on known input, and the whole module in smoke mode, so it cannot rot. Smoke mode
+measures nothing worth quoting; it checks what must hold however busy the box is (an order
+commits a transaction, a warm read does not need one)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bench.suite.resources import Snapshot, database_bytes, window
+
+
+def _record(rmgr: str, rec: int, tot: int, xid: int, desc: str) -> str:
+    """A line as pg_waldump 15 prints it."""
+    return (
+        f"rmgr: {rmgr:<11} len (rec/tot): {rec:>6}/{tot:>6}, tx: {xid:>10}, "
+        f"lsn: 0/01523F80, prev 0/01523F48, desc: {desc}"
+    )
+
+
+# Database 16384 is ours, 99999 someone else's.
+WALDUMP = [
+    _record("Heap", 79, 79, 743, "INSERT off 12 flags 0x00, blkref #0: rel 1663/16384/16390 blk 0"),
+    _record("Btree", 64, 64, 743, "INSERT_LEAF off 12, blkref #0: rel 1663/16384/16393 blk 1"),
+    _record("Transaction", 34, 34, 743, "COMMIT 2026-12-07 06:30:00.000001 UTC"),
+    _record("Heap", 79, 250, 744, "INSERT off 3, blkref #0: rel 1663/99999/16390 blk 0 FPW"),
+    _record("Transaction", 34, 34, 744, "COMMIT 2026-12-07 06:30:00.000002 UTC"),
+    _record("Standby", 50, 50, 0, "RUNNING_XACTS nextXid 745 latestCompletedXid 744"),
+    _record("XLOG", 49, 8241, 0, "FPI_FOR_HINT , blkref #0: rel 1663/16384/16390 blk 5 FPW"),
+]
+
+
+def test_wal_of_a_database_is_its_records_and_its_transactions_commits() -> None:
+    assert database_bytes(WALDUMP, 16384) == 79 + 64 + 34 + 8241
+    assert database_bytes(WALDUMP, 99999) == 250 + 34
+    assert database_bytes(WALDUMP, 1) == 0
+
+
+def test_a_window_is_the_difference_of_two_snapshots() -> None:
+    before = Snapshot(10.0, 100, {1: 2.0, 2: 1.0}, 5000, {"evalsha": 7, "publish": 1}, 3.0)
+    # Backend 2 exited (its CPU is lost, and said so in the module), 3 is new.
+    after = Snapshot(25.0, 160, {1: 2.5, 3: 0.25}, 9000, {"evalsha": 7, "get": 4}, 3.5, 3)
+    part = window(before, after)
+    assert part.seconds == 15.0
+    assert part.xacts == 60
+    assert part.backend_cpu == pytest.approx(0.75)
+    assert part.backends == 2
+    assert (part.wal_start, part.wal_end) == (5000, 9000)
+    assert part.redis_calls == {"get": 4, "publish": -1}
+    assert part.redis_cpu == pytest.approx(0.5)
+    assert part.redis_clients == 3
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_the_scaling_figures_run_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.suite.scaling", "--smoke", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=360,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [found] = tmp_path.glob("scaling-*.json")
+    report = orjson.loads(found.read_bytes())
+    rows = {row["name"]: row for row in report["scenarios"]}
+    assert list(rows) == ["warm_read", "warm_read_clients", "list_page", "order", "uncached_read"]
+    for name, row in rows.items():
+        assert row["requests"] > 0, name
+        assert row["errors"] == 0, row
+        assert row["hotpath_cpu_us"] > 0, name
+        assert row["pg_backends"] >= 1, name
+    # Every order and every uncached read commits at least one transaction; a warm read
+    # is answered from the product cache (the few of the smoke run's products not yet
+    # cached read PostgreSQL once).
+    assert rows["order"]["pg_xacts"] >= 0.9
+    assert rows["uncached_read"]["pg_xacts"] >= 0.9
+    assert rows["warm_read"]["pg_xacts"] < 0.5
+    assert rows["order"]["pg_backend_cpu_us"] > 0
+    # A client address seen once is a rate-limit key no lease of the process covers: Redis
+    # is asked (the limiter's script) for nearly every such request.
+    assert rows["warm_read_clients"]["redis_commands"] > 0.5
+    # The WAL of the database: read with pg_waldump where this user may read the WAL.
+    order = rows["order"]
+    assert (order["wal_bytes"] or 0) > 0 or order["wal_unavailable"]
+    assert report["idle"]["seconds"] > 0
+    example = report["model"]
+    assert example["hotpath_workers"] > 0
+    assert example["connections_without_pooler_primary"] == example["hotpath_workers"] * 10
+    markdown = found.with_suffix(".md").read_text()
+    assert "| warm_read |" in markdown
+    assert "Worked example" in markdown
