@@ -105,6 +105,15 @@ BENCH_TRACING_ROUNDS ?= 5
 bench-tracing: $(STAMP) tools
 	$(BIN)/python -m bench.suite.tracing --rounds $(BENCH_TRACING_ROUNDS)
 
+.PHONY: bench-scaling
+
+## make bench-scaling: what one request of each class (warm read, uncached read, list page, order)
+## costs PostgreSQL (transactions, backend CPU, WAL of its database) and Redis (commands, CPU),
+## against one server on a private database and a redis-server of its own (bench/suite/scaling.py,
+## about 2 minutes); writes bench/results/scaling-<date>.{json,md}, quoted in docs/scaling.md
+bench-scaling: $(STAMP) tools
+	$(BIN)/python -m bench.suite.scaling
+
 ## make bench-recovery: RTO and RPO of the shipped pgBackRest set-up, and the times of a logical
 ## backup and its checked restore, on throwaway clusters (bench/recovery/, about 9 minutes,
 ## most of it waiting for a WAL segment to be archived), quoted in docs/disaster-recovery.md
