@@ -18,7 +18,7 @@ import orjson
 from starlette.requests import Request
 
 from server.web.errors import BadRequest
-from server.web.responses import JSONResponse
+from server.web.responses import PreparedJSON, dumps
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
@@ -108,12 +108,13 @@ class Page(msgspec.Struct):
     next_cursor: str | None
 
 
-def page_response(request: Request, items: list[Any], cursor: str | None) -> JSONResponse:
+def page_response(request: Request, items: list[Any], cursor: str | None) -> PreparedJSON:
     """``{"data", "next_cursor"}`` plus a ``Link: <...>; rel="next"`` header when there is more."""
-    headers = {}
+    headers: list[tuple[bytes, bytes]] = []
     if cursor is not None:
-        headers["link"] = f'<{request.url.include_query_params(cursor=cursor)}>; rel="next"'
-    return JSONResponse(Page(items, cursor), headers=headers)
+        link = f'<{request.url.include_query_params(cursor=cursor)}>; rel="next"'
+        headers.append((b"link", link.encode("latin-1")))
+    return PreparedJSON(dumps(Page(items, cursor)), headers)
 
 
 def paged_response(
@@ -124,9 +125,11 @@ def paged_response(
     cursors: CursorCodec,
     scope: str,
     position: Callable[[T], tuple[Any, ...]],
-    view: Callable[[T], Any],
-) -> JSONResponse:
-    """The answer for rows fetched with ``limit + 1``: the page, its cursor and Link header."""
+    view: Callable[[T], Any] | None = None,
+) -> PreparedJSON:
+    """The answer for rows fetched with ``limit + 1``: the page, its cursor and Link header.
+    Without ``view`` the rows are the page's items as they are (response Structs already)."""
     page, last = split_page(rows, limit)
     cursor = cursors.encode(scope, position(last)) if last is not None else None
-    return page_response(request, [view(row) for row in page], cursor)
+    items = page if view is None else [view(row) for row in page]
+    return page_response(request, items, cursor)
