@@ -71,7 +71,7 @@ def list_page(rows: list[Product], cursors: CursorCodec) -> Callable[[], bytes]:
             limit=PAGE,
             cursors=cursors,
             scope=SCOPE,
-            position=lambda p: (p.sort_value("created_at"), p.id),
+            position=lambda p: (p.created_at, p.id),
             view=catalog.product_view,
         )
         return bytes(response.body)

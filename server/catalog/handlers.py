@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from server.catalog import schemas
 from server.catalog.cache import CachedProduct
-from server.catalog.listing import after, listing_of, scope
+from server.catalog.listing import after, listing_of, position
 from server.catalog.repository import Product, ProductFields, SortKey
 from server.web.access import principal_of
 from server.web.apidoc import api
@@ -96,13 +96,12 @@ async def list_products(request: Request) -> Response:
             matches,
             limit=limit,
             cursors=services.cursors,
-            scope=scope(listing),
+            scope=listing.scope,
             position=lambda m: (m.rank, m.product.id),
-            view=lambda m: schemas.product_view(m.product),
+            view=lambda m: m.product,
         )
-    sort = cast(SortKey, listing.sort)
     rows = await services.catalog.page(
-        sort=sort,
+        sort=cast(SortKey, listing.sort),
         direction=listing.direction,
         after=after(listing, services.cursors),
         where=listing.where,
@@ -115,9 +114,8 @@ async def list_products(request: Request) -> Response:
         rows,
         limit=limit,
         cursors=services.cursors,
-        scope=scope(listing),
-        position=lambda p: (p.sort_value(sort), p.id),
-        view=schemas.product_view,
+        scope=listing.scope,
+        position=position(listing),
     )
 
 

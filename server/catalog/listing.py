@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,14 @@ _CURSOR_TYPES: dict[str, type] = {
     "name": str,
     "relevance": float,
 }
+# Every filter is part of the cursor's scope: a filter added to ProductFilter joins it.
+_FILTERS = tuple(field.name for field in dataclasses.fields(ProductFilter))
+# The last row's place in a listing sorted by a column: (that column's value, id).
+_POSITIONS: dict[str, Callable[[schemas.ProductView], tuple[Any, int]]] = {
+    "created_at": lambda view: (view.created_at, view.id),
+    "price": lambda view: (view.price.amount_minor, view.id),
+    "name": lambda view: (view.name, view.id),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +40,7 @@ class Listing:
     sort: str
     direction: Direction
     where: ProductFilter
+    scope: str  # its cursors' (_scope)
 
 
 def _invalid(name: str, detail: str, message: str) -> InvalidParameter:
@@ -82,21 +92,27 @@ def listing_of(query: schemas.ProductQuery) -> Listing:
         query.category,
         query.currency,
     )
-    return Listing(query, sort, direction, where)
+    return Listing(query, sort, direction, where, _scope(sort, direction, where))
 
 
-def scope(listing: Listing) -> str:
+def _scope(sort: str, direction: Direction, where: ProductFilter) -> str:
     # The sort and every filter are the cursor's scope: a cursor of one listing is refused by
-    # another (a filter added to ProductFilter joins the scope with it).
-    values = [listing.sort, listing.direction, *dataclasses.astuple(listing.where)]
+    # another. Read field by field: dataclasses.astuple copies recursively, 5% of the list
+    # handler's samples in the bench's profile (issue 19).
+    values = [sort, direction, *[getattr(where, name) for name in _FILTERS]]
     return "products:" + msgspec.json.encode(values).decode()
+
+
+def position(listing: Listing) -> Callable[[schemas.ProductView], tuple[Any, int]]:
+    """What the next cursor of a listing sorted by a column holds of its page's last row."""
+    return _POSITIONS[listing.sort]
 
 
 def after(listing: Listing, cursors: CursorCodec) -> tuple[Any, int] | None:
     query = listing.query
     if not query.cursor:
         return None
-    values = cursors.decode_values(scope(listing), query.cursor)
+    values = cursors.decode_values(listing.scope, query.cursor)
     if len(values) != 2:
         raise InvalidCursor("The cursor is not valid for this list.")
     value, last_id = values

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 
 from server.catalog.currencies import ISO_4217
-from server.catalog.repository import Product
 from server.web.schemas import DEFAULT_LIMIT, PageLimit, Strict
+
+if TYPE_CHECKING:  # the repository builds listed rows' views from here: no import cycle
+    from server.catalog.repository import Product
 
 Money = Annotated[int, msgspec.Meta(ge=0, le=10**15)]
 Currency = ISO_4217

@@ -19,6 +19,7 @@ from server.catalog.repository import (
     ProductsRepository,
     SortKey,
 )
+from server.catalog.schemas import ProductView
 from server.db.database import Connection, Database
 from server.db.outbox import Outbox
 from server.web.context import RequestContext
@@ -96,7 +97,7 @@ class CatalogService:
         limit: int,
         lag_tolerant: bool = False,
         reader: int | None = None,
-    ) -> list[Product]:
+    ) -> list[ProductView]:
         """``lag_tolerant``: a read replica may answer, one that has replayed the latest write
         of ``reader`` (a user id; None: anonymous) (server/db/replicas.py)."""
         db = await self.db.lag_tolerant_for(reader) if lag_tolerant else self.db

@@ -157,6 +157,33 @@ async def test_the_listing_is_public(http: httpx.AsyncClient, catalog: Catalog) 
     assert [p["id"] for p in response.json()["data"]] == [product["id"]]
 
 
+async def test_a_listed_row_is_the_bytes_of_its_own_read(
+    http: httpx.AsyncClient, catalog: Catalog
+) -> None:
+    """A listing builds each row's view straight from its record (the repository), a read of
+    one product from a Product (``schemas.product_view``): every kind of listing (each query
+    family of sql/products_list.sql) writes a row as that read does, byte for byte."""
+    category = unique_category()
+    made = [
+        await catalog.create(category=category, name="Dimmable lamp", stock=0, price=0),
+        await catalog.create(category=category, name="Lamp shade", stock=7, price=1250),
+    ]
+    reads = [(await http.get(f"/v1/products/{p['id']}")).content for p in made]
+    listings: list[dict[str, Any]] = [
+        {},
+        {"sort": "price", "currency": "EUR", "order": "desc"},
+        {"sort": "name"},
+        {"q": "lamp", "sort": "created_at"},
+        {"q": "lamp"},  # by relevance
+    ]
+    for params in listings:
+        page = await http.get("/v1/products", params={"category": category, **params})
+        assert page.status_code == 200, page.text
+        assert len(page.json()["data"]) == 2, params
+        for read in reads:
+            assert read in page.content, params
+
+
 # --- filters -----------------------------------------------------------------------------
 
 

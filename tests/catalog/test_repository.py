@@ -49,3 +49,32 @@ async def test_another_unique_violation_is_not_sku_taken(conn: asyncpg.Connectio
         async with conn.transaction():
             await repo.create(conn, "sku-" + secrets.token_hex(4), fields, 1)
     assert caught.value.constraint_name == "products_test_name_key"
+
+
+LISTED = (
+    "id",
+    "sku",
+    "name",
+    "description",
+    "category",
+    "price_minor",
+    "currency",
+    "stock",
+    "version",
+    "created_at",
+    "updated_at",
+)
+
+
+async def test_every_listing_query_selects_the_columns_a_listed_row_is_read_by(
+    conn: asyncpg.Connection,
+) -> None:
+    """A page's rows are unpacked by position into their views (repository._view): each
+    listing query must select these columns in this order, a search's rank after them."""
+    listings = [query for query in load_queries() if query.name.startswith("list_products_")]
+    assert len(listings) == 13  # by created_at, price and name both ways, searched or not; rank
+    for query in listings:
+        statement = await conn.prepare(query.sql)
+        columns = tuple(attribute.name for attribute in statement.get_attributes())
+        expected = (*LISTED, "rank") if query.name == "list_products_by_relevance" else LISTED
+        assert columns == expected, query.name
