@@ -12,7 +12,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
-from middleware.trace_context import TRACEPARENT, parse_traceparent
+from middleware.trace_context import CALLER_TRACEPARENT, TRACEPARENT, parse_traceparent
 
 _SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}").fullmatch
 _HEADER_NAME = re.compile(r"[a-z0-9-]+").fullmatch
@@ -68,8 +68,8 @@ class RequestIdMiddleware:
 
     A valid `traceparent` header (exactly one) puts its trace id and the caller's span id in
     `scope["trace_id"]`/`scope["span_id"]` and in the context as `trace.id`/`span.id`, and the
-    parsed header in `scope["traceparent"]`. With tracing on, the tracing layer replaces the
-    span id with the server span's.
+    parsed header in `scope["traceparent"]` and `CALLER_TRACEPARENT`. With tracing on, the
+    tracing layer replaces the span id with the server span's.
     """
 
     def __init__(self, app: ASGIApp, *, header: str = "x-request-id") -> None:
@@ -106,6 +106,7 @@ class RequestIdMiddleware:
                 scope["span_id"] = parent.parent_id
                 self._trace_var.set(parent.trace_id)
                 self._span_var.set(parent.parent_id)
+                CALLER_TRACEPARENT.set(parent)
         if incoming is not None and _SANE_ID(incoming):
             request_id = incoming.decode("ascii")
         else:

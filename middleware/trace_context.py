@@ -6,6 +6,7 @@ tracing off.
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from typing import NamedTuple
 
 TRACEPARENT = b"traceparent"
@@ -23,6 +24,11 @@ class TraceParent(NamedTuple):
     trace_id: str  # 32 lower-case hex digits
     parent_id: str  # 16: the caller's span
     flags: int  # bit 0: sampled
+
+
+# The valid traceparent the request came with (RequestIdMiddleware sets it, only then): what
+# the request writes down for later work to link to (an outbox event) when tracing is off.
+CALLER_TRACEPARENT: ContextVar[TraceParent | None] = ContextVar("caller_traceparent", default=None)
 
 
 def parse_traceparent(value: bytes) -> TraceParent | None:

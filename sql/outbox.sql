@@ -1,15 +1,18 @@
 -- name: create_outbox_event :exec
-INSERT INTO outbox (topic, aggregate_type, aggregate_id, payload) VALUES ($1, $2, $3, $4);
+-- $5: the W3C traceparent of the request writing it, or NULL (server/db/outbox.py).
+INSERT INTO outbox (topic, aggregate_type, aggregate_id, payload, traceparent)
+VALUES ($1, $2, $3, $4, $5);
 
 -- name: create_outbox_events :exec
 -- Several events of one topic in one statement: an order's stock changes, one per product.
-INSERT INTO outbox (topic, aggregate_type, aggregate_id, payload)
-SELECT $1, $2, e.id, e.payload::jsonb FROM unnest($3::text[], $4::text[]) AS e (id, payload);
+INSERT INTO outbox (topic, aggregate_type, aggregate_id, payload, traceparent)
+SELECT $1, $2, e.id, e.payload::jsonb, $5
+FROM unnest($3::text[], $4::text[]) AS e (id, payload);
 
 -- name: list_outbox_events_to_publish :many
 -- The worker's claim: the oldest unpublished events, locked until its transaction ends; rows
 -- another worker holds are skipped, so any number of workers never claim one event twice.
-SELECT id, topic, aggregate_type, aggregate_id, payload, created_at
+SELECT id, topic, aggregate_type, aggregate_id, payload, created_at, traceparent
 FROM outbox
 WHERE published_at IS NULL
 ORDER BY id

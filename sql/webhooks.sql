@@ -51,17 +51,20 @@ RETURNING id, url, description, event_types, enabled, created_at, updated_at, ro
 SELECT id, event_types FROM webhook_endpoints WHERE enabled;
 
 -- name: create_webhook_deliveries :exec
--- The fan-out of claimed events: one row per (event, endpoint); a repeat is ignored.
-INSERT INTO webhook_deliveries (endpoint_id, event_id, message_id, event_type, body, retry_until)
-SELECT d.endpoint_id, d.event_id, d.message_id, d.event_type, d.body,
-       now() + make_interval(secs => $6)
-FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[])
-     AS d (endpoint_id, event_id, message_id, event_type, body)
+-- The fan-out of claimed events: one row per (event, endpoint); a repeat is ignored. Each
+-- keeps its event's traceparent, which may outlive the event's row.
+INSERT INTO webhook_deliveries
+    (endpoint_id, event_id, message_id, event_type, body, traceparent, retry_until)
+SELECT d.endpoint_id, d.event_id, d.message_id, d.event_type, d.body, d.traceparent,
+       now() + make_interval(secs => $7)
+FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
+     AS d (endpoint_id, event_id, message_id, event_type, body, traceparent)
 ON CONFLICT ON CONSTRAINT webhook_deliveries_event_key DO NOTHING;
 
 -- name: create_webhook_ping :one
-INSERT INTO webhook_deliveries (endpoint_id, message_id, event_type, body, retry_until)
-VALUES ($1, $2, 'webhook.ping', $3, now() + make_interval(secs => $4))
+-- $5: the traceparent of the request asking for it, or NULL.
+INSERT INTO webhook_deliveries (endpoint_id, message_id, event_type, body, traceparent, retry_until)
+VALUES ($1, $2, 'webhook.ping', $3, $5, now() + make_interval(secs => $4))
 RETURNING id;
 
 -- name: get_webhook_delivery :one
@@ -124,7 +127,8 @@ SET attempts = d.attempts + 1, claim_token = $5, last_attempt_at = now(),
 FROM picked, webhook_endpoints e
 WHERE d.id = picked.id AND e.id = d.endpoint_id
 RETURNING d.id, d.endpoint_id, d.message_id, d.event_type, d.body, d.attempts, d.failures,
-          d.retry_until, e.url, e.secret_box, e.previous_secret_box, e.previous_valid_until;
+          d.retry_until, d.traceparent, e.url, e.secret_box, e.previous_secret_box,
+          e.previous_valid_until;
 
 -- name: create_webhook_attempt :exec
 INSERT INTO webhook_attempts

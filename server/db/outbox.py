@@ -1,7 +1,13 @@
 """The transactional outbox: an event row written in the same transaction as the change it
 describes, so no committed change goes without its event. The webhook worker
 (server/webhooks/delivery.py) claims the rows (FOR UPDATE SKIP LOCKED), fans them out to the
-endpoints that subscribe and marks them published; published rows are kept (no pruning yet)."""
+endpoints that subscribe and marks them published; published rows go after
+HOTPATH_OUTBOX_RETENTION_SECONDS.
+
+Each row also keeps the W3C traceparent of the request that wrote it (``current_traceparent``:
+the server span with tracing on, a valid one the caller sent with tracing off, else NULL),
+read here from the request's context so the services that write events need not pass it: the
+worker's spans link to it and its log lines name it."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import orjson
 
 from server.db.database import Connection
 from server.db.sqlfiles import Queries
+from server.runtime.tracing import current_traceparent
 
 
 class Outbox:
@@ -22,7 +29,9 @@ class Outbox:
     async def add(
         self, conn: Connection, topic: str, aggregate: str, aggregate_id: object, payload: Any
     ) -> None:
-        await conn.execute(self._create, topic, aggregate, str(aggregate_id), payload)
+        await conn.execute(
+            self._create, topic, aggregate, str(aggregate_id), payload, current_traceparent()
+        )
 
     async def add_many(
         self,
@@ -36,4 +45,6 @@ class Outbox:
             return
         ids = [str(aggregate_id) for aggregate_id, _ in events]
         payloads = [orjson.dumps(payload).decode() for _, payload in events]
-        await conn.execute(self._create_many, topic, aggregate, ids, payloads)
+        await conn.execute(
+            self._create_many, topic, aggregate, ids, payloads, current_traceparent()
+        )

@@ -10,21 +10,36 @@ through the SDK's BatchSpanProcessor: a queue the request only appends to, sent 
 processor's own thread. The tracer provider is also made OpenTelemetry's global one, which is
 where coredis' own instrumentation (one client span per Redis command, without its arguments)
 finds it.
+
+Work that happens later because of a request (a webhook delivery of the event it wrote) is not
+that request's child: it runs in a trace of its own, with a link to the request's span. The
+request writes its ``current_traceparent()`` down with the event; the worker turns it back into
+a link (``link_to``) on the spans that process it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.propagate import inject
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import (
+    Link,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    Tracer,
+)
 
+from middleware.trace_context import CALLER_TRACEPARENT, TraceParent, parse_traceparent
 from server import __version__
 
 if TYPE_CHECKING:
@@ -40,6 +55,7 @@ class Tracing:
 
 
 _ACTIVE: list[Tracing] = []
+_ROOT = Context()  # no current span: what starts a trace of its own
 
 
 def traces_url(endpoint: str) -> str:
@@ -91,6 +107,84 @@ def flush_tracing(timeout_seconds: float = 5.0) -> None:
         _ACTIVE[0].provider.force_flush(int(timeout_seconds * 1000))
 
 
+def current_traceparent() -> str | None:
+    """The W3C traceparent later work should link to, for a row written now (an outbox event):
+    with tracing on, the current span's (a request's server span, sampled or not); with tracing
+    off, the caller's, when the request came with a valid ``traceparent``; else None.
+
+    Always rebuilt from parsed ids in version 00's form, never a header's text as it came."""
+    if _ACTIVE:
+        ids = trace.get_current_span().get_span_context()
+        if ids.is_valid:
+            return f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{ids.trace_flags & 0xFF:02x}"
+    caller = CALLER_TRACEPARENT.get()
+    if caller is None:
+        return None
+    return f"00-{caller.trace_id}-{caller.parent_id}-{caller.flags:02x}"
+
+
+# Log fields naming the span whose request caused the work a line is about (a webhook
+# delivery): ECS has no field for a linked trace, and ``trace.id``/``span.id`` are the line's
+# own trace (ECS, and the OpenTelemetry log data model's TraceId/SpanId: the active span's).
+ORIGIN_TRACE_ID_FIELD = "origin.trace.id"
+ORIGIN_SPAN_ID_FIELD = "origin.span.id"
+
+
+def _parsed(traceparent: str | None) -> TraceParent | None:
+    # A stored value is checked again when read: no trust in what a table holds.
+    if traceparent is None:
+        return None
+    return parse_traceparent(traceparent.encode("ascii", "replace"))
+
+
+def origin_fields(traceparent: str | None) -> dict[str, str]:
+    """The log fields naming a stored traceparent's trace and span; none without one."""
+    parsed = _parsed(traceparent)
+    if parsed is None:
+        return {}
+    return {ORIGIN_TRACE_ID_FIELD: parsed.trace_id, ORIGIN_SPAN_ID_FIELD: parsed.parent_id}
+
+
+def link_to(traceparent: str | None) -> Link | None:
+    """A span link to the span a stored traceparent names (None without one)."""
+    parsed = _parsed(traceparent)
+    if parsed is None:
+        return None
+    return Link(
+        SpanContext(
+            int(parsed.trace_id, 16),
+            int(parsed.parent_id, 16),
+            is_remote=True,
+            trace_flags=TraceFlags(parsed.flags),
+        )
+    )
+
+
+def _links(origins: Iterable[str | None]) -> list[Link]:
+    # One link per distinct origin: an order's events (order.placed, stock.changed) share one.
+    return [link for o in dict.fromkeys(origins) if (link := link_to(o)) is not None]
+
+
+@contextmanager
+def linked_span(
+    name: str,
+    origins: Iterable[str | None],
+    *,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: dict[str, str | int] | None = None,
+) -> Iterator[None]:
+    """A span of its own trace, linked to the spans ``origins`` (stored traceparents) name;
+    nothing when tracing is off."""
+    tracer = active_tracer()
+    if tracer is None:
+        yield
+        return
+    with tracer.start_as_current_span(
+        name, context=_ROOT, kind=kind, links=_links(origins), attributes=attributes
+    ):
+        yield
+
+
 class OutboundCall:
     """What an outbound HTTP call adds to its request (``headers``: the W3C trace context)
     and reports about its answer."""
@@ -100,6 +194,13 @@ class OutboundCall:
     def __init__(self, headers: dict[str, str], span: trace.Span | None) -> None:
         self.headers = headers
         self.span = span
+
+    def ids(self) -> tuple[str, str] | None:
+        """(trace id, span id) of the call's span; None untraced."""
+        if self.span is None:
+            return None
+        ids = self.span.get_span_context()
+        return trace.format_trace_id(ids.trace_id), trace.format_span_id(ids.span_id)
 
     def answered(self, status: int) -> None:
         if self.span is not None:
@@ -112,10 +213,11 @@ _UNTRACED = OutboundCall({}, None)
 
 
 @contextmanager
-def outbound_call(method: str, url: str) -> Iterator[OutboundCall]:
+def outbound_call(method: str, url: str, *, origin: str | None = None) -> Iterator[OutboundCall]:
     """A client span around an outbound HTTP call, whose ``traceparent`` (and ``tracestate``)
     go with the request. Only the host and port are recorded: a webhook URL's path or query
-    may hold the receiver's secret."""
+    may hold the receiver's secret. ``origin``: a stored traceparent the span links to (the
+    request whose event a webhook delivers); the call's own traceparent stays its span's."""
     tracer = active_tracer()
     if tracer is None:
         yield _UNTRACED
@@ -127,7 +229,9 @@ def outbound_call(method: str, url: str) -> Iterator[OutboundCall]:
     }
     if parts.port is not None:
         attributes["server.port"] = parts.port
-    with tracer.start_as_current_span(method, kind=SpanKind.CLIENT, attributes=attributes) as span:
+    with tracer.start_as_current_span(
+        method, kind=SpanKind.CLIENT, attributes=attributes, links=_links((origin,))
+    ) as span:
         headers: dict[str, str] = {}
         inject(headers)
         yield OutboundCall(headers, span)

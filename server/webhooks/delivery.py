@@ -17,6 +17,12 @@ disabled (audited); its pending deliveries die with it and can be redelivered.
 
 Retention: every five minutes, published outbox events and finished deliveries older than
 HOTPATH_OUTBOX_RETENTION_SECONDS are deleted in batches.
+
+Tracing: an event keeps the traceparent of the request that wrote it, and each delivery a copy.
+A fan-out and each attempt are spans of traces of their own (a delivery comes later and may be
+retried for a day), linked to those requests' spans; an attempt's log lines carry the request's
+ids as ``origin.trace.id``/``origin.span.id`` and, with tracing on, their own attempt's span as
+``trace.id``/``span.id``.
 """
 
 from __future__ import annotations
@@ -33,10 +39,14 @@ from dataclasses import dataclass
 
 from aiolimiter import AsyncLimiter
 from cryptography.exceptions import InvalidTag
+from opentelemetry.trace import SpanKind
+from structlog.contextvars import bind_contextvars
 from structlog.typing import FilteringBoundLogger
 
+from middleware.request_id import SPAN_ID_FIELD, TRACE_ID_FIELD
 from server.audit.repository import AuditRepository
 from server.db.database import Database
+from server.runtime.tracing import linked_span, origin_fields
 from server.web.context import RequestContext
 from server.webhooks import events
 from server.webhooks.metrics import DeliveryMetrics
@@ -154,10 +164,22 @@ class DeliveryWorker:
             claimed = await self.queue.claim_events(conn, self.config.batch)
             if not claimed:
                 return 0
-            endpoints = await self.queue.enabled_endpoints(conn)
-            rows = [row for event in claimed for row in _fan_out(event, endpoints)]
-            await self.queue.fan_out(conn, rows, self.config.retry_horizon_seconds)
-            await self.queue.mark_published(conn, [e.id for e in claimed])
+            # OpenTelemetry's messaging conventions for a batch: a process span linked to each
+            # message's creation (here: the requests that wrote the events).
+            with linked_span(
+                "process outbox",
+                (e.traceparent for e in claimed),
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": "outbox",
+                    "messaging.batch.message_count": len(claimed),
+                },
+            ):
+                endpoints = await self.queue.enabled_endpoints(conn)
+                rows = [row for event in claimed for row in _fan_out(event, endpoints)]
+                await self.queue.fan_out(conn, rows, self.config.retry_horizon_seconds)
+                await self.queue.mark_published(conn, [e.id for e in claimed])
         return len(claimed)
 
     async def measure_backlog(self, metrics: DeliveryMetrics) -> None:
@@ -214,10 +236,15 @@ class DeliveryWorker:
         self._room.set()
         if not task.cancelled() and task.exception() is not None:
             self.logger.error(
-                "webhook_attempt_error", delivery_id=delivery.id, error=repr(task.exception())
+                "webhook_attempt_error",
+                delivery_id=delivery.id,
+                error=repr(task.exception()),
+                **origin_fields(delivery.traceparent),
             )
 
     async def _attempt(self, delivery: Claimed, token: uuid.UUID) -> None:
+        # A task of its own: what is bound here reaches this attempt's log lines only.
+        bind_contextvars(**origin_fields(delivery.traceparent))
         sent = False
         recording: asyncio.Future[None] | None = None
         try:
@@ -236,8 +263,14 @@ class DeliveryWorker:
                 else:
                     sent = True
                     result = await self.sender.send(
-                        delivery.endpoint_id, delivery.url, headers, body
+                        delivery.endpoint_id,
+                        delivery.url,
+                        headers,
+                        body,
+                        origin=delivery.traceparent,
                     )
+            if result.trace_id is not None:
+                bind_contextvars(**{TRACE_ID_FIELD: result.trace_id, SPAN_ID_FIELD: result.span_id})
             self.outcomes[result.outcome] += 1
             if self.metrics is not None:
                 self.metrics.attempt(result.outcome, result.latency_ms / 1000)
@@ -365,14 +398,17 @@ def _unreadable_secret() -> SendResult:
 
 def _fan_out(
     event: OutboxEvent, endpoints: list[tuple[int, list[str]]]
-) -> list[tuple[int, int, str, str, str]]:
+) -> list[tuple[int, int, str, str, str, str | None]]:
     targets = [e for e, patterns in endpoints if events.matches(patterns, event.topic)]
     if not targets:
         return []
     body = message_body(event.topic, event.created_at, event.payload)
     # One webhook-id per event (the same for every endpoint and every retry).
     message_id = f"msg_{event.id}_{secrets.token_hex(6)}"
-    return [(endpoint_id, event.id, message_id, event.topic, body) for endpoint_id in targets]
+    return [
+        (endpoint_id, event.id, message_id, event.topic, body, event.traceparent)
+        for endpoint_id in targets
+    ]
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

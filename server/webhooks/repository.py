@@ -11,6 +11,7 @@ import asyncpg
 
 from server.db.database import Connection, record_to
 from server.db.sqlfiles import Queries
+from server.runtime.tracing import current_traceparent
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,7 @@ class Claimed:
     attempts: int
     failures: int
     retry_until: dt.datetime
+    traceparent: str | None  # of the request that caused it (docs/observability.md, Tracing)
     url: str
     secret_box: bytes
     previous_secret_box: bytes | None
@@ -88,6 +90,7 @@ class OutboxEvent:
     aggregate_id: str
     payload: object
     created_at: dt.datetime
+    traceparent: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +175,10 @@ class WebhooksRepository:
     async def create_ping(
         self, conn: Connection, endpoint_id: int, message_id: str, body: str, retry_seconds: float
     ) -> int:
-        value = await conn.fetchval(self._ping, endpoint_id, message_id, body, retry_seconds)
+        # The ping's delivery links back to the request that asked for it, as an event's does.
+        value = await conn.fetchval(
+            self._ping, endpoint_id, message_id, body, retry_seconds, current_traceparent()
+        )
         assert isinstance(value, int)
         return value
 
@@ -232,10 +238,10 @@ class DeliveryQueue:
     async def fan_out(
         self,
         conn: Connection,
-        rows: Sequence[tuple[int, int, str, str, str]],
+        rows: Sequence[tuple[int, int, str, str, str, str | None]],
         retry_seconds: float,
     ) -> None:
-        """rows: (endpoint id, event id, message id, event type, body)."""
+        """rows: (endpoint id, event id, message id, event type, body, traceparent)."""
         if not rows:
             return
         columns = list(zip(*rows, strict=True))

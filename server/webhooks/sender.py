@@ -36,6 +36,9 @@ class SendResult:
     status: int | None
     error: str | None
     excerpt: str | None
+    # The delivery span's ids, with tracing on: what the attempt's log lines name as theirs.
+    trace_id: str | None = None
+    span_id: str | None = None
 
 
 class _PinnedBackend(httpcore.AsyncNetworkBackend):
@@ -118,18 +121,28 @@ class Sender:
         return client
 
     async def send(
-        self, endpoint_id: int, url: str, headers: dict[str, str], body: bytes
+        self,
+        endpoint_id: int,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        origin: str | None = None,
     ) -> SendResult:
+        """``origin``: the traceparent of the request that caused the message, which the
+        delivery span links to (a link, not a parent: the delivery is later work)."""
         started_at = dt.datetime.now(dt.UTC)
         started = time.monotonic()
         status: int | None = None
         excerpt: str | None = None
         error: str | None = None
         outcome = "failed"
+        ids: tuple[str, str] | None = None
         try:
             self.guard.check_url(url)  # the rules may have changed since the endpoint was made
             # With tracing on: a client span, and its traceparent sent along (an empty dict off).
-            with outbound_call("POST", url) as call:
+            with outbound_call("POST", url, origin=origin) as call:
+                ids = call.ids()
                 async with asyncio.timeout(self.timeout):
                     request = self._client(endpoint_id).stream(
                         "POST", url, content=body, headers={**headers, **call.headers}
@@ -151,7 +164,10 @@ class Sender:
         except OSError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
         latency_ms = round((time.monotonic() - started) * 1000)
-        return SendResult(started_at, latency_ms, outcome, status, error, excerpt)
+        trace_id, span_id = ids or (None, None)
+        return SendResult(
+            started_at, latency_ms, outcome, status, error, excerpt, trace_id, span_id
+        )
 
     async def forget(self, endpoint_id: int) -> None:
         client = self._clients.pop(endpoint_id, None)
