@@ -96,8 +96,14 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             }
             rendered = orjson.dumps(view, option=_OPTIONS)
             event = {k: view[k] for k in ("id", "user_id", "status", "currency", "total_minor")}
+            # No traceparent (the last argument): the bench sends none, so hotpath stores none.
             await conn.execute(
-                _EVENT, "order.placed", "order", str(order["id"]), {**event, "items": item_views}
+                _EVENT,
+                "order.placed",
+                "order",
+                str(order["id"]),
+                {**event, "items": item_views},
+                None,
             )
             stock_events = [
                 orjson.dumps(
@@ -116,7 +122,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 for p in taken
             ]
             await conn.execute(
-                _EVENTS, "stock.changed", "product", [str(p["id"]) for p in taken], stock_events
+                _EVENTS,
+                "stock.changed",
+                "product",
+                [str(p["id"]) for p in taken],
+                stock_events,
+                None,
             )
             expires = dt.datetime.now(dt.UTC) + _KEY_TTL
             await conn.execute(_STORE, user_id, key, request_hash, 201, rendered, expires)
