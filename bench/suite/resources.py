@@ -10,7 +10,9 @@ after a load misses part of it, so ``settle`` waits that out before each reading
 
 The WAL position is the whole cluster's, which other users of the shared server move too;
 ``wal_of_database`` reads the window's records with pg_waldump and keeps those of this database
-and of the transactions that touched it (their commit records included).
+and of the transactions that touched it (their commit records included). Those users write
+enough WAL for checkpoints to recycle a window's segments before it ends: ``wal_kept`` holds a
+temporary replication slot over the window so that they stay.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import shutil
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,19 +149,48 @@ def redis_stats(port: int) -> tuple[dict[str, int], int]:
     return calls, clients
 
 
-def database_facts(database: str) -> tuple[int, str]:
-    """The database's oid and the cluster's data directory (where pg_waldump reads)."""
+def database_facts(database: str) -> tuple[int, str, int]:
+    """The database's oid, the cluster's data directory (where pg_waldump reads) and its
+    timeline."""
 
-    async def facts() -> tuple[int, str]:
+    async def facts() -> tuple[int, str, int]:
         conn = await asyncpg.connect(ADMIN_URL)
         try:
             oid = await conn.fetchval("SELECT oid FROM pg_database WHERE datname = $1", database)
             data = await conn.fetchval("SHOW data_directory")
-            return int(oid), str(data)
+            line = await conn.fetchval("SELECT timeline_id FROM pg_control_checkpoint()")
+            return int(oid), str(data), int(line)
         finally:
             await conn.close()
 
     return asyncio.run(facts())
+
+
+@contextmanager
+def wal_kept() -> Iterator[bool]:
+    """The cluster keeps every WAL segment from here to the block's end: a temporary physical
+    replication slot, reserved at once, held by a psql session that ends with the block (or
+    with this process: a temporary slot goes with its session, so none is left behind).
+    Yields whether the slot was made (not, for instance, without a free slot)."""
+    holder = subprocess.Popen(
+        ["psql", ADMIN_URL, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert holder.stdin is not None
+    assert holder.stdout is not None
+    holder.stdin.write(
+        "SELECT 1 FROM pg_create_physical_replication_slot("
+        "'hotpath_bench_' || md5(random()::text), true, true);\n"
+    )
+    holder.stdin.flush()
+    try:
+        yield holder.stdout.readline().strip() == "1"
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
 
 
 _RECORD = re.compile(r"len \(rec/tot\):\s*\d+/\s*(\d+), tx:\s*(\d+),")
@@ -169,7 +201,7 @@ def _lsn(position: int) -> str:
     return f"{position >> 32:X}/{position & 0xFFFFFFFF:X}"
 
 
-def wal_of_database(data_dir: str, oid: int, start: int, end: int) -> int | str:
+def wal_of_database(data_dir: str, timeline: int, oid: int, start: int, end: int) -> int | str:
     """Bytes of WAL between ``start`` and ``end`` that belong to database ``oid``: records
     touching its relations, and every record of a transaction that did (its commit). Full
     page images count (they are part of a record's total length). A string says why it could
@@ -182,7 +214,10 @@ def wal_of_database(data_dir: str, oid: int, start: int, end: int) -> int | str:
     if end <= start:
         return 0
     done = subprocess.run(
-        [str(waldump), "-p", str(Path(data_dir) / "pg_wal"), "-s", _lsn(start), "-e", _lsn(end)],
+        [
+            *(str(waldump), "-p", str(Path(data_dir) / "pg_wal"), "-t", str(timeline)),
+            *("-s", _lsn(start), "-e", _lsn(end)),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -37,6 +37,7 @@ from bench.suite.resources import (
     database_facts,
     settle,
     snapshot,
+    wal_kept,
     wal_of_database,
     window,
 )
@@ -90,13 +91,13 @@ class _Meter:
         assert redis.process is not None
         self.database = urlsplit(url).path.lstrip("/")
         self.redis_port, self.redis_pid = redis.port, redis.process.pid
-        self.oid, self.data_dir = database_facts(self.database)
+        self.oid, self.data_dir, self.timeline = database_facts(self.database)
 
     def read(self) -> Snapshot:
         return snapshot(self.database, self.redis_port, self.redis_pid)
 
     def wal(self, part: Window) -> int | str:
-        return wal_of_database(self.data_dir, self.oid, part.wal_start, part.wal_end)
+        return wal_of_database(self.data_dir, self.timeline, self.oid, part.wal_start, part.wal_end)
 
 
 def run_scaling(options: ScalingOptions) -> ScalingResults:
@@ -171,11 +172,11 @@ def _cached(
     for _, _, script, environment in scenarios:
         _load(server, script, environment, options.warmup, options.connections)
     settle()
-    before = meter.read()
-    time.sleep(options.idle_seconds)
-    after = meter.read()
-    results.idle = window(before, after)
-    results.idle_wal_database = meter.wal(results.idle)
+    with wal_kept():
+        before = meter.read()
+        time.sleep(options.idle_seconds)
+        results.idle = window(before, meter.read())
+        results.idle_wal_database = meter.wal(results.idle)
     for name, description, script, environment in scenarios:
         results.scenarios.append(
             _measure(server, meter, name, description, script, environment, options)
@@ -216,11 +217,12 @@ def _measure(
     environment: dict[str, str],
     options: ScalingOptions,
 ) -> Scenario:
-    before = meter.read()
-    measured = _load(server, script, environment, options.seconds, options.connections)
-    settle()
-    part = window(before, meter.read())
-    return Scenario(name, description, measured, part, meter.wal(part))
+    with wal_kept():
+        before = meter.read()
+        measured = _load(server, script, environment, options.seconds, options.connections)
+        settle()
+        part = window(before, meter.read())
+        return Scenario(name, description, measured, part, meter.wal(part))
 
 
 def _load(
