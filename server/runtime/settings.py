@@ -68,6 +68,9 @@ class Settings:
     # Streaming replicas for lag-tolerant reads (server/db/replicas.py, docs/scaling.md).
     database_replica_urls: tuple[str, ...] = field(default=(), repr=False)
     replica_max_lag: float = 1.0
+    # Signed-in callers' lag-tolerant reads on replicas too, past their own latest write
+    # (server/db/write_marks.py): each of their writes then notes its WAL position in Redis.
+    replica_signed_in_reads: bool = True
     redis_timeout: float = 0.5
     max_body_bytes: int = 1_048_576
     # A request body: this many seconds, one more per body_min_rate bytes, at most the max.
@@ -244,6 +247,7 @@ class Settings:
             # At most a minute: well inside the product cache's tombstones' 300 s in Redis,
             # which is what lets a cache miss trust a replica (server/catalog/cache.py).
             replica_max_lag=reader.number("HOTPATH_REPLICA_MAX_LAG", 1.0, 0.05, 60),
+            replica_signed_in_reads=reader.boolean("HOTPATH_REPLICA_SIGNED_IN_READS", True),
             redis_timeout=reader.number("HOTPATH_REDIS_TIMEOUT", 0.5, 0.01, 30),
             max_body_bytes=reader.integer("HOTPATH_MAX_BODY_BYTES", 1_048_576, 1, 1 << 30),
             body_timeout=reader.number("HOTPATH_BODY_TIMEOUT", 10.0, 0.01, 3600),
