@@ -93,6 +93,7 @@ class ReplicaSet:
         # Signed-in users' latest writes (server/db/write_marks.py); the container attaches them
         # once Redis is open. Until then, and without Redis, signed-in readers get the primary.
         self.marks: WriteMarks | None = None
+        self.signed_in_reads = True
         routed = Counter(
             "hotpath_db_lag_tolerant_reads",
             "Reads that tolerate replica lag, by where they went (target) and why (reason).",
@@ -162,7 +163,11 @@ class ReplicaSet:
         return user, position
 
     def follow_writes(self, redis: RedisLink, namespace: str) -> None:
-        """Keep signed-in users' write positions in this Redis, for ``for_reader()``."""
+        """Keep signed-in users' write positions in this Redis, for ``for_reader()``; not with
+        ``signed_in_reads`` off (HOTPATH_REPLICA_SIGNED_IN_READS=false), where their reads go
+        to the primary and their writes cost nothing more."""
+        if not self.signed_in_reads:
+            return
         ttl = mark_ttl(self.max_lag, STALE_AFTER)
         self.marks = WriteMarks(redis, self.logger, namespace=namespace, ttl=ttl)
 
@@ -263,6 +268,7 @@ async def attach_replicas(
         logger=logger,
         registry=registry,
     )
+    replicas.signed_in_reads = settings.replica_signed_in_reads
     await replicas.check()  # in rotation from the first request, when caught up
     replicas.start()
     db.replicas = replicas

@@ -109,7 +109,10 @@ def test_replica_settings_are_read_and_checked() -> None:
         "postgresql://standby-2/hotpath",
     )
     assert settings.replica_max_lag == 2.0
+    assert settings.replica_signed_in_reads is True
     assert "secret" not in repr(settings)
+    off = Settings.from_env({"HOTPATH_REPLICA_SIGNED_IN_READS": "false"})
+    assert off.replica_signed_in_reads is False
     with pytest.raises(SettingsError) as caught:
         Settings.from_env(
             {"DATABASE_REPLICA_URLS": "mysql://r:secret@x", "HOTPATH_REPLICA_MAX_LAG": "0"}

@@ -257,3 +257,28 @@ async def test_a_commit_is_noted_for_the_user_the_request_acts_for(
     quiet = FakeConnection(ConnectionResetError("must not be asked"))
     assert await in_request(quiet, 7) is None
     assert not quiet.terminated
+
+
+async def test_with_signed_in_reads_off_no_marks_are_kept(
+    link: RedisLink, logger: FilteringBoundLogger, namespace: str
+) -> None:
+    """HOTPATH_REPLICA_SIGNED_IN_READS=false: signed-in readers get the primary, and their
+    commits cost no LSN round trip and no Redis command."""
+    clock, registry = Clock(), CollectorRegistry()
+    found, primary, _ = replica_set(logger, registry, clock, FakeMarks(0))
+    found.marks = None
+    found.signed_in_reads = False
+    found.follow_writes(link, namespace)
+    assert found.marks is None
+    assert await found.for_reader(7) is primary
+    quiet = FakeConnection(ConnectionResetError("must not be asked"))
+
+    async def commit() -> tuple[int, int] | None:
+        acting_for(7)
+        return await found.after_commit(quiet)  # type: ignore[arg-type]
+
+    assert await asyncio.create_task(commit(), context=contextvars.copy_context()) is None
+    assert not quiet.terminated
+    found.signed_in_reads = True
+    found.follow_writes(link, namespace)
+    assert found.marks is not None
