@@ -70,15 +70,23 @@ def _drain(pipe: IO[bytes], log: Path) -> None:
 
 @contextmanager
 def running(
-    name: str, command: list[str], env: Mapping[str, str], *, ready_path: str, log: Path
+    name: str,
+    command: list[str],
+    env: Mapping[str, str],
+    *,
+    ready_path: str,
+    log: Path,
+    cwd: Path = ROOT,
 ) -> Iterator[Server]:
+    """``command`` serving on a free port until the block ends; ``cwd`` is the source tree it
+    imports from (``python -m`` puts it first on the path)."""
     port = free_port()
     command = [part.replace("{port}", str(port)) for part in command]
     with log.open("ab") as errors:
         process = subprocess.Popen(
             command,
             env={**os.environ, **env},
-            cwd=ROOT,
+            cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=errors,
         )
