@@ -23,6 +23,10 @@ class Budget:
     limit: float
 
 
+# Beside ping in every round: the stack's jobs without its structure, so the report can say
+# how much of ping's ratio each costs (bench/ceilings/fixed_json_edge.py).
+EDGE = "ceiling_json_edge"
+
 BUDGETS = (
     Budget("ping", "ceiling_json", 1.5),
     Budget("product_get", "ceiling_json", 2.0),
@@ -47,7 +51,7 @@ def measure_budgets(state: Run, url: str, accounts: list[setup.Account]) -> None
             "/readyz",
         ),
     }
-    for name in ("ceiling_json", "ceiling_pk", "ceiling_list_first", "ceiling_order"):
+    for name in (EDGE, "ceiling_json", "ceiling_pk", "ceiling_list_first", "ceiling_order"):
         start = CEILINGS[name]
         starts[name] = (asgi_command(start.target), start.env(url, state), start.ready)
     with ExitStack() as stack:
@@ -107,6 +111,7 @@ def budget_loads(
     return {
         "ping": (hotpath, "ping.lua", {}),
         "ceiling_json": (servers["ceiling_json"], "ping.lua", {}),
+        EDGE: (servers[EDGE], "ping.lua", {}),
         "product_get": (hotpath, "product_get.lua", {**hot, "BENCH_TOKENS": tokens}),
         "product_get_nocache": (
             servers["hotpath_nocache"],

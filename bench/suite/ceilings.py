@@ -56,6 +56,11 @@ CEILINGS = {
     "ceiling_json": CeilingStart(
         "bench.ceilings.fixed_json:app", "bare ASGI callable on granian, fixed JSON", "/"
     ),
+    "ceiling_json_edge": CeilingStart(
+        "bench.ceilings.fixed_json_edge:app",
+        "the same plus the stack's jobs for /livez fused into it (ids, log, metrics, headers)",
+        "/",
+    ),
     "ceiling_pk": CeilingStart(
         "bench.ceilings.pk_lookup:app",
         "bare ASGI, primary-key lookup + orjson, hotpath's pool",
@@ -111,6 +116,7 @@ def ceiling_loads(state: Run, url: str, accounts: list[setup.Account]) -> dict[s
 
     return {
         "ceiling_json": CeilingLoad("ping.lua", lambda _: {}),
+        "ceiling_json_edge": CeilingLoad("ping.lua", lambda _: {}),
         "ceiling_pk": CeilingLoad("product_get.lua", lambda _: anyone),
         "ceiling_pk_asyncpg": CeilingLoad("product_get.lua", lambda _: anyone),
         "ceiling_list_first": CeilingLoad("paths.lua", list_page(deep=False)),

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from bench.suite.budget import BUDGETS
+from bench.suite.budget import BUDGETS, EDGE
 from bench.suite.peers import PEERS
 from bench.suite.state import Outcome, Results
 
@@ -148,6 +148,7 @@ def summarize(results: Results) -> dict[str, Any]:
         "end_rss_mb": {k: round(v / MB, 1) for k, v in results.end_rss.items()},
         "budget": budget,
         "budget_rounds": results.budget_rounds,
+        "ping_split": _ping_split(results.budget_rounds),
         "peer_comparison": comparison,
         "rate_limiter_cpu_us_per_request": limiter_us,
         "open_model": results.open_model,
@@ -163,6 +164,25 @@ def summarize(results: Results) -> dict[str, Any]:
             for name, found in results.profiles.items()
         },
         "profiles_skipped": results.profiles_skipped,
+    }
+
+
+def _ping_split(rounds: list[dict[str, float]]) -> dict[str, float] | None:
+    """ping's ratio to ceiling_json as the jobs' share (the edge ceiling over the bare one)
+    times the structure's (ping over the edge ceiling), medians of the same rounds."""
+    rounds = [r for r in rounds if {"ping", "ceiling_json", EDGE} <= r.keys()]
+    if not rounds:
+        return None
+
+    def median(top: str, bottom: str) -> float:
+        return round(statistics.median(r[top] / r[bottom] for r in rounds), 3)
+
+    return {
+        "ping_over_ceiling_json": median("ping", "ceiling_json"),
+        "jobs": median(EDGE, "ceiling_json"),
+        "structure": median("ping", EDGE),
+        "jobs_us": round(statistics.median(r[EDGE] - r["ceiling_json"] for r in rounds), 1),
+        "structure_us": round(statistics.median(r["ping"] - r[EDGE] for r in rounds), 1),
     }
 
 
@@ -213,6 +233,17 @@ def markdown(summary: dict[str, Any]) -> str:
     ]
     for goal in summary["budget"]:
         lines.append(f"| {goal['goal']} | {goal['value']} | {'yes' if goal['met'] else 'NO'} |")
+    split = summary.get("ping_split")
+    if split:
+        lines += [
+            "",
+            f"Where ping's {split['ping_over_ceiling_json']}x goes, in the same rounds: the "
+            "stack's jobs for `/livez` in their cheapest form, fused into the bare callable "
+            f"(`{EDGE}`: request id, access-log line, metrics, deadline, security headers), "
+            f"cost {split['jobs']}x ceiling_json ({split['jobs_us']:+} µs); hotpath's "
+            f"structure around the same jobs (layers, router, Starlette's request and "
+            f"response) {split['structure']}x more ({split['structure_us']:+} µs).",
+        ]
     if summary["peer_comparison"]:
         lines += [
             "",

@@ -12,12 +12,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bench.suite.budget import BUDGETS
+from bench.suite.budget import BUDGETS, EDGE
 from bench.suite.peers import PEERS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 SCENARIOS = {
     "ceiling_json",
+    "ceiling_json_edge",
     "ceiling_pk",
     "ceiling_pk_asyncpg",
     "ceiling_list_first",
@@ -75,7 +76,8 @@ def test_the_suite_runs_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
     assert hooks["deliveries_per_second"] > 0
     assert "deliveries/s" in (tmp_path / "latest.md").read_text()
     for round_ in report["budget_rounds"]:
-        assert set(round_) == {b.scenario for b in BUDGETS} | {b.ceiling for b in BUDGETS}
+        budgeted = {b.scenario for b in BUDGETS} | {b.ceiling for b in BUDGETS}
+        assert set(round_) == budgeted | {EDGE}
         assert all(cpu > 0 for cpu in round_.values())
     for goal in report["budget"][: len(BUDGETS)]:
         assert len(goal["rounds"]) == 2
@@ -89,6 +91,14 @@ def test_the_suite_runs_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
     assert set(compared) == {name for name, *_ in PEERS}
     assert all(row["rps_hotpath_over_peer"] > 0 for row in compared.values())
     assert report["rate_limiter_cpu_us_per_request"] is not None
+    split = report["ping_split"]
+    assert split["jobs"] > 0
+    assert split["structure"] > 0
+    # The two shares multiply to ping's ratio (each a median of the same rounds: near, not equal).
+    assert split["jobs"] * split["structure"] == pytest.approx(
+        split["ping_over_ceiling_json"], rel=0.5
+    )
+    assert "the stack's jobs for `/livez`" in (tmp_path / "latest.md").read_text()
     assert "closed-loop" in report["load_generator"]
 
     if shutil.which("npm"):
