@@ -62,6 +62,10 @@ class ScalingOptions:
     products: int = 2_000  # every one of them stays in the local cache once read
     accounts: int = 4
     idle_seconds: float = 8.0
+    # "transaction": every server as behind PgBouncer in transaction mode
+    # (HOTPATH_DB_POOLER=transaction: asyncpg's statement cache off), straight to PostgreSQL,
+    # so the figures say what that mode costs PostgreSQL (PgBouncer's own CPU not included).
+    pooler: str = "none"
 
 
 SMOKE = ScalingOptions(seconds=1, warmup=1, connections=4, products=200, accounts=2, idle_seconds=1)
@@ -130,6 +134,8 @@ def run_scaling(options: ScalingOptions) -> ScalingResults:
                 # The loopback is the proxy: warm_read_clients' X-Forwarded-For is believed.
                 "HOTPATH_TRUSTED_PROXIES": "127.0.0.1/32",
             }
+            if options.pooler != "none":
+                env |= {"HOTPATH_DB_POOLER": options.pooler, "HOTPATH_DATABASE_DIRECT_URL": url}
             log = workdir / "servers.log"
             with running("hotpath", hotpath_command(), env, ready_path="/readyz", log=log) as s:
                 _cached(s, state, accounts, meter, results)
@@ -261,8 +267,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--smoke", action="store_true", help="a second per scenario")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the report goes")
     parser.add_argument("--seconds", type=float, help="measured seconds per scenario")
+    parser.add_argument(
+        "--pooler",
+        choices=("none", "transaction"),
+        default="none",
+        help="HOTPATH_DB_POOLER of the servers: transaction, as behind PgBouncer",
+    )
     args = parser.parse_args(argv)
     options = SMOKE if args.smoke else ScalingOptions()
+    options = dataclasses.replace(options, pooler=args.pooler)
     if args.seconds:
         options = dataclasses.replace(options, seconds=args.seconds)
     paths = write(run_scaling(options), args.out)

@@ -210,8 +210,11 @@ def markdown(summary: dict[str, Any]) -> str:
            if summary["changed_in_tree"] else "")
         + f"; {summary['machine']['cores']} cores, load average at the end "
         + ", ".join(f"{x:.1f}" for x in summary["machine"]["load_average"]) + ".",
-        "One hotpath worker (production configuration) on a private database of the shared"
-        " PostgreSQL and a redis-server of its own; per request, net of the idle window.",
+        "One hotpath worker (production configuration"
+        + (f", HOTPATH_DB_POOLER={pooler}" if (pooler := summary["options"]["pooler"]) != "none"
+           else "")
+        + ") on a private database of the shared PostgreSQL and a redis-server of its own;"
+        " per request, net of the idle window.",
         "",
         "| " + " | ".join(title for title, _, _ in _COLUMNS) + " |",
         "|" + "---|" * len(_COLUMNS),
@@ -264,6 +267,8 @@ def write(results: ScalingResults, directory: Path) -> dict[str, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     summary = summarize(results)
     stamp = results.started.replace(":", "-").split("+")[0]
+    if results.options.pooler != "none":
+        stamp += f"-pooler-{results.options.pooler}"
     paths = {
         "json": directory / f"scaling-{stamp}.json",
         "md": directory / f"scaling-{stamp}.md",
