@@ -1,13 +1,15 @@
 """The product read cache: an in-process dict, then Redis, then PostgreSQL.
 
 A warm read is a dict lookup and a counter, no I/O. A cold key is loaded once per process however
-many requests wait for it. Writers call ``invalidate`` once committed: it drops the local copy,
-leaves a versioned tombstone in Redis and publishes the id, so every replica drops its copy at
-once. While this process follows those invalidations a local copy lives ``followed_ttl``; when
-it does not (no Redis, or the subscription is down) the short ``local_ttl`` alone bounds
-staleness, and losing the subscription drops every local copy. ``followed_ttl=0`` turns the
-cache off: every read loads. Redis writes go through SET-IF-NEWER,
-so a reader that loaded a row before a write can never put it back over the newer state.
+many requests wait for it. Writers call ``invalidate`` (``invalidate_many`` for several products
+of one write) once committed: it drops the local copy, leaves a versioned tombstone in Redis and
+publishes the id, so every replica drops its copy at once: one script call per product on one
+Redis server (two on a cluster, whose fan-out is SPUBLISH). While this process follows those
+invalidations a local copy lives ``followed_ttl``; when it does not (no Redis, or the
+subscription is down) the short ``local_ttl`` alone bounds staleness, and losing the
+subscription drops every local copy. ``followed_ttl=0`` turns the cache off: every read loads.
+Redis writes go through SET-IF-NEWER, so a reader that loaded a row before a write can never put
+it back over the newer state.
 
 A stalled Redis (paused, or a partition that sends no RST) leaves the subscription looking up
 for seconds, until a keepalive fails. So each process publishes a heartbeat on the channel every
@@ -25,10 +27,11 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 
+import coredis
 from coredis.commands.script import Script
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -49,6 +52,22 @@ if current then
   if stored and stored > tonumber(ARGV[1]) then return 0 end
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+# A writer's tombstone and its invalidation in one round trip (one Redis server; on a cluster
+# the fan-out is SPUBLISH, a call of its own): SET-IF-NEWER of the version, then the product
+# id published on the channel. ARGV: the version, the TTL in ms, the channel, the product id.
+# Sent with EVAL, not EVALSHA: a Redis that lost its scripts (restarted, flushed) and stalls
+# would answer NOSCRIPT after the caller gave up, and the tombstone would wait for the retry
+# loop while readers put the old row back; whole, it lands as soon as Redis reads it, ahead of
+# anything this process sends later.
+_TOMBSTONE = """
+local current = redis.call('GET', KEYS[1])
+local stored = current and tonumber(string.match(current, '^%d+'))
+if not (stored and stored > tonumber(ARGV[1])) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 """
 _REQUESTS = "hotpath_cache_requests"
@@ -174,13 +193,22 @@ class ProductCache(Collector):
 
     async def invalidate(self, product_id: int, version: int) -> None:
         """Call once the write (of ``version``) committed; never raises for Redis."""
-        self._drop(product_id)
+        await self.invalidate_many(((product_id, version),))
+
+    async def invalidate_many(self, written: Sequence[tuple[int, int]]) -> None:
+        """``invalidate`` for each (product id, version) one write committed (an order's
+        products); never raises for Redis."""
+        for product_id, _ in written:
+            self._drop(product_id)
         if self.redis.configured:
-            if len(self._pending) >= _MAX_PENDING and product_id not in self._pending:
-                self._pending.pop(next(iter(self._pending)))  # redis_ttl bounds that one
-            self._pending[product_id] = max(version, self._pending.get(product_id, version))
-            await self._send_tombstones([product_id])
-        self._drop(product_id)  # a read that raced the tombstone may have stored the old row
+            pending = self._pending
+            for product_id, version in written:
+                if len(pending) >= _MAX_PENDING and product_id not in pending:
+                    pending.pop(next(iter(pending)))  # redis_ttl bounds that one
+                pending[product_id] = max(version, pending.get(product_id, version))
+            await self._send_tombstones([product_id for product_id, _ in written])
+        for product_id, _ in written:
+            self._drop(product_id)  # a read that raced the tombstone may have stored the old row
 
     async def start(self) -> None:
         if self.redis.configured:
@@ -286,13 +314,23 @@ class ProductCache(Collector):
         client = self._client()
         if client is None or not product_ids:
             return
+        cluster = isinstance(client, coredis.RedisCluster)
         try:
             for product_id in product_ids:
-                version = self._pending[product_id]
+                version = self._pending.get(product_id)
+                if version is None:
+                    continue  # a concurrent send delivered it meanwhile
                 key = f"{self.namespace}:product:{product_id}"
                 async with asyncio.timeout(self.redis.timeout):
-                    await self._script([key], [version, str(version), self.redis_ttl_ms], client)
-                    await publish(client, self.channel, str(product_id))
+                    if cluster:
+                        await self._script([key], [version, version, self.redis_ttl_ms], client)
+                        await publish(client, self.channel, str(product_id))
+                    else:
+                        await client.eval(
+                            _TOMBSTONE,
+                            keys=[key],
+                            args=[version, self.redis_ttl_ms, self.channel, product_id],
+                        )
                 if self._pending.get(product_id) == version:
                     del self._pending[product_id]
             self._redis_ok()

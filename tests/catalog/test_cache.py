@@ -188,6 +188,47 @@ async def test_invalidate_reaches_every_replica_within_a_second(
         assert raw.startswith("2\n")
 
 
+async def test_a_write_of_several_products_is_one_redis_call_per_product(
+    link: RedisLink, logger: FilteringBoundLogger, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An order's products: each tombstone set (never over a newer version) and each id
+    published, in one script call per product, and another replica drops every copy."""
+    ids = [PRODUCT, PRODUCT + 1, PRODUCT + 2]
+    sources = {product_id: Source() for product_id in ids}
+    client = link.client
+    assert client is not None
+    async with (
+        replica(link, logger, namespace, local_ttl=60) as writer,
+        replica(link, logger, namespace, local_ttl=60) as other,
+    ):
+        for product_id in ids:
+            await writer.get(product_id, sources[product_id].load)
+            await other.get(product_id, sources[product_id].load)
+        newer = f"{namespace}:product:{ids[2]}"
+        await client.set(newer, "9", px=60_000)  # a later write of the last one, recorded first
+        for source in sources.values():
+            source.version = 2  # the write commits
+        sent: list[tuple[object, ...]] = []
+        original = client.create_request
+
+        def spy(name: bytes, *args: object, **kwargs: object) -> object:
+            if not (name == b"PUBLISH" and str(args[1]).startswith("~")):  # not a heartbeat
+                sent.append((name, *args))
+            return original(name, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(client, "create_request", spy)
+        await writer.invalidate_many([(product_id, 2) for product_id in ids])
+        monkeypatch.undo()
+        assert [command[0] for command in sent] == [b"EVAL"] * 3, sent
+        assert [await client.get(f"{namespace}:product:{pid}") for pid in ids] == ["2", "2", "9"]
+        for product_id in ids:
+            load = sources[product_id].load
+            await until_version(lambda: other.get(product_id, load), 2, limit=1.0)  # noqa: B023
+            found = await writer.get(product_id, load)  # the writer reads its own write
+            assert found is not None
+            assert found.version == 2
+
+
 async def test_a_stale_reader_cannot_overwrite_a_newer_write(
     link: RedisLink, logger: FilteringBoundLogger, namespace: str
 ) -> None:
