@@ -7,6 +7,18 @@ SELECT request_hash, response_status, response_body
 FROM idempotency_keys
 WHERE user_id = $1 AND key = $2 AND expires_at > now();
 
+-- name: get_idempotency_key_and_buyer :one
+-- get_idempotency_key and, when nothing is stored, whether the buyer's address is confirmed
+-- (false for an account that is gone), in one round trip: always one row; the stored columns
+-- are NULL when there is no answer, email_verified is NULL when there is one (a replay does not
+-- depend on the address).
+SELECT k.request_hash, k.response_status, k.response_body,
+       CASE WHEN k.user_id IS NULL THEN
+           EXISTS (SELECT 1 FROM users WHERE id = $1 AND email_verified_at IS NOT NULL)
+       END AS email_verified
+FROM (VALUES (1)) AS one (n)
+LEFT JOIN idempotency_keys AS k ON k.user_id = $1 AND k.key = $2 AND k.expires_at > now();
+
 -- name: create_idempotency_key :exec
 INSERT INTO idempotency_keys (user_id, key, request_hash, response_status, response_body, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6)
@@ -19,13 +31,19 @@ WHERE idempotency_keys.expires_at <= now();
 DELETE FROM idempotency_keys WHERE expires_at <= now();
 
 -- name: create_order :one
-INSERT INTO orders (user_id, currency, total_minor) VALUES ($1, $2, $3)
-RETURNING id, user_id, status, currency, total_minor, created_at, updated_at;
-
--- name: create_order_items :exec
-INSERT INTO order_items (order_id, product_id, quantity, unit_price_minor)
-SELECT $1, product_id, quantity, unit_price
-FROM unnest($2::bigint[], $3::integer[], $4::bigint[]) AS t (product_id, quantity, unit_price);
+-- The order and its items in one round trip: $4, $5 and $6 are the items' product ids,
+-- quantities and unit prices. The items' foreign key is checked at the end of the statement,
+-- when the order's row is there.
+WITH placed AS (
+    INSERT INTO orders (user_id, currency, total_minor) VALUES ($1, $2, $3)
+    RETURNING id, user_id, status, currency, total_minor, created_at, updated_at
+), items AS (
+    INSERT INTO order_items (order_id, product_id, quantity, unit_price_minor)
+    SELECT placed.id, t.product_id, t.quantity, t.unit_price
+    FROM placed,
+         unnest($4::bigint[], $5::integer[], $6::bigint[]) AS t (product_id, quantity, unit_price)
+)
+SELECT id, user_id, status, currency, total_minor, created_at, updated_at FROM placed;
 
 -- name: get_order :one
 SELECT id, user_id, status, currency, total_minor, created_at, updated_at
@@ -53,7 +71,3 @@ WHERE ($1::bigint IS NULL OR user_id = $1)
   AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::bigint))
 ORDER BY created_at DESC, id DESC
 LIMIT $5;
-
--- name: get_buyer_email_verified :val
--- Whether the buyer's address is confirmed (false for an account that is gone).
-SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND email_verified_at IS NOT NULL);

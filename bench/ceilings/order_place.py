@@ -3,7 +3,7 @@ statements, the very ones from ``sql/`` in hotpath's order, in one transaction.
 
 Per request: the body parsed and hashed (the idempotency key's request hash); then in one
 transaction the key's advisory lock, the stored-answer lookup, one conditional stock update
-per product (ascending ids), the order and its items, the ``order.placed`` and
+per product (ascending ids), the order with its items (one statement), the ``order.placed`` and
 ``stock.changed`` outbox events and the stored answer; a 201 with the order as hotpath writes
 it and its ``Location``. No framework, no token verification (the buyer is the bearer
 token's ``sub``, read without checking the signature), no validation beyond what the SQL needs,
@@ -27,7 +27,6 @@ _LOCK = _sql("get_idempotency_lock")
 _STORED = _sql("get_idempotency_key")
 _STOCK = _sql("update_product_stock")
 _ORDER = _sql("create_order")
-_ITEMS = _sql("create_order_items")
 _EVENT = _sql("create_outbox_event")
 _EVENTS = _sql("create_outbox_events")
 _STORE = _sql("create_idempotency_key")
@@ -72,10 +71,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             ]
             items = [(p["id"], quantities[p["id"]], p["price_minor"]) for p in taken]
             total = sum(quantity * price for _, quantity, price in items)
-            order = await conn.fetchrow(_ORDER, user_id, taken[0]["currency"], total)
-            await conn.execute(
-                _ITEMS,
-                order["id"],
+            order = await conn.fetchrow(
+                _ORDER,
+                user_id,
+                taken[0]["currency"],
+                total,
                 [item[0] for item in items],
                 [item[1] for item in items],
                 [item[2] for item in items],

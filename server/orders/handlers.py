@@ -15,7 +15,14 @@ from server.web.access import principal_of
 from server.web.apidoc import api
 from server.web.errors import BadRequest
 from server.web.pagination import paged_response
-from server.web.responses import JSONResponse, dumps, path_id, read_json, read_query
+from server.web.responses import (
+    JSONResponse,
+    PreparedJSON,
+    dumps,
+    path_id,
+    read_json,
+    read_query,
+)
 from server.web.state import container
 
 _LIST_SCOPE = "orders"
@@ -72,10 +79,8 @@ async def place_order(request: Request) -> Response:
         _render,
     )
     # A replay answers from the stored bytes, so the new order's id is read back from them.
-    location = f"/v1/orders/{_PLACED.decode(payload).id}"
-    return Response(
-        payload, status_code=status, media_type="application/json", headers={"location": location}
-    )
+    location = f"/v1/orders/{_PLACED.decode(payload).id}".encode()
+    return PreparedJSON(payload, [(b"location", location)], status_code=status)
 
 
 @api(

@@ -56,33 +56,39 @@ class OrdersRepository:
         q = queries.sql
         self._lock = q("get_idempotency_lock")
         self._get_key = q("get_idempotency_key")
+        self._get_key_and_buyer = q("get_idempotency_key_and_buyer")
         self._create_key = q("create_idempotency_key")
         self._expire_keys = q("delete_expired_idempotency_keys")
         self._create = q("create_order")
-        self._create_items = q("create_order_items")
         self._get = q("get_order")
         self._lock_order = q("get_order_for_update")
         self._items = q("list_order_items")
         self._status = q("update_order_status")
         self._list = q("list_orders")
-        self._verified = q("get_buyer_email_verified")
-
-    async def email_verified(self, conn: Connection, user_id: int) -> bool:
-        return bool(await conn.fetchval(self._verified, user_id))
 
     async def try_lock_key(self, conn: Connection, user_id: int, key: str) -> bool:
         """Held until the transaction ends; False while another request holds it."""
         return bool(await conn.fetchval(self._lock, user_id, key))
 
     async def stored_response(
-        self, conn: Connection, user_id: int, key: str
-    ) -> StoredResponse | None:
-        record = await conn.fetchrow(self._get_key, user_id, key)
-        if record is None:
-            return None
-        return StoredResponse(
+        self, conn: Connection, user_id: int, key: str, *, check_email: bool = False
+    ) -> tuple[StoredResponse | None, bool]:
+        """The answer stored under the key (None: none), and whether the buyer may order:
+        with ``check_email``, when nothing is stored, whether their address is verified (read
+        in the same statement); True otherwise."""
+        if check_email:
+            record = await conn.fetchrow(self._get_key_and_buyer, user_id, key)
+            assert record is not None  # one row, whatever is stored
+            if record["response_status"] is None:
+                return None, bool(record["email_verified"])
+        else:
+            record = await conn.fetchrow(self._get_key, user_id, key)
+            if record is None:
+                return None, True
+        stored = StoredResponse(
             record["request_hash"], record["response_status"], record["response_body"]
         )
+        return stored, True
 
     async def store_response(
         self,
@@ -104,15 +110,16 @@ class OrdersRepository:
         self, conn: Connection, user_id: int, currency: str, items: Sequence[OrderItem]
     ) -> Order:
         total = sum(item.quantity * item.unit_price_minor for item in items)
-        record = await conn.fetchrow(self._create, user_id, currency, total)
-        assert record is not None
-        await conn.execute(
-            self._create_items,
-            record["id"],
+        record = await conn.fetchrow(
+            self._create,
+            user_id,
+            currency,
+            total,
             [i.product_id for i in items],
             [i.quantity for i in items],
             [i.unit_price_minor for i in items],
         )
+        assert record is not None
         return _order(record, tuple(items))
 
     async def get(self, conn: Connection, order_id: int, *, lock: bool = False) -> Order | None:

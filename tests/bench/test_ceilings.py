@@ -82,9 +82,10 @@ async def _effects(db: asyncpg.Connection, order_id: int) -> dict[str, Any]:
         " ORDER BY topic, aggregate_id",
         str(order_id),
     )
+    # The stored answer is this order (bytea::text is hex: its digits are not the id's).
     keys = await db.fetchval(
         "SELECT count(*) FROM idempotency_keys k JOIN orders o ON o.user_id = k.user_id"
-        " WHERE o.id = $1 AND k.response_body::text LIKE '%' || $1::text || '%'",
+        " WHERE o.id = $1 AND (convert_from(k.response_body, 'UTF8')::jsonb ->> 'id') = $1::text",
         order_id,
     )
     return {"events": [tuple(r) for r in topics], "stored_answers": keys}

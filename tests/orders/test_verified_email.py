@@ -62,6 +62,30 @@ async def test_an_unverified_buyer_is_refused_and_nothing_is_taken(
     assert (await http.get(f"/v1/products/{product}")).json()["stock"] == 1
 
 
+async def test_a_placed_order_replays_whatever_the_address_is_now(
+    http: httpx.AsyncClient, app: HotpathApp, accounts: Accounts
+) -> None:
+    # The stored answer is looked up before the address is checked (one statement does both):
+    # an order placed stays answerable under its key.
+    _, staff = await accounts.create_and_login("staff")
+    buyer_account, buyer = await accounts.create_and_login("customer")
+    product = await new_product(http, staff, stock=3)
+    items = [{"product_id": product, "quantity": 1}]
+    await verify(app, buyer_account.id)
+    placed = await order(http, buyer, "placed-once", items)
+    assert placed.status_code == 201, placed.text
+    async with app_container(app).db.connection() as conn:
+        await conn.execute(
+            "UPDATE users SET email_verified_at = NULL WHERE id = $1", buyer_account.id
+        )
+    replay = await order(http, buyer, "placed-once", items)
+    assert (replay.status_code, replay.content) == (201, placed.content)
+    refused = await order(http, buyer, "another", items)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["type"] == PROBLEM + "email-not-verified"
+    assert (await http.get(f"/v1/products/{product}")).json()["stock"] == 2
+
+
 async def test_the_rest_of_the_api_is_open_to_an_unverified_account(
     http: httpx.AsyncClient, accounts: Accounts
 ) -> None:
