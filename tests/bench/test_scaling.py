@@ -5,14 +5,17 @@ commits a transaction, a warm read does not need one)."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from bench.suite.resources import Snapshot, database_bytes, window
+from bench.suite.scaling_report import model
 
 
 def _record(rmgr: str, rec: int, tot: int, xid: int, desc: str) -> str:
@@ -96,3 +99,47 @@ def test_the_scaling_figures_run_end_to_end_in_smoke_mode(tmp_path: Path) -> Non
     markdown = found.with_suffix(".md").read_text()
     assert "| warm_read |" in markdown
     assert "Worked example" in markdown
+
+
+def test_the_worked_example_is_the_rates_times_the_costs() -> None:
+    def row(
+        hotpath: float, pg_cpu: float, xacts: float, wal: float | None, redis: float
+    ) -> dict[str, float | None]:
+        return {
+            "hotpath_cpu_us": hotpath,
+            "pg_backend_cpu_us": pg_cpu,
+            "pg_xacts": xacts,
+            "wal_bytes": wal,
+            "redis_commands": redis,
+            "redis_cpu_us": redis * 4,
+        }
+
+    rows: dict[str, dict[str, Any]] = {
+        "warm_read": row(100, 0, 0, 0, 0),
+        "warm_read_clients": row(200, 0, 0, 0, 4),
+        "uncached_read": row(150, 40, 1, 0, 0),
+        "list_page": row(300, 120, 1, 0, 0),
+        "order": row(1000, 800, 1, 3000, 3),
+    }
+    idle = {"pg_xacts_per_s": 2.0, "redis_commands_per_s": 5.0, "pg_backend_cpu_ms_per_s": 1.0}
+    example = model(rows, idle, pool_max=10)
+    # 84,444 warm, 4,444 misses, 11,111 list pages and 2,000 orders a second.
+    assert example["rates"] == {
+        "warm_read": 84444,
+        "uncached_read": 4444,
+        "list_page": 11111,
+        "order": 2000,
+    }
+    busy = (84444.4 * 100 + 4444.4 * 150 + 11111.1 * 300 + 2000 * 1000) / 1e6
+    assert example["hotpath_cores"] == pytest.approx(busy, abs=0.05)
+    workers = math.ceil(busy / 0.7)
+    assert example["hotpath_workers"] == workers
+    assert example["primary_backend_cores"] == pytest.approx(1.6)
+    assert example["primary_xacts_per_s"] == 2000 + 2 * workers
+    assert example["wal_mb_per_s"] == pytest.approx(6.0)
+    standby = (4444.4 * 40 + 11111.1 * 120) / 1e6
+    assert example["standby_backend_cores"] == pytest.approx(standby, abs=0.005)
+    assert example["connections_without_pooler_primary"] == workers * 10
+    assert example["redis_ops_per_s"] == round(2000 * 3 + 5 * workers)
+    # The limiter's worst case: every warm read a script of its own.
+    assert example["redis_ops_per_s_sparse_clients"] == round(84444.4 * 4 + 2000 * 3 + 5 * workers)
