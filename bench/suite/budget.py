@@ -26,6 +26,9 @@ class Budget:
 # Beside ping in every round: the stack's jobs without its structure, so the report can say
 # how much of ping's ratio each costs (bench/ceilings/fixed_json_edge.py).
 EDGE = "ceiling_json_edge"
+# Beside product_get in every round: the same read with the rate limiter off, so what the
+# limiter costs is a paired difference within rounds, not two runs minutes apart.
+NOLIMIT = "product_get_nolimit"
 
 BUDGETS = (
     Budget("ping", "ceiling_json", 1.5),
@@ -50,6 +53,7 @@ def measure_budgets(state: Run, url: str, accounts: list[setup.Account]) -> None
             {**env, "HOTPATH_PRODUCT_CACHE_SECONDS": "0"},
             "/readyz",
         ),
+        "hotpath_nolimit": (hotpath_command(), {**env, "HOTPATH_RATE_LIMITS": "false"}, "/readyz"),
     }
     for name in (EDGE, "ceiling_json", "ceiling_pk", "ceiling_list_first", "ceiling_order"):
         start = CEILINGS[name]
@@ -113,6 +117,8 @@ def budget_loads(
         "ceiling_json": (servers["ceiling_json"], "ping.lua", {}),
         EDGE: (servers[EDGE], "ping.lua", {}),
         "product_get": (hotpath, "product_get.lua", {**hot, "BENCH_TOKENS": tokens}),
+        # hotpath's tokens: the servers share the run's signing keys and database.
+        NOLIMIT: (servers["hotpath_nolimit"], "product_get.lua", {**hot, "BENCH_TOKENS": tokens}),
         "product_get_nocache": (
             servers["hotpath_nocache"],
             "product_get.lua",

@@ -18,6 +18,7 @@ import orjson
 
 from bench.suite.budget import BUDGETS, EDGE
 from bench.suite.peers import PEERS
+from bench.suite.shares import limiter_us, ping_split
 from bench.suite.state import Outcome, Results
 
 MB = 1024 * 1024
@@ -108,13 +109,7 @@ def summarize(results: Results) -> dict[str, Any]:
             "met": peak < RSS_LIMIT_MB,
         }
     )
-    ours = by_name.get("product_get")
-    unlimited = by_name.get("product_get_nolimit")
-    limiter_us = None
-    if ours and unlimited:
-        limiter_us = round(
-            ours.measured.cpu_us_per_request - unlimited.measured.cpu_us_per_request, 1
-        )
+    limiter_cost, limiter_paired = limiter_us(results, by_name)
     comparison = []
     for name, *_, against in PEERS:
         peer, mine = by_name.get(name), by_name.get(against)
@@ -148,9 +143,10 @@ def summarize(results: Results) -> dict[str, Any]:
         "end_rss_mb": {k: round(v / MB, 1) for k, v in results.end_rss.items()},
         "budget": budget,
         "budget_rounds": results.budget_rounds,
-        "ping_split": _ping_split(results.budget_rounds),
+        "ping_split": ping_split(results.budget_rounds),
         "peer_comparison": comparison,
-        "rate_limiter_cpu_us_per_request": limiter_us,
+        "rate_limiter_cpu_us_per_request": limiter_cost,
+        "rate_limiter_paired": limiter_paired,
         "open_model": results.open_model,
         "artillery": results.artillery,
         "artillery_skipped": results.artillery_skipped,
@@ -164,25 +160,6 @@ def summarize(results: Results) -> dict[str, Any]:
             for name, found in results.profiles.items()
         },
         "profiles_skipped": results.profiles_skipped,
-    }
-
-
-def _ping_split(rounds: list[dict[str, float]]) -> dict[str, float] | None:
-    """ping's ratio to ceiling_json as the jobs' share (the edge ceiling over the bare one)
-    times the structure's (ping over the edge ceiling), medians of the same rounds."""
-    rounds = [r for r in rounds if {"ping", "ceiling_json", EDGE} <= r.keys()]
-    if not rounds:
-        return None
-
-    def median(top: str, bottom: str) -> float:
-        return round(statistics.median(r[top] / r[bottom] for r in rounds), 3)
-
-    return {
-        "ping_over_ceiling_json": median("ping", "ceiling_json"),
-        "jobs": median(EDGE, "ceiling_json"),
-        "structure": median("ping", EDGE),
-        "jobs_us": round(statistics.median(r[EDGE] - r["ceiling_json"] for r in rounds), 1),
-        "structure_us": round(statistics.median(r["ping"] - r[EDGE] for r in rounds), 1),
     }
 
 
@@ -276,7 +253,12 @@ def markdown(summary: dict[str, Any]) -> str:
             "The global rate limiter (on in every hotpath scenario, with limits the load never "
             "reaches) costs "
             f"{summary['rate_limiter_cpu_us_per_request']} µs of server CPU per request: "
-            "product_get against product_get_nolimit.",
+            + (
+                "the median of the budget rounds' differences between product_get and "
+                "product_get_nolimit, measured in alternation."
+                if summary.get("rate_limiter_paired")
+                else "product_get against product_get_nolimit, each measured once."
+            ),
         ]
     if summary.get("open_model"):
         lines += [

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bench.suite.budget import BUDGETS, EDGE
+from bench.suite.budget import BUDGETS, EDGE, NOLIMIT
 from bench.suite.peers import PEERS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -77,7 +77,7 @@ def test_the_suite_runs_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
     assert "deliveries/s" in (tmp_path / "latest.md").read_text()
     for round_ in report["budget_rounds"]:
         budgeted = {b.scenario for b in BUDGETS} | {b.ceiling for b in BUDGETS}
-        assert set(round_) == budgeted | {EDGE}
+        assert set(round_) == budgeted | {EDGE, NOLIMIT}
         assert all(cpu > 0 for cpu in round_.values())
     for goal in report["budget"][: len(BUDGETS)]:
         assert len(goal["rounds"]) == 2
@@ -91,6 +91,7 @@ def test_the_suite_runs_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
     assert set(compared) == {name for name, *_ in PEERS}
     assert all(row["rps_hotpath_over_peer"] > 0 for row in compared.values())
     assert report["rate_limiter_cpu_us_per_request"] is not None
+    assert report["rate_limiter_paired"] is True  # from the interleaved rounds
     split = report["ping_split"]
     assert split["jobs"] > 0
     assert split["structure"] > 0
