@@ -6,8 +6,12 @@ round trip) and asyncpg's with a no-op ``reset=`` (asyncpg's default reset runs
 ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` on every release, one round
 trip, which no handler here needs). ``CEILING_POOL`` picks one (``hotpath``, the default, or
 ``asyncpg``); ``make bench`` measures the primary-key ceiling on both in the same run
-(``ceiling_pk`` and ``ceiling_pk_asyncpg``) and reports which is cheaper. The queries come from
-``sql/`` by name, as hotpath's repositories load them, so a ceiling runs the very statements.
+(``ceiling_pk`` and ``ceiling_pk_asyncpg``) and reports which is cheaper. A third,
+``asyncpg-default`` (asyncpg's pool as it comes, its reset included), is not a floor: it is the
+yardstick the budgets before issue 19 were set against ("cheaper than a bare asyncpg lookup"),
+kept so that those budgets are still checked in the same run (``ceiling_pk_asyncpg_default``).
+The queries come from ``sql/`` by name, as hotpath's repositories load them, so a ceiling runs
+the very statements.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ class Ceiling:
 
     async def start(self) -> None:
         url = os.environ["CEILING_DATABASE_URL"]
-        if os.environ.get("CEILING_POOL", "hotpath") == "asyncpg":
+        kind = os.environ.get("CEILING_POOL", "hotpath")
+        if kind in ("asyncpg", "asyncpg-default"):
 
             async def no_reset(conn: asyncpg.Connection) -> None:
                 return None
@@ -55,8 +60,13 @@ class Ceiling:
                     schema="pg_catalog",
                 )
 
+            # reset=None: asyncpg's own reset query on every release.
             self._asyncpg = await asyncpg.create_pool(
-                url, min_size=POOL_SIZE, max_size=POOL_SIZE, reset=no_reset, init=json_codec
+                url,
+                min_size=POOL_SIZE,
+                max_size=POOL_SIZE,
+                reset=no_reset if kind == "asyncpg" else None,
+                init=json_codec,
             )
         else:
             self._hotpath = await open_pool(url, min_size=POOL_SIZE, max_size=POOL_SIZE)

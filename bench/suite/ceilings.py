@@ -73,6 +73,13 @@ CEILINGS = {
         "/v1/products/1",
         "asyncpg",
     ),
+    "ceiling_pk_asyncpg_default": CeilingStart(
+        "bench.ceilings.pk_lookup:app",
+        "the same on asyncpg's pool as it comes, its reset on every release (the pre-issue-19 "
+        "yardstick)",
+        "/v1/products/1",
+        "asyncpg-default",
+    ),
     "ceiling_list_first": CeilingStart(
         "bench.ceilings.list_page:app",
         "bare ASGI, the first list page's query, cursor and encoding",
@@ -119,6 +126,7 @@ def ceiling_loads(state: Run, url: str, accounts: list[setup.Account]) -> dict[s
         "ceiling_json_edge": CeilingLoad("ping.lua", lambda _: {}),
         "ceiling_pk": CeilingLoad("product_get.lua", lambda _: anyone),
         "ceiling_pk_asyncpg": CeilingLoad("product_get.lua", lambda _: anyone),
+        "ceiling_pk_asyncpg_default": CeilingLoad("product_get.lua", lambda _: anyone),
         "ceiling_list_first": CeilingLoad("paths.lua", list_page(deep=False)),
         "ceiling_list_deep": CeilingLoad("paths.lua", list_page(deep=True)),
         "ceiling_order": CeilingLoad("order_place.lua", lambda _: buyers),
