@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -265,22 +266,30 @@ def test_serve_prepare_is_what_make_run_does(
 ) -> None:
     port = free_port()
     env = {**base_env, "DATABASE_URL": fresh_database_url, "HOTPATH_ACCESS_LOG": "false"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve", "--prepare", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:  # a file, not a terminal: JSON lines, readable while it runs
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve", "--prepare", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_live(base, process, seconds=60)
         assert httpx.get(base + "/readyz", timeout=5).status_code == 200
         assert httpx.get(base + "/docs", timeout=5).status_code == 200
+        # The banner comes when serve's own poll (every 0.1 s) has seen the port answer, which
+        # can be after this test has: a SIGTERM sent before it would rightly leave it out.
+        deadline = time.monotonic() + 20
+        while '"message":"serving"' not in log.read_text():
+            assert time.monotonic() < deadline, "serve announced nothing"
+            time.sleep(0.05)
     finally:
         process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
+        process.wait(timeout=30)
     assert process.returncode == 0
+    output = log.read_text()
     # Not a terminal: the announcement is a JSON line like the rest, and names the file of
     # demo logins rather than printing their passwords into the log.
     lines = [json.loads(line) for line in output.splitlines()]
