@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import cast
 
@@ -164,7 +166,8 @@ async def _run(
 
     total = int(rate * seconds)
     pick = itertools.cycle(requests)
-    tasks = []
+    # Only the requests in flight are held: a finished task is dropped at once (see _frozen).
+    in_flight: set[asyncio.Task[None]] = set()
     lags = []
     start = clock() + 0.05
     index = 0
@@ -173,11 +176,14 @@ async def _run(
         now = clock()
         while index < total and (due := start + index / rate) <= now:
             lags.append((now - due) * 1000)
-            tasks.append(asyncio.create_task(one(next(pick), due)))
+            task = asyncio.create_task(one(next(pick), due))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
             index += 1
         if index < total:
             await asyncio.sleep(max(0.0, start + index / rate - clock()))
-    await asyncio.gather(*tasks)
+    while in_flight:
+        await asyncio.wait(in_flight)
     for conn in idle:
         if conn.transport is not None:
             conn.transport.close()
@@ -198,4 +204,25 @@ def run_open_loop(
 ) -> OpenLoopResult:
     """Offer ``rate`` requests a second for ``seconds``, cycling through ``requests`` (whole
     HTTP/1.1 requests with keep-alive), and collect every latency."""
-    return uvloop.run(_run(host, port, requests, rate, seconds, max_connections))
+    with _frozen():
+        return uvloop.run(_run(host, port, requests, rate, seconds, max_connections))
+
+
+@contextmanager
+def _frozen() -> Iterator[None]:
+    """The caller's heap (the bench's imports, servers, results) kept out of the garbage
+    collector while the generator runs, and given back after.
+
+    A full collection walks every tracked object, and a generator stalled in one sends nothing
+    and reads nothing: each request due meanwhile, and each answer waiting, is late by the
+    pause. Measured (2026-12-07, hotpath's warm read at 9,400 requests a second for 10 s, two
+    interleaved rounds): with every task kept to the end and nothing frozen, the generator ran
+    six full collections a run, up to 140-420 ms each; its send lag p99 was 63-68 ms and the
+    latency p99 100-130 ms. Without either, no full collection, send lag p99 2-3.5 ms,
+    latency p99 21-24 ms."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

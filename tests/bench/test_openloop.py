@@ -5,8 +5,9 @@ that stalls once is seen in every request that queued behind the stall, not in o
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -19,9 +20,12 @@ class StallingServer:
     """HTTP/1.1 on loopback answering ``ok`` at once, except the first request (``stall``
     seconds late) and, when ``fail`` is set, every answer a 500."""
 
-    def __init__(self, stall: float, *, fail: bool = False) -> None:
+    def __init__(
+        self, stall: float, *, fail: bool = False, on_request: Callable[[int], None] | None = None
+    ) -> None:
         self.stall = stall
         self.fail = fail
+        self.on_request = on_request  # called with each request's number, from the server
         self.port = 0
         self.answered = 0
         self.stalled = False
@@ -36,6 +40,8 @@ class StallingServer:
                 self.stalled = True
                 await asyncio.sleep(self.stall)
             self.answered += 1
+            if self.on_request is not None:
+                self.on_request(self.answered)
             status = b"500 Internal Server Error" if self.fail else b"200 OK"
             writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 2\r\n\r\nok")
             await writer.drain()
@@ -99,3 +105,27 @@ def test_more_connections_absorb_the_stall_and_errors_are_counted() -> None:
     assert found.errors == 100  # every answer a 500
     # Other connections carried the requests due during the stall: only the first waited.
     assert sum(latency > 100 for latency in found.latencies_ms) <= 2
+
+
+def test_the_generator_holds_only_requests_in_flight_and_its_heap_stays_out_of_gc() -> None:
+    # A full collection of a heap that grows with every request sent stalls the generator,
+    # and the stall is counted as the server's latency: so no finished task is kept, and the
+    # heap from before the run is frozen out of every collection until the run ends.
+    seen: dict[str, int] = {}
+
+    def look(answered: int) -> None:
+        if answered == 150:  # the server's thread, with the generator mid-run
+            seen["tasks"] = sum(isinstance(o, asyncio.Task) for o in gc.get_objects())
+            seen["frozen"] = gc.get_freeze_count()
+
+    frozen_before = gc.get_freeze_count()
+    with StallingServer(0, on_request=look) as server:
+        found = run_open_loop(
+            "127.0.0.1", server.port, [REQUEST], rate=200, seconds=1, max_connections=4
+        )
+    assert found.sent == 200
+    assert found.errors == 0
+    # 149 answered requests behind it; only those in flight (and the server's own) remain.
+    assert seen["tasks"] < 30
+    assert seen["frozen"] > frozen_before
+    assert gc.get_freeze_count() == frozen_before
