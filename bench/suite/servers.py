@@ -1,9 +1,19 @@
 """The servers a run measures, each started the way production serves hotpath (granian, one
 worker, uvloop, its access log on at info level) and stopped when its scenarios are done.
 
-A server's stdout is a pipe read by a thread here, as a container runtime reads it: the access
-log costs the server what it costs in production (a write to a pipe), and only the lines that
-are not access lines are kept in the run's log file (a run answers millions of requests)."""
+A server's stdout is a pipe read by a process of its own (grep), as a container runtime reads
+it: the access log costs the server what it costs in production (a write to a pipe), and only
+the lines that are not access lines are kept in the run's log file (a run answers millions of
+requests).
+
+Not a thread of the bench's process: the open-model generator (bench/suite/openloop.py) runs
+in that process, and a reader thread gets the GIL from a busy main thread only about once per
+switch interval. Measured (2026-12-07, 400-byte lines): such a thread drained about 17,000
+lines a second while the main thread ran Python, 2.5 million while it slept; grep drained
+4.8 million either way. The warm read's open-model rates are 9,000 to 15,000 lines a second:
+the 64 KiB pipe (about 20 ms of them) filled, the server's write(2) blocked its event loop, and
+the stall was counted as its latency (a sampler on hotpath's loop found most of its stalls,
+46-90% of the samples in four runs, in LineBuffer.flush's write)."""
 
 from __future__ import annotations
 
@@ -11,13 +21,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import httpx
 
@@ -57,15 +65,17 @@ def _wait_until_answering(base: str, path: str, process: subprocess.Popen[bytes]
     raise RuntimeError(f"{base} did not answer within 60 s")
 
 
-_ACCESS_LINE = b'"message":"http_request"'
+_ACCESS_LINE = '"message":"http_request"'
 
 
-def _drain(pipe: IO[bytes], log: Path) -> None:
-    """Read a server's stdout to its end, keeping what is not an access line."""
-    with pipe, log.open("ab") as output:
-        for line in pipe:
-            if _ACCESS_LINE not in line:
-                output.write(line)
+def _stdout_reader(log: Path) -> subprocess.Popen[bytes]:
+    """A process that reads a server's stdout to its end, keeping what is not an access line."""
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            ["grep", "--invert-match", "--fixed-strings", "--line-buffered", _ACCESS_LINE],
+            stdin=subprocess.PIPE,
+            stdout=output,
+        )
 
 
 @contextmanager
@@ -82,17 +92,16 @@ def running(
     imports from (``python -m`` puts it first on the path)."""
     port = free_port()
     command = [part.replace("{port}", str(port)) for part in command]
-    with log.open("ab") as errors:
+    reader = _stdout_reader(log)
+    assert reader.stdin is not None
+    with log.open("ab") as errors, reader.stdin:
         process = subprocess.Popen(
             command,
             env={**os.environ, **env},
             cwd=cwd,
-            stdout=subprocess.PIPE,
+            stdout=reader.stdin,
             stderr=errors,
         )
-    assert process.stdout is not None
-    drain = threading.Thread(target=_drain, args=(process.stdout, log), daemon=True)
-    drain.start()
     base = f"http://{HOST}:{port}"
     try:
         _wait_until_answering(base, ready_path, process)
@@ -104,7 +113,11 @@ def running(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        drain.join(timeout=10)
+        try:
+            reader.wait(timeout=10)  # the server's last lines, then the pipe's end
+        except subprocess.TimeoutExpired:
+            reader.kill()
+            reader.wait()
 
 
 def hotpath_command() -> list[str]:
