@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import io
 import logging
 import os
@@ -14,7 +15,9 @@ import orjson
 import pytest
 import structlog
 
+from server.runtime import logs
 from server.runtime.logs import (
+    PIPE_BYTES,
     LineBuffer,
     configure_logging,
     flush_logs,
@@ -160,6 +163,30 @@ def test_a_line_buffer_writes_whole_lines_in_chunks_no_longer_than_its_limit() -
         while len(received) < len(b"".join(lines)):
             received += os.read(read_end, 65536)
         assert received == b"".join(lines)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_a_pipe_is_grown_so_a_briefly_slow_reader_does_not_block_the_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A full pipe blocks write(2), and with it the worker's event loop: Linux's default 64 KiB
+    # is some 20 ms of access lines under load. Grown to PIPE_BYTES where the system allows it.
+    ceiling = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    read_end, write_end = os.pipe()
+    try:
+        before = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
+        assert before < PIPE_BYTES
+        LineBuffer(write_end)
+        grown = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
+        # Beyond an unprivileged process' limit the pipe keeps its size, and logging works.
+        assert grown == (PIPE_BYTES if ceiling >= PIPE_BYTES or os.geteuid() == 0 else before)
+        # Never shrunk: a pipe made larger than PIPE_BYTES by whoever made it keeps its size.
+        monkeypatch.setattr(logs, "PIPE_BYTES", before)
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, before * 2)
+        LineBuffer(write_end)
+        assert fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ) == before * 2
     finally:
         os.close(read_end)
         os.close(write_end)
