@@ -34,7 +34,7 @@ import uvloop
 class OpenLoopResult:
     rate: float  # offered requests a second
     seconds: float
-    sent: int
+    sent: int  # after the warm-up
     errors: int
     latencies_ms: list[float]  # sorted, one per answered request
     # How late the generator itself sent (the 99th percentile, ms): large, and the latencies
@@ -99,6 +99,7 @@ async def _run(
     rate: float,
     seconds: float,
     max_connections: int,
+    warmup: float,
 ) -> OpenLoopResult:
     loop = asyncio.get_running_loop()
     # perf_counter, not loop.time(): uvloop's clock moves in whole milliseconds.
@@ -146,7 +147,7 @@ async def _run(
             raise
         return conn
 
-    async def one(request: bytes, due: float) -> None:
+    async def one(request: bytes, due: float, counted: bool) -> None:
         nonlocal errors
         try:
             conn = await connection()
@@ -159,12 +160,16 @@ async def _run(
             errors += 1
             give_back(None)
             return
-        latencies.append((clock() - due) * 1000)
+        if counted:
+            latencies.append((clock() - due) * 1000)
         if status >= 400:
             errors += 1
         give_back(conn)
 
-    total = int(rate * seconds)
+    # The warm-up's requests go out on the same schedule, but only those due after it count:
+    # its first moments open the connections (one per request due until the first answers).
+    skipped = int(rate * warmup)
+    total = skipped + int(rate * seconds)
     pick = itertools.cycle(requests)
     # Only the requests in flight are held: a finished task is dropped at once (see _frozen).
     in_flight: set[asyncio.Task[None]] = set()
@@ -175,8 +180,9 @@ async def _run(
         # Everything due by now goes out at once: one wake-up per batch, not per request.
         now = clock()
         while index < total and (due := start + index / rate) <= now:
-            lags.append((now - due) * 1000)
-            task = asyncio.create_task(one(next(pick), due))
+            if index >= skipped:
+                lags.append((now - due) * 1000)
+            task = asyncio.create_task(one(next(pick), due, index >= skipped))
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
             index += 1
@@ -190,7 +196,7 @@ async def _run(
     latencies.sort()
     lags.sort()
     lag = lags[min(len(lags) - 1, round(0.99 * len(lags)))] if lags else 0.0
-    return OpenLoopResult(rate, seconds, total, errors, latencies, lag)
+    return OpenLoopResult(rate, seconds, total - skipped, errors, latencies, lag)
 
 
 def run_open_loop(
@@ -201,11 +207,13 @@ def run_open_loop(
     rate: float,
     seconds: float,
     max_connections: int = 256,
+    warmup: float = 0.0,
 ) -> OpenLoopResult:
-    """Offer ``rate`` requests a second for ``seconds``, cycling through ``requests`` (whole
-    HTTP/1.1 requests with keep-alive), and collect every latency."""
+    """Offer ``rate`` requests a second for ``warmup`` and then ``seconds``, cycling through
+    ``requests`` (whole HTTP/1.1 requests with keep-alive), and collect the latency of every
+    request due after the warm-up (errors are counted throughout)."""
     with _frozen():
-        return uvloop.run(_run(host, port, requests, rate, seconds, max_connections))
+        return uvloop.run(_run(host, port, requests, rate, seconds, max_connections, warmup))
 
 
 @contextmanager

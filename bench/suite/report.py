@@ -265,7 +265,8 @@ def markdown(summary: dict[str, Any]) -> str:
         lines += [
             "",
             "The warm read (`product_get`) offered at fixed rates, shares of the peak wrk "
-            "measured above, each request's latency counted from the moment it was due "
+            "measured above, after a warm-up at the same rate, each request's latency counted "
+            "from the moment it was due "
             "(`bench/suite/openloop.py`: no coordinated omission). A large send lag means the "
             "generator itself fell behind, and the latencies measure its backlog too.",
             "",

@@ -142,7 +142,12 @@ def _open_model(state: Run, server: Server, tokens: list[str]) -> None:
     port = int(server.base.rsplit(":", 1)[1])
     for share in options.openloop_shares:
         found = run_open_loop(
-            HOST, port, requests, rate=share * peak, seconds=options.openloop_seconds
+            HOST,
+            port,
+            requests,
+            rate=share * peak,
+            seconds=options.openloop_seconds,
+            warmup=options.openloop_warmup,
         )
         state.results.open_model.append(
             {

@@ -40,6 +40,9 @@ class Options:
     # wrk measured, each offered for openloop_seconds; () for none.
     openloop_shares: tuple[float, ...] = (0.5, 0.8)
     openloop_seconds: float = 15.0
+    # Offered at the same rate first, not counted: the connections are opened in it (the first
+    # second at 9,400 req/s held most of the run's requests over 10 ms, 2026-12-07).
+    openloop_warmup: float = 1.0
     # py-spy profiles (bench/suite/profiles.py) of these hotpath scenarios, each recorded for
     # profile_seconds twice (flame graph, raw stacks) after its measurement; () for none.
     profile_scenarios: tuple[str, ...] = (

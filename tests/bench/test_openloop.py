@@ -129,3 +129,24 @@ def test_the_generator_holds_only_requests_in_flight_and_its_heap_stays_out_of_g
     assert seen["tasks"] < 30
     assert seen["frozen"] > frozen_before
     assert gc.get_freeze_count() == frozen_before
+
+
+def test_requests_due_in_the_warm_up_go_out_but_are_not_counted(
+    stalling: StallingServer,
+) -> None:
+    # The same stall as above, inside a half-second warm-up: the queue behind it has drained
+    # by the time the counted second starts, and only that second's requests are counted.
+    found = run_open_loop(
+        "127.0.0.1",
+        stalling.port,
+        [REQUEST],
+        rate=100,
+        seconds=1,
+        max_connections=1,
+        warmup=0.5,
+    )
+    assert stalling.answered == 150
+    assert found.sent == 100
+    assert len(found.latencies_ms) == 100
+    assert found.errors == 0
+    assert sum(latency > 100 for latency in found.latencies_ms) <= 2
