@@ -12,7 +12,10 @@ round after round, so a box that gets busier or quieter moves both sides of a ra
   span, the SQL statements' spans and the Redis calls' spans.
 
 A server's CPU per request is its process's CPU time (the exporter's thread included) over
-the requests wrk completed. Printed as a Markdown table; ``--out`` also writes it as JSON.
+the requests wrk completed. Spans per request: each traced server exports to a sink of its own,
+counted from when the sink has gone quiet after the warm-up (the batch processor sends every
+5 s) to after the servers have stopped (their shutdown sends what is still queued), over the
+requests of every round. Printed as a Markdown table; ``--out`` also writes it as JSON.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import gzip
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -72,6 +76,17 @@ class SpanSink:
         with self._lock:
             return self.spans
 
+    def settle(self, quiet: float = 6.0, limit: float = 30.0) -> int:
+        """The count once no span has arrived for ``quiet`` seconds (longer than the batch
+        processor's 5 s schedule), at most ``limit`` seconds from now."""
+        deadline = time.monotonic() + limit
+        last, since = self.count(), time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - since < quiet:
+            time.sleep(0.2)
+            if (now := self.count()) != last:
+                last, since = now, time.monotonic()
+        return last
+
 
 @contextmanager
 def span_sink() -> Iterator[SpanSink]:
@@ -99,17 +114,23 @@ class TracingOptions:
 
 def measure(options: TracingOptions) -> dict[str, object]:
     workdir = Path(tempfile.mkdtemp(prefix="hotpath-bench-tracing-"))
-    with setup.bench_database() as url, span_sink() as sink, ExitStack() as stack:
+    requests = {"on": 0, "on_nocache": 0}
+    with (
+        setup.bench_database() as url,
+        span_sink() as warm_sink,
+        span_sink() as cold_sink,
+        ExitStack() as stack,
+    ):
+        sinks = {"on": warm_sink, "on_nocache": cold_sink}
         accounts = setup.prepare_database(url, products=options.products, accounts=options.accounts)
         state = Run(Options(), workdir)
         env = hotpath_env(state, url)
-        traced = {**env, "HOTPATH_OTEL_ENDPOINT": sink.endpoint}
         nocache = {"HOTPATH_PRODUCT_CACHE_SECONDS": "0"}
         starts = {
             "off": env,
-            "on": traced,
+            "on": {**env, "HOTPATH_OTEL_ENDPOINT": warm_sink.endpoint},
             "off_nocache": {**env, **nocache},
-            "on_nocache": {**traced, **nocache},
+            "on_nocache": {**env, **nocache, "HOTPATH_OTEL_ENDPOINT": cold_sink.endpoint},
         }
         servers: dict[str, Server] = {
             name: stack.enter_context(
@@ -132,20 +153,24 @@ def measure(options: TracingOptions) -> dict[str, object]:
                     Load(options.warmup, 16),
                     server.pid,
                 )
+        # The log-ins' and warm-up's spans are out of the count: the sinks have gone quiet.
+        before = {name: sink.settle() for name, sink in sinks.items()}
         rounds: list[dict[str, float]] = []
-        spans_per_request: dict[str, float] = {}
         for _ in range(options.rounds):
             round_: dict[str, float] = {}
             for name, (server, environment) in loads.items():
-                before = sink.count()
                 measured = run(server.base, "product_get.lua", environment, load, server.pid)
                 if measured.http_errors or measured.socket_errors:
                     raise RuntimeError(f"{name} had errors: {measured}")
                 round_[name] = measured.cpu_us_per_request
-                if name.startswith("on"):
-                    # Spans of this round's requests still queued are counted in the next.
-                    spans_per_request[name] = (sink.count() - before) / measured.requests
+                if name in requests:
+                    requests[name] += measured.requests
             rounds.append(round_)
+        stack.close()  # the servers stop, and their batch processors send what is queued
+        spans_per_request = {
+            name: (sink.count() - before[name]) / max(1, requests[name])
+            for name, sink in sinks.items()
+        }
     return {
         "options": dataclasses.asdict(options),
         "rounds": rounds,

@@ -31,6 +31,7 @@ def test_the_tracing_bench_runs_and_its_spans_arrive(tmp_path: Path) -> None:
     assert set(round_) == {"off", "on", "off_nocache", "on_nocache"}
     assert all(cpu > 0 for cpu in round_.values())
     spans = result["spans_per_request"]
-    # Spans still queued when a round ends are counted in the next: a lower bound.
+    # Each traced server has a sink of its own, counted until it has stopped (its queue sent);
+    # background work (revocation polls, heartbeats) adds a few spans, never fewer.
     assert spans["on"] >= 0.8
     assert spans["on_nocache"] >= 1.6
