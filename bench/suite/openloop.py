@@ -173,6 +173,13 @@ async def _run(
     pick = itertools.cycle(requests)
     # Only the requests in flight are held: a finished task is dropped at once (see _frozen).
     in_flight: set[asyncio.Task[None]] = set()
+    failures: list[BaseException] = []  # what one() does not expect: raised once all are done
+
+    def finished(task: asyncio.Task[None]) -> None:
+        in_flight.discard(task)
+        if not task.cancelled() and (failure := task.exception()) is not None:
+            failures.append(failure)
+
     lags = []
     start = clock() + 0.05
     index = 0
@@ -184,12 +191,14 @@ async def _run(
                 lags.append((now - due) * 1000)
             task = asyncio.create_task(one(next(pick), due, index >= skipped))
             in_flight.add(task)
-            task.add_done_callback(in_flight.discard)
+            task.add_done_callback(finished)
             index += 1
         if index < total:
             await asyncio.sleep(max(0.0, start + index / rate - clock()))
     while in_flight:
         await asyncio.wait(in_flight)
+    if failures:
+        raise failures[0]
     for conn in idle:
         if conn.transport is not None:
             conn.transport.close()

@@ -8,6 +8,7 @@ import asyncio
 import gc
 import threading
 from collections.abc import Callable, Iterator
+from typing import cast
 
 import pytest
 
@@ -150,3 +151,18 @@ def test_requests_due_in_the_warm_up_go_out_but_are_not_counted(
     assert len(found.latencies_ms) == 100
     assert found.errors == 0
     assert sum(latency > 100 for latency in found.latencies_ms) <= 2
+
+
+def test_a_failure_the_generator_does_not_expect_is_raised_not_lost(
+    stalling: StallingServer,
+) -> None:
+    # A request that is not bytes makes the transport's write raise: as a bug in the bench,
+    # it must end the run with its error, not vanish with the finished task.
+    with pytest.raises(TypeError):
+        run_open_loop(
+            "127.0.0.1",
+            stalling.port,
+            cast(list[bytes], [REQUEST.decode()]),
+            rate=20,
+            seconds=0.2,
+        )
