@@ -484,7 +484,7 @@ async def test_hits_and_misses_are_metrics(
     # Multiprocess mode: counters flushed into prometheus_client's objects, deltas only.
     shared = ProductCache(link, logger, namespace=namespace, registry=None, multiprocess=True)
     exported = CollectorRegistry()
-    exported.register(shared._requests)
+    exported.register(shared.metrics.requests)
     await shared.get(PRODUCT, source.load)
     await shared.get(PRODUCT, source.load)
     shared.flush()
