@@ -56,7 +56,17 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     quantities: dict[int, int] = {}
     for line in body["items"]:
         quantities[line["product_id"]] = quantities.get(line["product_id"], 0) + line["quantity"]
-    async with _ceiling.connection() as pooled:
+    order_id, rendered, _ = await place(_ceiling, user_id, key, request_hash, quantities)
+    location = f"/v1/orders/{order_id}".encode()
+    await answer(send, 201, rendered, [*JSON, (b"location", location)])
+
+
+async def place(
+    ceiling: Ceiling, user_id: int, key: str, request_hash: bytes, quantities: dict[int, int]
+) -> tuple[int, bytes, list[Any]]:
+    """The order's transaction: the order's id, its answer's body and the products' rows after
+    the stock update (the order's edge ceiling invalidates them, bench/ceilings/order_edge.py)."""
+    async with ceiling.connection() as pooled:
         conn: Any = pooled  # records indexed without None checks: the bench sends valid orders
         transaction = conn.transaction()
         await transaction.start()
@@ -135,5 +145,4 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await transaction.rollback()
             raise
         await transaction.commit()
-    location = f"/v1/orders/{order['id']}".encode()
-    await answer(send, 201, rendered, [*JSON, (b"location", location)])
+    return order["id"], rendered, taken

@@ -22,33 +22,22 @@ hotpath answers, byte for byte.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
 from contextvars import ContextVar
 from time import monotonic, perf_counter, perf_counter_ns
 
 import orjson
 from starlette.types import Receive, Scope, Send
-from structlog.typing import FilteringBoundLogger
 
 from bench.ceilings.database import Ceiling
+from bench.ceilings.edge_jobs import Jobs, lifespan
 from bench.ceilings.products import OPTIONS, product
 from middleware.metrics import HttpMetrics
 from middleware.request_id import _SANE_ID, REQUEST_ID_FIELD, _new_id, structlog_var
 from middleware.security_headers import _API_CSP, _BASE_HEADERS, _NO_STORE
 from middleware.trace_context import TRACEPARENT, parse_traceparent
-from server.auth.authenticator import Authenticator
-from server.auth.setup import build_identity
-from server.catalog.cache import CachedProduct, ProductCache
-from server.db.devdb import database_name
-from server.ratelimit.classes import RouteClasses
+from server.catalog.cache import CachedProduct
 from server.ratelimit.headers import rate_limit_headers
-from server.ratelimit.limiter import RateLimiter
 from server.ratelimit.policy import Decision
-from server.runtime.logs import configure_logging, flush_logs, request_line_logger
-from server.runtime.redis_link import RedisLink, open_redis
-from server.runtime.settings import Settings, load_settings
 from server.web.conditional import etag
 
 _ROUTE = "/v1/products/{product_id}"
@@ -60,39 +49,7 @@ _TAIL = (*_BASE_HEADERS, _HSTS, _API_CSP, _NO_STORE)
 _JSON = (b"content-type", b"application/json")
 
 
-class _Jobs:
-    """What the lifespan opens: the collaborators hotpath's stack and handler use."""
-
-    def __init__(self, settings: Settings, logger: FilteringBoundLogger, redis: RedisLink) -> None:
-        namespace = f"hotpath:{database_name(settings.database_url)}"
-        self.lines = request_line_logger()
-        self.authenticate: Authenticator = build_identity(settings).authenticator
-        self.classify = RouteClasses(settings)
-        self.limiter: RateLimiter | None = None
-        if settings.rate_limits:
-            self.limiter = RateLimiter(
-                redis,
-                logger,
-                namespace=namespace,
-                replicas=settings.rate_replicas,
-                registry=None,
-                multiprocess=False,
-            )
-        self.cache = ProductCache(
-            redis,
-            logger,
-            namespace=namespace,
-            registry=None,
-            followed_ttl=settings.product_cache_seconds,
-            multiprocess=False,
-        )
-        self.timeout = settings.request_timeout
-
-
-_jobs: _Jobs | None = None
-# A test hands its own settings, and its own logger (whose stream it reads).
-settings_from_env = load_settings
-logger_for = configure_logging
+_jobs: Jobs | None = None
 _ceiling = Ceiling()
 _QUERY = _ceiling.queries.sql("get_product")
 _metrics = HttpMetrics(registry=None)
@@ -111,7 +68,7 @@ async def _load_row(product_id: int) -> CachedProduct | None:
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
-        await _lifespan(receive, send)
+        await lifespan(_ceiling, receive, send, _started)
         return
     jobs = _jobs
     assert jobs is not None, "the lifespan has not run"
@@ -200,37 +157,6 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     )
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
+def _started(jobs: Jobs | None) -> None:
     global _jobs
-    await receive()  # startup
-    settings = settings_from_env()
-    os.environ.setdefault("CEILING_DATABASE_URL", settings.database_url)
-    logger = logger_for(settings.log_level)
-    async with contextlib.AsyncExitStack() as stack:
-        redis = await stack.enter_async_context(
-            open_redis(settings.redis_url, timeout=settings.redis_timeout, logger=logger)
-        )
-        jobs = _Jobs(settings, logger, redis)
-        await _ceiling.start()
-        stack.push_async_callback(_ceiling.stop)
-        await jobs.cache.start()
-        stack.push_async_callback(jobs.cache.stop)
-        if jobs.limiter is not None:
-            await jobs.limiter.start()
-            stack.push_async_callback(jobs.limiter.stop)
-        flushing = asyncio.create_task(_flush_every(0.5))
-        _jobs = jobs
-        await send({"type": "lifespan.startup.complete"})
-        await receive()  # shutdown
-        _jobs = None
-        flushing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await flushing
-    flush_logs()
-    await send({"type": "lifespan.shutdown.complete"})
-
-
-async def _flush_every(seconds: float) -> None:
-    while True:
-        await asyncio.sleep(seconds)
-        flush_logs()
+    _jobs = jobs

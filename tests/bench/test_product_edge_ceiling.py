@@ -15,7 +15,7 @@ import orjson
 import pytest
 from structlog.typing import FilteringBoundLogger
 
-from bench.ceilings import product_edge
+from bench.ceilings import edge_jobs, product_edge
 from server.app import HotpathApp
 from server.runtime.settings import Settings
 from tests.fixtures.catalog import Catalog
@@ -44,8 +44,8 @@ def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
 async def edge(
     settings: Settings, logger: FilteringBoundLogger, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[httpx.AsyncClient]:
-    monkeypatch.setattr(product_edge, "settings_from_env", lambda: settings)
-    monkeypatch.setattr(product_edge, "logger_for", lambda level: logger)
+    monkeypatch.setattr(edge_jobs, "settings_from_env", lambda: settings)
+    monkeypatch.setattr(edge_jobs, "logger_for", lambda level: logger)
     monkeypatch.setenv("CEILING_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("CEILING_POOL", "hotpath")
     async with lifespan(product_edge.app), client_for(product_edge.app) as client:

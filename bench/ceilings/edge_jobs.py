@@ -1,0 +1,102 @@
+"""What the edge ceilings of the reads and the order share: hotpath's collaborators for the
+jobs around a handler, built from hotpath's settings as ``create_app`` and the container build
+them, and a lifespan that opens them (bench/ceilings/product_edge.py, order_edge.py).
+
+The jobs themselves stay fused in each ceiling's one function; only their collaborators live
+here: the token's ``Authenticator``, the limiter's ``RouteClasses`` and ``RateLimiter`` (when
+``HOTPATH_RATE_LIMITS`` is on), the ``ProductCache`` on the same Redis as hotpath's, the access
+log's line logger (flushed every 0.5 s, as hotpath's housekeeping flushes it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable
+
+from starlette.types import Receive, Send
+from structlog.typing import FilteringBoundLogger
+
+from bench.ceilings.database import Ceiling
+from server.auth.authenticator import Authenticator
+from server.auth.setup import build_identity
+from server.catalog.cache import ProductCache
+from server.db.devdb import database_name
+from server.ratelimit.classes import RouteClasses
+from server.ratelimit.limiter import RateLimiter
+from server.runtime.logs import configure_logging, flush_logs, request_line_logger
+from server.runtime.redis_link import RedisLink, open_redis
+from server.runtime.settings import Settings, load_settings
+
+# A test hands its own settings, and its own logger (whose stream it reads).
+settings_from_env = load_settings
+logger_for = configure_logging
+
+
+class Jobs:
+    """The collaborators hotpath's stack and handlers use, opened by ``lifespan``."""
+
+    def __init__(self, settings: Settings, logger: FilteringBoundLogger, redis: RedisLink) -> None:
+        namespace = f"hotpath:{database_name(settings.database_url)}"
+        self.settings = settings
+        self.lines = request_line_logger()
+        self.authenticate: Authenticator = build_identity(settings).authenticator
+        self.classify = RouteClasses(settings)
+        self.limiter: RateLimiter | None = None
+        if settings.rate_limits:
+            self.limiter = RateLimiter(
+                redis,
+                logger,
+                namespace=namespace,
+                replicas=settings.rate_replicas,
+                registry=None,
+                multiprocess=False,
+            )
+        self.cache = ProductCache(
+            redis,
+            logger,
+            namespace=namespace,
+            registry=None,
+            followed_ttl=settings.product_cache_seconds,
+            multiprocess=False,
+        )
+        self.timeout = settings.request_timeout
+
+
+async def lifespan(
+    ceiling: Ceiling, receive: Receive, send: Send, started: Callable[[Jobs | None], None]
+) -> None:
+    """The ASGI lifespan: ``started`` gets the open Jobs, and None before they close."""
+    await receive()  # startup
+    settings = settings_from_env()
+    os.environ.setdefault("CEILING_DATABASE_URL", settings.database_url)
+    logger = logger_for(settings.log_level)
+    async with contextlib.AsyncExitStack() as stack:
+        redis = await stack.enter_async_context(
+            open_redis(settings.redis_url, timeout=settings.redis_timeout, logger=logger)
+        )
+        jobs = Jobs(settings, logger, redis)
+        await ceiling.start()
+        stack.push_async_callback(ceiling.stop)
+        await jobs.cache.start()
+        stack.push_async_callback(jobs.cache.stop)
+        if jobs.limiter is not None:
+            await jobs.limiter.start()
+            stack.push_async_callback(jobs.limiter.stop)
+        flushing = asyncio.create_task(_flush_every(0.5))
+        started(jobs)
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # shutdown
+        started(None)
+        flushing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flushing
+    flush_logs()
+    await send({"type": "lifespan.shutdown.complete"})
+
+
+async def _flush_every(seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        flush_logs()
