@@ -35,7 +35,7 @@ from server.db.database import Database, create_pool
 from server.db.devdb import database_name
 from server.db.mail_outbox import MailOutbox
 from server.db.outbox import Outbox
-from server.db.replicas import attach_replicas
+from server.db.replica_pools import attach_replicas
 from server.db.sqlfiles import Queries, load_queries
 from server.health.service import DrainState, HealthService
 from server.orders.repository import OrdersRepository

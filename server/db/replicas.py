@@ -1,13 +1,7 @@
-"""Streaming replicas (``DATABASE_REPLICA_URLS``) for reads that tolerate a little lag, and which
-of them may take those reads right now.
-
-Lag is measured in WAL, not in clock time: every ``check()`` (four times a second) notes the
-primary's current LSN, and a replica stays in rotation only while it has replayed what the
-primary had written ``max_lag`` seconds ago, and answers. A replica whose replay is paused or
-behind, or that does not answer within the acquire timeout, leaves rotation (a log line and
-``hotpath_db_replica_in_rotation`` 0) and comes back by itself once it has caught up.
-``pick()`` is then a list walk with no I/O. With no replica in rotation, reads go to the
-primary.
+"""Streaming replicas (``DATABASE_REPLICA_URLS``) for reads that tolerate a little lag: which one
+such a read goes to. Which replicas are in rotation is ``replica_lag.py``'s (WAL positions,
+checked four times a second); opening their pools from the settings is ``replica_pools.py``'s.
+``pick()`` is a list walk with no I/O. With no replica in rotation, reads go to the primary.
 
 Which reads may go to a replica is the caller's choice: reads that need nothing the caller
 itself may just have written (``pick()``: the catalog's anonymous listings), reads whose
@@ -19,24 +13,18 @@ user's latest write, whose position server/db/write_marks.py keeps). docs/scalin
 from __future__ import annotations
 
 import asyncio
-import collections
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter
 from structlog.typing import FilteringBoundLogger
 
 from server.db.connection import PooledConnection
-from server.db.database import Database, open_pool
+from server.db.database import Database
+from server.db.replica_lag import LagChecks, Replica
 from server.db.write_marks import UNKNOWN_POSITION, WriteMarks, mark_ttl, writer
-from server.runtime import background
 from server.runtime.redis_link import RedisLink
-from server.runtime.settings import Settings
 
-_CHECK_SECONDS = 0.25
-# Primary LSN samples: 65 s at four a second, past the largest max_lag the settings allow (60 s).
-_SAMPLES_KEPT = 260
 # A signed-in reader's read goes to a replica only while the last complete round of checks is
 # at most this old: the write marks' lifetime counts on it (write_marks.mark_ttl).
 STALE_AFTER = 2.0
@@ -50,21 +38,6 @@ _ROUTES = (
     ("primary", "behind_reader"),
     ("primary", "writes_unknown"),
 )
-
-
-def parse_lsn(text: str) -> int:
-    """A pg_lsn's text ("16/B374D848") as the byte position it names."""
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) | int(low, 16)
-
-
-@dataclass
-class Replica:
-    name: str  # its position in DATABASE_REPLICA_URLS, for logs and metrics (never the URL)
-    db: Database
-    in_rotation: bool = False
-    replayed: int = 0  # the replay LSN it reported last
-    reason: str = "not checked yet"
 
 
 class ReplicaSet:
@@ -83,13 +56,7 @@ class ReplicaSet:
         self.max_lag = max_lag
         self.logger = logger
         self._clock = clock
-        self._samples: collections.deque[tuple[float, int]] = collections.deque(
-            maxlen=_SAMPLES_KEPT
-        )
         self._next = 0
-        self._rounds = 0
-        self._checked_at = -float("inf")  # when the last complete round of checks ended
-        self._task: asyncio.Task[None] | None = None
         # Signed-in users' latest writes (server/db/write_marks.py); the container attaches them
         # once Redis is open. Until then, and without Redis, signed-in readers get the primary.
         self.marks: WriteMarks | None = None
@@ -101,14 +68,9 @@ class ReplicaSet:
             registry=registry,
         )
         self._routed = {route: routed.labels(*route) for route in _ROUTES}
-        self._gauge = Gauge(
-            "hotpath_db_replica_in_rotation",
-            "1 while the read replica takes lag-tolerant reads (answering, within max lag).",
-            ["replica"],
-            registry=registry,
+        self.lag = LagChecks(
+            primary, replicas, max_lag=max_lag, logger=logger, registry=registry, clock=clock
         )
-        for replica in replicas:
-            self._gauge.labels(replica.name).set(0)
 
     def pick(self) -> Database:
         """A replica in rotation (round robin), or the primary when none is."""
@@ -132,7 +94,7 @@ class ReplicaSet:
             return self.primary
         marks = self.marks
         needed = None
-        if marks is not None and self._clock() - self._checked_at <= STALE_AFTER:
+        if marks is not None and self._clock() - self.lag.checked_at <= STALE_AFTER:
             needed = await marks.needed(user_id)
         if needed is None:
             self._routed["primary", "writes_unknown"].inc()
@@ -175,131 +137,13 @@ class ReplicaSet:
         if self.marks is not None:
             await self.marks.record(user_id, position)
 
-    def _required(self, now: float) -> int | None:
-        """The primary's LSN as of ``max_lag`` ago: what a replica must have replayed. None
-        until a sample that old exists (then the newest sample counts)."""
-        required = None
-        for taken, lsn in self._samples:
-            if taken > now - self.max_lag:
-                break
-            required = lsn
-        if required is None and self._samples:
-            required = self._samples[0][1]
-        return required
-
     async def check(self) -> None:
-        """One round: the primary's LSN, then each replica's replay position. Every other
-        round also does for the replicas' pools what the app's housekeeping does for the
-        primary's (server/db/pool.py): idle connections past the minimum closed, the others
-        probed before their next use."""
-        self._rounds += 1
-        if self._rounds % 2 == 0:
-            for replica in self.replicas:
-                replica.db.pool.retire_idle()
-        try:
-            async with self.primary.connection() as conn:
-                lsn = parse_lsn(await conn.fetchval("SELECT pg_current_wal_lsn()::text"))
-            self._samples.append((self._clock(), lsn))
-        except Exception:  # the primary's own troubles are /readyz's to report
-            return
-        required = self._required(self._clock())
-        await asyncio.gather(*(self._check_one(replica, required) for replica in self.replicas))
-        self._checked_at = self._clock()
-
-    async def _check_one(self, replica: Replica, required: int | None) -> None:
-        try:
-            async with replica.db.connection() as conn:
-                replayed = await conn.fetchval("SELECT pg_last_wal_replay_lsn()::text")
-        except Exception as exc:
-            self._set(replica, False, f"unavailable: {type(exc).__name__}")
-            return
-        if replayed is None:
-            self._set(replica, False, "not a standby (pg_last_wal_replay_lsn is null)")
-            return
-        replica.replayed = parse_lsn(replayed)
-        if required is not None and replica.replayed < required:
-            self._set(replica, False, f"lagging more than {self.max_lag:g} s")
-        else:
-            self._set(replica, True, "caught up")
-
-    def _set(self, replica: Replica, in_rotation: bool, reason: str) -> None:
-        replica.reason = reason
-        if replica.in_rotation == in_rotation:
-            return
-        replica.in_rotation = in_rotation
-        self._gauge.labels(replica.name).set(1 if in_rotation else 0)
-        if in_rotation:
-            self.logger.info("db_replica_in_rotation", replica=replica.name, reason=reason)
-        else:
-            self.logger.warning("db_replica_out_of_rotation", replica=replica.name, reason=reason)
+        """One round of lag checks (``LagChecks.check``)."""
+        await self.lag.check()
 
     def start(self) -> None:
-        self._task = background.repeat_async(
-            _CHECK_SECONDS, self.check, name="db-replicas", logger=self.logger
-        )
+        self.lag.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            await background.stop(self._task)
+        await self.lag.stop()
         await asyncio.gather(*(replica.db.close() for replica in self.replicas))
-
-
-async def attach_replicas(
-    db: Database,
-    settings: Settings,
-    *,
-    statement_cache_size: int,
-    logger: FilteringBoundLogger,
-    registry: CollectorRegistry | None,
-) -> ReplicaSet | None:
-    """With DATABASE_REPLICA_URLS set: the replica set, attached to ``db`` (its
-    ``lag_tolerant()`` reads) and checking; close it after ``db``'s users are done."""
-    if not settings.database_replica_urls:
-        return None
-    replicas = await open_replicas(
-        db,
-        settings.database_replica_urls,
-        pool_max=settings.db_pool_max,
-        acquire_timeout=settings.db_acquire_timeout,
-        command_timeout=settings.db_command_timeout,
-        connect_timeout=settings.db_connect_timeout,
-        statement_cache_size=0 if settings.db_pooler == "transaction" else statement_cache_size,
-        max_lag=settings.replica_max_lag,
-        logger=logger,
-        registry=registry,
-    )
-    replicas.signed_in_reads = settings.replica_signed_in_reads
-    await replicas.check()  # in rotation from the first request, when caught up
-    replicas.start()
-    db.replicas = replicas
-    return replicas
-
-
-async def open_replicas(
-    primary: Database,
-    urls: tuple[str, ...],
-    *,
-    pool_max: int,
-    acquire_timeout: float,
-    command_timeout: float,
-    connect_timeout: float,
-    statement_cache_size: int,
-    max_lag: float,
-    logger: FilteringBoundLogger,
-    registry: CollectorRegistry | None,
-) -> ReplicaSet:
-    """A pool per replica, opened with no connection yet: a replica down at start-up is only
-    out of rotation, never a reason not to start."""
-    replicas = []
-    for index, url in enumerate(urls):
-        pool = await open_pool(
-            url,
-            min_size=0,
-            max_size=pool_max,
-            command_timeout=command_timeout,
-            connect_timeout=connect_timeout,
-            statement_cache_size=statement_cache_size,
-        )
-        replicas.append(Replica(str(index), Database(pool, acquire_timeout=acquire_timeout)))
-        logger.info("db_replica_configured", replica=str(index))
-    return ReplicaSet(primary, replicas, max_lag=max_lag, logger=logger, registry=registry)

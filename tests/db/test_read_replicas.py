@@ -27,7 +27,9 @@ from prometheus_client import CollectorRegistry
 from structlog.typing import FilteringBoundLogger
 
 from server.db.database import Database, open_pool
-from server.db.replicas import Replica, ReplicaSet, open_replicas, parse_lsn
+from server.db.replica_lag import Replica, parse_lsn
+from server.db.replica_pools import open_replicas
+from server.db.replicas import ReplicaSet
 from server.runtime.settings import Settings, SettingsError
 from tests.fixtures.cluster import ThrowawayPostgres
 from tests.fixtures.databases import REDIS_URL
@@ -416,7 +418,7 @@ async def test_a_replica_may_lag_the_whole_allowed_minute(logger: FilteringBound
         clock=lambda: now[0],
     )
     for behind, in_rotation in ((59.0, True), (61.0, False)):
-        found._samples.clear()
+        found.lag.samples.clear()
         for step in range(4 * 70):  # 70 s of checks, four a second
             now[0] = step / 4
             replayed[0] = int(max(0.0, now[0] - behind) * 1000)

@@ -15,7 +15,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.typing import FilteringBoundLogger
 
-from server.db.replicas import STALE_AFTER, Replica, ReplicaSet
+from server.db.replica_lag import Replica
+from server.db.replicas import STALE_AFTER, ReplicaSet
 from server.db.write_marks import UNKNOWN_POSITION, WriteMarks, acting_for, mark_ttl, writer
 from server.runtime.redis_link import RedisLink, open_redis
 from tests.fixtures.databases import REDIS_URL
@@ -164,7 +165,7 @@ def replica_set(
         clock=clock,
     )
     found.marks = marks  # type: ignore[assignment]
-    found._checked_at = clock.now
+    found.lag.checked_at = clock.now
     return found, primary, standby
 
 
@@ -199,7 +200,7 @@ async def test_a_signed_in_read_goes_to_a_replica_only_past_the_readers_write(
     assert await found.for_reader(7) is primary
     assert routed(registry, "primary", "writes_unknown") == 2
 
-    found._checked_at = clock.now
+    found.lag.checked_at = clock.now
     found.replicas[0].in_rotation = False
     asked = marks.asked
     assert await found.for_reader(7) is primary
