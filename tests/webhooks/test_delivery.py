@@ -36,31 +36,14 @@ from server.webhooks.metrics import DeliveryMetrics
 from server.webhooks.repository import DeliveryQueue
 from server.webhooks.signing import SecretBox, new_secret
 from server.webhooks.ssrf import UrlGuard
-from tests.fixtures.databases import migrated_database
 from tests.fixtures.identity import Accounts, Tokens
 from tests.fixtures.support import free_port
+from tests.fixtures.webhook_worker import loopback_delivery_settings, own_webhooks_db
 from tests.fixtures.webhooks import Receiver, running_receiver
 
+__all__ = ["loopback_delivery_settings", "own_webhooks_db"]  # fixtures: settings, migrated_db
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def migrated_db() -> AsyncIterator[str]:
-    """A database of each test's own: no other test's endpoints or events in the worker's way."""
-    async with migrated_database("webhooks") as url:
-        yield url
-
-
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return dataclasses.replace(
-        settings,
-        webhook_allow_http=True,
-        webhook_allow_networks=("127.0.0.0/8",),
-        webhook_poll_seconds=0.05,
-        webhook_retry_base_seconds=0.2,
-        webhook_timeout=2.0,
-    )
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,7 +30,6 @@ import httpx
 import orjson
 import pytest
 
-from tests.fixtures.databases import migrated_database
 from tests.fixtures.otlp import (
     SPAN_KIND_CLIENT,
     SPAN_KIND_CONSUMER,
@@ -40,7 +39,10 @@ from tests.fixtures.otlp import (
 )
 from tests.fixtures.servers import Redis, login, running_servers
 from tests.fixtures.users import insert_user
+from tests.fixtures.webhook_worker import own_webhooks_db
 from tests.fixtures.webhooks import Receiver, running_receiver
+
+__all__ = ["own_webhooks_db"]  # the fixture migrated_db
 
 pytestmark = pytest.mark.slow
 
@@ -52,13 +54,6 @@ WEBHOOKS_ENV = {
     "HOTPATH_WEBHOOK_ALLOW_HTTP": "true",
     "HOTPATH_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
 }
-
-
-@pytest.fixture
-async def migrated_db() -> AsyncIterator[str]:
-    """A database of the test's own: no other test's endpoints or events in the worker's way."""
-    async with migrated_database("webhooks") as url:
-        yield url
 
 
 @contextmanager

@@ -9,11 +9,10 @@ a value that is not a traceparent. With tracing on: tests/e2e/test_webhook_traci
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import httpx
@@ -23,34 +22,17 @@ from structlog.typing import FilteringBoundLogger
 
 from server.commands.worker import run_worker
 from server.runtime.settings import Settings
-from tests.fixtures.databases import migrated_database
 from tests.fixtures.identity import Accounts, Tokens
+from tests.fixtures.webhook_worker import loopback_delivery_settings, own_webhooks_db
 from tests.fixtures.webhooks import Receiver, running_receiver
+
+__all__ = ["loopback_delivery_settings", "own_webhooks_db"]  # fixtures: settings, migrated_db
 
 # Fixed, not random: they name parametrized cases, and pytest-xdist refuses a run whose workers
 # collect different test ids. Each test has a database of its own, so no run sees another's rows.
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{CALLER_SPAN}-01"
-
-
-@pytest.fixture
-async def migrated_db() -> AsyncIterator[str]:
-    """A database of the test's own: no other test's endpoints or events in the worker's way."""
-    async with migrated_database("webhooks") as url:
-        yield url
-
-
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return dataclasses.replace(
-        settings,
-        webhook_allow_http=True,
-        webhook_allow_networks=("127.0.0.0/8",),
-        webhook_poll_seconds=0.05,
-        webhook_retry_base_seconds=0.2,
-        webhook_timeout=2.0,
-    )
 
 
 async def a_product(http: httpx.AsyncClient, staff: Tokens, headers: dict[str, str]) -> int:
