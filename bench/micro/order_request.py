@@ -1,0 +1,161 @@
+"""``python -m bench.micro.order_request``: what placing an order costs hotpath's process, in
+process, against the order ceiling's in the same run.
+
+hotpath's whole app as ``bench.micro.app_request`` builds it (make bench's production
+configuration, its lifespan running on a fresh bench database, PostgreSQL and Redis real) and
+the order ceiling's ASGI callable (``bench/ceilings/order_place.py``, on its own pool of the
+same database) are each called directly with a prebuilt scope: ``POST /v1/orders`` of one
+random product, quantity 1, a fresh Idempotency-Key per request, as ``bench/load/order_place.lua``
+sends it. Rounds interleave the two; each round's figure is this process's CPU time (user +
+system, ``time.process_time``) per order, so PostgreSQL's and Redis' own work is not counted,
+as the served bench counts only the server's process tree. Printed: the median and best of
+the rounds for each, and the median of the per-round ratios.
+
+``--profile hotpath`` prints a cProfile of hotpath's orders; ``--only hotpath --requests N``
+just places N orders, for ``valgrind --tool=callgrind``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import random
+import secrets
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+from starlette.types import Message
+
+from bench.ceilings import order_place as ceiling
+from bench.micro.app_request import _scope
+from bench.suite import setup
+from bench.suite.state import Options, Run, hotpath_env
+from server.app import create_app
+from server.runtime.logs import configure_logging
+from server.runtime.settings import load_settings
+from tests.fixtures.support import lifespan
+
+BATCH = 100
+PRODUCTS = 1000
+
+
+class _Check:
+    """A send that keeps the status, so a wrong answer stops the measurement."""
+
+    def __init__(self) -> None:
+        self.statuses: list[int] = []
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.statuses.append(message["status"])
+
+
+Batch = Callable[[], Awaitable[None]]
+
+
+def _batch(app: Callable[..., Awaitable[None]], bearer: bytes, count: int = BATCH) -> Batch:
+    check = _Check()
+
+    async def run() -> None:
+        check.statuses.clear()
+        for _ in range(count):
+            body = b'{"items":[{"product_id":%d,"quantity":1}]}' % random.randint(1, PRODUCTS)
+
+            async def receive(body: bytes = body) -> Message:
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            scope = _scope(
+                "/v1/orders",
+                [
+                    (b"user-agent", b"wrk"),
+                    (b"authorization", bearer),
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"idempotency-key", secrets.token_hex(16).encode()),
+                ],
+            )
+            scope["method"] = "POST"
+            await app(scope, receive, check)
+        if set(check.statuses) != {201}:
+            raise RuntimeError(f"orders answered {sorted(set(check.statuses))}")
+
+    return run
+
+
+async def _measure(batches: dict[str, Batch], rounds: int) -> dict[str, list[float]]:
+    per_round: dict[str, list[float]] = {name: [] for name in batches}
+    for n in range(rounds):
+        names = list(batches)
+        if n % 2:
+            names.reverse()  # neither side always runs right after the other
+        for name in names:
+            start = time.process_time()
+            await batches[name]()
+            per_round[name].append((time.process_time() - start) / BATCH * 1e6)
+    return per_round
+
+
+async def _serve(url: str, account: setup.Account, args: argparse.Namespace) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="hotpath-order-request-"))
+    os.environ.update(hotpath_env(Run(Options(), workdir), url))
+    os.environ["CEILING_DATABASE_URL"] = url
+    devnull = open(os.devnull, "wb")  # noqa: ASYNC230, SIM115 (open for the whole run)
+    app = create_app(load_settings(), logger=configure_logging("info", stream=devnull))
+    async with lifespan(app):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://hotpath") as http:
+            login = await http.post(
+                "/v1/auth/login", json={"email": account.email, "password": account.password}
+            )
+            login.raise_for_status()
+            bearer = f"Bearer {login.json()['access_token']}".encode()
+        async with lifespan(ceiling.app):
+            batches = {"hotpath": _batch(app, bearer), "ceiling": _batch(ceiling.app, bearer)}
+            if args.only:
+                await _batch(
+                    app if args.only == "hotpath" else ceiling.app, bearer, args.requests
+                )()
+                return
+            for batch in batches.values():
+                await batch()  # warm: prepared statements, the first-call builds
+            if args.profile:
+                profiler = cProfile.Profile()
+                profiler.enable()
+                for _ in range(args.rounds):
+                    await batches[args.profile]()
+                profiler.disable()
+                pstats.Stats(profiler).sort_stats("tottime").print_stats(45)
+                return
+            per_round = await _measure(batches, args.rounds)
+    ratios = [h / c for h, c in zip(per_round["hotpath"], per_round["ceiling"], strict=True)]
+    print(
+        ", ".join(
+            f"{name} median {statistics.median(us):.0f} us best {min(us):.0f} us"
+            for name, us in per_round.items()
+        )
+        + f"; hotpath / ceiling per round: median {statistics.median(ratios):.2f}"
+        + f" (load average {os.getloadavg()[0]:.1f})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--profile", choices=("hotpath", "ceiling"))
+    parser.add_argument("--only", choices=("hotpath", "ceiling"))
+    parser.add_argument("--requests", type=int, default=2_000)
+    args = parser.parse_args()
+    with setup.bench_database() as url:
+        account = setup.prepare_database(url, products=PRODUCTS, accounts=1)[0]
+        asyncio.run(_serve(url, account, args))
+
+
+if __name__ == "__main__":
+    main()
