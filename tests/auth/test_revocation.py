@@ -11,7 +11,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-import orjson
 import pytest
 from structlog.typing import FilteringBoundLogger
 
@@ -28,6 +27,7 @@ from server.db.database import Connection, Database, create_pool
 from server.db.sqlfiles import load_queries
 from server.runtime.redis_link import open_redis
 from server.runtime.settings import Settings
+from tests.fixtures.app import events
 from tests.fixtures.databases import REDIS_URL
 from tests.fixtures.support import ThrowawayRedis
 
@@ -102,11 +102,6 @@ async def seconds_until(condition: Callable[[], bool], *, limit: float) -> float
             raise AssertionError(f"not within {limit} s")
         await asyncio.sleep(0.005)
     return time.monotonic() - start
-
-
-def events(stream: io.BytesIO, name: str) -> list[dict[str, object]]:
-    lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
-    return [line for line in lines if line["message"] == name]
 
 
 async def test_pubsub_carries_a_revocation_to_the_other_replica_at_once(

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from server.auth import tokens
 from server.auth.keys import KeyRing, SigningKey
 from server.auth.tokens import AccessClaims, AccessTokenCodec, InvalidToken
+from tests.fixtures.clock import Clock
 
 ISSUER = "https://auth.hotpath.test"
 AUDIENCE = "hotpath-api"
@@ -27,14 +28,6 @@ SID = "6f1c7e0a-2b1f-4c55-9a0e-3d1f5b7c9e21"
 SECRET = b"hs256-secret-" + b"x" * 40
 SIGNER = Ed25519PrivateKey.generate()
 JSON = dict[str, Any]
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def ed_key(kid: str, private: Ed25519PrivateKey, *, verify_only: bool = False) -> SigningKey:
@@ -47,7 +40,7 @@ def make_codec(ring: KeyRing, clock: Callable[[], float], **options: Any) -> Acc
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture
@@ -424,7 +417,7 @@ def test_bad_options_are_refused(options: dict[str, int]) -> None:
         make_codec(KeyRing("EdDSA", [ed_key("k1", SIGNER)], None), time.time, **options)
 
 
-MUTATION_CODEC = make_codec(KeyRing("EdDSA", [ed_key("k1", SIGNER)], None), Clock())
+MUTATION_CODEC = make_codec(KeyRing("EdDSA", [ed_key("k1", SIGNER)], None), Clock(T0))
 VALID = issue(MUTATION_CODEC)[0]
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.= %\x00é"
 

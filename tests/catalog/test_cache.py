@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import secrets
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,9 +16,13 @@ from structlog.typing import FilteringBoundLogger
 
 from server.catalog.cache import CachedProduct, ProductCache
 from server.runtime.redis_link import RedisLink, open_redis
-from tests.fixtures.databases import REDIS_URL
+from tests.fixtures.app import events
+from tests.fixtures.clock import Clock
 from tests.fixtures.faults import signal_redis
+from tests.fixtures.shared_redis import commands, redis_namespace, shared_redis_link
 from tests.fixtures.support import ThrowawayRedis, until
+
+__all__ = ["redis_namespace", "shared_redis_link"]  # fixtures: namespace, link
 
 PRODUCT = 42
 
@@ -51,26 +54,6 @@ class Source:
         return snapshot
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def namespace() -> str:
-    return f"hotpath:test:{secrets.token_hex(6)}"
-
-
-@pytest.fixture
-async def link(logger: FilteringBoundLogger) -> AsyncIterator[RedisLink]:
-    async with open_redis(REDIS_URL, timeout=0.5, logger=logger) as link:
-        assert link.client is not None
-        yield link
-
-
 @asynccontextmanager
 async def replica(
     link: RedisLink, logger: FilteringBoundLogger, namespace: str, **options: object
@@ -98,29 +81,9 @@ async def until_version(
     return time.monotonic() - start
 
 
-def commands(link: RedisLink, monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every command the client sends from now on, by name."""
-    client = link.client
-    assert client is not None
-    seen: list[bytes] = []
-    original = client.create_request
-
-    def spy(name: bytes, *args: object, **kwargs: object) -> object:
-        seen.append(name)
-        return original(name, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(client, "create_request", spy)
-    return seen
-
-
 async def stored(link: RedisLink, namespace: str) -> str | None:
     assert link.client is not None
     return await link.client.get(f"{namespace}:product:{PRODUCT}")
-
-
-def events(stream: io.BytesIO, name: str) -> list[dict[str, object]]:
-    lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
-    return [line for line in lines if line["message"] == name]
 
 
 async def test_a_local_hit_does_no_io(

@@ -21,15 +21,8 @@ from server.db.database import Database, create_pool
 from server.db.pool import Connect, ConnectionPool, PoolClosed
 from server.runtime.settings import Settings, SettingsError
 from server.web.state import app_container
+from tests.fixtures.clock import Clock
 from tests.fixtures.support import free_port, until
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def connector(url: str) -> tuple[Connect, list[asyncpg.Connection]]:

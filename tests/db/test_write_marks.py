@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import secrets
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,33 +17,11 @@ from server.db.replica_lag import Replica
 from server.db.replicas import STALE_AFTER, ReplicaSet
 from server.db.write_marks import UNKNOWN_POSITION, WriteMarks, acting_for, mark_ttl, writer
 from server.runtime.redis_link import RedisLink, open_redis
-from tests.fixtures.databases import REDIS_URL
+from tests.fixtures.clock import Clock
+from tests.fixtures.shared_redis import redis_namespace, shared_redis_link
 from tests.fixtures.support import free_port
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def namespace() -> str:
-    return f"hotpath:test:{secrets.token_hex(6)}"
-
-
-@pytest.fixture
-async def link(logger: FilteringBoundLogger, namespace: str) -> AsyncIterator[RedisLink]:
-    async with open_redis(REDIS_URL, timeout=0.5, logger=logger) as link:
-        assert link.client is not None
-        try:
-            yield link
-        finally:
-            keys = [key async for key in link.client.scan_iter(match=f"{namespace}:*")]
-            if keys:
-                await link.client.delete(keys)
+__all__ = ["redis_namespace", "shared_redis_link"]  # fixtures: namespace, link
 
 
 async def test_a_mark_keeps_the_largest_position_for_its_lifetime(
