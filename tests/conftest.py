@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.fixtures.app",
     "tests.fixtures.identity",
     "tests.fixtures.catalog",
+    "tests.fixtures.orders",
     "tests.fixtures.servers",
     "tests.fixtures.faults",
 ]

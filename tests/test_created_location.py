@@ -10,22 +10,20 @@ import orjson
 
 from server.app import HotpathApp
 from tests.fixtures.identity import Accounts
-from tests.fixtures.orders import new_product, order
+from tests.fixtures.orders import Shop
 
 
 async def test_an_order_and_its_replay_carry_the_orders_location(
-    http: httpx.AsyncClient, accounts: Accounts
+    http: httpx.AsyncClient, shop: Shop
 ) -> None:
-    _, staff = await accounts.create_and_login("staff")
-    _, buyer = await accounts.create_and_login("customer")
-    product = await new_product(http, staff, stock=5)
+    product = await shop.product(stock=5)
     items = [{"product_id": product, "quantity": 1}]
-    placed = await order(http, buyer, "loc-1", items)
+    placed = await shop.order("loc-1", items)
     assert placed.status_code == 201, placed.text
     assert placed.headers["location"] == f"/v1/orders/{placed.json()['id']}"
-    replay = await order(http, buyer, "loc-1", items)
+    replay = await shop.order("loc-1", items)
     assert replay.headers["location"] == placed.headers["location"]
-    read = await http.get(placed.headers["location"], headers=buyer.headers)
+    read = await http.get(placed.headers["location"], headers=shop.buyer.headers)
     assert read.json() == placed.json()
 
 

@@ -17,7 +17,7 @@ from server.orders.repository import OrdersRepository
 from server.runtime.settings import Settings
 from server.web.state import app_container
 from tests.fixtures.identity import Accounts
-from tests.fixtures.orders import new_product, order
+from tests.fixtures.orders import Shop, new_product, order
 
 PROBLEM = "urn:hotpath:problem:"
 
@@ -116,11 +116,9 @@ async def blocked_by(holder: asyncpg.Connection, *, seconds: float = 5.0) -> Non
 
 
 async def test_a_retry_while_the_first_is_running_is_a_409(
-    http: httpx.AsyncClient, app: HotpathApp, accounts: Accounts, settings: Settings
+    http: httpx.AsyncClient, app: HotpathApp, shop: Shop, settings: Settings
 ) -> None:
-    _, staff = await accounts.create_and_login("staff")
-    buyer_account, buyer = await accounts.create_and_login("customer")
-    product = await new_product(http, staff, stock=5, price=400)
+    product = await shop.product(stock=5, price=400)
     items = [{"product_id": product, "quantity": 2}]
     holder = await asyncpg.connect(settings.database_url)
     first: asyncio.Task[httpx.Response] | None = None
@@ -130,17 +128,17 @@ async def test_a_retry_while_the_first_is_running_is_a_409(
         hold = holder.transaction()
         await hold.start()
         await holder.execute("SELECT 1 FROM products WHERE id = $1 FOR UPDATE", product)
-        first = asyncio.create_task(order(http, buyer, "in-flight", items))
+        first = asyncio.create_task(shop.order("in-flight", items))
         await blocked_by(holder)
 
         # Bounded so that a retry which queued behind the first fails here rather than hangs.
-        retry = await asyncio.wait_for(order(http, buyer, "in-flight", items), timeout=5)
+        retry = await asyncio.wait_for(shop.order("in-flight", items), timeout=5)
         assert retry.status_code == 409, retry.text
         assert retry.headers["content-type"].startswith("application/problem+json")
         assert retry.json()["type"] == PROBLEM + "idempotency-in-flight"
         assert not first.done()
-        assert await orders_of(app, buyer_account.id) == 0
-        assert await keys_of(app, buyer_account.id) == 0
+        assert await orders_of(app, shop.buyer_account.id) == 0
+        assert await keys_of(app, shop.buyer_account.id) == 0
 
         await hold.rollback()
         placed = await asyncio.wait_for(first, timeout=5)
@@ -150,46 +148,42 @@ async def test_a_retry_while_the_first_is_running_is_a_409(
             first.cancel()
     assert placed.status_code == 201, placed.text
     assert placed.json()["total_minor"] == 800
-    assert await orders_of(app, buyer_account.id) == 1
-    assert await keys_of(app, buyer_account.id) == 1
+    assert await orders_of(app, shop.buyer_account.id) == 1
+    assert await keys_of(app, shop.buyer_account.id) == 1
     assert await stock_of(app, product) == 3
 
     # Settled: the same key and body replay the first answer byte for byte.
-    replay = await order(http, buyer, "in-flight", items)
+    replay = await shop.order("in-flight", items)
     assert (replay.status_code, replay.content) == (201, placed.content)
-    assert await orders_of(app, buyer_account.id) == 1
+    assert await orders_of(app, shop.buyer_account.id) == 1
     assert await stock_of(app, product) == 3
 
 
 async def test_a_refused_order_keeps_no_key(
-    http: httpx.AsyncClient, app: HotpathApp, accounts: Accounts
+    http: httpx.AsyncClient, app: HotpathApp, shop: Shop
 ) -> None:
-    _, staff = await accounts.create_and_login("staff")
-    buyer_account, buyer = await accounts.create_and_login("customer")
-    product = await new_product(http, staff, stock=1)
+    product = await shop.product(stock=1)
     items = [{"product_id": product, "quantity": 2}]
-    refused = await order(http, buyer, "retry-me", items)
+    refused = await shop.order("retry-me", items)
     assert refused.status_code == 409
     assert refused.json()["type"] == PROBLEM + "out-of-stock"
-    assert await keys_of(app, buyer_account.id) == 0
-    assert await orders_of(app, buyer_account.id) == 0
+    assert await keys_of(app, shop.buyer_account.id) == 0
+    assert await orders_of(app, shop.buyer_account.id) == 0
     async with app_container(app).db.connection() as conn:
         await conn.execute("UPDATE products SET stock = 5 WHERE id = $1", product)
-    retried = await order(http, buyer, "retry-me", items)
+    retried = await shop.order("retry-me", items)
     assert retried.status_code == 201, retried.text
     assert await stock_of(app, product) == 3
-    assert await keys_of(app, buyer_account.id) == 1
+    assert await keys_of(app, shop.buyer_account.id) == 1
 
 
 async def test_key_and_order_commit_together(
     app: HotpathApp,
     http: httpx.AsyncClient,
-    accounts: Accounts,
+    shop: Shop,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _, staff = await accounts.create_and_login("staff")
-    buyer_account, buyer = await accounts.create_and_login("customer")
-    product = await new_product(http, staff, stock=7)
+    product = await shop.product(stock=7)
     items = [{"product_id": product, "quantity": 3}]
 
     async def broken(*args: object, **kwargs: object) -> None:
@@ -199,40 +193,40 @@ async def test_key_and_order_commit_together(
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=("127.0.0.1", 1))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as raw:
         failed = await raw.post(
-            "/v1/orders", json={"items": items}, headers={**buyer.headers, "idempotency-key": "k"}
+            "/v1/orders",
+            json={"items": items},
+            headers={**shop.buyer.headers, "idempotency-key": "k"},
         )
     assert failed.status_code == 500
-    assert await orders_of(app, buyer_account.id) == 0
-    assert await keys_of(app, buyer_account.id) == 0
+    assert await orders_of(app, shop.buyer_account.id) == 0
+    assert await keys_of(app, shop.buyer_account.id) == 0
     assert await stock_of(app, product) == 7
     events = await fetchval(
         app,
         "SELECT count(*) FROM outbox WHERE topic LIKE 'order.%' AND payload->>'user_id' = $1",
-        str(buyer_account.id),
+        str(shop.buyer_account.id),
     )
     assert events == 0
 
     monkeypatch.undo()
-    retried = await order(http, buyer, "k", items)
+    retried = await shop.order("k", items)
     assert retried.status_code == 201, retried.text
     assert await stock_of(app, product) == 4
 
 
 async def test_outbox_events_carry_the_order(
-    http: httpx.AsyncClient, app: HotpathApp, accounts: Accounts
+    http: httpx.AsyncClient, app: HotpathApp, shop: Shop
 ) -> None:
-    _, staff = await accounts.create_and_login("staff")
-    buyer_account, buyer = await accounts.create_and_login("customer")
-    product = await new_product(http, staff, stock=10, price=250)
+    product = await shop.product(stock=10, price=250)
     items = [{"product_id": product, "quantity": 2}]
-    first = (await order(http, buyer, "ev-1", items)).json()
-    second = (await order(http, buyer, "ev-2", items)).json()
-    await order(http, buyer, "ev-1", items)  # a replay writes no second event
+    first = (await shop.order("ev-1", items)).json()
+    second = (await shop.order("ev-2", items)).json()
+    await shop.order("ev-1", items)  # a replay writes no second event
     assert (
-        await http.post(f"/v1/orders/{first['id']}/cancel", headers=buyer.headers)
+        await http.post(f"/v1/orders/{first['id']}/cancel", headers=shop.buyer.headers)
     ).status_code == 200
     assert (
-        await http.post(f"/v1/orders/{second['id']}/fulfil", headers=staff.headers)
+        await http.post(f"/v1/orders/{second['id']}/fulfil", headers=shop.staff.headers)
     ).status_code == 200
     rows = await fetch(
         app,
@@ -253,7 +247,7 @@ async def test_outbox_events_carry_the_order(
         if isinstance(payload, str):
             payload = json.loads(payload)
         assert payload["status"] == status
-        assert payload["user_id"] == buyer_account.id
+        assert payload["user_id"] == shop.buyer_account.id
         assert payload["id"] == int(row["aggregate_id"])
         assert (payload["currency"], payload["total_minor"]) == ("EUR", 500)
         assert payload["items"] == [{"product_id": product, "quantity": 2, "unit_price_minor": 250}]
@@ -360,33 +354,31 @@ async def test_listing_filters_and_pages(http: httpx.AsyncClient, accounts: Acco
     ],
 )
 async def test_malformed_bodies_write_nothing(
-    http: httpx.AsyncClient, app: HotpathApp, accounts: Accounts, body: dict[str, Any]
+    http: httpx.AsyncClient, app: HotpathApp, shop: Shop, body: dict[str, Any]
 ) -> None:
-    _, staff = await accounts.create_and_login("staff")
-    buyer_account, buyer = await accounts.create_and_login("customer")
-    product = await new_product(http, staff, stock=5)
+    product = await shop.product(stock=5)
     text = json.dumps(body).replace('"product_id": 1', f'"product_id": {product}')
     response = await http.post(
         "/v1/orders",
         content=text,
-        headers={**buyer.headers, "idempotency-key": "bad", "content-type": "application/json"},
+        headers={
+            **shop.buyer.headers,
+            "idempotency-key": "bad",
+            "content-type": "application/json",
+        },
     )
     assert response.status_code == 422, response.text
-    assert await orders_of(app, buyer_account.id) == 0
-    assert await keys_of(app, buyer_account.id) == 0
+    assert await orders_of(app, shop.buyer_account.id) == 0
+    assert await keys_of(app, shop.buyer_account.id) == 0
     assert await stock_of(app, product) == 5
 
 
 async def test_unknown_product_is_named(
-    http: httpx.AsyncClient, app: HotpathApp, accounts: Accounts
+    http: httpx.AsyncClient, app: HotpathApp, shop: Shop
 ) -> None:
-    _, staff = await accounts.create_and_login("staff")
-    buyer_account, buyer = await accounts.create_and_login("customer")
-    real = await new_product(http, staff, stock=5)
+    real = await shop.product(stock=5)
     ghost = 2**62 + secrets.randbelow(1000)
-    response = await order(
-        http,
-        buyer,
+    response = await shop.order(
         "ghost",
         [{"product_id": real, "quantity": 1}, {"product_id": ghost, "quantity": 1}],
     )
@@ -397,24 +389,22 @@ async def test_unknown_product_is_named(
         {"pointer": "/items/1/product_id", "detail": f"no product {ghost}"}
     ]
     assert await stock_of(app, real) == 5
-    assert await orders_of(app, buyer_account.id) == 0
-    assert await keys_of(app, buyer_account.id) == 0
+    assert await orders_of(app, shop.buyer_account.id) == 0
+    assert await keys_of(app, shop.buyer_account.id) == 0
 
 
 async def test_deleted_product_cannot_be_ordered(
-    http: httpx.AsyncClient, app: HotpathApp, accounts: Accounts
+    http: httpx.AsyncClient, app: HotpathApp, shop: Shop
 ) -> None:
-    _, staff = await accounts.create_and_login("staff")
-    buyer_account, buyer = await accounts.create_and_login("customer")
-    product = await new_product(http, staff, stock=5)
+    product = await shop.product(stock=5)
     async with app_container(app).db.connection() as conn:
         await conn.execute("UPDATE products SET deleted_at = now() WHERE id = $1", product)
-    response = await order(http, buyer, "gone", [{"product_id": product, "quantity": 1}])
+    response = await shop.order("gone", [{"product_id": product, "quantity": 1}])
     assert response.status_code == 422, response.text
     assert response.json()["type"] == PROBLEM + "unknown-product"
     assert response.json()["errors"][0]["pointer"] == "/items/0/product_id"
     assert await stock_of(app, product) == 5
-    assert await orders_of(app, buyer_account.id) == 0
+    assert await orders_of(app, shop.buyer_account.id) == 0
 
 
 BIGINT_MAX = 2**63 - 1  # orders.total_minor
@@ -434,35 +424,33 @@ MAX_QUANTITY = 10_000  # the most one line may ask for
 async def test_a_total_too_large_to_store_is_a_422_and_writes_nothing(
     http: httpx.AsyncClient,
     app: HotpathApp,
-    accounts: Accounts,
+    shop: Shop,
     prices: list[int],
     quantity: int,
 ) -> None:
-    _, staff = await accounts.create_and_login("staff")
-    buyer_account, buyer = await accounts.create_and_login("customer")
-    products = [await new_product(http, staff, stock=MAX_QUANTITY, price=p) for p in prices]
+    products = [await shop.product(stock=MAX_QUANTITY, price=p) for p in prices]
     items = [{"product_id": p, "quantity": quantity} for p in products]
-    response = await order(http, buyer, "huge", items)
+    response = await shop.order("huge", items)
     assert response.status_code == 422, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     problem = response.json()
     assert problem["type"] == PROBLEM + "order-total-too-large"
     assert problem["errors"] == [{"pointer": "/items", "detail": problem["errors"][0]["detail"]}]
     assert str(BIGINT_MAX) in problem["errors"][0]["detail"]
-    assert await orders_of(app, buyer_account.id) == 0
-    assert await keys_of(app, buyer_account.id) == 0
+    assert await orders_of(app, shop.buyer_account.id) == 0
+    assert await keys_of(app, shop.buyer_account.id) == 0
     for product in products:
         assert await stock_of(app, product) == MAX_QUANTITY
     events = await fetchval(
         app,
         "SELECT count(*) FROM outbox WHERE topic LIKE 'order.%' AND payload->>'user_id' = $1",
-        str(buyer_account.id),
+        str(shop.buyer_account.id),
     )
     assert events == 0
 
     # The largest total that fits is an order like any other.
-    fits = await new_product(http, staff, stock=MAX_QUANTITY, price=BIGINT_MAX // MAX_QUANTITY)
-    placed = await order(http, buyer, "largest", [{"product_id": fits, "quantity": MAX_QUANTITY}])
+    fits = await shop.product(stock=MAX_QUANTITY, price=BIGINT_MAX // MAX_QUANTITY)
+    placed = await shop.order("largest", [{"product_id": fits, "quantity": MAX_QUANTITY}])
     assert placed.status_code == 201, placed.text
     assert placed.json()["total_minor"] == BIGINT_MAX // MAX_QUANTITY * MAX_QUANTITY
     assert await stock_of(app, fits) == 0

@@ -11,39 +11,31 @@ from server.app import HotpathApp
 from server.runtime.settings import Settings
 from server.web.state import app_container
 from tests.fixtures.identity import Accounts
-from tests.fixtures.orders import new_product, order
+from tests.fixtures.orders import Shop, new_product, order
 
 
-async def test_place_replay_and_reuse(http: httpx.AsyncClient, accounts: Accounts) -> None:
-    _, staff = await accounts.create_and_login("staff")
-    _, buyer = await accounts.create_and_login("customer")
-    product = await new_product(http, staff, stock=5, price=250)
+async def test_place_replay_and_reuse(http: httpx.AsyncClient, shop: Shop) -> None:
+    product = await shop.product(stock=5, price=250)
     items = [{"product_id": product, "quantity": 2}]
-    first = await order(http, buyer, "k-1", items)
+    first = await shop.order("k-1", items)
     assert first.status_code == 201, first.text
     body = first.json()
     assert (body["status"], body["total_minor"], body["currency"]) == ("placed", 500, "EUR")
-    replay = await order(http, buyer, "k-1", items)
+    replay = await shop.order("k-1", items)
     assert replay.status_code == 201
     assert replay.content == first.content
-    other = await order(http, buyer, "k-1", [{"product_id": product, "quantity": 1}])
+    other = await shop.order("k-1", [{"product_id": product, "quantity": 1}])
     assert other.status_code == 422
     stock = (await http.get(f"/v1/products/{product}")).json()["stock"]
     assert stock == 3
-    missing_key = await http.post("/v1/orders", json={"items": items}, headers=buyer.headers)
+    missing_key = await http.post("/v1/orders", json={"items": items}, headers=shop.buyer.headers)
     assert missing_key.status_code == 400
 
 
-async def test_all_or_nothing_and_the_items_named(
-    http: httpx.AsyncClient, accounts: Accounts
-) -> None:
-    _, staff = await accounts.create_and_login("staff")
-    _, buyer = await accounts.create_and_login("customer")
-    plenty = await new_product(http, staff, stock=10)
-    scarce = await new_product(http, staff, stock=1)
-    response = await order(
-        http,
-        buyer,
+async def test_all_or_nothing_and_the_items_named(http: httpx.AsyncClient, shop: Shop) -> None:
+    plenty = await shop.product(stock=10)
+    scarce = await shop.product(stock=1)
+    response = await shop.order(
         "k-2",
         [{"product_id": plenty, "quantity": 3}, {"product_id": scarce, "quantity": 2}],
     )
@@ -55,15 +47,15 @@ async def test_all_or_nothing_and_the_items_named(
 
 
 async def test_a_product_that_does_not_exist_is_a_422_naming_it_not_out_of_stock(
-    http: httpx.AsyncClient, accounts: Accounts
+    http: httpx.AsyncClient, shop: Shop
 ) -> None:
-    _, staff = await accounts.create_and_login("staff")
-    _, buyer = await accounts.create_and_login("customer")
-    plenty = await new_product(http, staff, stock=10)
-    scarce = await new_product(http, staff, stock=1)
-    gone = await new_product(http, staff, stock=10)
+    plenty = await shop.product(stock=10)
+    scarce = await shop.product(stock=1)
+    gone = await shop.product(stock=10)
     etag = (await http.get(f"/v1/products/{gone}")).headers["etag"]
-    deleted = await http.delete(f"/v1/products/{gone}", headers={**staff.headers, "if-match": etag})
+    deleted = await http.delete(
+        f"/v1/products/{gone}", headers={**shop.staff.headers, "if-match": etag}
+    )
     assert deleted.status_code == 204
     never = 2**62
     items = [
@@ -72,7 +64,7 @@ async def test_a_product_that_does_not_exist_is_a_422_naming_it_not_out_of_stock
         {"product_id": scarce, "quantity": 5},
         {"product_id": gone, "quantity": 1},
     ]
-    response = await order(http, buyer, "k-unknown", items)
+    response = await shop.order("k-unknown", items)
     assert response.status_code == 422, response.text
     problem = response.json()
     assert problem["type"] == "urn:hotpath:problem:unknown-product"
@@ -84,7 +76,7 @@ async def test_a_product_that_does_not_exist_is_a_422_naming_it_not_out_of_stock
     ]
     # Nothing was taken, and the key was not spent: the corrected order goes through.
     assert (await http.get(f"/v1/products/{plenty}")).json()["stock"] == 10
-    fixed = await order(http, buyer, "k-unknown", [{"product_id": plenty, "quantity": 1}])
+    fixed = await shop.order("k-unknown", [{"product_id": plenty, "quantity": 1}])
     assert fixed.status_code == 201, fixed.text
 
 
@@ -100,14 +92,10 @@ async def test_the_document_describes_the_short_items_of_a_409(
     assert set(short["required"]) == {"product_id", "requested", "available"}
 
 
-async def test_concurrent_orders_never_oversell(
-    http: httpx.AsyncClient, accounts: Accounts
-) -> None:
-    _, staff = await accounts.create_and_login("staff")
-    _, buyer = await accounts.create_and_login("customer")
-    product = await new_product(http, staff, stock=10)
+async def test_concurrent_orders_never_oversell(http: httpx.AsyncClient, shop: Shop) -> None:
+    product = await shop.product(stock=10)
     responses = await asyncio.gather(
-        *(order(http, buyer, f"c-{n}", [{"product_id": product, "quantity": 1}]) for n in range(40))
+        *(shop.order(f"c-{n}", [{"product_id": product, "quantity": 1}]) for n in range(40))
     )
     statuses = sorted(r.status_code for r in responses)
     assert statuses.count(201) == 10
@@ -116,13 +104,11 @@ async def test_concurrent_orders_never_oversell(
 
 
 async def test_one_key_under_concurrency_makes_one_order(
-    http: httpx.AsyncClient, accounts: Accounts
+    http: httpx.AsyncClient, shop: Shop
 ) -> None:
-    _, staff = await accounts.create_and_login("staff")
-    _, buyer = await accounts.create_and_login("customer")
-    product = await new_product(http, staff, stock=100)
+    product = await shop.product(stock=100)
     items = [{"product_id": product, "quantity": 1}]
-    responses = await asyncio.gather(*(order(http, buyer, "same", items) for _ in range(20)))
+    responses = await asyncio.gather(*(shop.order("same", items) for _ in range(20)))
     created = [r for r in responses if r.status_code == 201]
     assert created
     assert {r.content for r in created} == {created[0].content}

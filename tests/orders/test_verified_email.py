@@ -15,7 +15,7 @@ from server.runtime.settings import Settings
 from server.users.repository import UsersRepository
 from server.web.state import app_container
 from tests.fixtures.identity import Accounts
-from tests.fixtures.orders import new_product, order
+from tests.fixtures.orders import Shop
 
 PROBLEM = "urn:hotpath:problem:"
 
@@ -31,21 +31,19 @@ async def verify(app: HotpathApp, user_id: int) -> None:
 
 
 async def test_an_unverified_buyer_is_refused_and_nothing_is_taken(
-    http: httpx.AsyncClient, app: HotpathApp, accounts: Accounts
+    http: httpx.AsyncClient, app: HotpathApp, shop: Shop
 ) -> None:
-    _, staff = await accounts.create_and_login("staff")
-    buyer_account, buyer = await accounts.create_and_login("customer")
-    product = await new_product(http, staff, stock=3)
+    product = await shop.product(stock=3)
     items = [{"product_id": product, "quantity": 2}]
 
-    refused = await order(http, buyer, "verify-first", items)
+    refused = await shop.order("verify-first", items)
     assert refused.status_code == 403, refused.text
     problem = refused.json()
     assert problem["type"] == PROBLEM + "email-not-verified"
     assert "/v1/auth/email/verify/resend" in problem["detail"]
     assert (await http.get(f"/v1/products/{product}")).json()["stock"] == 3
 
-    key = await http.post("/v1/api-keys", json={"name": "shop"}, headers=buyer.headers)
+    key = await http.post("/v1/api-keys", json={"name": "shop"}, headers=shop.buyer.headers)
     assert key.status_code == 201, key.text
     by_key = await http.post(
         "/v1/orders",
@@ -56,31 +54,29 @@ async def test_an_unverified_buyer_is_refused_and_nothing_is_taken(
     assert by_key.json()["type"] == PROBLEM + "email-not-verified"
 
     # Once the address is verified, the same key places the order (nothing was stored).
-    await verify(app, buyer_account.id)
-    placed = await order(http, buyer, "verify-first", items)
+    await verify(app, shop.buyer_account.id)
+    placed = await shop.order("verify-first", items)
     assert placed.status_code == 201, placed.text
     assert (await http.get(f"/v1/products/{product}")).json()["stock"] == 1
 
 
 async def test_a_placed_order_replays_whatever_the_address_is_now(
-    http: httpx.AsyncClient, app: HotpathApp, accounts: Accounts
+    http: httpx.AsyncClient, app: HotpathApp, shop: Shop
 ) -> None:
     # The stored answer is looked up before the address is checked (one statement does both):
     # an order placed stays answerable under its key.
-    _, staff = await accounts.create_and_login("staff")
-    buyer_account, buyer = await accounts.create_and_login("customer")
-    product = await new_product(http, staff, stock=3)
+    product = await shop.product(stock=3)
     items = [{"product_id": product, "quantity": 1}]
-    await verify(app, buyer_account.id)
-    placed = await order(http, buyer, "placed-once", items)
+    await verify(app, shop.buyer_account.id)
+    placed = await shop.order("placed-once", items)
     assert placed.status_code == 201, placed.text
     async with app_container(app).db.connection() as conn:
         await conn.execute(
-            "UPDATE users SET email_verified_at = NULL WHERE id = $1", buyer_account.id
+            "UPDATE users SET email_verified_at = NULL WHERE id = $1", shop.buyer_account.id
         )
-    replay = await order(http, buyer, "placed-once", items)
+    replay = await shop.order("placed-once", items)
     assert (replay.status_code, replay.content) == (201, placed.content)
-    refused = await order(http, buyer, "another", items)
+    refused = await shop.order("another", items)
     assert refused.status_code == 403, refused.text
     assert refused.json()["type"] == PROBLEM + "email-not-verified"
     assert (await http.get(f"/v1/products/{product}")).json()["stock"] == 2
