@@ -7,8 +7,12 @@ a prebuilt scope: ``GET /livez`` and a warm ``GET /v1/products/{id}`` with a bea
 the served scenarios send them. The log lines go to /dev/null through the same buffered writer.
 
 Rounds interleave the two requests; the minimum of the rounds' per-request times is printed.
-``--profile`` prints a cProfile of one kind; ``--only KIND --requests N`` just runs N requests of
-one kind, for ``valgrind --tool=callgrind`` (instruction counts, repeatable on a busy box).
+``--profile`` prints a cProfile of one kind. ``--only KIND --requests N`` runs N requests of one
+kind, after the warm-up, in an event loop run inside one ``functools.reduce`` call, so that
+callgrind counts those requests' instructions only (repeatable on a busy box)::
+
+    valgrind --tool=callgrind --collect-atstart=no --toggle-collect=functools_reduce \
+        .venv/bin/python -m bench.micro.app_request --only livez --requests 2000
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import functools
 import os
 import pstats
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -36,6 +42,7 @@ from tests.fixtures.support import lifespan
 
 BATCH = 200
 PRODUCTS = 50
+KINDS = ("livez", "product_get")
 
 
 def _scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
@@ -71,7 +78,7 @@ class _Check:
             self.statuses.append(message["status"])
 
 
-Batch = Callable[[], Awaitable[None]]
+Batch = Callable[[], Coroutine[Any, Any, None]]
 
 
 def _batch(app: ASGIApp, scope: dict[str, Any], count: int = BATCH) -> Batch:
@@ -97,53 +104,75 @@ async def _measure(batches: dict[str, Batch], rounds: int) -> dict[str, float]:
     return best
 
 
-async def _serve(
-    url: str, account: setup.Account, args: argparse.Namespace, devnull: BinaryIO
-) -> None:
+async def _log_in(app: ASGIApp, account: setup.Account) -> str:
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1))
+    async with httpx.AsyncClient(transport=transport, base_url="http://hotpath") as http:
+        login = await http.post(
+            "/v1/auth/login", json={"email": account.email, "password": account.password}
+        )
+        login.raise_for_status()
+        return str(login.json()["access_token"])
+
+
+@asynccontextmanager
+async def _running(
+    url: str, account: setup.Account, devnull: BinaryIO, kinds: tuple[str, ...]
+) -> AsyncIterator[tuple[ASGIApp, dict[str, dict[str, Any]]]]:
     workdir = Path(tempfile.mkdtemp(prefix="hotpath-app-request-"))
     os.environ.update(hotpath_env(Run(Options(), workdir), url))
     app = create_app(load_settings(), logger=configure_logging("info", stream=devnull))
     async with lifespan(app):
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1))
-        async with httpx.AsyncClient(transport=transport, base_url="http://hotpath") as http:
-            login = await http.post(
-                "/v1/auth/login", json={"email": account.email, "password": account.password}
-            )
-            login.raise_for_status()
-            token = login.json()["access_token"]
-        bearer = [(b"authorization", f"Bearer {token}".encode())]
-        scopes = {
-            "livez": _scope("/livez", [(b"user-agent", b"wrk")]),
-            "product_get": _scope("/v1/products/7", [(b"user-agent", b"wrk"), *bearer]),
-        }
-        if args.only:
-            await _batch(app, scopes[args.only], args.requests)()
-            return
-        batches = {name: _batch(app, scope) for name, scope in scopes.items()}
-        for batch in batches.values():
-            await batch()  # warm: the product's cache entry, the first-call builds
-        if args.profile:
-            profiler = cProfile.Profile()
-            profiler.enable()
-            for _ in range(args.rounds):
-                await batches[args.profile]()
-            profiler.disable()
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
-            return
-        best = await _measure(batches, args.rounds)
-        print(", ".join(f"{name} {us:.2f} us" for name, us in best.items()))
+        scopes = {"livez": _scope("/livez", [(b"user-agent", b"wrk")])}
+        if "product_get" in kinds:
+            bearer = [(b"authorization", f"Bearer {await _log_in(app, account)}".encode())]
+            scopes["product_get"] = _scope("/v1/products/7", [(b"user-agent", b"wrk"), *bearer])
+        for scope in scopes.values():
+            await _batch(app, scope)()  # warm: the product's cache entry, the first-call builds
+        yield app, scopes
+
+
+async def _report(
+    app: ASGIApp, scopes: dict[str, dict[str, Any]], args: argparse.Namespace
+) -> None:
+    batches = {name: _batch(app, scope) for name, scope in scopes.items()}
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(args.rounds):
+            await batches[args.profile]()
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
+        return
+    best = await _measure(batches, args.rounds)
+    print(", ".join(f"{name} {us:.2f} us" for name, us in best.items()))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=200)
-    parser.add_argument("--profile", choices=("livez", "product_get"))
-    parser.add_argument("--only", choices=("livez", "product_get"))
+    parser.add_argument("--profile", choices=KINDS)
+    parser.add_argument("--only", choices=KINDS)
     parser.add_argument("--requests", type=int, default=20_000)
     args = parser.parse_args()
-    with setup.bench_database() as url, open(os.devnull, "wb") as devnull:
+    with (
+        setup.bench_database() as url,
+        open(os.devnull, "wb") as devnull,
+        asyncio.Runner() as runner,
+    ):
         account = setup.prepare_database(url, products=PRODUCTS, accounts=1)[0]
-        asyncio.run(_serve(url, account, args, devnull))
+        kinds = (args.only,) if args.only else KINDS
+        running = _running(url, account, devnull, kinds)
+        app, scopes = runner.run(running.__aenter__())
+        try:
+            if args.only:
+                # The one call callgrind collects in (--toggle-collect=functools_reduce): the
+                # event loop running these requests, and nothing before or after.
+                batch = _batch(app, scopes[args.only], args.requests)
+                functools.reduce(lambda _, __: runner.run(batch()), range(1), None)
+            else:
+                runner.run(_report(app, scopes, args))
+        finally:
+            runner.run(running.__aexit__(None, None, None))
 
 
 if __name__ == "__main__":
