@@ -4,10 +4,14 @@ INSERT INTO outbox (topic, aggregate_type, aggregate_id, payload, traceparent)
 VALUES ($1, $2, $3, $4, $5);
 
 -- name: create_outbox_events :exec
--- Several events of one topic in one statement: an order's stock changes, one per product.
+-- Several events in one statement (an order and its stock changes): $1 to $4 are their topics,
+-- aggregate types, aggregate ids and payloads (JSON text), one element per event, written in
+-- that order (the worker publishes by id); $5 as in create_outbox_event, for all of them.
 INSERT INTO outbox (topic, aggregate_type, aggregate_id, payload, traceparent)
-SELECT $1, $2, e.id, e.payload::jsonb, $5
-FROM unnest($3::text[], $4::text[]) AS e (id, payload);
+SELECT e.topic, e.aggregate_type, e.aggregate_id, e.payload::jsonb, $5
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+     WITH ORDINALITY AS e (topic, aggregate_type, aggregate_id, payload, n)
+ORDER BY e.n;
 
 -- name: list_outbox_events_to_publish :many
 -- The worker's claim: the oldest unpublished events, locked until its transaction ends; rows

@@ -12,6 +12,7 @@ worker's spans link to it and its log lines name it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -19,6 +20,17 @@ import orjson
 from server.db.database import Connection
 from server.db.sqlfiles import Queries
 from server.runtime.tracing import current_traceparent
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One outbox row to write: ``topic`` names what happened to the ``aggregate`` (its type)
+    whose id is ``aggregate_id``; ``payload`` is JSON-encodable."""
+
+    topic: str
+    aggregate: str
+    aggregate_id: object
+    payload: Any
 
 
 class Outbox:
@@ -33,18 +45,15 @@ class Outbox:
             self._create, topic, aggregate, str(aggregate_id), payload, current_traceparent()
         )
 
-    async def add_many(
-        self,
-        conn: Connection,
-        topic: str,
-        aggregate: str,
-        events: Sequence[tuple[object, Any]],
-    ) -> None:
-        """``events``: (aggregate id, payload) pairs, written in one round trip."""
+    async def add_all(self, conn: Connection, events: Sequence[Event]) -> None:
+        """``events`` in one round trip, in their order (an order's and its stock changes)."""
         if not events:
             return
-        ids = [str(aggregate_id) for aggregate_id, _ in events]
-        payloads = [orjson.dumps(payload).decode() for _, payload in events]
         await conn.execute(
-            self._create_many, topic, aggregate, ids, payloads, current_traceparent()
+            self._create_many,
+            [event.topic for event in events],
+            [event.aggregate for event in events],
+            [str(event.aggregate_id) for event in events],
+            [orjson.dumps(event.payload).decode() for event in events],
+            current_traceparent(),
         )

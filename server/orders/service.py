@@ -11,7 +11,7 @@ from server.catalog.cache import ProductCache
 from server.catalog.repository import Product, ProductsRepository
 from server.catalog.service import product_event
 from server.db.database import Connection, Database
-from server.db.outbox import Outbox
+from server.db.outbox import Event, Outbox
 from server.orders.repository import Order, OrderItem, OrdersRepository
 from server.web.errors import AppError, Conflict, Forbidden, NotFound, ValidationFailed
 
@@ -136,8 +136,14 @@ class OrdersService:
                 )
             order = await self.orders.create(conn, buyer.user_id, currencies.pop(), items)
             body = render(order)
-            await self.outbox.add(conn, "order.placed", "order", order.id, _event(order))
-            await self._stock_changed(conn, order.id, "order.placed", taken, quantities, -1)
+            # The order's event and its stock changes in one statement.
+            await self.outbox.add_all(
+                conn,
+                [
+                    Event("order.placed", "order", order.id, _event(order)),
+                    *_stock_changed(order.id, "order.placed", taken, quantities, -1),
+                ],
+            )
             expires = dt.datetime.now(dt.UTC) + self.key_ttl
             await self.orders.store_response(
                 conn, buyer.user_id, key, request_hash, (201, body), expires
@@ -199,31 +205,6 @@ class OrdersService:
             },
         )
 
-    async def _stock_changed(
-        self,
-        conn: Connection,
-        order_id: int,
-        reason: str,
-        products: list[Product],
-        quantities: dict[int, int],
-        sign: int,
-    ) -> None:
-        """One ``stock.changed`` event per product an order took stock from or gave it back
-        to, as the catalog's own stock changes write them (plus the order's id)."""
-        events = [
-            (
-                product.id,
-                {
-                    **product_event(product),
-                    "delta": sign * quantities[product.id],
-                    "reason": reason,
-                    "order_id": order_id,
-                },
-            )
-            for product in products
-        ]
-        await self.outbox.add_many(conn, "stock.changed", "product", events)
-
     async def _refresh(self, products: list[Product]) -> None:
         # Every product of the order at once: one Redis round trip, not two per product.
         await self.cache.invalidate_many([(product.id, product.version) for product in products])
@@ -263,6 +244,7 @@ class OrdersService:
 
     async def _move(self, viewer: Principal, order_id: int, new: str, *, owner_may: bool) -> Order:
         restocked: list[Product] = []
+        events: list[Event] = []
         async with self.db.transaction() as conn:
             order = await self.orders.get(conn, order_id, lock=True)
             mine = order is not None and order.user_id == viewer.user_id
@@ -286,10 +268,32 @@ class OrdersService:
                     # A product deleted since has no stock to return to: nothing to restock.
                     if product is not None:
                         restocked.append(product)
-                await self._stock_changed(conn, order_id, "order.cancelled", restocked, returned, 1)
-            await self.outbox.add(conn, f"order.{new}", "order", order_id, _event(moved))
+                events = _stock_changed(order_id, "order.cancelled", restocked, returned, 1)
+            events.append(Event(f"order.{new}", "order", order_id, _event(moved)))
+            await self.outbox.add_all(conn, events)
         await self._refresh(restocked)
         return moved
+
+
+def _stock_changed(
+    order_id: int, reason: str, products: list[Product], quantities: dict[int, int], sign: int
+) -> list[Event]:
+    """One ``stock.changed`` event per product an order took stock from or gave it back to, as
+    the catalog's own stock changes write them (plus the order's id)."""
+    return [
+        Event(
+            "stock.changed",
+            "product",
+            product.id,
+            {
+                **product_event(product),
+                "delta": sign * quantities[product.id],
+                "reason": reason,
+                "order_id": order_id,
+            },
+        )
+        for product in products
+    ]
 
 
 def _event(order: Order) -> dict[str, Any]:

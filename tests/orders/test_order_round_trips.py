@@ -30,8 +30,7 @@ PLACE = [
     "update_product_stock",
     "update_product_stock",
     "create_order",  # and its items
-    "create_outbox_event",  # order.placed
-    "create_outbox_events",  # stock.changed, one row per product
+    "create_outbox_events",  # order.placed and stock.changed (one row per product)
     "create_idempotency_key",
     "COMMIT",
 ]

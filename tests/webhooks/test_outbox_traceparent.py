@@ -76,8 +76,8 @@ async def test_a_valid_traceparent_goes_with_the_events_of_a_product_and_an_orde
     product = await a_product(http, staff, {"traceparent": TRACEPARENT})
     assert await stored(db, "product.created", product) == TRACEPARENT
 
-    # An order writes order.placed (create_outbox_event) and stock.changed
-    # (create_outbox_events): both keep the caller's traceparent, sampled flag included.
+    # An order writes order.placed and stock.changed (one create_outbox_events): both keep
+    # the caller's traceparent, sampled flag included.
     unsampled = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-00"
     placed = await http.post(
         "/v1/orders",
