@@ -13,11 +13,11 @@ state an absent key stands for.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from coredis.commands.script import Script
+from typing import cast
 
 from server.ratelimit.policy import Policy
 from server.runtime.redis_client import RedisClient
+from server.runtime.redis_script import RedisScript
 
 # KEYS[1]: the TAT. ARGV: interval (us), capacity, tokens wanted, and "now" in us (tests only;
 # empty: Redis' TIME). All values stay integers below 2^53, exact in Lua's doubles.
@@ -70,7 +70,7 @@ class RedisGcra:
     """The script, bound to no client: each call names the client it runs on."""
 
     def __init__(self) -> None:
-        self._script = Script[str](script=LEASE_SCRIPT)
+        self._script = RedisScript(LEASE_SCRIPT)
 
     async def take(
         self,
@@ -81,6 +81,6 @@ class RedisGcra:
         now_us: int | None = None,
     ) -> Grant:
         args = (policy.interval_us, policy.capacity, wanted, "" if now_us is None else now_us)
-        reply: list[int] = await self._script([key], args, client)
+        reply = cast(list[int], await self._script.run(client, [key], args))
         granted, remaining, reset_us, retry_us = (int(value) for value in reply)
         return Grant(granted, remaining, reset_us, retry_us)
