@@ -25,13 +25,13 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from itertools import islice
 
-from coredis.commands.script import Script
 from structlog.typing import FilteringBoundLogger
 
 from server.runtime import background
 from server.runtime.pubsub import error_name
 from server.runtime.redis_client import RedisClient
 from server.runtime.redis_link import RedisLink
+from server.runtime.redis_script import RedisScript
 
 # A position no replica reaches: the write's own position could not be read (its connection
 # failed after the commit), so its writer reads the primary until the mark expires.
@@ -91,7 +91,7 @@ class WriteMarks:
         self.ttl = ttl
         self._ttl_ms = max(1, int(ttl * 1000))
         self._clock = clock
-        self._script = Script[str](script=_KEEP_LARGEST)
+        self._script = RedisScript(_KEEP_LARGEST)
         # user id -> (expiry, position): this process's own writers, should Redis miss a mark.
         self._local: dict[int, tuple[float, int]] = {}
         self._paused_until = 0.0
@@ -112,7 +112,7 @@ class WriteMarks:
             return False
         try:
             async with asyncio.timeout(self.redis.timeout):
-                await self._script([self.key(user_id)], [position, self._ttl_ms], client)
+                await self._script.run(client, [self.key(user_id)], [position, self._ttl_ms])
         except Exception as exc:
             self._failed("record", exc)
             return False
