@@ -96,10 +96,11 @@ async def test_marks_taken_while_redis_failed_reach_it_once_it_answers(
     marks = WriteMarks(link, logger, namespace=namespace, ttl=30.0, clock=clock)
     elsewhere = WriteMarks(link, logger, namespace=namespace, ttl=30.0)
 
-    async def failing(*args: object) -> None:
-        raise ConnectionError("redis went away")
+    class Failing:
+        async def run(self, *args: object) -> None:
+            raise ConnectionError("redis went away")
 
-    monkeypatch.setattr(marks, "_script", failing)
+    monkeypatch.setattr(marks, "_script", Failing())
     await marks.record(7, 5000)
     monkeypatch.undo()
     assert await elsewhere.needed(7) == 0  # Redis never got it
