@@ -4,30 +4,22 @@ the table's arithmetic is checked on rounds made up here."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
 from bench.suite.attribution import VARIANTS, table
+from tests.fixtures.bench_runs import run_module
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_the_attribution_bench_runs_its_variants_in_alternation(tmp_path: Path) -> None:
     out = tmp_path / "attribution.json"
-    command = ["-m", "bench.suite.attribution", "--scenario", "product_get"]
-    command += ["--variants", "prod,nolimit", "--rounds", "2", "--seconds", "1"]
-    done = subprocess.run(
-        [sys.executable, *command, "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    command = ["--scenario", "product_get", "--variants", "prod,nolimit"]
+    command += ["--rounds", "2", "--seconds", "1", "--out", str(out)]
+    done = run_module("bench.suite.attribution", *command, timeout=280)
     result = orjson.loads(out.read_bytes())
     assert len(result["rounds"]) == 2
     for round_ in result["rounds"]:

@@ -6,8 +6,6 @@ commits a transaction, a warm read does not need one)."""
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ import pytest
 
 from bench.suite.resources import Snapshot, database_bytes, window
 from bench.suite.scaling_report import model
+from tests.fixtures.bench_runs import run_module
 
 
 def _record(rmgr: str, rec: int, tot: int, xid: int, desc: str) -> str:
@@ -62,14 +61,7 @@ def test_a_window_is_the_difference_of_two_snapshots() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_the_scaling_figures_run_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.suite.scaling", "--smoke", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=360,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_module("bench.suite.scaling", "--smoke", "--out", str(tmp_path), timeout=360)
     [found] = tmp_path.glob("scaling-*.json")
     report = orjson.loads(found.read_bytes())
     rows = {row["name"]: row for row in report["scenarios"]}

@@ -4,27 +4,20 @@ per request on the warm read, and the SQL span too on the uncached one). It meas
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
+
+from tests.fixtures.bench_runs import run_module
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def test_the_tracing_bench_runs_and_its_spans_arrive(tmp_path: Path) -> None:
     out = tmp_path / "tracing.json"
-    command = ["-m", "bench.suite.tracing", "--smoke", "--rounds", "1", "--seconds", "1"]
-    done = subprocess.run(
-        [sys.executable, *command, "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    command = ["--smoke", "--rounds", "1", "--seconds", "1", "--out", str(out)]
+    done = run_module("bench.suite.tracing", *command, timeout=280)
     assert "| product_get (warm read) |" in done.stdout
     result = orjson.loads(out.read_bytes())
     (round_,) = result["rounds"]
