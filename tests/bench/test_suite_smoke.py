@@ -5,8 +5,6 @@ runs without an error, and the report is whole. It measures nothing: the budget 
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
@@ -14,6 +12,7 @@ import pytest
 
 from bench.suite.budget import BUDGETS, EDGE, NOLIMIT
 from bench.suite.peers import PEERS
+from tests.fixtures.bench_runs import run_module
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 SCENARIOS = {
@@ -44,14 +43,7 @@ SCENARIOS = {
 
 
 def test_the_suite_runs_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.suite", "--smoke", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=540,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_module("bench.suite", "--smoke", "--out", str(tmp_path), timeout=540)
     report = orjson.loads((tmp_path / "latest.json").read_bytes())
     scenarios = {s["name"]: s for s in report["scenarios"]}
     assert set(scenarios) == SCENARIOS
