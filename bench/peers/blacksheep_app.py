@@ -27,10 +27,7 @@ from blacksheep.server.routing import Router
 from essentials.secrets import Secret
 from guardpost.common import AuthenticatedRequirement
 
-from bench.peers.common import AnswerCache, no_reset, product_json
-
-AUDIENCE = "bench"
-
+from bench.peers.common import JWT_AUDIENCE, AnswerCache, no_reset, product_json
 
 _JSON = b"application/json"
 
@@ -39,7 +36,7 @@ def create_app(
     database_url: str,
     secret: str,
     *,
-    audience: str = AUDIENCE,
+    audience: str = JWT_AUDIENCE,
     pool_size: int = 10,
     cache_seconds: float = 0.0,
 ) -> Application:
@@ -95,7 +92,7 @@ def app_from_env() -> Application:
     return create_app(
         os.environ["PEER_DATABASE_URL"],
         os.environ["PEER_JWT_SECRET"],
-        audience=os.environ.get("PEER_JWT_AUDIENCE", AUDIENCE),
+        audience=os.environ.get("PEER_JWT_AUDIENCE", JWT_AUDIENCE),
         pool_size=int(os.environ.get("PEER_POOL_SIZE", "10")),
         cache_seconds=float(os.environ.get("PEER_CACHE_SECONDS", "0")),
     )

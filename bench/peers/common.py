@@ -1,6 +1,6 @@
 """What the Litestar and BlackSheep peers share, written as a user of either would: the read's
-query, its msgspec response type, the no-op pool reset, and the in-process answer cache of
-their warm variants (hotpath's warm read serves from process memory too)."""
+query, its msgspec response type, the JWT audience, the no-op pool reset, and the in-process
+answer cache of their warm variants (hotpath's warm read serves from process memory too)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ QUERY = """
 SELECT id, sku, name, description, category, price_minor, currency, stock, created_at, updated_at
 FROM products WHERE id = $1 AND deleted_at IS NULL
 """
+# The audience and issuer BlackSheep's JWT auth requires; the suite signs the peers' tokens for it.
+JWT_AUDIENCE = "bench"
 
 
 class Price(msgspec.Struct):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 
+from bench.peers.common import JWT_AUDIENCE
 from bench.suite import setup
 from bench.suite.servers import Server, asgi_command
 from bench.suite.state import Run
@@ -32,7 +33,7 @@ def measure_peers(state: Run, url: str, accounts: list[setup.Account]) -> None:
     secret = secrets.token_urlsafe(32)
     plain = state.file("tokens-peer.txt", setup.peer_tokens(accounts, secret))
     audience = state.file(
-        "tokens-peer-aud.txt", setup.peer_tokens(accounts, secret, audience=PEER_AUDIENCE)
+        "tokens-peer-aud.txt", setup.peer_tokens(accounts, secret, audience=JWT_AUDIENCE)
     )
     for name, target, description, cache, with_audience, _ in PEERS:
         products = state.options.hot_products if cache else state.options.products
@@ -55,10 +56,7 @@ def measure_peers(state: Run, url: str, accounts: list[setup.Account]) -> None:
         env = {
             "PEER_DATABASE_URL": url,
             "PEER_JWT_SECRET": secret,
-            "PEER_JWT_AUDIENCE": PEER_AUDIENCE,
+            "PEER_JWT_AUDIENCE": JWT_AUDIENCE,
             "PEER_CACHE_SECONDS": str(cache),
         }
         state.serve(name, asgi_command(target), env, "/livez", read)
-
-
-PEER_AUDIENCE = "bench"

@@ -11,17 +11,17 @@ import httpx
 import pytest
 
 from bench.peers import blacksheep_app, litestar_app
+from bench.peers.common import JWT_AUDIENCE
 from bench.suite.setup import Account, peer_tokens
 from tests.fixtures.catalog import Catalog
 from tests.fixtures.support import client_for, lifespan
 
 SECRET = "peer-frameworks-secret-" + "y" * 32
-AUDIENCE = "bench"
 
 Factory = Callable[..., Any]
 PEERS: dict[str, tuple[Factory, str | None]] = {
     "litestar": (litestar_app.create_app, None),
-    "blacksheep": (blacksheep_app.create_app, AUDIENCE),
+    "blacksheep": (blacksheep_app.create_app, JWT_AUDIENCE),
 }
 
 
