@@ -43,7 +43,10 @@ class Ceiling:
         self._hotpath: ConnectionPool | None = None
         self._asyncpg: asyncpg.Pool | None = None
 
-    async def start(self) -> None:
+    async def start(self, min_size: int = POOL_SIZE) -> None:
+        """``min_size``: connections hotpath's pool opens at once (the edge ceilings open what
+        hotpath opens, ``HOTPATH_DB_POOL_MIN``: make bench runs a dozen servers at once on a
+        PostgreSQL of 100 connections)."""
         url = os.environ["CEILING_DATABASE_URL"]
         kind = os.environ.get("CEILING_POOL", "hotpath")
         if kind in ("asyncpg", "asyncpg-default"):
@@ -69,7 +72,7 @@ class Ceiling:
                 init=json_codec,
             )
         else:
-            self._hotpath = await open_pool(url, min_size=POOL_SIZE, max_size=POOL_SIZE)
+            self._hotpath = await open_pool(url, min_size=min_size, max_size=POOL_SIZE)
 
     async def stop(self) -> None:
         hotpath, self._hotpath = self._hotpath, None
@@ -78,6 +81,13 @@ class Ceiling:
             await hotpath.close()
         if pool is not None:
             await pool.close()
+
+    def retire_idle(self) -> None:
+        """hotpath's pool's housekeeping, which hotpath's app runs twice a second (the edge
+        ceilings too): connections idle past ``max_idle`` closed down to ``min_size``, those
+        idle through a round probed before their next use."""
+        if self._hotpath is not None:
+            self._hotpath.retire_idle()
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:

@@ -5,7 +5,8 @@ them, and a lifespan that opens them (bench/ceilings/product_edge.py, order_edge
 The jobs themselves stay fused in each ceiling's one function; only their collaborators live
 here: the token's ``Authenticator``, the limiter's ``RouteClasses`` and ``RateLimiter`` (when
 ``HOTPATH_RATE_LIMITS`` is on), the ``ProductCache`` on the same Redis as hotpath's, the access
-log's line logger (flushed every 0.5 s, as hotpath's housekeeping flushes it).
+log's line logger (flushed every 0.5 s, as hotpath's housekeeping flushes it), and a pool of
+hotpath's sizes that retires idle connections as hotpath's does.
 """
 
 from __future__ import annotations
@@ -77,14 +78,14 @@ async def lifespan(
             open_redis(settings.redis_url, timeout=settings.redis_timeout, logger=logger)
         )
         jobs = Jobs(settings, logger, redis)
-        await ceiling.start()
+        await ceiling.start(min_size=settings.db_pool_min)
         stack.push_async_callback(ceiling.stop)
         await jobs.cache.start()
         stack.push_async_callback(jobs.cache.stop)
         if jobs.limiter is not None:
             await jobs.limiter.start()
             stack.push_async_callback(jobs.limiter.stop)
-        flushing = asyncio.create_task(_flush_every(0.5))
+        flushing = asyncio.create_task(_housekeep_every(0.5, ceiling))
         started(jobs)
         await send({"type": "lifespan.startup.complete"})
         await receive()  # shutdown
@@ -96,7 +97,9 @@ async def lifespan(
     await send({"type": "lifespan.shutdown.complete"})
 
 
-async def _flush_every(seconds: float) -> None:
+async def _housekeep_every(seconds: float, ceiling: Ceiling) -> None:
+    # hotpath's housekeeping, twice a second: the log lines flushed, idle connections retired.
     while True:
         await asyncio.sleep(seconds)
         flush_logs()
+        ceiling.retire_idle()

@@ -27,6 +27,15 @@ class Budget:
 # Beside ping in every round: the stack's jobs without its structure, so the report can say
 # how much of ping's ratio each costs (bench/ceilings/fixed_json_edge.py).
 EDGE = "ceiling_json_edge"
+# Beside each scenario whose budget is not met, its jobs in their cheapest form, fused into one
+# callable: the report splits the scenario's ratio to its ceiling into the jobs' share (the
+# edge ceiling over the ceiling) and the structure's (the scenario over the edge ceiling).
+EDGES = {
+    "ping": ("ceiling_json", EDGE),
+    "product_get": ("ceiling_json", "ceiling_get_edge"),
+    "product_get_nocache": ("ceiling_pk", "ceiling_get_nocache_edge"),
+    "order_place": ("ceiling_order", "ceiling_order_edge"),
+}
 # Beside product_get in every round: the same read with the rate limiter off, so what the
 # limiter costs is a paired difference within rounds, not two runs minutes apart.
 NOLIMIT = "product_get_nolimit"
@@ -64,7 +73,7 @@ def measure_budgets(state: Run, url: str, accounts: list[setup.Account]) -> None
         "hotpath_nolimit": (hotpath_command(), {**env, "HOTPATH_RATE_LIMITS": "false"}, "/readyz"),
     }
     ceilings = (
-        EDGE,
+        *(edge for _, edge in EDGES.values()),
         "ceiling_json",
         "ceiling_pk",
         OLD_YARDSTICK,
@@ -133,10 +142,21 @@ def budget_loads(
         "ceiling_json": (servers["ceiling_json"], "ping.lua", {}),
         EDGE: (servers[EDGE], "ping.lua", {}),
         "product_get": (hotpath, "product_get.lua", {**hot, "BENCH_TOKENS": tokens}),
+        # The edge ceilings read hotpath's signing keys: its tokens verify there too.
+        "ceiling_get_edge": (
+            servers["ceiling_get_edge"],
+            "product_get.lua",
+            {**hot, "BENCH_TOKENS": tokens},
+        ),
         # hotpath's tokens: the servers share the run's signing keys and database.
         NOLIMIT: (servers["hotpath_nolimit"], "product_get.lua", {**hot, "BENCH_TOKENS": tokens}),
         "product_get_nocache": (
             servers["hotpath_nocache"],
+            "product_get.lua",
+            {**every, "BENCH_TOKENS": uncached},
+        ),
+        "ceiling_get_nocache_edge": (
+            servers["ceiling_get_nocache_edge"],
             "product_get.lua",
             {**every, "BENCH_TOKENS": uncached},
         ),
@@ -155,6 +175,11 @@ def budget_loads(
         "product_list_deep": (hotpath, "paths.lua", deep_page),
         "ceiling_list_deep": (ceiling_list, "paths.lua", deep_page),
         "order_place": (hotpath, "order_place.lua", {**every, "BENCH_TOKENS": tokens}),
+        "ceiling_order_edge": (
+            servers["ceiling_order_edge"],
+            "order_place.lua",
+            {**every, "BENCH_TOKENS": tokens},
+        ),
         "ceiling_order": (
             servers["ceiling_order"],
             "order_place.lua",

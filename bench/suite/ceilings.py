@@ -11,7 +11,7 @@ import orjson
 
 from bench.suite import setup
 from bench.suite.servers import Server, asgi_command
-from bench.suite.state import Run
+from bench.suite.state import Run, hotpath_env
 
 
 def measure_ceilings(state: Run, url: str, accounts: list[setup.Account]) -> None:
@@ -35,11 +35,15 @@ class CeilingStart:
     description: str
     ready: str
     pool: str | None = None  # CEILING_POOL: None for ceilings without a database
+    # The edge ceilings of the reads and the order read hotpath's settings, as hotpath does.
+    hotpath: tuple[tuple[str, str], ...] | None = None
 
     def env(self, url: str, state: Run) -> dict[str, str]:
         if self.pool is None:
             return {}
+        settings = {} if self.hotpath is None else {**hotpath_env(state, url), **dict(self.hotpath)}
         return {
+            **settings,
             "CEILING_DATABASE_URL": url,
             "CEILING_POOL": self.pool,
             "HOTPATH_SECRET_KEY": state.secret,
@@ -80,6 +84,21 @@ CEILINGS = {
         "/v1/products/1",
         "asyncpg-default",
     ),
+    "ceiling_get_edge": CeilingStart(
+        "bench.ceilings.product_edge:app",
+        "the warm authenticated read's jobs fused into one callable (the edge's, token, "
+        "limiter, product cache)",
+        "/",
+        "hotpath",
+        hotpath=(),
+    ),
+    "ceiling_get_nocache_edge": CeilingStart(
+        "bench.ceilings.product_edge:app",
+        "the same with the product cache off: its miss is ceiling_pk's lookup",
+        "/",
+        "hotpath",
+        hotpath=(("HOTPATH_PRODUCT_CACHE_SECONDS", "0"),),
+    ),
     "ceiling_list_first": CeilingStart(
         "bench.ceilings.list_page:app",
         "bare ASGI, the first list page's query, cursor and encoding",
@@ -97,6 +116,14 @@ CEILINGS = {
         "bare ASGI, the order transaction's statements in one transaction",
         "/",
         "hotpath",
+    ),
+    "ceiling_order_edge": CeilingStart(
+        "bench.ceilings.order_edge:app",
+        "the order's jobs fused around ceiling_order's transaction (the edge's, token, "
+        "limiter, body validation, cache invalidation)",
+        "/",
+        "hotpath",
+        hotpath=(),
     ),
 }
 

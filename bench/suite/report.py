@@ -18,7 +18,7 @@ import orjson
 
 from bench.suite.budget import BUDGETS, EDGE
 from bench.suite.peers import PEERS
-from bench.suite.shares import limiter_us, ping_split
+from bench.suite.shares import edge_splits, limiter_us, ping_split, split_lines
 from bench.suite.state import Outcome, Results
 
 MB = 1024 * 1024
@@ -145,6 +145,7 @@ def summarize(results: Results) -> dict[str, Any]:
         "budget": budget,
         "budget_rounds": results.budget_rounds,
         "ping_split": ping_split(results.budget_rounds),
+        "edge_splits": edge_splits(results.budget_rounds),
         "peer_comparison": comparison,
         "rate_limiter_cpu_us_per_request": limiter_cost,
         "rate_limiter_paired": limiter_paired,
@@ -222,6 +223,7 @@ def markdown(summary: dict[str, Any]) -> str:
             f"structure around the same jobs (layers, router, Starlette's request and "
             f"response) {split['structure']}x more ({split['structure_us']:+} µs).",
         ]
+    lines += split_lines(summary.get("edge_splits") or {})
     if summary["peer_comparison"]:
         lines += [
             "",

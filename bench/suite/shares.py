@@ -1,12 +1,12 @@
-"""What the budget's interleaved rounds say beyond each budget's ratio: how ping's ratio splits
-into the stack's jobs and its structure, and what the rate limiter costs the warm read, both
-from differences within the same rounds."""
+"""What the budget's interleaved rounds say beyond each budget's ratio: how the ratios of the
+scenarios with an edge ceiling split into their jobs and hotpath's structure, and what the
+rate limiter costs the warm read, both from differences within the same rounds."""
 
 from __future__ import annotations
 
 import statistics
 
-from bench.suite.budget import EDGE, NOLIMIT
+from bench.suite.budget import EDGES, NOLIMIT
 from bench.suite.state import Outcome, Results
 
 
@@ -27,7 +27,27 @@ def limiter_us(results: Results, by_name: dict[str, Outcome]) -> tuple[float | N
 def ping_split(rounds: list[dict[str, float]]) -> dict[str, float] | None:
     """ping's ratio to ceiling_json as the jobs' share (the edge ceiling over the bare one)
     times the structure's (ping over the edge ceiling), medians of the same rounds."""
-    rounds = [r for r in rounds if {"ping", "ceiling_json", EDGE} <= r.keys()]
+    split = edge_split(rounds, "ping", *EDGES["ping"])
+    if split is None:
+        return None
+    return {
+        "ping_over_ceiling_json": split["ratio"],
+        **{k: v for k, v in split.items() if k != "ratio"},
+    }
+
+
+def edge_splits(rounds: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Each scenario with an edge ceiling (budget.EDGES): its split, when the rounds have it."""
+    splits = {name: edge_split(rounds, name, *pair) for name, pair in EDGES.items()}
+    return {name: split for name, split in splits.items() if split is not None}
+
+
+def edge_split(
+    rounds: list[dict[str, float]], scenario: str, ceiling: str, edge: str
+) -> dict[str, float] | None:
+    """``scenario``'s ratio to ``ceiling`` as the jobs' share (``edge`` over ``ceiling``) times
+    the structure's (``scenario`` over ``edge``), medians of the same rounds, and each as µs."""
+    rounds = [r for r in rounds if {scenario, ceiling, edge} <= r.keys()]
     if not rounds:
         return None
 
@@ -35,9 +55,39 @@ def ping_split(rounds: list[dict[str, float]]) -> dict[str, float] | None:
         return round(statistics.median(r[top] / r[bottom] for r in rounds), 3)
 
     return {
-        "ping_over_ceiling_json": median("ping", "ceiling_json"),
-        "jobs": median(EDGE, "ceiling_json"),
-        "structure": median("ping", EDGE),
-        "jobs_us": round(statistics.median(r[EDGE] - r["ceiling_json"] for r in rounds), 1),
-        "structure_us": round(statistics.median(r["ping"] - r[EDGE] for r in rounds), 1),
+        "ratio": median(scenario, ceiling),
+        "jobs": median(edge, ceiling),
+        "structure": median(scenario, edge),
+        "jobs_us": round(statistics.median(r[edge] - r[ceiling] for r in rounds), 1),
+        "structure_us": round(statistics.median(r[scenario] - r[edge] for r in rounds), 1),
     }
+
+
+# What each edge ceiling does besides ping's jobs (bench/ceilings/product_edge.py, order_edge.py).
+_JOBS = {
+    "product_get": "the token check with its verified-token cache, the rate limiter's local "
+    "lease check and its headers, the product cache's prepared bytes",
+    "product_get_nocache": "the token check, the rate limiter, and ceiling_pk's primary-key lookup",
+    "order_place": "the body limit, the token check, the rate limiter, the Idempotency-Key "
+    "check, the body's decoding and validation, and after ceiling_order's transaction the "
+    "product cache's invalidation, one Redis call per product",
+}
+
+
+def split_lines(splits: dict[str, dict[str, float]]) -> list[str]:
+    """The report's sentence for each split but ping's (which has its own)."""
+    lines = []
+    for name, jobs in _JOBS.items():
+        split = splits.get(name)
+        if split is None:
+            continue
+        ceiling, edge = EDGES[name]
+        lines += [
+            "",
+            f"Where {name}'s {split['ratio']}x {ceiling} goes, in the same rounds: its jobs in "
+            f"their cheapest form, fused into one callable (`{edge}`: ping's jobs plus {jobs}, "
+            f"each through hotpath's own code), cost {split['jobs']}x {ceiling} "
+            f"({split['jobs_us']:+} µs); hotpath's structure around the same jobs "
+            f"{split['structure']}x more ({split['structure_us']:+} µs).",
+        ]
+    return lines
