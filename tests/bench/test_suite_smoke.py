@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bench.suite.budget import BUDGETS, EDGE, NOLIMIT
+from bench.suite.budget import BUDGETS, EDGES, NOLIMIT
 from bench.suite.peers import PEERS
 from tests.fixtures.bench_runs import run_module
 
@@ -72,7 +72,7 @@ def test_the_suite_runs_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
     assert "deliveries/s" in (tmp_path / "latest.md").read_text()
     for round_ in report["budget_rounds"]:
         budgeted = {b.scenario for b in BUDGETS} | {b.ceiling for b in BUDGETS}
-        assert set(round_) == budgeted | {EDGE, NOLIMIT}
+        assert set(round_) == budgeted | {edge for _, edge in EDGES.values()} | {NOLIMIT}
         assert all(cpu > 0 for cpu in round_.values())
     for goal in report["budget"][: len(BUDGETS)]:
         assert len(goal["rounds"]) == 2
@@ -95,6 +95,14 @@ def test_the_suite_runs_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
         split["ping_over_ceiling_json"], rel=0.5
     )
     assert "the stack's jobs for `/livez`" in (tmp_path / "latest.md").read_text()
+    splits = report["edge_splits"]
+    assert set(splits) == set(EDGES)
+    for name, split in splits.items():
+        assert split["jobs"] > 0, name
+        assert split["structure"] > 0, name
+        assert split["jobs"] * split["structure"] == pytest.approx(split["ratio"], rel=0.5), name
+        if name != "ping":
+            assert f"Where {name}'s {split['ratio']}x" in (tmp_path / "latest.md").read_text()
     assert "closed-loop" in report["load_generator"]
 
     if shutil.which("npm"):
