@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from bench.suite import setup
 from bench.suite.ceilings import CEILINGS, buyer_tokens
 from bench.suite.procs import RssSampler
+from bench.suite.rss import BUDGET_ROUNDS
 from bench.suite.servers import Server, asgi_command, hotpath_command, running
 from bench.suite.state import Run, hotpath_env
 from bench.suite.wrk import Load, run
@@ -116,8 +117,11 @@ def measure_budgets(state: Run, url: str, accounts: list[setup.Account]) -> None
                 state.results.budget_rounds.append(round_)
         finally:
             peak = state.results.peak_rss
-            for name, sampler in samplers.items():
-                peak[name] = max(peak.get(name, 0), sampler.stop())
+            sampled = {name: sampler.stop() for name, sampler in samplers.items()}
+            for name, rss in sampled.items():
+                peak[name] = max(peak.get(name, 0), rss)
+            # No login in the rounds (their tokens were issued before the samplers started).
+            state.results.scenario_rss[BUDGET_ROUNDS] = max(sampled.values())
 
 
 def budget_loads(

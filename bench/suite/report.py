@@ -18,6 +18,7 @@ import orjson
 
 from bench.suite.budget import BUDGETS, EDGE
 from bench.suite.peers import PEERS
+from bench.suite.rss import rss_lines, rss_split
 from bench.suite.shares import edge_splits, limiter_us, ping_split, split_lines
 from bench.suite.state import Outcome, Results
 
@@ -142,6 +143,7 @@ def summarize(results: Results) -> dict[str, Any]:
         "scenarios": scenarios,
         "peak_rss_mb": {k: round(v / MB, 1) for k, v in results.peak_rss.items()},
         "end_rss_mb": {k: round(v / MB, 1) for k, v in results.end_rss.items()},
+        "rss_split": rss_split(results, HOTPATH_SERVERS, RSS_LIMIT_MB),
         "budget": budget,
         "budget_rounds": results.budget_rounds,
         "ping_split": ping_split(results.budget_rounds),
@@ -250,6 +252,7 @@ def markdown(summary: dict[str, Any]) -> str:
             "(logins, at most `HOTPATH_PASSWORD_HASH_CONCURRENCY` at once), given back when "
             "the hash ends.",
         ]
+    lines += rss_lines(summary.get("rss_split"), RSS_LIMIT_MB)
     if summary["rate_limiter_cpu_us_per_request"] is not None:
         lines += [
             "",

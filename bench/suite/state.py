@@ -73,6 +73,9 @@ class Results:
     # The largest process's RSS once a server's scenarios are over: what it holds between
     # logins, without argon2id's working memory (64 MiB per hash in flight).
     end_rss: dict[str, int] = field(default_factory=dict)
+    # The largest process's peak RSS while each scenario was measured (and over the budget
+    # rounds): what the RSS budget is outside logins (bench/suite/rss.py).
+    scenario_rss: dict[str, int] = field(default_factory=dict)
     artillery: dict[str, object] | None = None
     artillery_skipped: str | None = None
     # One dict per interleaved round: server name -> CPU µs per request.
@@ -113,7 +116,13 @@ class Run:
         seconds = max(options.seconds, at_least)
         if options.warmup > 0:
             run(server.base, script, env, Load(options.warmup, conns), server.pid)
-        measured = run(server.base, script, env, Load(seconds, conns), server.pid)
+        # After the warm-up: the logins still hashing when the login scenario's wrk stops
+        # finish in the next scenario's warm-up, not in its window.
+        sampler = RssSampler(server.pid).start()
+        try:
+            measured = run(server.base, script, env, Load(seconds, conns), server.pid)
+        finally:
+            self.results.scenario_rss[name] = sampler.stop()
         self.results.outcomes.append(Outcome(name, server.name, ceiling, description, measured))
         if name in options.profile_scenarios:
             self.profile(server, name, script, env, conns)
