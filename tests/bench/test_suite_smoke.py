@@ -78,6 +78,11 @@ def test_the_suite_runs_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
         assert len(goal["rounds"]) == 2
         assert goal["value"] > 0
     assert report["peak_rss_mb"]["hotpath"] > 10
+    rss = report["rss_split"]
+    assert 10 < rss["outside_login_mb"] <= max(report["peak_rss_mb"].values())
+    assert rss["outside_login_largest"] != "login"
+    assert rss["login_mb"] > 10
+    assert "Outside the login scenario" in (tmp_path / "latest.md").read_text()
     assert 10 < report["end_rss_mb"]["hotpath"] <= report["peak_rss_mb"]["hotpath"]
     pools = report["ceiling_pools"]
     assert pools["hotpath_pool_cpu_us"] > 0
