@@ -1,0 +1,226 @@
+"""What one Redis call costs hotpath's process, on the client as hotpath configures it.
+
+Every variant runs on ``make_client``'s client inside ``asyncio.timeout``, as the call sites do:
+
+- ``script``: a Lua script through ``RedisScript`` (EVALSHA; EVAL only after NOSCRIPT), as the
+  cache's SET-IF-NEWER, the limiter's GCRA and the write marks call theirs.
+- ``coredis_script``: the same script through coredis' ``Script`` object, as they did before
+  decision 0015: three command objects a call instead of one.
+- ``eval``: EVAL with the script's text, as the catalog's tombstones are sent.
+- ``get``: a GET, the cache's Redis read.
+- ``asyncpg``: ``fetchval('select 1')`` on a bare asyncpg connection, the yardstick: a
+  PostgreSQL round trip.
+
+A round makes a batch of calls inside one event-loop run. The ratio test interleaves the variants
+and compares this process's CPU time (what a call costs the server, not Redis' own work); the
+call-count test counts the Python calls a script call makes, which no machine noise moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from types import FrameType
+
+import asyncpg
+import pytest
+import structlog
+from coredis.commands.script import Script
+from pytest_benchmark.fixture import BenchmarkFixture
+
+from server.runtime.redis_client import RedisClient
+from server.runtime.redis_link import open_redis
+from server.runtime.redis_script import RedisScript
+
+BATCH = 500
+PAIR_ROUNDS = 10
+TIMEOUT = 0.5  # hotpath's default HOTPATH_REDIS_TIMEOUT
+LOGGER = structlog.wrap_logger(structlog.PrintLogger(open(os.devnull, "w")))  # noqa: SIM115
+REDIS_URL = os.environ.get("HOTPATH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+PG_URL = os.environ.get("HOTPATH_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# One key, one short GET and SET, like the cache's and the limiter's scripts; the count it
+# returns shows each call ran the script once.
+COUNT = """
+local n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return n
+"""
+VARIANTS = ("script", "coredis_script", "eval", "get", "asyncpg")
+
+
+@dataclass
+class Env:
+    loop: asyncio.AbstractEventLoop
+    client: RedisClient
+    pg: asyncpg.Connection
+    namespace: str
+
+    def calls(self, variant: str) -> Callable[[], Awaitable[object]]:
+        """One call of ``variant``, on a key of its own."""
+        client, key, ttl = self.client, f"{self.namespace}:{variant}", 60_000
+        script, coredis_script = RedisScript(COUNT), Script[str](script=COUNT)
+
+        async def run_script() -> object:
+            async with asyncio.timeout(TIMEOUT):
+                return await script.run(client, [key], [ttl])
+
+        async def run_coredis_script() -> object:
+            async with asyncio.timeout(TIMEOUT):
+                return await coredis_script([key], [ttl], client)
+
+        async def run_eval() -> object:
+            async with asyncio.timeout(TIMEOUT):
+                return await client.eval(COUNT, keys=[key], args=[ttl])
+
+        async def run_get() -> object:
+            async with asyncio.timeout(TIMEOUT):
+                return await client.get(key)
+
+        async def run_asyncpg() -> object:
+            return await self.pg.fetchval("select 1", timeout=TIMEOUT)
+
+        return {
+            "script": run_script,
+            "coredis_script": run_coredis_script,
+            "eval": run_eval,
+            "get": run_get,
+            "asyncpg": run_asyncpg,
+        }[variant]
+
+    def batch(self, variant: str) -> Callable[[], None]:
+        call = self.calls(variant)
+
+        async def batch() -> None:
+            for _ in range(BATCH):
+                await call()
+
+        return lambda: self.loop.run_until_complete(batch())
+
+    def python_calls(self, variant: str, n: int = 100) -> float:
+        """Python and C function calls per call of ``variant`` (its first calls not counted)."""
+        call, counted = self.calls(variant), 0
+
+        def count(frame: FrameType, event: str, arg: object) -> None:
+            nonlocal counted
+            if event in ("call", "c_call"):
+                counted += 1
+
+        async def calls() -> None:
+            for _ in range(10):
+                await call()
+            sys.setprofile(count)
+            try:
+                for _ in range(n):
+                    await call()
+            finally:
+                sys.setprofile(None)
+
+        self.loop.run_until_complete(calls())
+        return counted / n
+
+    async def clean(self) -> None:
+        await self.client.delete([f"{self.namespace}:{variant}" for variant in VARIANTS])
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[Env]:
+    loop = asyncio.new_event_loop()
+    context = open_redis(REDIS_URL, timeout=TIMEOUT, logger=LOGGER)  # hotpath's client, held
+    link = loop.run_until_complete(context.__aenter__())
+    try:
+        if link.client is None:
+            pytest.skip("Redis is not reachable")
+        pg = loop.run_until_complete(asyncpg.connect(PG_URL))
+        env = Env(loop, link.client, pg, f"hotpath:bench:{secrets.token_hex(4)}")
+        try:
+            yield env
+            loop.run_until_complete(env.clean())
+        finally:
+            loop.run_until_complete(pg.close())
+    finally:
+        loop.run_until_complete(context.__aexit__(None, None, None))
+        loop.close()
+
+
+def test_the_timed_calls_are_what_they_say(env: Env) -> None:
+    for variant in ("script", "coredis_script", "eval"):
+        env.batch(variant)()
+    counts = {variant: env.calls(variant) for variant in ("script", "coredis_script", "eval")}
+    for variant, call in counts.items():
+        # One script run per call, no more (each key counts its own runs).
+        assert env.loop.run_until_complete(call()) == BATCH + 1, variant
+    assert env.loop.run_until_complete(env.calls("get")()) is None  # a key of its own, unset
+    assert env.loop.run_until_complete(env.calls("asyncpg")()) == 1
+
+
+def test_a_script_reloads_itself_after_redis_lost_it(env: Env) -> None:
+    script = RedisScript(COUNT.replace("return n", "return n + 0"))  # a text no one else loads
+    key = f"{env.namespace}:script"
+
+    async def twice() -> tuple[object, object]:
+        await env.client.script_flush()  # as a restarted Redis would have
+        first = await script.run(env.client, [key], [60_000])  # NOSCRIPT, then EVAL
+        assert await env.client.script_exists([script.sha]) == (True,)
+        return first, await script.run(env.client, [key], [60_000])
+
+    first, second = env.loop.run_until_complete(twice())
+    assert isinstance(first, int)
+    assert second == first + 1
+
+
+@pytest.mark.benchmark(group="redis-client")
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_call(benchmark: BenchmarkFixture, env: Env, variant: str) -> None:
+    benchmark.extra_info["calls_per_round"] = BATCH
+    benchmark(env.batch(variant))
+
+
+def test_a_script_call_makes_fewer_python_calls_than_through_coredis_script(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    counted = {variant: env.python_calls(variant) for variant in VARIANTS}
+    with capsys.disabled():
+        print(
+            "\nPython calls per call: "
+            + ", ".join(f"{variant} {n:.0f}" for variant, n in counted.items())
+        )
+    assert counted["script"] < 0.92 * counted["coredis_script"]
+
+
+def _cpu_per_call_us(run: Callable[[], None]) -> float:
+    start = time.process_time()
+    run()
+    return (time.process_time() - start) / BATCH * 1e6
+
+
+@pytest.mark.benchmark(group="redis-client-ratio")
+def test_a_script_call_costs_less_cpu_than_through_coredis_script(
+    benchmark: BenchmarkFixture, env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Interleaved rounds so machine noise hits every variant alike; the best round counts."""
+    batches = {variant: env.batch(variant) for variant in VARIANTS}
+
+    def measure() -> dict[str, float]:
+        samples: dict[str, list[float]] = {variant: [] for variant in batches}
+        for _ in range(PAIR_ROUNDS):
+            for variant, run in batches.items():
+                samples[variant].append(_cpu_per_call_us(run))
+        return {variant: min(times) for variant, times in samples.items()}
+
+    best = benchmark.pedantic(measure, rounds=1, iterations=1)  # type: ignore[no-untyped-call]
+    benchmark.extra_info.update(best)
+    yardstick = best["asyncpg"]
+    with capsys.disabled():
+        print(
+            "\nCPU per call: "
+            + ", ".join(
+                f"{variant} {us:.1f} us ({us / yardstick:.1f}x asyncpg)"
+                for variant, us in best.items()
+            )
+        )
+    assert best["script"] < best["coredis_script"]
