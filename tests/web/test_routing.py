@@ -36,6 +36,9 @@ def echo_routes() -> list[BaseRoute]:
         else:
             routes.append(route)
     routes.append(Route("/{first}/fixed", endpoint=lambda r: PlainTextResponse("param-first")))
+    # A parameter that spans slashes: its route is tried for paths of every length.
+    routes.append(Route("/v1/files/{rest:path}", lambda r: PlainTextResponse("file")))
+    routes.append(Route("/v1/files/{name}/meta", lambda r: PlainTextResponse("meta")))
     routes.append(Mount("/mounted", routes=[Route("/x", lambda r: PlainTextResponse("m"))]))
     return routes
 
@@ -51,6 +54,9 @@ def probe_paths(routes: list[BaseRoute]) -> list[str]:
         "/v1/auth",
         "/mounted/x",
         "/mounted",
+        "/v1/files/a",
+        "/v1/files/a/b/c",
+        "/v1/files/a/meta",
     }
     for route in routes:
         if isinstance(route, Route):
