@@ -16,7 +16,6 @@ of an earlier commit, say), as ``<variant>@base``: before and after, interleaved
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import statistics
@@ -25,10 +24,9 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-import orjson
-
 from bench.suite import setup
 from bench.suite.ceilings import CEILINGS
+from bench.suite.rounds_cli import give_back, rounds_parser
 from bench.suite.servers import ROOT, Server, asgi_command, hotpath_command, running
 from bench.suite.state import Options, Run, hotpath_env
 from bench.suite.wrk import Load, run
@@ -166,14 +164,13 @@ def _avg(values: list[float]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.suite.attribution", description=__doc__)
+    parser = rounds_parser(
+        "bench.suite.attribution", __doc__, rounds=Plan.rounds, seconds=Plan.seconds
+    )
     parser.add_argument("--scenario", choices=sorted(SCRIPTS), default=Plan.scenario)
     parser.add_argument("--variants", default=",".join(Plan.variants),
                         help=f"comma-separated, of: {', '.join(VARIANTS)}")  # fmt: skip
-    parser.add_argument("--rounds", type=int, default=Plan.rounds)
-    parser.add_argument("--seconds", type=float, default=Plan.seconds)
     parser.add_argument("--baseline", type=Path, help="a source tree to serve as <variant>@base")
-    parser.add_argument("--out", type=Path, help="also write the rounds here as JSON")
     args = parser.parse_args(argv)
     variants = tuple(v for v in args.variants.split(",") if v)
     unknown = [v for v in variants if v not in VARIANTS]
@@ -186,11 +183,7 @@ def main(argv: list[str]) -> int:
         seconds=args.seconds,
         baseline=args.baseline.resolve() if args.baseline else None,
     )
-    result = measure(plan)
-    print(table(result))
-    if args.out:
-        args.out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    return 0
+    return give_back(measure(plan), table, args.out)
 
 
 if __name__ == "__main__":

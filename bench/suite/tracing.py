@@ -20,7 +20,6 @@ requests of every round. Printed as a Markdown table; ``--out`` also writes it a
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import gzip
 import sys
@@ -32,10 +31,10 @@ from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import orjson
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from bench.suite import setup
+from bench.suite.rounds_cli import give_back, rounds_parser
 from bench.suite.servers import Server, hotpath_command, running
 from bench.suite.state import Options, Run, hotpath_env
 from bench.suite.wrk import Load, run
@@ -202,22 +201,18 @@ def table(result: dict[str, object]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.suite.tracing", description=__doc__)
-    parser.add_argument("--rounds", type=int, default=TracingOptions.rounds)
-    parser.add_argument("--seconds", type=float, default=TracingOptions.seconds)
+    defaults = TracingOptions()
+    parser = rounds_parser(
+        "bench.suite.tracing", __doc__, rounds=defaults.rounds, seconds=defaults.seconds
+    )
     parser.add_argument("--smoke", action="store_true", help="a small catalog, no warm-up")
-    parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args(argv)
     options = TracingOptions(rounds=args.rounds, seconds=args.seconds)
     if args.smoke:
         options = dataclasses.replace(
             options, warmup=0, products=500, hot_products=200, accounts=2, connections=4
         )
-    result = measure(options)
-    print(table(result))
-    if args.out:
-        args.out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    return 0
+    return give_back(measure(options), table, args.out)
 
 
 if __name__ == "__main__":
