@@ -19,7 +19,17 @@ SELECT k.request_hash, k.response_status, k.response_body,
 FROM (VALUES (1)) AS one (n)
 LEFT JOIN idempotency_keys AS k ON k.user_id = $1 AND k.key = $2 AND k.expires_at > now();
 
--- name: create_idempotency_key :exec
+-- name: create_idempotency_key_and_events :exec
+-- A new order's stored answer ($1 to $6) and its outbox events ($7 to $11: create_outbox_events'
+-- arguments, sql/outbox.sql) in one round trip. The answer replaces only a key past its
+-- lifetime (a live key is locked and has no answer, or the order would have been replayed).
+WITH events AS (
+    INSERT INTO outbox (topic, aggregate_type, aggregate_id, payload, traceparent)
+    SELECT e.topic, e.aggregate_type, e.aggregate_id, e.payload::jsonb, $11
+    FROM unnest($7::text[], $8::text[], $9::text[], $10::text[])
+         WITH ORDINALITY AS e (topic, aggregate_type, aggregate_id, payload, n)
+    ORDER BY e.n
+)
 INSERT INTO idempotency_keys (user_id, key, request_hash, response_status, response_body, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (user_id, key) DO UPDATE

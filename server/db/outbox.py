@@ -47,10 +47,14 @@ class Outbox:
 
     async def add_all(self, conn: Connection, events: Sequence[Event]) -> None:
         """``events`` in one round trip, in their order (an order's and its stock changes)."""
-        if not events:
-            return
-        await conn.execute(
-            self._create_many,
+        if events:
+            await conn.execute(self._create_many, *self.arguments(events))
+
+    def arguments(self, events: Sequence[Event]) -> tuple[object, ...]:
+        """``create_outbox_events``' five arguments for ``events``, for a statement that writes
+        them beside its own work (an order's stored answer: ``create_idempotency_key_and_events``
+        in sql/orders.sql), so they cost no round trip of their own."""
+        return (
             [event.topic for event in events],
             [event.aggregate for event in events],
             [str(event.aggregate_id) for event in events],

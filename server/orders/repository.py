@@ -57,7 +57,7 @@ class OrdersRepository:
         self._lock = q("get_idempotency_lock")
         self._get_key = q("get_idempotency_key")
         self._get_key_and_buyer = q("get_idempotency_key_and_buyer")
-        self._create_key = q("create_idempotency_key")
+        self._create_key = q("create_idempotency_key_and_events")
         self._expire_keys = q("delete_expired_idempotency_keys")
         self._create = q("create_order")
         self._get = q("get_order")
@@ -98,9 +98,14 @@ class OrdersRepository:
         request_hash: bytes,
         response: tuple[int, bytes],
         expires_at: dt.datetime,
+        events: tuple[object, ...],
     ) -> None:
+        """The answer under the key, and in the same statement the outbox events whose
+        ``Outbox.arguments`` are ``events`` (one round trip for both)."""
         status, body = response
-        await conn.execute(self._create_key, user_id, key, request_hash, status, body, expires_at)
+        await conn.execute(
+            self._create_key, user_id, key, request_hash, status, body, expires_at, *events
+        )
 
     async def forget_expired_keys(self, conn: Connection) -> int:
         status = await conn.execute(self._expire_keys)

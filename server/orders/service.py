@@ -136,17 +136,20 @@ class OrdersService:
                 )
             order = await self.orders.create(conn, buyer.user_id, currencies.pop(), items)
             body = render(order)
-            # The order's event and its stock changes in one statement.
-            await self.outbox.add_all(
-                conn,
-                [
-                    Event("order.placed", "order", order.id, _event(order)),
-                    *_stock_changed(order.id, "order.placed", taken, quantities, -1),
-                ],
-            )
+            events = [
+                Event("order.placed", "order", order.id, _event(order)),
+                *_stock_changed(order.id, "order.placed", taken, quantities, -1),
+            ]
             expires = dt.datetime.now(dt.UTC) + self.key_ttl
+            # The stored answer, the order's event and its stock changes: one statement.
             await self.orders.store_response(
-                conn, buyer.user_id, key, request_hash, (201, body), expires
+                conn,
+                buyer.user_id,
+                key,
+                request_hash,
+                (201, body),
+                expires,
+                self.outbox.arguments(events),
             )
         await self._refresh(taken)
         return 201, body

@@ -30,8 +30,8 @@ PLACE = [
     "update_product_stock",
     "update_product_stock",
     "create_order",  # and its items
-    "create_outbox_events",  # order.placed and stock.changed (one row per product)
-    "create_idempotency_key",
+    # The stored answer, order.placed and stock.changed (one row per product) together.
+    "create_idempotency_key_and_events",
     "COMMIT",
 ]
 REPLAY = ["BEGIN", "get_idempotency_lock", "get_idempotency_key_and_buyer", "COMMIT"]
