@@ -29,9 +29,10 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import cast
 
 import httpx
-from starlette.types import Message
+from starlette.types import ASGIApp, Message
 
 from bench.ceilings import order_place as ceiling
 from bench.micro.app_request import _scope
@@ -116,7 +117,8 @@ async def _serve(url: str, account: setup.Account, args: argparse.Namespace) -> 
             )
             login.raise_for_status()
             bearer = f"Bearer {login.json()['access_token']}".encode()
-        async with lifespan(ceiling.app):
+        # The ceiling's callable takes plain dicts, which ASGIApp's MutableMapping covers.
+        async with lifespan(cast(ASGIApp, ceiling.app)):
             batches = {"hotpath": _batch(app, bearer), "ceiling": _batch(ceiling.app, bearer)}
             if args.only:
                 await _batch(
@@ -126,12 +128,12 @@ async def _serve(url: str, account: setup.Account, args: argparse.Namespace) -> 
             for batch in batches.values():
                 await batch()  # warm: prepared statements, the first-call builds
             if args.profile:
-                profiler = cProfile.Profile()
+                profiler = cProfile.Profile(time.process_time)
                 profiler.enable()
                 for _ in range(args.rounds):
                     await batches[args.profile]()
                 profiler.disable()
-                pstats.Stats(profiler).sort_stats("tottime").print_stats(45)
+                pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.lines)
                 return
             per_round = await _measure(batches, args.rounds)
     ratios = [h / c for h, c in zip(per_round["hotpath"], per_round["ceiling"], strict=True)]
@@ -149,6 +151,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--profile", choices=("hotpath", "ceiling"))
+    parser.add_argument("--sort", default="tottime", help="cProfile's order (tottime, cumtime)")
+    parser.add_argument("--lines", default=45, help="cProfile's rows, or a regex of files")
     parser.add_argument("--only", choices=("hotpath", "ceiling"))
     parser.add_argument("--requests", type=int, default=2_000)
     args = parser.parse_args()
