@@ -17,7 +17,7 @@ from server.web.conditional import etag, not_modified, required_versions
 from server.web.context import request_context
 from server.web.errors import NotFound
 from server.web.pagination import MAX_LIMIT, paged_response
-from server.web.responses import PreparedJSON, dumps, path_id, read_json, read_query
+from server.web.responses import PreparedJSON, dumps, header, path_id, read_json, read_query
 from server.web.state import container
 
 # A public resource: shared caches may keep it briefly; revalidation is cheap (ETag -> 304).
@@ -53,7 +53,7 @@ async def get_product(request: Request) -> Response:
     cached = await catalog.find_cached(path_id(request, "product_id", _NO_PRODUCT), render)
     if cached is None:
         raise NotFound(_NO_PRODUCT)
-    if not_modified(request.headers.get("if-none-match"), cached.etag):
+    if not_modified(header(request, b"if-none-match"), cached.etag):
         return Response(status_code=304, headers={"etag": cached.etag, "cache-control": _PUBLIC})
     return PreparedJSON(cached.body, [(b"etag", cached.etag.encode()), _PUBLIC_HEADER])
 

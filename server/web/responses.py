@@ -198,6 +198,16 @@ def _refuse_repeated_keys(body: bytes) -> None:
         return  # past the json module's own limits (digits, depth), which msgspec does not have
 
 
+def header(request: Request, name: bytes) -> str | None:
+    """The first value of the header ``name`` (lower case), read from the scope: what
+    ``request.headers.get`` answers, without building a Headers object on a hot read."""
+    value: bytes
+    for key, value in request.scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
 async def read_json(request: Request, kind: type[T]) -> T:
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";", 1)[0].strip().lower()

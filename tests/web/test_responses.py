@@ -13,7 +13,7 @@ import pytest
 from starlette.requests import Request
 
 from server.web import errors
-from server.web.responses import decode_json, dumps, json_pointer, path_id, read_query
+from server.web.responses import decode_json, dumps, header, json_pointer, path_id, read_query
 
 
 class Item(msgspec.Struct, forbid_unknown_fields=True):
@@ -256,3 +256,19 @@ def test_other_errors_name_no_values() -> None:
     with pytest.raises(errors.ValidationFailed) as caught:
         decode_json(b'{"shipping": [{"speed": 3}]}', Parcel)
     assert "expected one of" not in caught.value.extra["errors"][0]["detail"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],
+        [(b"if-none-match", b'"p1v2"')],
+        [(b"accept", b"*/*"), (b"if-none-match", b'"a"'), (b"if-none-match", b'"b"')],
+        [(b"if-none-match", "caf\u00e9".encode("latin-1"))],
+    ],
+)
+def test_header_answers_what_request_headers_get_answers(
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    request = Request({"type": "http", "headers": headers})
+    assert header(request, b"if-none-match") == request.headers.get("if-none-match")
