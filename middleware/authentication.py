@@ -11,7 +11,6 @@ were sent but did not verify.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -64,7 +63,8 @@ class AuthenticationMiddleware:
             found = self.authenticate(credentials.decode("latin-1"), scope)
         except self.handled as exc:
             return self.on_error(exc)(scope, receive, send)
-        if inspect.isawaitable(found):
+        # What makes an awaitable; inspect.isawaitable's ABC check costs ten times as much.
+        if hasattr(found, "__await__"):
             return self._awaiting(found, scope, receive, send)
         scope["principal"] = found
         return self.app(scope, receive, send)
