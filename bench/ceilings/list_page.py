@@ -37,7 +37,17 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if "cursor" in params:
         stamp, last_id = _cursors.decode_values(_SCOPE, params["cursor"])
         after = (dt.datetime.fromisoformat(stamp), last_id)
-    async with _ceiling.connection() as conn:
+    host = dict(scope["headers"]).get(b"host", b"").decode()
+    body, headers = await page(_ceiling, params, limit, after, f"http://{host}{scope['path']}")
+    await answer(send, 200, body, headers)
+
+
+async def page(
+    ceiling: Ceiling, params: dict[str, str], limit: int, after: tuple[Any, Any], url: str
+) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The page's statement, its body and headers (the list's edge ceiling calls it too,
+    bench/ceilings/list_edge.py)."""
+    async with ceiling.connection() as conn:
         # The cursor, no search, no price range, not only in stock, no category, the limit,
         # no currency: $1 to $9 of sql/products_list.sql.
         rows = await conn.fetch(_QUERY, *after, None, None, None, False, None, limit + 1, None)
@@ -47,11 +57,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         rows = rows[:limit]
         last = rows[-1]
         cursor = _cursors.encode(_SCOPE, (last["created_at"], last["id"]))
-        host = dict(scope["headers"]).get(b"host", b"").decode()
         query = urlencode({**params, "cursor": cursor})
-        link = f'<http://{host}{scope["path"]}?{query}>; rel="next"'
+        link = f'<{url}?{query}>; rel="next"'
         headers = [*JSON, (b"link", link.encode())]
     body = orjson.dumps(
         {"data": [product(row) for row in rows], "next_cursor": cursor}, option=OPTIONS
     )
-    await answer(send, 200, body, headers)
+    return body, headers
