@@ -80,6 +80,10 @@ class Scenario:
     wal_database: int | str  # bytes, or why pg_waldump could not say
 
 
+# name, description, wrk script, its environment
+_Planned = tuple[str, str, str, dict[str, str]]
+
+
 @dataclass
 class ScalingResults:
     started: str
@@ -166,7 +170,7 @@ def _cached(
     tokens = state.file("tokens.txt", setup.log_in(server.base, accounts))
     first, _ = setup.list_paths(server.base, deep_pages=0)
     products = {"BENCH_PRODUCTS": str(options.products), "BENCH_TOKENS": tokens}
-    scenarios = [
+    scenarios: list[_Planned] = [
         ("warm_read", "GET /v1/products/{id}, JWT, product cache warm", "product_get.lua",
          products),
         ("warm_read_clients", "the same read anonymous, each from a random one of 1,000,000 "
@@ -181,8 +185,7 @@ def _cached(
     # wait for PostgreSQL's counters serves every warm-up; then every product read once, last,
     # so that all are in the local cache (30 s) through the warm read: a warm-up of a few
     # seconds on a busy box misses some, and each is then read from Redis or PostgreSQL.
-    for _, _, script, environment in scenarios:
-        _load(server, script, environment, options.warmup, options.connections)
+    _warm_up(server, scenarios, options)
     _read_every_product(server.base, options.products, Path(tokens).read_text().split()[0])
     settle()
     with wal_kept():
@@ -190,10 +193,7 @@ def _cached(
         time.sleep(options.idle_seconds)
         results.idle = window(before, meter.read())
         results.idle_wal_database = meter.wal(results.idle)
-    for name, description, script, environment in scenarios:
-        results.scenarios.append(
-            _measure(server, meter, name, description, script, environment, options)
-        )
+    _measure_each(server, meter, scenarios, results)
 
 
 def _uncached(
@@ -206,36 +206,32 @@ def _uncached(
     options = results.options
     tokens = state.file("tokens-nocache.txt", setup.log_in(server.base, accounts))
     environment = {"BENCH_PRODUCTS": str(options.products), "BENCH_TOKENS": tokens}
-    _load(server, "product_get.lua", environment, options.warmup, options.connections)
+    scenarios: list[_Planned] = [
+        ("uncached_read", "GET /v1/products/{id}, JWT, product cache off: PostgreSQL",
+         "product_get.lua", environment),
+    ]  # fmt: skip
+    _warm_up(server, scenarios, options)
     settle()
-    results.scenarios.append(
-        _measure(
-            server,
-            meter,
-            "uncached_read",
-            "GET /v1/products/{id}, JWT, product cache off: PostgreSQL",
-            "product_get.lua",
-            environment,
-            options,
-        )
-    )
+    _measure_each(server, meter, scenarios, results)
 
 
-def _measure(
-    server: Server,
-    meter: _Meter,
-    name: str,
-    description: str,
-    script: str,
-    environment: dict[str, str],
-    options: ScalingOptions,
-) -> Scenario:
-    with wal_kept():
-        before = meter.read()
-        measured = _load(server, script, environment, options.seconds, options.connections)
-        settle()
-        part = window(before, meter.read())
-        return Scenario(name, description, measured, part, meter.wal(part))
+def _warm_up(server: Server, scenarios: list[_Planned], options: ScalingOptions) -> None:
+    for _, _, script, environment in scenarios:
+        _load(server, script, environment, options.warmup, options.connections)
+
+
+def _measure_each(
+    server: Server, meter: _Meter, scenarios: list[_Planned], results: ScalingResults
+) -> None:
+    """Each scenario in turn, with PostgreSQL's and Redis's counters around it."""
+    options = results.options
+    for name, description, script, environment in scenarios:
+        with wal_kept():
+            before = meter.read()
+            measured = _load(server, script, environment, options.seconds, options.connections)
+            settle()
+            part = window(before, meter.read())
+            results.scenarios.append(Scenario(name, description, measured, part, meter.wal(part)))
 
 
 def _read_every_product(base: str, products: int, token: str) -> None:
