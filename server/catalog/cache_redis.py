@@ -2,7 +2,8 @@
 tombstones and their invalidations.
 
 Every write leaves its version in Redis (the tombstone) and publishes the product id: one
-script call per product on one Redis server (two on a cluster, whose fan-out is SPUBLISH).
+script call for all the products of a write on one Redis server (on a cluster two per product:
+a script there touches one slot, and the fan-out is SPUBLISH).
 Stores go through SET-IF-NEWER, so a reader that loaded a row before a write can never put it
 back over the newer state. A tombstone Redis has not taken yet stays pending and is resent every
 ``REDIS_PAUSE`` seconds; until then that product is not read from Redis. After a Redis failure
@@ -16,13 +17,13 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 import coredis
-from coredis.commands.script import Script
 from structlog.typing import FilteringBoundLogger
 
 from server.catalog.cached_product import CachedProduct, decode, encode, stored_version
 from server.runtime.pubsub import error_name, publish
 from server.runtime.redis_client import RedisClient
 from server.runtime.redis_link import RedisLink
+from server.runtime.redis_script import RedisScript
 
 # Stored versions only move forward; an equal version may replace (a row over its own tombstone).
 _SET_IF_NEWER = """
@@ -34,24 +35,30 @@ end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
-# A writer's tombstone and its invalidation in one round trip (one Redis server; on a cluster
-# the fan-out is SPUBLISH, a call of its own): SET-IF-NEWER of the version, then the product
-# id published on the channel. ARGV: the version, the TTL in ms, the channel, the product id.
+# A write's tombstones and their invalidations in one round trip (one Redis server; on a
+# cluster a script touches one slot and the fan-out is SPUBLISH, calls of their own): for each
+# key, SET-IF-NEWER of its version, then its product id published on the channel. ARGV: the
+# TTL in ms, the channel, then each key's version and product id.
 # Sent with EVAL, not EVALSHA: a Redis that lost its scripts (restarted, flushed) and stalls
-# would answer NOSCRIPT after the caller gave up, and the tombstone would wait for the retry
-# loop while readers put the old row back; whole, it lands as soon as Redis reads it, ahead of
-# anything this process sends later.
-_TOMBSTONE = """
-local current = redis.call('GET', KEYS[1])
-local stored = current and tonumber(string.match(current, '^%d+'))
-if not (stored and stored > tonumber(ARGV[1])) then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+# would answer NOSCRIPT after the caller gave up, and the tombstones would wait for the retry
+# loop while readers put the old rows back; whole, they land as soon as Redis reads them, ahead
+# of anything this process sends later.
+_TOMBSTONES = """
+for i, key in ipairs(KEYS) do
+  local version = ARGV[2 * i + 1]
+  local current = redis.call('GET', key)
+  local stored = current and tonumber(string.match(current, '^%d+'))
+  if not (stored and stored > tonumber(version)) then
+    redis.call('SET', key, version, 'PX', ARGV[1])
+  end
+  redis.call('PUBLISH', ARGV[2], ARGV[2 * i + 2])
 end
-redis.call('PUBLISH', ARGV[3], ARGV[4])
-return 1
+return #KEYS
 """
 REDIS_PAUSE = 1.0  # after a Redis failure, reads skip it this long instead of paying a timeout
 _MAX_PENDING = 10_000
+# A script blocks Redis while it runs: a backlog of pending tombstones goes in calls this big.
+_TOMBSTONES_PER_CALL = 100
 
 
 class SharedProducts:
@@ -77,7 +84,7 @@ class SharedProducts:
         self._clock = clock
         self._reads_paused = reads_paused
         self._pending: dict[int, int] = {}  # tombstones Redis has not taken yet: id -> version
-        self._script = Script[str](script=_SET_IF_NEWER)
+        self._set_if_newer = RedisScript(_SET_IF_NEWER)
         self._down = False
         self._paused_until = 0.0
 
@@ -105,7 +112,7 @@ class SharedProducts:
             args = (product.version, encode(product), self.ttl_ms)
             try:
                 async with asyncio.timeout(self.redis.timeout):
-                    await self._script([self._key(product_id)], args, client)
+                    await self._set_if_newer.run(client, [self._key(product_id)], args)
                 self._ok()
             except Exception as exc:
                 self._failed("set", exc)
@@ -128,28 +135,44 @@ class SharedProducts:
         client = self._client()
         if client is None or not product_ids:
             return
-        cluster = isinstance(client, coredis.RedisCluster)
         try:
-            for product_id in product_ids:
-                version = self._pending.get(product_id)
-                if version is None:
-                    continue  # a concurrent send delivered it meanwhile
-                key = self._key(product_id)
-                async with asyncio.timeout(self.redis.timeout):
-                    if cluster:
-                        await self._script([key], [version, version, self.ttl_ms], client)
-                        await publish(client, self.channel, str(product_id))
-                    else:
-                        await client.eval(
-                            _TOMBSTONE,
-                            keys=[key],
-                            args=[version, self.ttl_ms, self.channel, product_id],
-                        )
-                if self._pending.get(product_id) == version:
-                    del self._pending[product_id]
+            if isinstance(client, coredis.RedisCluster):
+                for product_id in product_ids:
+                    await self._send_on_cluster(client, product_id)
+            else:
+                for start in range(0, len(product_ids), _TOMBSTONES_PER_CALL):
+                    await self._send(client, product_ids[start : start + _TOMBSTONES_PER_CALL])
             self._ok()
         except Exception as exc:
             self._failed("invalidate", exc)
+
+    async def _send(self, client: RedisClient, product_ids: list[int]) -> None:
+        pending = self._pending
+        # Those a concurrent send delivered meanwhile are no longer pending.
+        sent = {pid: pending[pid] for pid in product_ids if pid in pending}
+        if not sent:
+            return
+        args: list[int | str] = [self.ttl_ms, self.channel]
+        for product_id, version in sent.items():
+            args += (version, product_id)
+        async with asyncio.timeout(self.redis.timeout):
+            await client.eval(_TOMBSTONES, keys=[self._key(pid) for pid in sent], args=args)
+        self._delivered(sent)
+
+    async def _send_on_cluster(self, client: RedisClient, product_id: int) -> None:
+        version = self._pending.get(product_id)
+        if version is None:
+            return  # a concurrent send delivered it meanwhile
+        async with asyncio.timeout(self.redis.timeout):
+            args = (version, version, self.ttl_ms)
+            await self._set_if_newer.run(client, [self._key(product_id)], args)
+            await publish(client, self.channel, str(product_id))
+        self._delivered({product_id: version})
+
+    def _delivered(self, sent: dict[int, int]) -> None:
+        for product_id, version in sent.items():
+            if self._pending.get(product_id) == version:  # not written again meanwhile
+                del self._pending[product_id]
 
     def _key(self, product_id: int) -> str:
         return f"{self.namespace}:product:{product_id}"
