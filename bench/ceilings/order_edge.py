@@ -8,8 +8,8 @@ body limit (the declared length against ``HOTPATH_MAX_BODY_BYTES``, the body rea
 token (hotpath's ``Authenticator``), the write budget (``RouteClasses``, ``RateLimiter.check``,
 ``rate_limit_headers``), the ``Idempotency-Key``'s check, the body decoded and validated into
 hotpath's ``NewOrderBody`` with msgspec and its request hash as hotpath makes it; after the
-commit, ``ProductCache.invalidate_many`` for the order's products, the one Redis call per
-product hotpath makes. Left out: layers, router, Starlette's request and response.
+commit, ``ProductCache.invalidate_many`` for the order's products, the one Redis call for
+all of them hotpath makes. Left out: layers, router, Starlette's request and response.
 
 ``make bench`` serves it as ``ceiling_order_edge`` beside ``order_place`` and ``ceiling_order``
 in the budget rounds; the report splits the order's ratio into these jobs and hotpath's
