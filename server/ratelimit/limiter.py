@@ -94,10 +94,10 @@ class RateLimiter:
 
     def check(self, key: str, policy: Policy) -> Decision | Awaitable[Decision]:
         decision = self.try_acquire(key, policy)
-        return decision if decision is not None else self._acquire(key, policy)
+        return decision if decision is not None else self.settle(key, policy)
 
     def try_acquire(self, key: str, policy: Policy) -> Decision | None:
-        """The hot path, no I/O: None when only Redis can answer (then call ``acquire``)."""
+        """The hot path, no I/O: None when only Redis can answer (then call ``settle``)."""
         ident = (policy.name, key)
         lease = self._leases.get(ident)
         now = self._clock()
@@ -113,9 +113,12 @@ class RateLimiter:
 
     async def acquire(self, key: str, policy: Policy) -> Decision:
         decision = self.try_acquire(key, policy)
-        return decision if decision is not None else await self._acquire(key, policy)
+        return decision if decision is not None else await self.settle(key, policy)
 
-    async def _acquire(self, key: str, policy: Policy) -> Decision:
+    async def settle(self, key: str, policy: Policy) -> Decision:
+        """The decision ``try_acquire`` just left open (it returned None): through Redis, or
+        locally when Redis is not answering. Call it only then: a call of its own would count
+        the request twice in the key's demand."""
         ident = (policy.name, key)
         lease = self._leases.get(ident)
         if lease is None:

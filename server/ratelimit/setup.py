@@ -46,7 +46,8 @@ def build_rate_limit(
     middleware = Middleware(
         RateLimitMiddleware,
         classify=RouteClasses(settings),
-        check=limiter.check,
+        check=limiter.try_acquire,
+        wait=limiter.settle,
         headers=rate_limit_headers,
         on_error=middleware_error_renderer,
     )
