@@ -27,16 +27,6 @@ async def login(client: httpx.AsyncClient, email: str, password: str) -> httpx.R
     return await client.post("/v1/auth/login", json={"email": email, "password": password})
 
 
-async def mail_tokens(mailbox: Mailbox, to: str, subject_word: str) -> list[str]:
-    """The one-time token of every matching message."""
-    found = []
-    for message in await mailbox.messages(to):
-        if subject_word in message["Subject"]:
-            lines = [line.strip() for line in str(message.get_content()).splitlines()]
-            found += [line for line in lines if " " not in line and len(line) >= 32]
-    return found
-
-
 async def rows(db: asyncpg.Connection, key: str) -> list[asyncpg.Record]:
     return await db.fetch(
         "SELECT id, email, status FROM users WHERE email_normalized = $1 ORDER BY id", key
@@ -59,13 +49,13 @@ async def test_a_kelvin_sign_registered_first_never_logs_into_the_plain_address(
     # The account is the plain address's: stored that way, and mailed there.
     [account] = await rows(db, victim)
     assert (account["email"], account["status"]) == (victim, "pending")
-    [confirm] = await mail_tokens(mailbox, victim, "Confirm")
+    [confirm] = await mailbox.tokens(victim, "Confirm")
     assert await mailbox.messages(lookalike) == []
 
     # The victim registers the plain address: the same 202, and the mail lets them take it.
     assert (await register(http, victim, VICTIM_PASSWORD)).status_code == 202
     assert len(await rows(db, victim)) == 1
-    [claim] = await mail_tokens(mailbox, victim, "Someone tried")
+    [claim] = await mailbox.tokens(victim, "Someone tried")
     # The attacker's confirmation link, in the victim's inbox, no longer confirms anything.
     stale = await http.post("/v1/auth/email/verify", json={"token": confirm})
     assert stale.status_code == 400
@@ -145,7 +135,7 @@ async def test_every_lookup_takes_any_spelling_of_the_address(
     spelling += "@" + domain.upper()  # full-width upper-case letters and digits
     assert (await login(http, spelling, account.password)).status_code == 200
     assert (await http.post("/v1/auth/password/forgot", json={"email": spelling})).is_success
-    assert await mail_tokens(mailbox, account.email, "Reset")
+    assert await mailbox.tokens(account.email, "Reset")
     assert (await register(http, spelling)).status_code == 202
     notices = await mailbox.messages(account.email)
     assert any("Someone tried" in m["Subject"] for m in notices)

@@ -55,16 +55,6 @@ async def register(
     )
 
 
-async def mail_tokens(mailbox: Mailbox, to: str, subject_word: str) -> list[str]:
-    """The one-time token of every matching message, in no particular order."""
-    found = []
-    for message in await mailbox.messages(to):
-        if subject_word in message["Subject"]:
-            lines = [line.strip() for line in str(message.get_content()).splitlines()]
-            found += [line for line in lines if " " not in line and len(line) >= 32]
-    return found
-
-
 # --- register ---------------------------------------------------------------------------------
 
 
@@ -214,7 +204,7 @@ async def test_resend_verification_for_an_unverified_account(
     resent = await http.post("/v1/auth/email/verify/resend", headers=headers)
     assert resent.status_code == 202, resent.text
     # (Not mailbox.token: mail files are named by the second, so "newest" is not reliable.)
-    tokens = await mail_tokens(mailbox, email, "Confirm")
+    tokens = await mailbox.tokens(email, "Confirm")
     assert len(tokens) == 2
     assert first in tokens
     second = next(token for token in tokens if token != first)

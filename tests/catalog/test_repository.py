@@ -4,7 +4,6 @@ constraint that raised them."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -13,17 +12,6 @@ from server.catalog.repository import ProductFields, ProductsRepository, SkuTake
 from server.db.sqlfiles import load_queries
 
 FIELDS = ProductFields("Lamp", "", "home", 1299, "EUR")
-
-
-@pytest.fixture
-async def conn(db: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
-    """The test's connection inside a transaction that is rolled back afterwards."""
-    transaction = db.transaction()
-    await transaction.start()
-    try:
-        yield db
-    finally:
-        await transaction.rollback()
 
 
 async def test_a_taken_sku_is_sku_taken(conn: asyncpg.Connection) -> None:

@@ -4,24 +4,12 @@ constraint that raised them."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from server.db.sqlfiles import load_queries
 from server.roles.repository import RoleExists, RolesRepository
-
-
-@pytest.fixture
-async def conn(db: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
-    """The test's connection inside a transaction that is rolled back afterwards."""
-    transaction = db.transaction()
-    await transaction.start()
-    try:
-        yield db
-    finally:
-        await transaction.rollback()
 
 
 def role_name() -> str:
