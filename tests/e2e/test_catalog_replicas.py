@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import secrets
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +14,7 @@ import httpx
 import pytest
 
 from tests.fixtures.faults import signal_redis
-from tests.fixtures.servers import Redis, login
+from tests.fixtures.servers import Redis, create_product, login
 from tests.fixtures.users import insert_user
 
 pytestmark = pytest.mark.slow
@@ -40,18 +39,7 @@ def staff_and_product(first: str, migrated_db: str) -> tuple[dict[str, str], int
     """A staff member's headers, and a product ("Before") they created: its id and ETag."""
     _, email, password = asyncio.run(insert_user(migrated_db, "staff"))
     headers = {"authorization": f"Bearer {login(first, email, password)}"}
-    created = httpx.post(
-        f"{first}/v1/products",
-        json={
-            "sku": f"rep-{secrets.token_hex(5)}",
-            "name": "Before",
-            "category": "tools",
-            "price": {"amount_minor": 100, "currency": "EUR"},
-            "stock": 3,
-        },
-        headers=headers,
-    )
-    assert created.status_code == 201, created.text
+    created = create_product(first, headers, name="Before")
     return headers, created.json()["id"], created.headers["etag"]
 
 

@@ -24,7 +24,7 @@ import pytest
 
 from server.web.docs import ASSETS_DIR
 from tests.fixtures.otlp import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, ReceivedSpan, otlp_receiver
-from tests.fixtures.servers import Redis, login, running_servers
+from tests.fixtures.servers import Redis, create_product, login, running_servers
 from tests.fixtures.users import insert_user
 
 pytestmark = pytest.mark.slow
@@ -66,18 +66,8 @@ def wait_for_line(data_dir: Path, message: str) -> None:
 
 def a_product(base: str, migrated_db: str) -> tuple[int, httpx.Response]:
     _, email, password = asyncio.run(insert_user(migrated_db, "staff"))
-    created = httpx.post(
-        f"{base}/v1/products",
-        json={
-            "sku": f"trace-{secrets.token_hex(5)}",
-            "name": "Traced",
-            "category": "tools",
-            "price": {"amount_minor": 100, "currency": "EUR"},
-            "stock": 3,
-        },
-        headers={"authorization": f"Bearer {login(base, email, password)}"},
-    )
-    assert created.status_code == 201, created.text
+    headers = {"authorization": f"Bearer {login(base, email, password)}"}
+    created = create_product(base, headers, name="Traced")
     product_id: int = created.json()["id"]
     return product_id, created
 

@@ -37,7 +37,7 @@ from tests.fixtures.otlp import (
     ReceivedSpan,
     otlp_receiver,
 )
-from tests.fixtures.servers import Redis, login, running_servers
+from tests.fixtures.servers import Redis, create_product, login, running_servers
 from tests.fixtures.users import insert_user
 from tests.fixtures.webhook_worker import own_webhooks_db
 from tests.fixtures.webhooks import Receiver, running_receiver
@@ -122,18 +122,7 @@ def test_a_delivery_links_to_the_request_whose_event_it_delivers(
             )
             assert hook.status_code == 201, hook.text
             hooks.secrets.append(hook.json()["secret"])
-            created = httpx.post(
-                f"{base}/v1/products",
-                json={
-                    "sku": f"trace-{secrets.token_hex(5)}",
-                    "name": "Traced",
-                    "category": "tools",
-                    "price": {"amount_minor": 100, "currency": "EUR"},
-                    "stock": 3,
-                },
-                headers={**auth, "traceparent": TRACEPARENT},
-            )
-            assert created.status_code == 201, created.text
+            created = create_product(base, {**auth, "traceparent": TRACEPARENT}, name="Traced")
             with worker_process(migrated_db, tmp_path, env) as worker_log:
                 wait_until(lambda: [r.status for r in hooks.received] == [500, 200])
 
