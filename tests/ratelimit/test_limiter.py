@@ -13,7 +13,6 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 from structlog.typing import FilteringBoundLogger
@@ -22,7 +21,9 @@ from server.ratelimit import Decision, Policy, RateLimiter, rate_limit_headers
 from server.ratelimit.gcra import Grant
 from server.ratelimit.headers import ratelimit, ratelimit_policy, retry_after
 from server.runtime.redis_link import RedisLink, open_redis
+from tests.fixtures.app import events
 from tests.fixtures.databases import REDIS_URL
+from tests.fixtures.shared_redis import commands
 from tests.fixtures.support import ThrowawayRedis
 
 SECOND = 1_000_000
@@ -76,26 +77,6 @@ def replica(
 async def decide(limiter: RateLimiter, key: str, policy: Policy) -> Decision:
     found = limiter.check(key, policy)
     return found if isinstance(found, Decision) else await found
-
-
-def commands(link: RedisLink, monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every command the client sends from now on, by name."""
-    client = link.client
-    assert client is not None
-    seen: list[bytes] = []
-    original = client.create_request
-
-    def spy(name: bytes, *args: object, **kwargs: object) -> object:
-        seen.append(name)
-        return original(name, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(client, "create_request", spy)
-    return seen
-
-
-def events(stream: io.BytesIO, name: str) -> list[dict[str, object]]:
-    lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
-    return [line for line in lines if line["message"] == name]
 
 
 async def test_a_hot_key_costs_a_redis_call_per_lease_not_per_request(
