@@ -11,6 +11,8 @@ What changes on a cluster, and why hotpath works there unchanged otherwise
 - Every Lua script is given one key and touches no other (the limiter's GCRA, the product
   cache's SET-IF-NEWER), so each runs whole on the shard that owns that key's slot. No hash
   tag is needed, and none is used: a tag shared by every key would put them all on one shard.
+  (On one server the cache sends a write's tombstones in one script of several keys; on a
+  cluster, one SET-IF-NEWER per key.)
 - Fan-out (revocations, product invalidations and the cache's heartbeats) uses sharded
   pub/sub (SPUBLISH, SSUBSCRIBE): a channel lives on the one shard that owns its slot, so
   every message on it passes through one master, in one order, and each subscriber hears them
