@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from server.auth.keys import generate_dev_key
 from server.db.migrate import migrate
 from server.runtime.paths import MIGRATIONS_DIR
 from tests.fixtures.databases import REDIS_URL, create_database, drop_database
-from tests.fixtures.servers import wait_until_live
+from tests.fixtures.servers import stop_process, wait_until_live
 from tests.fixtures.support import free_port
 
 
@@ -75,12 +74,7 @@ def live_scrape(migrated_db: str, tmp_path_factory: pytest.TempPathFactory) -> I
                 time.sleep(0.5)
             yield response.text
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop_process(process)
 
 
 @pytest.fixture(scope="session")
@@ -123,11 +117,6 @@ def live_worker_scrape(tmp_path_factory: pytest.TempPathFactory) -> str:
                 assert time.monotonic() < deadline, "the worker's metrics did not answer"
                 time.sleep(0.2)
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop_process(process)
     finally:
         asyncio.run(drop_database(url))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -37,7 +36,7 @@ from tests.fixtures.otlp import (
     ReceivedSpan,
     otlp_receiver,
 )
-from tests.fixtures.servers import Redis, create_product, login, running_servers
+from tests.fixtures.servers import Redis, create_product, login, running_servers, stop_process
 from tests.fixtures.users import insert_user
 from tests.fixtures.webhook_worker import own_webhooks_db
 from tests.fixtures.webhooks import Receiver, running_receiver
@@ -84,12 +83,7 @@ def worker_process(database_url: str, data_dir: Path, env: dict[str, str]) -> It
         try:
             yield log
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+            stop_process(process)
 
 
 def wait_until(check: Callable[[], bool], seconds: float = 30) -> None:
