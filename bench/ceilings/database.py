@@ -43,10 +43,12 @@ class Ceiling:
         self._hotpath: ConnectionPool | None = None
         self._asyncpg: asyncpg.Pool | None = None
 
-    async def start(self, min_size: int = POOL_SIZE) -> None:
-        """``min_size``: connections hotpath's pool opens at once (the edge ceilings open what
-        hotpath opens, ``HOTPATH_DB_POOL_MIN``: make bench runs a dozen servers at once on a
-        PostgreSQL of 100 connections)."""
+    async def start(self, min_size: int = POOL_SIZE, max_idle: float | None = None) -> None:
+        """``min_size``: connections hotpath's pool opens at once; ``max_idle``: seconds idle
+        after which ``retire_idle`` closes one down to ``min_size`` (the pool's default, 300 s,
+        when None). The edge ceilings open what hotpath opens and give back what they grew
+        to soon after their measurement: make bench's budget rounds run fifteen servers at
+        once on a PostgreSQL of 100 connections, each pool grown to its 10 kept otherwise."""
         url = os.environ["CEILING_DATABASE_URL"]
         kind = os.environ.get("CEILING_POOL", "hotpath")
         if kind in ("asyncpg", "asyncpg-default"):
@@ -73,6 +75,8 @@ class Ceiling:
             )
         else:
             self._hotpath = await open_pool(url, min_size=min_size, max_size=POOL_SIZE)
+            if max_idle is not None:
+                self._hotpath.max_idle = max_idle
 
     async def stop(self) -> None:
         hotpath, self._hotpath = self._hotpath, None
