@@ -111,6 +111,13 @@ CEILINGS = {
         "/v1/products?limit=1",
         "hotpath",
     ),
+    "ceiling_list_edge": CeilingStart(
+        "bench.ceilings.list_edge:app",
+        "the list's jobs fused around ceiling_list's page (the edge's, limiter, query validation)",
+        "/v1/products?limit=1",
+        "hotpath",
+        hotpath=(),
+    ),
     "ceiling_order": CeilingStart(
         "bench.ceilings.order_place:app",
         "bare ASGI, the order transaction's statements in one transaction",

@@ -64,10 +64,16 @@ def edge_split(
 
 
 # What each edge ceiling does besides ping's jobs (bench/ceilings/product_edge.py, order_edge.py).
+_LIST_JOBS = (
+    "the rate limiter and the query's validation (hotpath's read_query, listing_of and cursor "
+    "check) around ceiling_list's page"
+)
 _JOBS = {
     "product_get": "the token check with its verified-token cache, the rate limiter's local "
     "lease check and its headers, the product cache's prepared bytes",
     "product_get_nocache": "the token check, the rate limiter, and ceiling_pk's primary-key lookup",
+    "product_list_first": _LIST_JOBS,
+    "product_list_deep": _LIST_JOBS,
     "order_place": "the body limit, the token check, the rate limiter, the Idempotency-Key "
     "check, the body's decoding and validation, and after ceiling_order's transaction the "
     "product cache's invalidation, one Redis call per product",
