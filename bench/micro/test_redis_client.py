@@ -190,7 +190,7 @@ def test_a_script_call_makes_fewer_python_calls_than_through_coredis_script(
             "\nPython calls per call: "
             + ", ".join(f"{variant} {n:.0f}" for variant, n in counted.items())
         )
-    assert counted["script"] < 0.92 * counted["coredis_script"]
+    assert counted["script"] < 0.95 * counted["coredis_script"]  # 0.91 at coredis 6.9
 
 
 def _cpu_per_call_us(run: Callable[[], None]) -> float:
