@@ -118,22 +118,23 @@ async def _log_in(app: ASGIApp, account: setup.Account) -> str:
 async def _running(
     url: str, account: setup.Account, devnull: BinaryIO, kinds: tuple[str, ...]
 ) -> AsyncIterator[tuple[ASGIApp, dict[str, dict[str, Any]]]]:
-    workdir = Path(tempfile.mkdtemp(prefix="hotpath-app-request-"))
-    os.environ.update(hotpath_env(Run(Options(), workdir), url))
-    if "product_get" in kinds and len(kinds) == 1:
-        # Under valgrind the login's argon2 hash outlasts the default 10 s deadline, and the
-        # warm-up the 1 s pool wait; neither costs more per request for being longer.
-        os.environ["HOTPATH_REQUEST_TIMEOUT"] = "600"
-        os.environ["HOTPATH_DB_ACQUIRE_TIMEOUT"] = "60"
-    app = create_app(load_settings(), logger=configure_logging("info", stream=devnull))
-    async with lifespan(app):
-        scopes = {"livez": _scope("/livez", [(b"user-agent", b"wrk")])}
-        if "product_get" in kinds:
-            bearer = [(b"authorization", f"Bearer {await _log_in(app, account)}".encode())]
-            scopes["product_get"] = _scope("/v1/products/7", [(b"user-agent", b"wrk"), *bearer])
-        for scope in scopes.values():
-            await _batch(app, scope)()  # warm: the product's cache entry, the first-call builds
-        yield app, scopes
+    # The keys and data directory hotpath_env makes go with it.
+    with tempfile.TemporaryDirectory(prefix="hotpath-app-request-") as workdir:
+        os.environ.update(hotpath_env(Run(Options(), Path(workdir)), url))
+        if "product_get" in kinds and len(kinds) == 1:
+            # Under valgrind the login's argon2 hash outlasts the default 10 s deadline, and the
+            # warm-up the 1 s pool wait; neither costs more per request for being longer.
+            os.environ["HOTPATH_REQUEST_TIMEOUT"] = "600"
+            os.environ["HOTPATH_DB_ACQUIRE_TIMEOUT"] = "60"
+        app = create_app(load_settings(), logger=configure_logging("info", stream=devnull))
+        async with lifespan(app):
+            scopes = {"livez": _scope("/livez", [(b"user-agent", b"wrk")])}
+            if "product_get" in kinds:
+                bearer = [(b"authorization", f"Bearer {await _log_in(app, account)}".encode())]
+                scopes["product_get"] = _scope("/v1/products/7", [(b"user-agent", b"wrk"), *bearer])
+            for scope in scopes.values():
+                await _batch(app, scope)()  # warm: the product's cache entry, the first-call builds
+            yield app, scopes
 
 
 async def _report(
