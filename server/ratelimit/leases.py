@@ -4,11 +4,18 @@ batch, spent one per request with no I/O, and what Redis last said about the key
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 
 from server.ratelimit.gcra import Grant
 from server.ratelimit.policy import Decision, Policy
 
 _MIN_SPAN = 0.001  # seconds: requests seen "at once" count as this far apart when sizing
+# Decision(...) runs the NamedTuple's generated __new__, a Python function (a frame and 13
+# bytecodes a request); a leased request builds its decision from a plain tuple in C instead.
+_spent: Callable[[tuple[bool, str, int, float, int, float, float]], Decision] = partial(
+    tuple.__new__, Decision
+)
 
 
 class Lease:
@@ -42,14 +49,17 @@ class Lease:
         if self.tokens and now < self.expires:
             self.tokens -= 1
             self.counts[0] += 1
-            return Decision(
-                True,
-                policy.name,
-                policy.limit,
-                policy.window_seconds,
-                self.remaining + self.tokens,
-                max(0.0, self.full_at - now),
-                0.0,
+            reset = self.full_at - now  # max(0.0, ...) without max()'s argument parsing
+            return _spent(
+                (
+                    True,
+                    policy.name,
+                    policy.limit,
+                    policy.window_seconds,
+                    self.remaining + self.tokens,
+                    reset if reset > 0.0 else 0.0,
+                    0.0,
+                )
             )
         if now < self.denied_until:
             self.counts[1] += 1

@@ -45,7 +45,9 @@ def build_rate_limit(
     )
     middleware = Middleware(
         RateLimitMiddleware,
-        classify=RouteClasses(settings),
+        # The bound method, not the instance: calling an object goes through its type's call
+        # slot, unspecialized; a bound method's call the interpreter specializes and inlines.
+        classify=RouteClasses(settings).__call__,
         check=limiter.try_acquire,
         wait=limiter.settle,
         headers=rate_limit_headers,
