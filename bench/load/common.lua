@@ -34,8 +34,13 @@ function M.random_hex(length)
 end
 
 function M.seed()
-  -- One seed per thread: wrk threads start in the same second.
-  math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+  -- One seed per thread and per run, from the kernel. The time and CPU clock it was before
+  -- repeated across runs started seconds apart: an order run then sent the previous run's
+  -- Idempotency-Keys for the same buyers, and got their stored answers back.
+  local urandom = assert(io.open("/dev/urandom", "rb"))
+  local a, b, c, d = urandom:read(4):byte(1, 4)
+  urandom:close()
+  math.randomseed(((a * 256 + b) * 256 + c) * 256 + d)
 end
 
 function M.done(summary, latency, requests)
