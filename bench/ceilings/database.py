@@ -29,7 +29,8 @@ from server.db.database import open_pool
 from server.db.pool import ConnectionPool
 from server.db.sqlfiles import Queries, load_queries
 
-POOL_SIZE = 10  # hotpath's default HOTPATH_DB_POOL_MAX
+# hotpath's default HOTPATH_DB_POOL_MAX; the bench's smoke run asks for fewer.
+POOL_SIZE = int(os.environ.get("CEILING_POOL_SIZE", "10"))
 ACQUIRE_TIMEOUT = 5.0
 
 Acquire = Callable[[], AbstractAsyncContextManager[Connection]]

@@ -17,6 +17,7 @@ SMOKE = Options(
     seconds=1,
     warmup=0,
     connections=8,
+    pool_size=3,
     products=500,
     hot_products=200,
     accounts=2,

@@ -46,6 +46,7 @@ class CeilingStart:
             **settings,
             "CEILING_DATABASE_URL": url,
             "CEILING_POOL": self.pool,
+            "CEILING_POOL_SIZE": str(state.options.pool_size),
             "HOTPATH_SECRET_KEY": state.secret,
         }
 

@@ -58,5 +58,6 @@ def measure_peers(state: Run, url: str, accounts: list[setup.Account]) -> None:
             "PEER_JWT_SECRET": secret,
             "PEER_JWT_AUDIENCE": JWT_AUDIENCE,
             "PEER_CACHE_SECONDS": str(cache),
+            "PEER_POOL_SIZE": str(state.options.pool_size),
         }
         state.serve(name, asgi_command(target), env, "/livez", read)

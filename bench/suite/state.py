@@ -23,6 +23,10 @@ class Options:
     seconds: float = 15.0  # wrk takes whole seconds
     warmup: float = 3.0  # 0: none
     connections: int = 16
+    # Connections per pool of every server the run starts (hotpath's, the ceilings', the
+    # peers'): 10 is hotpath's default. The smoke run, inside the test suite, takes fewer so
+    # the shared PostgreSQL's 100 connections hold it and the tests beside it.
+    pool_size: int = 10
     products: int = 10_000
     hot_products: int = 2_000  # product_get's ids: all of them stay in the local cache
     accounts: int = 50
@@ -177,6 +181,8 @@ def hotpath_env(state: Run, url: str) -> dict[str, str]:
         "HOTPATH_ACCESS_TOKEN_TTL": "900",
         "HOTPATH_DRAIN_SECONDS": "0",
         "HOTPATH_LOG_LEVEL": "info",
+        "HOTPATH_DB_POOL_MAX": str(state.options.pool_size),
+        "HOTPATH_DB_POOL_MIN": str(min(2, state.options.pool_size)),
         # The limiter runs (its cost is part of every number) but never says no to the load.
         "HOTPATH_RATE_LIMIT_READ": "100000/1",
         "HOTPATH_RATE_LIMIT_WRITE": "100000/1",
