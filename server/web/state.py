@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 
 # A plain attribute of the app, beside app.state.container: reading ``app.state.container``
 # goes through State.__getattr__, which Python calls only after the ordinary lookup has failed
-# and raised an AttributeError. Measured on the shared box (load ~18): 6.7 us a read against
-# 0.03 us for a plain attribute; cProfile put it at a tenth of a warm product read.
+# and raised an AttributeError. Measured in one process, interleaved rounds on the shared box
+# (load ~18): 1.14 us a read against 0.18 us for the plain attribute (ac3e177).
 _CONTAINER = "hotpath_container"
 
 
