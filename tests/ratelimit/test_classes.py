@@ -7,7 +7,7 @@ import dataclasses
 import secrets
 
 from server.auth.principal import Principal
-from server.ratelimit.classes import RouteClasses
+from server.ratelimit.classes import EXEMPT, RouteClasses, exempt
 from server.runtime.settings import Settings
 
 SETTINGS = Settings(
@@ -40,8 +40,25 @@ def test_each_caller_spends_its_own_key_and_budget() -> None:
     assert classes(scope("/v1/products/1", principal=marked)) == ("user:7", classes.read)
     assert classes(scope("/v1/products/1")) == ("ip:10.1.2.3", classes.read)
     assert classes(scope("/v1/auth/login", "POST", key)) == ("ip:10.1.2.3", classes.auth)
-    for exempt in ("/livez", "/metrics", "/docs", "/docs/oauth2-redirect"):
-        assert classes(scope(exempt, principal=key)) is None
+    for open_path in ("/livez", "/metrics", "/docs", "/docs/oauth2-redirect"):
+        assert classes(scope(open_path, principal=key)) is None
+
+
+def test_classify_exempts_exactly_what_exempt_says() -> None:
+    # RouteClasses tests the exempt paths inline (a call fewer a request): the two must agree.
+    classes = RouteClasses(SETTINGS)
+    paths = [
+        *EXEMPT,
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/docsx",
+        "/doc",
+        "/livez/",
+        "/v1/products/1",
+    ]
+    paths += ["/", "/v1/auth/login", "/openapi.json.gz", "/metrics2", "/.well-known/other"]
+    for path in paths:
+        assert (classes(scope(path, principal=user())) is None) == exempt(path), path
 
 
 def test_the_principals_key_follows_a_replace() -> None:
