@@ -225,7 +225,15 @@ def read_query(request: Request, kind: type[T]) -> T:
     params = request.query_params
     values: dict[str, str] = {}
     for name, value in params.multi_items():
-        if "\x00" in value or "\x00" in name:
+        if "\x00" in name:
+            # Every string the API answers is NUL-free, as its schemas say: a name that holds
+            # NUL cannot be a pointer, so the error points at the whole query, as a NUL in a
+            # body points at the whole body.
+            raise errors.InvalidParameter(
+                f"The parameter {name!r} contains a NUL character in its name.",
+                extra={"errors": [{"pointer": "", "detail": "a parameter's name contains NUL"}]},
+            )
+        if "\x00" in value:
             raise errors.InvalidParameter(
                 f"The parameter {name!r} contains a NUL character.",
                 extra={"errors": [{"pointer": param_pointer(name), "detail": "contains NUL"}]},
