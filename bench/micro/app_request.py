@@ -5,6 +5,10 @@ log on at info level, the limiter and the metrics on, compression and the in-fli
 defaults), its lifespan running on a fresh bench database, called as an ASGI app directly with
 a prebuilt scope: ``GET /livez`` and a warm ``GET /v1/products/{id}`` with a bearer token, as
 the served scenarios send them. The log lines go to /dev/null through the same buffered writer.
+``product_get_nocache`` is the same read on an app whose product cache is off
+(``HOTPATH_PRODUCT_CACHE_SECONDS=0``, as make bench serves ``hotpath_nocache``): a primary-key
+lookup per request. It runs with ``--only`` or ``--profile`` (beside ``livez``), on an app of
+its own.
 
 Rounds interleave the two requests; the minimum of the rounds' per-request times is printed.
 ``--profile`` prints a cProfile of one kind. ``--only KIND --requests N`` runs N requests of one
@@ -42,7 +46,8 @@ from tests.fixtures.support import lifespan
 
 BATCH = 200
 PRODUCTS = 50
-KINDS = ("livez", "product_get")
+KINDS = ("livez", "product_get", "product_get_nocache")
+PRODUCT_KINDS = ("product_get", "product_get_nocache")
 
 
 def _scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
@@ -121,7 +126,9 @@ async def _running(
     # The keys and data directory hotpath_env makes go with it.
     with tempfile.TemporaryDirectory(prefix="hotpath-app-request-") as workdir:
         os.environ.update(hotpath_env(Run(Options(), Path(workdir)), url))
-        if "product_get" in kinds and len(kinds) == 1:
+        if "product_get_nocache" in kinds:
+            os.environ["HOTPATH_PRODUCT_CACHE_SECONDS"] = "0"  # every read a primary-key lookup
+        if kinds in (("product_get",), ("product_get_nocache",)):
             # Under valgrind the login's argon2 hash outlasts the default 10 s deadline, and the
             # warm-up the 1 s pool wait; neither costs more per request for being longer.
             os.environ["HOTPATH_REQUEST_TIMEOUT"] = "600"
@@ -129,9 +136,11 @@ async def _running(
         app = create_app(load_settings(), logger=configure_logging("info", stream=devnull))
         async with lifespan(app):
             scopes = {"livez": _scope("/livez", [(b"user-agent", b"wrk")])}
-            if "product_get" in kinds:
-                bearer = [(b"authorization", f"Bearer {await _log_in(app, account)}".encode())]
-                scopes["product_get"] = _scope("/v1/products/7", [(b"user-agent", b"wrk"), *bearer])
+            for kind in PRODUCT_KINDS:
+                if kind in kinds:
+                    token = await _log_in(app, account)
+                    bearer = [(b"authorization", f"Bearer {token}".encode())]
+                    scopes[kind] = _scope("/v1/products/7", [(b"user-agent", b"wrk"), *bearer])
             for scope in scopes.values():
                 await _batch(app, scope)()  # warm: the product's cache entry, the first-call builds
             yield app, scopes
@@ -166,7 +175,12 @@ def main() -> None:
         asyncio.Runner() as runner,
     ):
         account = setup.prepare_database(url, products=PRODUCTS, accounts=1)[0]
-        kinds = (args.only,) if args.only else KINDS
+        if args.only:
+            kinds: tuple[str, ...] = (args.only,)
+        elif args.profile == "product_get_nocache":
+            kinds = ("livez", "product_get_nocache")  # the cache is off for the whole app
+        else:
+            kinds = ("livez", "product_get")
         running = _running(url, account, devnull, kinds)
         app, scopes = runner.run(running.__aenter__())
         try:
