@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import hmac
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import quote_plus
 
 import msgspec
 import orjson
+from starlette.datastructures import URL
 from starlette.requests import Request
 
 from server.web.errors import BadRequest
@@ -108,12 +112,71 @@ class Page(msgspec.Struct):
     next_cursor: str | None
 
 
+# What quote_plus leaves as it is (urllib.parse's _ALWAYS_SAFE): such a name or value is
+# written as it came, a signed cursor (base64url) always.
+_QUOTED_AS_IS = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
+# A query string the next link copies without Starlette's URL: ASCII (latin-1, as the query
+# parameters were read, and UTF-8, as URL reads it, agree), nothing urlsplit would cut or drop
+# (a fragment, tab, CR, LF) and nothing parse_qsl would decode ('%', '+').
+_PLAIN_QUERY = re.compile(rb"[^#%+\t\r\n\x80-\xff]*").fullmatch
+
+
+def next_link(request: Request, cursor: str) -> bytes:
+    """``<this URL with cursor=...>; rel="next"``: the bytes of Starlette's
+    ``request.url.include_query_params(cursor=cursor)`` (the other parameters in their
+    order, ``cursor`` last), without building, splitting and joining two URLs and parsing
+    the query again for each page (about a tenth of a list page's Python time, issue 19). A
+    query string outside the plain case takes Starlette's way; tests/web/test_pagination.py
+    checks the bytes against it."""
+    scope = request.scope
+    raw: bytes = scope["query_string"]
+    if not _PLAIN_QUERY(raw):
+        return f'<{request.url.include_query_params(cursor=cursor)}>; rel="next"'.encode("latin-1")
+    parts = []
+    for pair in raw.decode("ascii").split("&"):
+        if not pair:
+            continue  # as parse_qsl skips it
+        name, _, value = pair.partition("=")
+        if name == "cursor":
+            continue  # the new one goes last, as MultiDict.update puts it
+        parts.append(_quoted(name) + "=" + _quoted(value))
+    parts.append("cursor=" + _quoted(cursor))
+    server = scope.get("server")
+    base = _url_base(
+        scope.get("scheme", "http"),
+        None if server is None else tuple(server),
+        scope["path"],
+        _host(scope),
+    )
+    return base + "&".join(parts).encode("ascii") + b'>; rel="next"'
+
+
+def _quoted(text: str) -> str:
+    """What urlencode writes of a name or a value."""
+    return text if _QUOTED_AS_IS(text) else quote_plus(text)
+
+
+def _host(scope: Any) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"host":
+            return value  # type: ignore[no-any-return]
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _url_base(scheme: str, server: Any, path: str, host: bytes | None) -> bytes:
+    """``<`` and the URL before its query and ``?``, as Starlette builds it: kept per host and
+    path, a few a server (bounded: a client may send any Host header)."""
+    scope = {"scheme": scheme, "server": server, "path": path, "query_string": b""}
+    scope["headers"] = [] if host is None else [(b"host", host)]
+    return ("<" + str(URL(scope=scope).replace(query="")) + "?").encode("latin-1")
+
+
 def page_response(request: Request, items: list[Any], cursor: str | None) -> PreparedJSON:
     """``{"data", "next_cursor"}`` plus a ``Link: <...>; rel="next"`` header when there is more."""
     headers: list[tuple[bytes, bytes]] = []
     if cursor is not None:
-        link = f'<{request.url.include_query_params(cursor=cursor)}>; rel="next"'
-        headers.append((b"link", link.encode("latin-1")))
+        headers.append((b"link", next_link(request, cursor)))
     return PreparedJSON(dumps(Page(items, cursor)), headers)
 
 

@@ -18,7 +18,7 @@ from starlette.routing import Route
 from server.routes import build_routes
 from server.web.apidoc import EndpointDoc, endpoint_doc
 from server.web.openapi import build_openapi
-from server.web.pagination import DEFAULT_LIMIT, MAX_LIMIT, page_response
+from server.web.pagination import DEFAULT_LIMIT, MAX_LIMIT, next_link, page_response
 from server.web.responses import dumps
 
 
@@ -107,3 +107,102 @@ def test_a_page_is_encoded_whole_by_msgspec_into_the_bytes_orjson_wrote() -> Non
     for cursor in ("c1", None):
         expected = dumps({"data": items, "next_cursor": cursor})
         assert _page_bytes(items, cursor) == expected
+
+
+def _starlette_link(scope: dict[str, Any], cursor: str) -> bytes:
+    """The Link header as page_response wrote it before next_link (Starlette's URL)."""
+    return f'<{Request(scope).url.include_query_params(cursor=cursor)}>; rel="next"'.encode(
+        "latin-1"
+    )
+
+
+def _link_scope(
+    query: bytes, host: bytes | None, server: Any, path: str = "/v1/products", scheme: str = "http"
+) -> dict[str, Any]:
+    headers = [(b"user-agent", b"wrk")] + ([] if host is None else [(b"host", host)])
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "query_string": query,
+        "headers": headers,
+        "scheme": scheme,
+        "server": server,
+    }
+
+
+_CURSOR = "AbC-_09xyz" * 6
+_QUERIES = [
+    b"",
+    b"limit=50",
+    b"limit=50&cursor=old",
+    b"cursor=old&limit=50",
+    b"cursor=a&cursor=b&limit=2",
+    b"cursor&limit=3",
+    b"limit=3&&&q=ket&",
+    b"q=a=b&sort=name",
+    b"=x&limit",
+    b"q=caf\xc3\xa9",
+    b"q=caf\xe9",
+    b"q=a+b&limit=5",
+    b"q=a%20b&cursor=x%2Fy",
+    b"q=a b&c=/;:@!$'()*,",
+    b"q=x#frag&limit=1",
+    b"q=x\tz&limit=1\r\n",
+    b"q=\x01\x7f&limit=1",
+    b"min_price=5&currency=EUR&sort=price&order=desc&in_stock=true",
+    b"q=%ZZ&bad=%",
+    b"cursor%3Dx=1",
+]
+_HOSTS: list[tuple[bytes | None, Any]] = [
+    (b"127.0.0.1:8000", ("127.0.0.1", 8000)),
+    (b"testserver", ("testserver", 80)),
+    (b"api.example.com:443", ("10.0.0.1", 8000)),
+    (None, ("127.0.0.1", 8000)),
+    (None, ["::1", 8443]),
+    (None, None),
+    (b"bad host:port:x", ("127.0.0.1", 80)),
+    (b"[::1]:8000", None),
+    (b"h\xe9te", None),
+]
+
+
+def test_next_link_is_starlettes_link_byte_for_byte() -> None:
+    """next_link builds the Link header without Starlette's URL for a plain query string and
+    hands the rest to it: the bytes are the same for every query, host, scheme and path."""
+    for query in _QUERIES:
+        for host, server in _HOSTS:
+            for scheme, path in (("http", "/v1/products"), ("https", "//v1/a b?c#d")):
+                for cursor in (_CURSOR, "with space+plus/slash"):
+                    scope = _link_scope(query, host, server, path, scheme)
+                    expected = _outcome(_starlette_link, scope, cursor)
+                    assert _outcome(_next_link, scope, cursor) == expected, (query, host, path)
+
+
+def _next_link(scope: dict[str, Any], cursor: str) -> bytes:
+    return next_link(Request(scope), cursor)
+
+
+def _outcome(link: Any, scope: dict[str, Any], cursor: str) -> bytes | type[Exception]:
+    """The link, or the error it fails with (a query string not UTF-8 fails Starlette's URL:
+    it must fail alike, not answer another link)."""
+    try:
+        return bytes(link(scope, cursor))
+    except Exception as exc:
+        return type(exc)
+
+
+def test_a_page_with_a_next_cursor_carries_the_link() -> None:
+    scope = _link_scope(b"limit=1&q=ket", b"127.0.0.1:8000", ("127.0.0.1", 8000))
+    response = page_response(Request(scope), [{"id": 1}], _CURSOR)
+    assert response.raw_headers[2] == (b"link", _starlette_link(scope, _CURSOR))
+    assert response.raw_headers[2] == (
+        b"link",
+        b"<http://127.0.0.1:8000/v1/products?limit=1&q=ket&cursor="
+        + _CURSOR.encode()
+        + b'>; rel="next"',
+    )
+    assert [name for name, _ in page_response(Request(scope), [], None).raw_headers] == [
+        b"content-type",
+        b"content-length",
+    ]
