@@ -8,6 +8,7 @@ import json
 import re
 import uuid
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 import msgspec
 import orjson
@@ -220,11 +221,26 @@ async def read_json(request: Request, kind: type[T]) -> T:
     return decode_json(await request.body(), kind)
 
 
+def _query_items(raw: bytes) -> list[tuple[str, str]]:
+    """The query string's (name, value) pairs, as Starlette's ``request.query_params`` reads
+    them (``parse_qsl`` of its latin-1 text, blank values kept). Without an escape ('%' or '+')
+    parse_qsl changes nothing a pair holds: split here, without building the QueryParams
+    (two thirds of read_query's time on a list page's query, issue 19)."""
+    text = raw.decode("latin-1")
+    if "%" in text or "+" in text:
+        return parse_qsl(text, keep_blank_values=True)
+    items = []
+    for pair in text.split("&"):
+        if pair:  # parse_qsl skips an empty one
+            name, _, value = pair.partition("=")
+            items.append((name, value))
+    return items
+
+
 def read_query(request: Request, kind: type[T]) -> T:
     """Query parameters into a Struct: unknown or repeated parameters and bad values are a 400."""
-    params = request.query_params
     values: dict[str, str] = {}
-    for name, value in params.multi_items():
+    for name, value in _query_items(request.scope["query_string"]):
         if "\x00" in name:
             # Every string the API answers is NUL-free, as its schemas say: a name that holds
             # NUL cannot be a pointer, so the error points at the whole query, as a NUL in a
@@ -245,7 +261,8 @@ def read_query(request: Request, kind: type[T]) -> T:
             )
         values[name] = value
     spellings = query_spellings(kind)
-    unknown = sorted(set(values) - set(spellings))
+    # The set difference and its sort only when something is unknown (a view's test is cheaper).
+    unknown = [] if values.keys() <= spellings.keys() else sorted(values.keys() - spellings.keys())
     if unknown:
         known = ", ".join(sorted(spellings))
         raise errors.UnknownParameter(
