@@ -22,7 +22,6 @@ from time import monotonic, perf_counter, perf_counter_ns
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.datastructures import QueryParams
 from starlette.types import Receive, Scope, Send
 
 from bench.ceilings import list_page
@@ -56,11 +55,6 @@ class _Query:
 
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
-
-    @property
-    def query_params(self) -> QueryParams:
-        """What read_query read before it read the scope (the next commit drops this)."""
-        return QueryParams(self.scope["query_string"])
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
