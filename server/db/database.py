@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import asyncpg
 import orjson
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from server.db.replicas import ReplicaSet
 
 T = TypeVar("T")
+P = ParamSpec("P")
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 # Connection failures that mean "the database is not there right now", not "the query is wrong".
@@ -168,6 +170,33 @@ class Database:
         """``async with db.connection() as conn``: a pooled connection, released at the end."""
         return _Acquired(self)
 
+    async def run(
+        self,
+        work: Callable[Concatenate[PooledConnection, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """``await work(conn, *args, **kwargs)`` on a pooled connection, released at the end:
+        ``async with db.connection()`` around one await, with the same acquire timeout and
+        deadline, the same release checks and the same handling of a holder cancelled, timed
+        out or broken mid-statement, in one coroutine. The context manager costs an object and
+        two coroutines more (its enter and exit) and a level more for every resume of the
+        statement, on the uncached product read (issue 13, issue 19)."""
+        pool = self.pool
+        conn = pool.try_acquire()
+        if conn is None:
+            conn = await self._acquire()
+        try:
+            result = await work(conn, *args, **kwargs)
+        except _ABANDONED as exc:
+            await self._abandoned(conn, exc)
+            raise
+        except BaseException:
+            pool.release(conn)
+            raise
+        pool.release(conn)
+        return result
+
     def transaction(self, **options: Any) -> _Transaction:
         """``async with db.transaction() as conn``: a pooled connection inside a transaction,
         committed at the end, rolled back on an error. With read replicas, a signed-in
@@ -177,6 +206,33 @@ class Database:
 
     async def close(self) -> None:
         await self.pool.close(timeout=10)
+
+    async def _acquire(self) -> PooledConnection:
+        """A connection when none is idle: within the acquire timeout or the time the request
+        has left, whichever ends first; DatabaseUnavailable (or DeadlineExceeded) otherwise."""
+        timeout = self.acquire_timeout
+        left = time_left()
+        if left is not None and left < timeout:
+            timeout = left
+        try:
+            return await self.pool.acquire(timeout)
+        except _NO_CONNECTION as exc:
+            raise _unavailable("No database connection is available.", exc) from exc
+
+    async def _abandoned(self, conn: PooledConnection, exc: BaseException) -> None:
+        """Take back ``conn`` from a holder cancelled or timed out mid-statement (a client
+        gone, the deadline, a server that stopped answering), or whose connection broke: what
+        the server did with the statement is unknown here (a BEGIN whose answer had not
+        arrived, say), and asyncpg may still be waiting for its cancel to be acknowledged.
+        Never reused. A cancelled holder goes on at once (its ``CancelledError`` is the
+        caller's to raise); otherwise DatabaseUnavailable (or DeadlineExceeded) is raised once
+        the statement has ended in the server (from a healthy one, at once), or after the
+        acquire timeout from one that does not answer."""
+        if isinstance(exc, asyncio.CancelledError):
+            self.pool.discard(conn)  # closed in the background: a cancelled task waits for none
+            return
+        await self.pool.close_timed_out(conn, self.acquire_timeout)
+        raise _unavailable("The database connection failed.", exc) from exc
 
 
 class _Acquired:
@@ -189,38 +245,21 @@ class _Acquired:
         self._db = db
 
     async def __aenter__(self) -> PooledConnection:
-        pool = self._db.pool
-        conn = pool.try_acquire()
+        conn = self._db.pool.try_acquire()
         if conn is None:
-            timeout = self._db.acquire_timeout
-            left = time_left()
-            if left is not None and left < timeout:
-                timeout = left
-            try:
-                conn = await pool.acquire(timeout)
-            except _NO_CONNECTION as exc:
-                raise _unavailable("No database connection is available.", exc) from exc
+            conn = await self._db._acquire()
         self._conn: PooledConnection = conn
         return conn
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
     ) -> None:
-        pool = self._db.pool
         if exc is None or not isinstance(exc, _ABANDONED):
-            pool.release(self._conn)
+            self._db.pool.release(self._conn)
             return
-        # Cancelled or timed out mid-statement (a client gone, the deadline, a server that
-        # stopped answering), or broken: what the server did with the statement is unknown
-        # here (a BEGIN whose answer had not arrived, say), and asyncpg may still be waiting
-        # for its cancel to be acknowledged. Never reused.
-        if isinstance(exc, asyncio.CancelledError):
-            pool.discard(self._conn)  # closed in the background: a cancelled task waits for none
-            return
-        # The 503 goes once the statement has ended in the server (from a healthy one, at
-        # once), or after the acquire timeout from one that does not answer.
-        await pool.close_timed_out(self._conn, self._db.acquire_timeout)
-        raise _unavailable("The database connection failed.", exc) from exc
+        # Never reused; a cancelled holder's CancelledError goes on as raised, anything else
+        # becomes DatabaseUnavailable (or DeadlineExceeded).
+        await self._db._abandoned(self._conn, exc)
 
 
 class _Transaction(_Acquired):
