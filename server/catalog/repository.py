@@ -2,15 +2,16 @@
 
 A listing's rows become their response Structs here, straight from the records: a page is up
 to 100 rows, and building a frozen ``Product`` per row first (``record_to``), then its view,
-was a fifth of a list page's Python time in the bench's profile (issue 19). One product read or
-written is still a ``Product``: the cache, the writes and orders use its version."""
+was a fifth of a list page's Python time in the bench's profile (issue 19). So is the product
+the product read loads on a cache miss (``read``). One product written, or read inside a write,
+is still a ``Product``: the writes and orders use its fields."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import asyncpg
 
@@ -19,6 +20,7 @@ from server.db.database import Connection, record_to
 from server.db.sqlfiles import Queries
 from server.web.errors import Conflict
 
+T = TypeVar("T")
 SortKey = Literal["created_at", "price", "name"]
 Direction = Literal["asc", "desc"]
 _QUERY_SORT = {"created_at": "created", "price": "price", "name": "name"}
@@ -94,6 +96,16 @@ class ProductsRepository:
     async def get(self, conn: Connection, product_id: int) -> Product | None:
         record = await conn.fetchrow(self._get, product_id)
         return None if record is None else record_to(Product, record)
+
+    async def read(
+        self, conn: Connection, product_id: int, render: Callable[[ProductView, int], T]
+    ) -> T | None:
+        """``render(view, version)`` of the product as the API writes it, straight from its
+        record (``get_product`` selects a listed row's columns); None when there is none. The
+        uncached read: no ``Product`` on the way (a frozen dataclass built field by field, then
+        read field by field into its view)."""
+        record = await conn.fetchrow(self._get, product_id)
+        return None if record is None else render(_view(record), record["version"])
 
     async def exists(self, conn: Connection, product_id: int) -> bool:
         return bool(await conn.fetchval(self._exists, product_id))
