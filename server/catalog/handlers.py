@@ -27,8 +27,12 @@ _NO_PRODUCT = "No such product."
 
 
 def render(product: Product) -> CachedProduct:
-    body = dumps(schemas.product_view(product))
-    return CachedProduct(product.version, etag("p", product.id, product.version), body)
+    return render_view(schemas.product_view(product), product.version)
+
+
+def render_view(view: schemas.ProductView, version: int) -> CachedProduct:
+    """A product's body and ETag, what the cache keeps (a read's miss renders with this)."""
+    return CachedProduct(version, etag("p", view.id, version), dumps(view))
 
 
 def _product_response(product: Product, status: int = 200) -> Response:
@@ -50,7 +54,7 @@ def _product_response(product: Product, status: int = 200) -> Response:
 )
 async def get_product(request: Request) -> Response:
     catalog = container(request).catalog
-    cached = await catalog.find_cached(path_id(request, "product_id", _NO_PRODUCT), render)
+    cached = await catalog.find_cached(path_id(request, "product_id", _NO_PRODUCT), render_view)
     if cached is None:
         raise NotFound(_NO_PRODUCT)
     if not_modified(header(request, b"if-none-match"), cached.etag):
