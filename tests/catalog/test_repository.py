@@ -8,7 +8,9 @@ import secrets
 import asyncpg
 import pytest
 
+from server.catalog.handlers import render, render_view
 from server.catalog.repository import ProductFields, ProductsRepository, SkuTaken
+from server.catalog.schemas import product_view
 from server.db.sqlfiles import load_queries
 
 FIELDS = ProductFields("Lamp", "", "home", 1299, "EUR")
@@ -66,3 +68,21 @@ async def test_every_listing_query_selects_the_columns_a_listed_row_is_read_by(
         columns = tuple(attribute.name for attribute in statement.get_attributes())
         expected = (*LISTED, "rank") if query.name == "list_products_by_relevance" else LISTED
         assert columns == expected, query.name
+
+
+async def test_a_read_renders_what_the_product_renders_and_none_without_one(
+    conn: asyncpg.Connection,
+) -> None:
+    """The uncached read (``read``) renders straight from the record: the same view, version,
+    body and ETag as the ``Product`` that ``get`` builds; None for an id without a live
+    product (never made, or deleted)."""
+    repo = ProductsRepository(load_queries())
+    created = await repo.create(conn, "sku-" + secrets.token_hex(4), FIELDS, 3)
+    product = await repo.get(conn, created.id)
+    assert product is not None
+    read = await repo.read(conn, created.id, lambda view, version: (view, version))
+    assert read == (product_view(product), product.version)
+    assert await repo.read(conn, created.id, render_view) == render(product)
+    assert await repo.delete(conn, created.id, product.version)
+    assert await repo.read(conn, created.id, render_view) is None
+    assert await repo.read(conn, 2**62, render_view) is None
