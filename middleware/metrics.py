@@ -10,8 +10,7 @@ which the server calls every second and before each scrape.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Awaitable, Iterator
-from time import perf_counter
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import (
@@ -22,9 +21,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Scope
 
-from middleware.types import RouteResolver, route_template
+from middleware.edge import EdgeMiddleware
+from middleware.types import RouteResolver
 
 # OpenTelemetry's advice for http.server.request.duration.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -53,7 +53,8 @@ class _Series:
 
 
 class HttpMetrics(Collector):
-    """The HTTP request histogram and the in-flight gauge.
+    """The HTTP request histogram and the in-flight gauge; the edge (middleware/edge.py) calls
+    ``begin``, ``observe`` and ``leave`` around each request.
 
     ``registry`` receives this object as a collector (None: not registered). Under
     ``multiprocess`` mode (the server passes whether ``PROMETHEUS_MULTIPROC_DIR`` is set)
@@ -79,6 +80,20 @@ class HttpMetrics(Collector):
             self._shed = Counter(SHED, SHED_HELP, registry=None)
         elif registry is not None:
             registry.register(self)
+
+    def begin(self, scope: Scope) -> str:
+        """The request's method label; the request counts as in flight until ``leave``."""
+        method: str = scope["method"]
+        if method not in KNOWN_METHODS:
+            method = OTHER_METHOD
+        active = self.active
+        active[method] = active.get(method, 0) + 1
+        return method
+
+    def leave(self, method: str) -> None:
+        """The request is done: answered, failed or cancelled (the client gone, not counted as
+        an answer by ``observe``)."""
+        self.active[method] -= 1
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Record one finished request; `route` must be a template, never a raw path."""
@@ -130,46 +145,13 @@ class HttpMetrics(Collector):
             self._flushed_shed = self.shed
 
 
-class MetricsMiddleware:
-    """Time every HTTP request and count the ones in flight."""
+class MetricsMiddleware(EdgeMiddleware):
+    """The metrics alone as a layer: time every HTTP request and count the ones in flight (the
+    server's stack runs them in its one edge layer)."""
 
     def __init__(
         self, app: ASGIApp, *, metrics: HttpMetrics, resolve_route: RouteResolver | None = None
     ) -> None:
         if not isinstance(metrics, HttpMetrics):
             raise TypeError("metrics must be an HttpMetrics")
-        self.app = app
-        self.metrics = metrics
-        self.resolve_route = resolve_route
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        method = scope["method"]
-        if method not in KNOWN_METHODS:
-            method = OTHER_METHOD
-        metrics = self.metrics
-        resolve = self.resolve_route
-        active = metrics.active
-        status = 500  # an app that returns or raises without answering gets a 500
-
-        def send_observing(message: Message) -> Awaitable[None]:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            return send(message)
-
-        active[method] = active.get(method, 0) + 1
-        start = perf_counter()
-        try:
-            await self.app(scope, receive, send_observing)
-        except Exception:
-            metrics.observe(method, route_template(scope, resolve), status, perf_counter() - start)
-            raise
-        else:
-            metrics.observe(method, route_template(scope, resolve), status, perf_counter() - start)
-        finally:
-            # A cancelled request (client gone) leaves the gauge but is not counted as an answer.
-            active[method] -= 1
+        super().__init__(app, metrics=metrics, resolve_route=resolve_route)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Awaitable
 from contextvars import ContextVar
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Scope
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
+from middleware.edge import EdgeMiddleware
 from middleware.trace_context import CALLER_TRACEPARENT, TRACEPARENT, parse_traceparent
 
 _SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}").fullmatch
@@ -59,34 +59,30 @@ TRACE_ID_FIELD = "trace.id"
 SPAN_ID_FIELD = "span.id"
 
 
-class RequestIdMiddleware:
+class RequestIds:
     """Accept a sane incoming request id or make one; expose it everywhere for the request.
 
-    The id is stored in `scope["request_id"]`, bound as `http.request.id` in structlog's
-    context variables of the request's task, and echoed as a response header on every
-    response, error answers included.
+    ``begin`` stores the id in `scope["request_id"]`, binds it as `http.request.id` in
+    structlog's context variables of the request's task, and returns the response header that
+    echoes it, which the edge (middleware/edge.py) adds to every answer, error answers included.
 
     A valid `traceparent` header (exactly one) puts its trace id and the caller's span id in
     `scope["trace_id"]`/`scope["span_id"]` and in the context as `trace.id`/`span.id`, and the
     parsed header in `scope["traceparent"]` and `CALLER_TRACEPARENT`. With tracing on, the
-    tracing layer replaces the span id with the server span's.
+    tracing job replaces the span id with the server span's.
     """
 
-    def __init__(self, app: ASGIApp, *, header: str = "x-request-id") -> None:
+    def __init__(self, *, header: str = "x-request-id") -> None:
         name = header.lower()
         if not _HEADER_NAME(name):
             raise ValueError(f"header must be an HTTP header name, got {header!r}")
-        self.app = app
         self.header = name.encode("ascii")
         self._var = structlog_var(REQUEST_ID_FIELD)
         self._trace_var = structlog_var(TRACE_ID_FIELD)
         self._span_var = structlog_var(SPAN_ID_FIELD)
 
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        # Not a coroutine: see SecurityHeadersMiddleware.
-        if scope["type"] != "http":
-            return self.app(scope, receive, send)
-
+    def begin(self, scope: Scope) -> tuple[bytes, bytes]:
+        """The request's id in the scope and the context; the header that echoes it."""
         header = self.header
         incoming: bytes | None = None
         traceparent: bytes | None = None
@@ -112,16 +108,15 @@ class RequestIdMiddleware:
         else:
             request_id = _new_id()
         scope["request_id"] = request_id
-        echoed = (header, request_id.encode("ascii"))
-
-        # A plain function returning the inner awaitable: no extra coroutine per message.
-        def send_with_id(message: Message) -> Awaitable[None]:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), echoed]
-            return send(message)
-
         # Set without a reset, as the request deadline is (middleware/deadline.py): the server
         # runs each request in a task of its own, whose context ends with it, and a reset would
         # need a coroutine frame around every request.
         self._var.set(request_id)
-        return self.app(scope, receive, send_with_id)
+        return (header, request_id.encode("ascii"))
+
+
+class RequestIdMiddleware(EdgeMiddleware):
+    """The request id alone as a layer (the server's stack runs it in its one edge layer)."""
+
+    def __init__(self, app: ASGIApp, *, header: str = "x-request-id") -> None:
+        super().__init__(app, request_ids=RequestIds(header=header))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Iterable
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Scope
+
+from middleware.edge import EdgeMiddleware
 
 Header = tuple[bytes, bytes]
 
@@ -28,19 +30,21 @@ _BASE_HEADERS = (
 _API_CSP = (_CSP, b"default-src 'none'; frame-ancestors 'none'")
 
 
-class SecurityHeadersMiddleware:
-    """Add the security headers to every HTTP response.
+class SecurityHeaders:
+    """The security headers of every HTTP response.
 
     A Content-Security-Policy the response already carries (the docs page sets its own) is kept.
-    A request that carried credentials (Authorization, X-API-Key or a cookie) is answered with
-    `cache-control: no-store` in place of any cache-control the app set, so no shared cache
-    keeps authenticated data.
+    A request that carried credentials (Authorization, X-API-Key or a cookie: ``credentialed``)
+    is answered with `cache-control: no-store` in place of any cache-control the app set, so no
+    shared cache keeps authenticated data. The edge (middleware/edge.py) calls ``credentialed``
+    when the request begins and ``secure`` on the answer's start, outside compression, which
+    changes neither these headers nor any the choice reads but Cache-Control's no-transform,
+    which no route sets.
     """
 
-    def __init__(self, app: ASGIApp, *, hsts: bool = False, hsts_max_age: int = 31536000) -> None:
+    def __init__(self, *, hsts: bool = False, hsts_max_age: int = 31536000) -> None:
         if isinstance(hsts_max_age, bool) or not isinstance(hsts_max_age, int) or hsts_max_age < 0:
             raise ValueError(f"hsts_max_age must be a non-negative int, got {hsts_max_age!r}")
-        self.app = app
         headers: tuple[Header, ...] = _BASE_HEADERS
         if hsts:
             value = f"max-age={hsts_max_age}; includeSubDomains".encode("ascii")
@@ -48,26 +52,15 @@ class SecurityHeadersMiddleware:
         self._headers_with_csp = (*headers, _API_CSP)
         self._headers_without_csp = headers
 
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        # Not a coroutine: the inner app's is handed back, so this layer adds no frame that
-        # every await deeper down would have to pass through.
-        if scope["type"] != "http":
-            return self.app(scope, receive, send)
-
-        credentialed = False
-        for name, _ in scope["headers"]:
+    def credentialed(self, scope: Scope) -> bool:
+        # A loop, not any(): a generator per request costs more than the loop.
+        for name, _ in scope["headers"]:  # noqa: SIM110
             if name in _CREDENTIAL_HEADERS:
-                credentialed = True
-                break
+                return True
+        return False
 
-        def send_secured(message: Message) -> Awaitable[None]:
-            if message["type"] == "http.response.start":
-                message["headers"] = self._secure(message.get("headers", ()), credentialed)
-            return send(message)
-
-        return self.app(scope, receive, send_secured)
-
-    def _secure(self, raw: Iterable[tuple[bytes, bytes]], credentialed: bool) -> list[Header]:
+    def secure(self, raw: Iterable[tuple[bytes, bytes]], credentialed: bool) -> list[Header]:
+        """A new list: the response's headers with the security headers."""
         # ASGI allows any iterable; it is read twice below.
         headers = raw if type(raw) is list else list(raw)
         has_csp = False
@@ -83,3 +76,11 @@ class SecurityHeadersMiddleware:
         if credentialed:
             return [*headers, *added, _NO_STORE]
         return [*headers, *added]
+
+
+class SecurityHeadersMiddleware(EdgeMiddleware):
+    """The security headers alone as a layer (the server's stack runs them in its one edge
+    layer)."""
+
+    def __init__(self, app: ASGIApp, *, hsts: bool = False, hsts_max_age: int = 31536000) -> None:
+        super().__init__(app, security=SecurityHeaders(hsts=hsts, hsts_max_age=hsts_max_age))

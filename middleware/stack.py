@@ -5,17 +5,18 @@ from __future__ import annotations
 from opentelemetry.trace import Tracer
 from starlette.types import ASGIApp
 
-from middleware.access_log import AccessLogMiddleware
+from middleware.access_log import AccessLog
 from middleware.body_limit import BodyLimitMiddleware, BodyTiming
 from middleware.compression import CompressionMiddleware
 from middleware.cors import CorsMiddleware
 from middleware.deadline import DeadlineMiddleware
+from middleware.edge import EdgeMiddleware
 from middleware.in_flight import InFlightLimitMiddleware
-from middleware.metrics import HttpMetrics, MetricsMiddleware
+from middleware.metrics import HttpMetrics
 from middleware.proxy_headers import ProxyHeadersMiddleware
-from middleware.request_id import RequestIdMiddleware
-from middleware.security_headers import SecurityHeadersMiddleware
-from middleware.tracing import TracingMiddleware
+from middleware.request_id import RequestIds
+from middleware.security_headers import SecurityHeaders
+from middleware.tracing import Tracing
 from middleware.types import InfoLogger, OnError, RouteResolver
 
 
@@ -38,22 +39,27 @@ def build_stack(
     body_timing: BodyTiming = BodyTiming(),  # noqa: B008 (frozen: one shared default is safe)
     tracer: Tracer | None = None,
 ) -> ASGIApp:
-    """Wrap `app`, outermost first: proxy headers (when proxies are trusted), request id,
-    access log, tracing (when a tracer is given), metrics, compression (when on), security
-    headers, CORS (when origins are allowed), the body limit, the in-flight cap (when set),
-    the request deadline (when set).
-    Compression sits inside the access log and metrics, so what they record is what went on
-    the wire; `resolve_route` names the route of a request refused before routing.
+    """Wrap `app`, outermost first: proxy headers (when proxies are trusted); the edge, one
+    layer running the request id, the access log (when on), tracing (when a tracer is given),
+    the metrics and the security headers (middleware/edge.py); compression (when on); CORS
+    (when origins are allowed); the body limit, the in-flight cap (when set), the request
+    deadline (when set).
+    Compression sits inside the edge, so what the access log and the metrics record is what
+    went on the wire, and the security headers are added to what it answers (it changes only
+    the body, Content-Length, Content-Encoding, ETag and Vary); `resolve_route` names the route
+    of a request refused before routing.
 
-    The request id is outermost so every log line and every answer (a 500 from the app's error
-    middleware, a 413 from the body limit) carries it; the refusing layers sit inside the log,
-    the metrics and the security headers so what they refuse is still logged, counted and
-    given headers. CORS sits outside the body limit and the in-flight cap so their 413, 408
-    and 503 reach a browser page readable. The body is read whole (within its size and time
-    limits) outside the in-flight cap: a client that announces a body and sends it slowly, or
-    never, waits on the body limit's own budget and never holds a slot that admitted requests
-    need. The deadline starts once a request is admitted, its body in hand.
+    The edge is outermost so every log line and every answer (a 500 from the app's error
+    middleware, a 413 from the body limit) carries the request id; the refusing layers sit
+    inside it so what they refuse is still logged, counted and given headers. CORS sits
+    outside the body limit and the in-flight cap so their 413, 408 and 503 reach a browser
+    page readable. The body is read whole (within its size and time limits) outside the
+    in-flight cap: a client that announces a body and sends it slowly, or never, waits on the
+    body limit's own budget and never holds a slot that admitted requests need. The deadline
+    starts once a request is admitted, its body in hand.
     """
+    if not isinstance(metrics, HttpMetrics):
+        raise TypeError("metrics must be an HttpMetrics")
     if request_timeout:
         app = DeadlineMiddleware(app, seconds=request_timeout)
     if max_in_flight:
@@ -69,18 +75,19 @@ def build_stack(
             on_error=on_error,
             allow_credentials=cors_credentials,
         )
-    app = SecurityHeadersMiddleware(app, hsts=hsts)
     if compress_from:
         app = CompressionMiddleware(app, minimum_size=compress_from)
-    app = MetricsMiddleware(app, metrics=metrics, resolve_route=resolve_route)
-    if tracer is not None:
-        # Left out when tracing is off: no OpenTelemetry call on a request. Inside the access
-        # log, which then logs the server span's id.
-        app = TracingMiddleware(app, tracer=tracer, resolve_route=resolve_route)
-    if access_log:
-        # Left out rather than disabled: a disabled layer would still cost a call per request.
-        app = AccessLogMiddleware(app, logger=logger, resolve_route=resolve_route)
-    app = RequestIdMiddleware(app)
+    # A job turned off is given as None: no call on a request. Tracing off means no
+    # OpenTelemetry call at all.
+    app = EdgeMiddleware(
+        app,
+        request_ids=RequestIds(),
+        access_log=AccessLog(logger) if access_log else None,
+        tracing=Tracing(tracer) if tracer is not None else None,
+        metrics=metrics,
+        security=SecurityHeaders(hsts=hsts),
+        resolve_route=resolve_route,
+    )
     if trusted_proxies:
         # Outermost, so the log line, the metrics endpoint and limits all see the real client.
         app = ProxyHeadersMiddleware(app, trusted=trusted_proxies)

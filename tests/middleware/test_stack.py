@@ -3,35 +3,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.contextvars import get_contextvars
 
 from middleware import (
-    AccessLogMiddleware,
     BodyLimitMiddleware,
     BodyTimeout,
     HttpMetrics,
-    MetricsMiddleware,
     PayloadTooLarge,
-    RequestIdMiddleware,
-    SecurityHeadersMiddleware,
+    ProxyHeadersMiddleware,
     build_stack,
 )
+from middleware.access_log import AccessLog
 from middleware.body_limit import BodyTiming
+from middleware.compression import CompressionMiddleware
+from middleware.cors import CorsMiddleware
 from middleware.deadline import DeadlineMiddleware
+from middleware.edge import EdgeMiddleware
 from middleware.in_flight import InFlightLimitMiddleware
+from middleware.request_id import RequestIds
+from middleware.security_headers import SecurityHeaders
+from middleware.tracing import Tracing
 from tests.fixtures.support import task_per_request
 
 DURATION_COUNT = "http_server_request_duration_seconds_count"
+ACTIVE = "http_server_active_requests"
 
 
 class CaptureLogger:
@@ -104,24 +112,60 @@ class Harness:
         return self.registry.get_sample_value(DURATION_COUNT, labels)
 
 
-def test_layers_are_in_order() -> None:
+def layers_of(stack: Any) -> list[type]:
     layers = []
-    app: Any = Harness().stack
-    while not isinstance(app, Starlette):
-        layers.append(type(app))
-        app = app.app
-    assert layers == [
-        RequestIdMiddleware,
-        AccessLogMiddleware,
-        MetricsMiddleware,
-        SecurityHeadersMiddleware,
+    while not isinstance(stack, Starlette):
+        layers.append(type(stack))
+        stack = stack.app
+    return layers
+
+
+def test_layers_are_in_order() -> None:
+    harness = Harness()
+    assert layers_of(harness.stack) == [EdgeMiddleware, BodyLimitMiddleware]
+    edge: Any = harness.stack
+    assert isinstance(edge.request_ids, RequestIds)
+    assert isinstance(edge.access_log, AccessLog)
+    assert edge.access_log.logger is harness.logger
+    assert edge.tracing is None  # no tracer given: no OpenTelemetry call on a request
+    assert isinstance(edge.metrics, HttpMetrics)
+    assert isinstance(edge.security, SecurityHeaders)
+
+
+def test_every_layer_on_is_in_order() -> None:
+    provider = TracerProvider()
+    stack = build_stack(
+        Starlette(), logger=CaptureLogger(), access_log=True,
+        metrics=HttpMetrics(registry=CollectorRegistry()), hsts=False, max_body_bytes=100,
+        on_error=on_error, trusted_proxies=("10.0.0.0/8",), cors_origins=("https://a.example",),
+        max_in_flight=1, compress_from=1024, request_timeout=5,
+        tracer=provider.get_tracer("test"),
+    )  # fmt: skip
+    assert layers_of(stack) == [
+        ProxyHeadersMiddleware,
+        EdgeMiddleware,
+        CompressionMiddleware,
+        CorsMiddleware,
         BodyLimitMiddleware,
+        InFlightLimitMiddleware,
+        DeadlineMiddleware,
     ]
+    assert isinstance(cast(Any, stack).app.tracing, Tracing)
 
 
 def test_access_log_is_left_out_when_disabled() -> None:
     stack: Any = Harness(access_log=False).stack
-    assert isinstance(stack.app, MetricsMiddleware)
+    assert stack.access_log is None
+    assert isinstance(stack.metrics, HttpMetrics)
+
+
+def test_the_stack_refuses_anything_but_http_metrics() -> None:
+    with pytest.raises(TypeError):
+        build_stack(
+            Starlette(), logger=CaptureLogger(), access_log=True,
+            metrics=object(),  # type: ignore[arg-type]
+            hsts=False, max_body_bytes=100, on_error=on_error,
+        )  # fmt: skip
 
 
 async def test_a_request_gets_id_log_metrics_and_headers() -> None:
@@ -143,9 +187,132 @@ async def test_a_500_from_starlette_passes_through_every_layer() -> None:
     assert response.status_code == 500
     assert response.headers["content-security-policy"].startswith("default-src 'none'")
     assert response.headers["cache-control"] == "no-store"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["strict-transport-security"].startswith("max-age=31536000")
     [line] = harness.logger.lines
     assert (line["status"], line["request_id"]) == (500, response.headers["x-request-id"])
+    assert (line["route"], line["error"]) == ("/boom", "RuntimeError")
+    assert line["http.request.id"] == line["request_id"]  # the context's, in every log line
     assert harness.count("GET", "/boom", 500) == 1
+    # Counted once, and no longer in flight.
+    assert harness.registry.get_sample_value(ACTIVE, {"http_request_method": "GET"}) == 0
+
+
+async def test_a_crash_before_any_answer_is_logged_counted_and_propagates() -> None:
+    async def crashing(scope: Scope, receive: Receive, send: Send) -> None:
+        raise KeyError("nope")
+
+    logger = CaptureLogger()
+    registry = CollectorRegistry()
+    stack = build_stack(
+        crashing, logger=logger, access_log=True, metrics=HttpMetrics(registry=registry),
+        hsts=False, max_body_bytes=100, on_error=on_error,
+    )  # fmt: skip
+    transport = httpx.ASGITransport(app=stack)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        with pytest.raises(KeyError):
+            await http.get("/x")
+    [line] = logger.lines
+    assert (line["status"], line["error"], line["bytes"]) == (500, "KeyError", 0)
+    assert isinstance(line["request_id"], str)
+    labels = {"http_request_method": "GET", "http_route": "unmatched"}
+    count = registry.get_sample_value(
+        DURATION_COUNT, {**labels, "http_response_status_code": "500"}
+    )
+    assert count == 1
+    assert registry.get_sample_value(ACTIVE, {"http_request_method": "GET"}) == 0
+
+
+async def test_a_cancelled_request_leaves_the_gauge_uncounted_and_unlogged() -> None:
+    # The client left: the request's task is cancelled. Neither an answer to count nor a line.
+    started = asyncio.Event()
+
+    async def waiting(scope: Scope, receive: Receive, send: Send) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    logger = CaptureLogger()
+    registry = CollectorRegistry()
+    metrics = HttpMetrics(registry=registry)
+    stack = build_stack(
+        waiting, logger=logger, access_log=True, metrics=metrics,
+        hsts=False, max_body_bytes=100, on_error=on_error,
+    )  # fmt: skip
+    scope = {"type": "http", "method": "GET", "path": "/x", "http_version": "1.1",
+             "headers": [], "query_string": b"", "root_path": ""}  # fmt: skip
+
+    async def nothing() -> Message:
+        raise AssertionError("unread")
+
+    async def ignore(message: Message) -> None:
+        raise AssertionError("nothing is sent")
+
+    task = asyncio.ensure_future(stack(scope, nothing, ignore))
+    await started.wait()
+    assert registry.get_sample_value(ACTIVE, {"http_request_method": "GET"}) == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert registry.get_sample_value(ACTIVE, {"http_request_method": "GET"}) == 0
+    assert metrics.series == {}
+    assert logger.lines == []
+
+
+async def test_a_compressed_answer_is_logged_with_its_wire_bytes_and_secured() -> None:
+    # Compression inside the edge: the line counts the bytes sent, and the security headers
+    # and the request id are on the compressed answer.
+    async def big(request: Request) -> Response:
+        return JSONResponse({"text": "a" * 4000})
+
+    logger = CaptureLogger()
+    registry = CollectorRegistry()
+    stack = build_stack(
+        Starlette(routes=[Route("/big", big)]), logger=logger, access_log=True,
+        metrics=HttpMetrics(registry=registry), hsts=False, max_body_bytes=100,
+        on_error=on_error, compress_from=1024,
+    )  # fmt: skip
+    transport = httpx.ASGITransport(app=stack)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.get(
+            "/big", headers={"accept-encoding": "gzip", "authorization": "Bearer t"}
+        )
+    assert response.headers["content-encoding"] == "gzip"
+    wire = int(response.headers["content-length"])
+    assert wire < 4000
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+    [line] = logger.lines
+    assert (line["status"], line["bytes"]) == (200, wire)
+    assert line["request_id"] == response.headers["x-request-id"]
+
+
+async def test_with_tracing_the_access_line_names_the_server_span() -> None:
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    harness = Harness()
+    harness.stack = build_stack(
+        harness.app, logger=harness.logger, access_log=True,
+        metrics=HttpMetrics(registry=harness.registry), hsts=False, max_body_bytes=100,
+        on_error=on_error, tracer=provider.get_tracer("test"),
+    )  # fmt: skip
+    async with harness.client() as http:
+        response = await http.post("/upload", content=b"x" * 101)
+    assert response.status_code == 413
+    (span,) = exported.get_finished_spans()
+    ids = span.get_span_context()
+    assert ids is not None
+    [line] = harness.logger.lines
+    assert (line["trace_id"], line["span_id"]) == (
+        format(ids.trace_id, "032x"),
+        format(ids.span_id, "016x"),
+    )
+    assert line["request_id"] == response.headers["x-request-id"]
+    assert (span.name, dict(span.attributes or {})["http.response.status_code"]) == (
+        "POST unmatched",
+        413,
+    )
+    assert harness.count("POST", "unmatched", 413) == 1
 
 
 async def test_a_refused_body_is_logged_counted_and_identified() -> None:
@@ -155,6 +322,8 @@ async def test_a_refused_body_is_logged_counted_and_identified() -> None:
     assert (response.status_code, response.json()) == (413, {"type": "PayloadTooLarge"})
     assert "x-request-id" in response.headers
     assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["strict-transport-security"].startswith("max-age=31536000")
+    assert response.headers.get_list("x-request-id") == [response.headers["x-request-id"]]
     [line] = harness.logger.lines
     assert (line["status"], line["request_id"]) == (413, response.headers["x-request-id"])
     # Refused before the router ran, so no route was matched.
@@ -190,10 +359,7 @@ def test_the_body_is_read_outside_the_in_flight_cap_and_the_deadline() -> None:
         metrics=HttpMetrics(registry=CollectorRegistry()), hsts=False, max_body_bytes=100,
         on_error=on_error, max_in_flight=1, request_timeout=5,
     )  # fmt: skip
-    layers = []
-    while not isinstance(stack, Starlette):
-        layers.append(type(stack))
-        stack = stack.app
+    layers = layers_of(stack)
     assert layers[-3:] == [BodyLimitMiddleware, InFlightLimitMiddleware, DeadlineMiddleware]
 
 
