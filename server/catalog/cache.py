@@ -12,8 +12,10 @@ copy. ``followed_ttl=0`` turns the cache off: every read loads.
 Copies stored while no heartbeat vouches live ``local_ttl``; while heartbeats are overdue only
 copies younger than ``local_ttl`` are served and reads skip Redis (they would wait out its
 timeout), so a stalled Redis costs at most ``max(_HEARD_WITHIN, local_ttl)`` of staleness. When
-heartbeats return after a gap every local copy is dropped: invalidations sent during it may
-never arrive.
+invalidations may have been lost (the subscription broke, a heartbeat of ours went missing or
+was not taken in time: ``cache_follower.py``) every local copy is dropped. Heartbeats that come
+back late but in order on the same subscription (this process busy) drop nothing: every
+invalidation published before them has been delivered before them.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import coredis
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
@@ -496,3 +497,31 @@ async def test_followed_ttl_zero_turns_the_cache_off(
         assert source.loads == 3
         assert cache.counts() == (0, 0, 3, 0)
         assert await stored(link, namespace) is None
+
+
+async def test_a_busy_process_keeps_its_copies_and_a_broken_subscription_drops_them(
+    logger: FilteringBoundLogger, namespace: str, throwaway_redis: ThrowawayRedis
+) -> None:
+    clock, source = Clock(), Source()
+    async with (
+        open_redis(throwaway_redis.url, timeout=0.5, logger=logger) as link,
+        replica(link, logger, namespace, local_ttl=0.5, followed_ttl=30, clock=clock) as cache,
+    ):
+        assert link.client is not None
+        await cache.get(PRODUCT, source.load)
+        # The process falls behind (its CPU saturated): its heartbeats come back long after
+        # they were sent, on the same subscription, in order. It keeps its copies.
+        clock.now += 2.0
+        assert cache.follower.overdue()
+        await until(lambda: cache.following, limit=5)
+        await cache.get(PRODUCT, source.load)
+        assert source.loads == 1
+        assert cache.counts() == (1, 0, 1, 0)
+
+        # The subscription breaks (the connection killed): invalidations sent while it was
+        # down are lost, so the copies go, though heartbeats vouch again soon after.
+        await link.client.client_kill(type_=coredis.PureToken.PUBSUB)
+        await until(lambda: not cache.following, limit=5)
+        await until(lambda: cache.following, limit=10)
+        await cache.get(PRODUCT, source.load)
+        assert cache.counts() == (1, 1, 1, 0)  # no local hit: the copy came from Redis again
