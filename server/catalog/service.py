@@ -70,8 +70,9 @@ class CatalogService:
     ) -> Awaitable[CachedProduct | None]:
         """The product as ``render(view, version)`` makes it, or None when there is none. Not a
         coroutine itself: the cache's awaitable is handed back, a frame fewer on the busiest
-        read. A miss is ``Database.run`` around the repository's ``read``: two coroutines
-        deep, where a closure around ``async with db.connection()`` was five."""
+        read. A miss is ``Database.run`` around the repository's ``read``: two coroutines a
+        miss, where there were four (a closure's, the context manager's enter and exit, the
+        repository's ``get``)."""
         db, read = self.db, self.products.read
         if db.replicas is None:
             return self.cache.get(product_id, partial(db.run, read, product_id, render))
