@@ -180,8 +180,8 @@ class Database:
         ``async with db.connection()`` around one await, with the same acquire timeout and
         deadline, the same release checks and the same handling of a holder cancelled, timed
         out or broken mid-statement, in one coroutine. The context manager costs an object and
-        two coroutines more (its enter and exit) and a level more for every resume of the
-        statement, on the uncached product read (issue 13, issue 19)."""
+        two coroutines more (its enter and exit), on the uncached product read among others
+        (issue 13, issue 19)."""
         pool = self.pool
         conn = pool.try_acquire()
         if conn is None:
