@@ -1,8 +1,10 @@
 """``python -m bench.suite.attribution`` (``make bench-attribution``): what each part of the
 served stack costs, in server CPU microseconds per request, measured in alternation.
 
-Every server runs at once (an idle one costs nothing): the bare ASGI ceiling (``ceiling_json``),
-for ping also the edge ceiling (``ceiling_json_edge``: the stack's jobs fused into it), and
+Every server runs at once (an idle one costs nothing): the bare ASGI ceiling (``ceiling_json``;
+``ceiling_list_first`` for the lists, the first and the deep page on one server), for ping and the
+lists also the edge ceiling (``ceiling_json_edge``, ``ceiling_list_edge``: the scenario's jobs
+fused into it), and
 hotpath in make bench's production configuration (bench/suite/state.py's hotpath_env), each
 variant with one setting changed (``VARIANTS``). A round runs the scenario once on each, for
 ``--seconds``; the order rotates from round to round, and a box that gets busier or quieter
@@ -44,7 +46,21 @@ VARIANTS: dict[str, dict[str, str]] = {
     **_OFF,
     "bare": {k: v for name, env in _OFF.items() if name != "quietlog" for k, v in env.items()},
 }
-SCRIPTS = {"ping": "ping.lua", "product_get": "product_get.lua"}
+SCRIPTS = {
+    "ping": "ping.lua",
+    "product_get": "product_get.lua",
+    "product_list_first": "paths.lua",
+    "product_list_deep": "paths.lua",
+}
+# Each scenario's bare ceiling (the ratios' denominator) and its edge ceiling, if it has one.
+CEILING_OF = {
+    "ping": ("ceiling_json", "ceiling_json_edge"),
+    "product_get": ("ceiling_json", None),
+    "product_list_first": ("ceiling_list_first", "ceiling_list_edge"),
+    "product_list_deep": ("ceiling_list_first", "ceiling_list_edge"),  # one server for both
+}
+# The deep list page: this many cursors in (the bench's 100 pages need its 10,000 products).
+_DEEP_PAGES = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,12 +83,12 @@ def measure(plan: Plan) -> dict[str, object]:
         accounts = setup.prepare_database(url, products=plan.hot_products, accounts=plan.accounts)
         state = Run(Options(), workdir)
         env = hotpath_env(state, url)
-        # The edge ceiling answers ping only: the stack's jobs for /livez without its structure.
-        ceilings = ["ceiling_json"] + (["ceiling_json_edge"] if plan.scenario == "ping" else [])
+        # An edge ceiling: the scenario's jobs without hotpath's structure (ping and the lists).
+        ceilings = [name for name in CEILING_OF[plan.scenario] if name is not None]
         servers = {
             name: stack.enter_context(
-                running(name, asgi_command(CEILINGS[name].target), {}, ready_path="/",
-                        log=state.log)
+                running(name, asgi_command(CEILINGS[name].target), CEILINGS[name].env(url, state),
+                        ready_path=CEILINGS[name].ready, log=state.log)
             )
             for name in ceilings
         }  # fmt: skip
@@ -84,7 +100,8 @@ def measure(plan: Plan) -> dict[str, object]:
                     running(name, hotpath_command(), {**env, **VARIANTS[variant]},
                             ready_path="/readyz", log=state.log, cwd=tree)
                 )  # fmt: skip
-        loads = {name: (server, _load_env(plan, state, name, server, accounts))
+        paths = _list_paths(plan, state, servers[plan.variants[0]])
+        loads = {name: (server, {**paths, **_load_env(plan, state, name, server, accounts)})
                  for name, server in servers.items()}  # fmt: skip
         script = SCRIPTS[plan.scenario]
         for server, environment in loads.values():
@@ -114,6 +131,16 @@ def measure(plan: Plan) -> dict[str, object]:
     }
 
 
+def _list_paths(plan: Plan, state: Run, server: Server) -> dict[str, str]:
+    """A list scenario's one path (the first page, or the page _DEEP_PAGES cursors in), for
+    every server: the cursors are signed with the run's one key."""
+    if not plan.scenario.startswith("product_list_"):
+        return {}
+    first, deep = setup.list_paths(server.base, deep_pages=_DEEP_PAGES)
+    path = deep if plan.scenario == "product_list_deep" else first
+    return {"BENCH_PATHS": state.file("attribution-paths.txt", [path])}
+
+
 def _load_env(
     plan: Plan, state: Run, name: str, server: Server, accounts: list[setup.Account]
 ) -> dict[str, str]:
@@ -131,12 +158,13 @@ def table(result: dict[str, object]) -> str:
     rounds: list[dict[str, float]] = result["rounds"]  # type: ignore[assignment]
     plan: dict[str, object] = result["plan"]  # type: ignore[assignment]
     load: dict[str, list[float]] = result["load_average"]  # type: ignore[assignment]
+    ceiling = CEILING_OF[str(plan["scenario"])][0]
     lines = [
         f"{plan['scenario']}: {len(rounds)} rounds of {plan['seconds']:g} s, "
         f"{plan['connections']} connections; load average before "
         f"{_avg(load['before'])}, after {_avg(load['after'])}",
         "",
-        "| server | µs/req (median; min-max) | x ceiling_json (median; per round) "
+        f"| server | µs/req (median; min-max) | x {ceiling} (median; per round) "
         "| minus prod, µs (median) | req/s (median) |",
         "|---|---|---|---|---:|",
     ]
@@ -144,7 +172,7 @@ def table(result: dict[str, object]) -> str:
     for name in rounds[0]:
         cpu = [r[name] for r in rounds]
         rps = [r.get(name, 0.0) for r in throughput]
-        ratios = [r[name] / r["ceiling_json"] for r in rounds]
+        ratios = [r[name] / r[ceiling] for r in rounds]
         # Paired: each round's difference from this tree's prod, then their median.
         delta = (
             f"{statistics.median(r[name] - r['prod'] for r in rounds):+.1f}"

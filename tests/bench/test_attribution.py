@@ -9,12 +9,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bench.suite.attribution import VARIANTS, table
-from tests.fixtures.bench_runs import run_module
+from bench.suite.attribution import SCRIPTS, VARIANTS, table
+from tests.fixtures.bench_runs import WHOLE_BENCH_RUN, run_module
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+@WHOLE_BENCH_RUN
 def test_the_attribution_bench_runs_its_variants_in_alternation(tmp_path: Path) -> None:
     out = tmp_path / "attribution.json"
     command = ["--scenario", "product_get", "--variants", "prod,nolimit"]
@@ -51,3 +52,18 @@ def test_every_variant_but_prod_changes_a_setting() -> None:
     assert all(env for name, env in VARIANTS.items() if name != "prod")
     assert VARIANTS["bare"]["HOTPATH_ACCESS_LOG"] == "false"
     assert VARIANTS["bare"]["HOTPATH_RATE_LIMITS"] == "false"
+
+
+def test_a_list_scenarios_ratios_are_to_the_list_ceiling() -> None:
+    rounds = [
+        {"ceiling_list_first": 400.0, "ceiling_list_edge": 480.0, "prod": 520.0},
+        {"ceiling_list_first": 500.0, "ceiling_list_edge": 600.0, "prod": 700.0},
+    ]
+    plan = {"scenario": "product_list_deep", "seconds": 4.0, "connections": 16}
+    load = {"before": [1.0, 1.0, 1.0], "after": [1.0, 1.0, 1.0]}
+    result: dict[str, object] = {"plan": plan, "rounds": rounds, "load_average": load}
+    lines = table(result).splitlines()
+    assert "x ceiling_list_first (median; per round)" in lines[2]
+    prod = next(line for line in lines if line.startswith("| prod |"))
+    assert prod.startswith("| prod | 610.0; 520-700 | 1.35; 1.30, 1.40 | +0.0 |")
+    assert set(SCRIPTS) >= {"product_list_first", "product_list_deep"}
