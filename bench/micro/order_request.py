@@ -11,15 +11,27 @@ system, ``time.process_time``) per order, so PostgreSQL's and Redis' own work is
 as the served bench counts only the server's process tree. Printed: the median and best of
 the rounds for each, and the median of the per-round ratios.
 
+``--concurrency N`` keeps N orders in flight at once, as make bench's wrk does with its 16
+connections (each in a task with a fresh context, as a server's connection): what is shared
+between concurrent orders (a Redis call for several, say) shows only then.
+
 ``--profile hotpath`` prints a cProfile of hotpath's orders; ``--only hotpath --requests N``
-just places N orders, for ``valgrind --tool=callgrind``.
+just places N orders, after the warm-up, inside one ``functools.reduce`` call, so that callgrind
+counts those orders' instructions only (repeatable on a busy box; a run of N less a run of M,
+over N - M, is an order's)::
+
+    valgrind --tool=callgrind --collect-atstart=no --toggle-collect=functools_reduce \
+        .venv/bin/python -m bench.micro.order_request --only hotpath --requests 480 \
+        --concurrency 16
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import cProfile
+import functools
 import os
 import pstats
 import random
@@ -27,9 +39,10 @@ import secrets
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import httpx
 from starlette.types import ASGIApp, Message
@@ -58,32 +71,48 @@ class _Check:
             self.statuses.append(message["status"])
 
 
-Batch = Callable[[], Awaitable[None]]
+Batch = Callable[[], Coroutine[Any, Any, None]]
 
 
-def _batch(app: Callable[..., Awaitable[None]], bearer: bytes, count: int = BATCH) -> Batch:
+def _batch(
+    app: Callable[..., Awaitable[None]], bearer: bytes, count: int = BATCH, concurrency: int = 1
+) -> Batch:
     check = _Check()
+
+    async def order() -> None:
+        body = b'{"items":[{"product_id":%d,"quantity":1}]}' % random.randint(1, PRODUCTS)
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        scope = _scope(
+            "/v1/orders",
+            [
+                (b"user-agent", b"wrk"),
+                (b"authorization", bearer),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"idempotency-key", secrets.token_hex(16).encode()),
+            ],
+        )
+        scope["method"] = "POST"
+        await app(scope, receive, check)
+
+    async def lane(orders: int) -> None:
+        for _ in range(orders):
+            await order()
 
     async def run() -> None:
         check.statuses.clear()
-        for _ in range(count):
-            body = b'{"items":[{"product_id":%d,"quantity":1}]}' % random.randint(1, PRODUCTS)
-
-            async def receive(body: bytes = body) -> Message:
-                return {"type": "http.request", "body": body, "more_body": False}
-
-            scope = _scope(
-                "/v1/orders",
-                [
-                    (b"user-agent", b"wrk"),
-                    (b"authorization", bearer),
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"idempotency-key", secrets.token_hex(16).encode()),
-                ],
-            )
-            scope["method"] = "POST"
-            await app(scope, receive, check)
+        # As wrk's connections: each lane places its orders one after the other, in a task of
+        # its own with a fresh context, as a server's connection (a deadline the app sets, or
+        # the login's, must not carry over to the ceiling's requests on the same pool).
+        share, extra = divmod(count, concurrency)
+        lanes = [
+            asyncio.create_task(lane(share + (n < extra)), context=contextvars.Context())
+            for n in range(concurrency)
+        ]
+        await asyncio.gather(*lanes)
         if set(check.statuses) != {201}:
             raise RuntimeError(f"orders answered {sorted(set(check.statuses))}")
 
@@ -103,10 +132,18 @@ async def _measure(batches: dict[str, Batch], rounds: int) -> dict[str, list[flo
     return per_round
 
 
-async def _serve(url: str, account: setup.Account, args: argparse.Namespace) -> None:
+@asynccontextmanager
+async def _running(
+    url: str, account: setup.Account, lanes: int
+) -> AsyncIterator[tuple[Callable[..., Awaitable[None]], bytes]]:
+    """hotpath's app and the ceiling's, their lifespans running; yields hotpath's app and the
+    account's bearer token."""
     workdir = Path(tempfile.mkdtemp(prefix="hotpath-order-request-"))
     os.environ.update(hotpath_env(Run(Options(), workdir), url))
     os.environ["CEILING_DATABASE_URL"] = url
+    # Under valgrind the login's argon2 hash outlasts the default 10 s deadline; an order costs
+    # no more for a longer one.
+    os.environ["HOTPATH_REQUEST_TIMEOUT"] = "600"
     devnull = open(os.devnull, "wb")  # noqa: ASYNC230, SIM115 (open for the whole run)
     app = create_app(load_settings(), logger=configure_logging("info", stream=devnull))
     async with lifespan(app):
@@ -119,23 +156,60 @@ async def _serve(url: str, account: setup.Account, args: argparse.Namespace) -> 
             bearer = f"Bearer {login.json()['access_token']}".encode()
         # The ceiling's callable takes plain dicts, which ASGIApp's MutableMapping covers.
         async with lifespan(cast(ASGIApp, ceiling.app)):
-            batches = {"hotpath": _batch(app, bearer), "ceiling": _batch(ceiling.app, bearer)}
+            for side in (app, ceiling.app):
+                await _batch(side, bearer, BATCH, lanes)()  # warm: statements, first-call builds
+            yield app, bearer
+
+
+async def _profile(batch: Batch, args: argparse.Namespace) -> None:
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    for _ in range(args.rounds):
+        await batch()
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--profile", choices=("hotpath", "ceiling"))
+    parser.add_argument("--sort", default="tottime", help="cProfile's order (tottime, cumtime)")
+    parser.add_argument(
+        "--lines",
+        default=45,
+        type=lambda text: int(text) if text.isdigit() else text,
+        help="cProfile's rows, or a regex of files",
+    )
+    parser.add_argument("--only", choices=("hotpath", "ceiling"))
+    parser.add_argument("--requests", type=int, default=2_000)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="orders in flight at once (make bench's wrk: 16 connections)",
+    )
+    args = parser.parse_args()
+    lanes = args.concurrency
+    with setup.bench_database() as url, asyncio.Runner() as runner:
+        account = setup.prepare_database(url, products=PRODUCTS, accounts=1)[0]
+        running = _running(url, account, lanes)
+        app, bearer = runner.run(running.__aenter__())
+        try:
+            sides = {"hotpath": app, "ceiling": ceiling.app}
             if args.only:
-                await _batch(
-                    app if args.only == "hotpath" else ceiling.app, bearer, args.requests
-                )()
+                only = _batch(sides[args.only], bearer, args.requests, lanes)
+                # The one call callgrind collects in (--toggle-collect=functools_reduce): the
+                # orders alone, not the set-up, the login or the warm-up.
+                functools.reduce(lambda _, __: runner.run(only()), range(1), None)
                 return
-            for batch in batches.values():
-                await batch()  # warm: prepared statements, the first-call builds
+            batches = {name: _batch(side, bearer, BATCH, lanes) for name, side in sides.items()}
             if args.profile:
-                profiler = cProfile.Profile(time.process_time)
-                profiler.enable()
-                for _ in range(args.rounds):
-                    await batches[args.profile]()
-                profiler.disable()
-                pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.lines)
+                runner.run(_profile(batches[args.profile], args))
                 return
-            per_round = await _measure(batches, args.rounds)
+            per_round = runner.run(_measure(batches, args.rounds))
+        finally:
+            runner.run(running.__aexit__(None, None, None))
     ratios = [h / c for h, c in zip(per_round["hotpath"], per_round["ceiling"], strict=True)]
     print(
         ", ".join(
@@ -145,20 +219,6 @@ async def _serve(url: str, account: setup.Account, args: argparse.Namespace) -> 
         + f"; hotpath / ceiling per round: median {statistics.median(ratios):.2f}"
         + f" (load average {os.getloadavg()[0]:.1f})"
     )
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--profile", choices=("hotpath", "ceiling"))
-    parser.add_argument("--sort", default="tottime", help="cProfile's order (tottime, cumtime)")
-    parser.add_argument("--lines", default=45, help="cProfile's rows, or a regex of files")
-    parser.add_argument("--only", choices=("hotpath", "ceiling"))
-    parser.add_argument("--requests", type=int, default=2_000)
-    args = parser.parse_args()
-    with setup.bench_database() as url:
-        account = setup.prepare_database(url, products=PRODUCTS, accounts=1)[0]
-        asyncio.run(_serve(url, account, args))
 
 
 if __name__ == "__main__":
