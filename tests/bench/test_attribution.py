@@ -10,12 +10,11 @@ import orjson
 import pytest
 
 from bench.suite.attribution import SCRIPTS, VARIANTS, table
-from tests.fixtures.bench_runs import WHOLE_BENCH_RUN, run_module
+from tests.fixtures.bench_runs import run_module
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@WHOLE_BENCH_RUN
 def test_the_attribution_bench_runs_its_variants_in_alternation(tmp_path: Path) -> None:
     out = tmp_path / "attribution.json"
     command = ["--scenario", "product_get", "--variants", "prod,nolimit"]
