@@ -74,7 +74,7 @@ async def _running(
         os.environ["HOTPATH_DB_ACQUIRE_TIMEOUT"] = "60"
         os.environ["HOTPATH_DB_CONNECT_TIMEOUT"] = "60"
         app = create_app(load_settings(), logger=configure_logging("info", stream=devnull))
-        async with lifespan(app):
+        async with lifespan(app, timeout=600):  # valgrind starts it slowly
             scopes = {
                 "list_first": _list_scope(QUERY),
                 "list_deep": _list_scope(await _deep_query(app)),
