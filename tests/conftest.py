@@ -17,4 +17,5 @@ pytest_plugins = [
     "tests.fixtures.orders",
     "tests.fixtures.servers",
     "tests.fixtures.faults",
+    "tests.fixtures.scheduling",
 ]
