@@ -1,11 +1,13 @@
 """Rate limiting at the edge: every request of a limited route spends from its key's budget.
 
 The collaborators do the work: ``classify(scope)`` names the key and the policy (or None: not
-limited), ``check(key, policy)`` decides at once when the process can (it holds a lease for the
-key) and returns None when only the shared store can answer, ``wait(key, policy)`` then gives
-that answer, and ``headers(decision)`` renders the RateLimit-Policy / RateLimit (and, on a
-denial, Retry-After) headers. A denied request is answered through
-``on_error(RateLimited(headers))``; an allowed one carries the headers too.
+limited); ``admit(key, policy)`` gives the headers of a request admitted from what the process
+holds (a leased token), the common case, without a decision object, and None otherwise;
+``check(key, policy)`` then decides at once when the process can (a denial it already knows)
+and returns None when only the shared store can answer, ``wait(key, policy)`` then gives that
+answer, and ``headers(decision)`` renders the RateLimit-Policy / RateLimit (and, on a denial,
+Retry-After) headers. A denied request is answered through ``on_error(RateLimited(headers))``;
+an allowed one carries the headers too.
 It runs after authentication (the key is the API key, the user or the client address).
 """
 
@@ -27,6 +29,7 @@ class _Decision(Protocol):
 
 
 Classify = Callable[[Scope], tuple[str, Any] | None]
+Admit = Callable[[str, Any], Sequence[Header] | None]  # the headers of an admitted request
 # Two callables rather than one returning "a decision or an awaitable of one": telling those
 # apart on every request (inspect.isawaitable, an ABC check) cost 6% of the limiter's path.
 Check = Callable[[str, Any], Any]  # a decision, or None: ask ``wait``
@@ -48,15 +51,17 @@ class RateLimitMiddleware:
         app: ASGIApp,
         *,
         classify: Classify,
+        admit: Admit,
         check: Check,
         wait: Wait,
         headers: RenderHeaders,
         on_error: OnError,
     ) -> None:
-        if not all(callable(f) for f in (classify, check, wait, headers, on_error)):
-            raise TypeError("classify, check, wait, headers and on_error must be callable")
+        if not all(callable(f) for f in (classify, admit, check, wait, headers, on_error)):
+            raise TypeError("classify, admit, check, wait, headers and on_error must be callable")
         self.app = app
         self.classify = classify
+        self.admit = admit
         self.check = check
         self.wait = wait
         self.headers = headers
@@ -69,26 +74,40 @@ class RateLimitMiddleware:
         found = self.classify(scope)
         if found is None:
             return self.app(scope, receive, send)
-        decision = self.check(*found)
-        if decision is None:
-            return self._awaiting(self.wait(*found), scope, receive, send)
-        return self._answer(decision, scope, receive, send)
+        extra = self.admit(*found)
+        if extra is None:
+            decision = self.check(*found)
+            if decision is None:
+                return self._awaiting(self.wait(*found), scope, receive, send)
+            extra = self.headers(decision)
+            if not decision.allowed:
+                return self.on_error(RateLimited(extra))(scope, receive, send)
 
-    async def _awaiting(
-        self, pending: Awaitable[_Decision], scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        await self._answer(await pending, scope, receive, send)
-
-    def _answer(
-        self, decision: _Decision, scope: Scope, receive: Receive, send: Send
-    ) -> Awaitable[None]:
-        extra = self.headers(decision)
-        if not decision.allowed:
-            return self.on_error(RateLimited(extra))(scope, receive, send)
-
+        # _adding's wrapper, inline: a call fewer on every limited request.
         def send_with_limits(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), *extra]
             return send(message)
 
         return self.app(scope, receive, send_with_limits)
+
+    async def _awaiting(
+        self, pending: Awaitable[_Decision], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        decision = await pending
+        extra = self.headers(decision)
+        if not decision.allowed:
+            await self.on_error(RateLimited(extra))(scope, receive, send)
+            return
+        await self.app(scope, receive, _adding(extra, send))
+
+
+def _adding(extra: Sequence[Header], send: Send) -> Send:
+    """``send``, with ``extra`` after the headers of the response's start."""
+
+    def send_with_limits(message: Message) -> Awaitable[None]:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), *extra]
+        return send(message)
+
+    return send_with_limits

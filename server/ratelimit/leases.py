@@ -8,6 +8,7 @@ from collections.abc import Callable
 from functools import partial
 
 from server.ratelimit.gcra import Grant
+from server.ratelimit.headers import Header, prepared, ratelimit_format_at
 from server.ratelimit.policy import Decision, Policy
 
 _MIN_SPAN = 0.001  # seconds: requests seen "at once" count as this far apart when sizing
@@ -27,7 +28,13 @@ class Lease:
         "denied_until",
         "expires",
         "full_at",
+        "policy",
+        "policy_header",
+        "prefix",
+        "ratelimit_format",
         "remaining",
+        "reset_above",
+        "reset_upto",
         "roomy",
         "since",
         "tokens",
@@ -43,6 +50,35 @@ class Lease:
         self.demand = 0  # requests since the last refill started
         self.since: float | None = None  # when it started
         self.roomy = False  # the last lease was sized for a key far from its limit
+        # What RateLimiter.admit answers with, kept for the policy it last answered: the
+        # RateLimit-Policy header, and the RateLimit format with t filled in (r left as %d),
+        # which holds while full_at - now is in (reset_above, reset_upto]: ceil() of it is t.
+        # Empty at first, so the first admission prepares them.
+        self.policy: Policy | None = None
+        self.policy_header: Header = (b"", b"")
+        self.prefix = b""
+        self.ratelimit_format = b""
+        self.reset_above = self.reset_upto = 0.0
+
+    def prepare(self, policy: Policy) -> None:
+        """Keep the headers of ``policy`` for RateLimiter.admit, which answers from them."""
+        self.policy = policy
+        self.policy_header, _, self.prefix = prepared(
+            policy.name, policy.limit, policy.window_seconds
+        )
+        self.reset_above = self.reset_upto = 0.0  # t again for this prefix
+
+    def reset_moved(self, reset: float) -> None:
+        """t for this ``full_at - now``: RateLimiter.admit calls it once t has changed."""
+        # As rate_limit_headers renders a Decision's reset (clamped at 0, rounded up): t when
+        # t - 1 < reset <= t, and 0 for any reset <= 0. Integers this small are exact floats.
+        if reset > 0.0:
+            t = math.ceil(reset)
+            self.reset_above, self.reset_upto = t - 1.0, float(t)
+        else:
+            t = 0
+            self.reset_above, self.reset_upto = -math.inf, 0.0
+        self.ratelimit_format = ratelimit_format_at(self.prefix, t)
 
     def take(self, policy: Policy, now: float) -> Decision | None:
         """A local decision (a token, or a denial Redis already gave), or None: ask Redis."""

@@ -23,6 +23,7 @@ from structlog.typing import FilteringBoundLogger
 
 from server.ratelimit.fallback import LocalGcra
 from server.ratelimit.gcra import RedisGcra
+from server.ratelimit.headers import Header
 from server.ratelimit.leases import Lease
 from server.ratelimit.metrics import RateLimitMetrics
 from server.ratelimit.policy import Decision, Policy
@@ -91,6 +92,32 @@ class RateLimiter:
     def fallback_active(self) -> bool:
         """True while this process limits on its own share (no Redis answering)."""
         return self.metrics.fallback_active
+
+    def admit(self, key: str, policy: Policy) -> tuple[Header, Header] | None:
+        """The hottest path: a request admitted from this key's lease, answered with its
+        RateLimit-Policy and RateLimit headers (no Decision is made). None for anything else: a
+        key with no lease, no token left, a standing denial; then ``try_acquire`` decides, and
+        counts the request, as it would have without this call."""
+        # What take() does for a token, inline (a frame fewer), and no Decision: the headers
+        # come from bytes the lease keeps (Lease.prepare), only r is formatted per request, t
+        # once a second. Bytes as rate_limit_headers renders take()'s Decision (tests compare).
+        lease = self._leases.get((policy.name, key))
+        if lease is None:
+            return None
+        now = self._clock()
+        tokens = lease.tokens
+        if not tokens or now >= lease.expires:
+            return None  # try_acquire counts the request in demand, as it always did
+        if lease.policy is not policy:
+            lease.prepare(policy)
+        lease.tokens = tokens = tokens - 1
+        lease.demand += 1
+        lease.counts[0] += 1
+        reset = lease.full_at - now
+        if not lease.reset_above < reset <= lease.reset_upto:
+            lease.reset_moved(reset)
+        remaining = lease.remaining + tokens
+        return lease.policy_header, (b"ratelimit", lease.ratelimit_format % remaining)
 
     def check(self, key: str, policy: Policy) -> Decision | Awaitable[Decision]:
         decision = self.try_acquire(key, policy)

@@ -48,6 +48,7 @@ def build_rate_limit(
         # The bound method, not the instance: calling an object goes through its type's call
         # slot, unspecialized; a bound method's call the interpreter specializes and inlines.
         classify=RouteClasses(settings).__call__,
+        admit=limiter.admit,
         check=limiter.try_acquire,
         wait=limiter.settle,
         headers=rate_limit_headers,

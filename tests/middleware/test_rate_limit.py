@@ -1,5 +1,6 @@
-"""RateLimitMiddleware with fake collaborators: a decision made at once, one that needs the
-shared store (``wait``), a denial, and requests it leaves alone."""
+"""RateLimitMiddleware with fake collaborators: a request admitted at once (``admit``), a
+decision made at once, one that needs the shared store (``wait``), a denial, and requests it
+leaves alone."""
 
 from __future__ import annotations
 
@@ -19,13 +20,17 @@ class Decision(NamedTuple):
 
 
 class Fakes:
-    def __init__(self, *, at_once: bool, allowed: bool = True) -> None:
-        self.at_once, self.allowed = at_once, allowed
+    def __init__(self, *, at_once: bool, allowed: bool = True, admitted: bool = False) -> None:
+        self.at_once, self.allowed, self.admitted = at_once, allowed, admitted
         self.calls: list[str] = []
         self.refused: list[RateLimited] = []
 
     def classify(self, scope: Scope) -> tuple[str, Any] | None:
         return None if scope["path"] == "/livez" else ("user:7", "read")
+
+    def admit(self, key: str, policy: Any) -> tuple[tuple[bytes, bytes], ...] | None:
+        self.calls.append(f"admit {key} {policy}")
+        return ((b"ratelimit", b"r=5"), (b"ratelimit-policy", b"q=9")) if self.admitted else None
 
     def check(self, key: str, policy: Any) -> Decision | None:
         self.calls.append(f"check {key} {policy}")
@@ -59,6 +64,7 @@ def serve(fakes: Fakes, path: str = "/v1/products", kind: str = "http") -> list[
     layer = RateLimitMiddleware(
         app,
         classify=fakes.classify,
+        admit=fakes.admit,
         check=fakes.check,
         wait=fakes.wait,
         headers=fakes.headers,
@@ -80,19 +86,27 @@ def serve(fakes: Fakes, path: str = "/v1/products", kind: str = "http") -> list[
     return sent
 
 
+def test_an_admitted_request_gets_admits_headers_and_no_decision() -> None:
+    fakes = Fakes(at_once=True, admitted=True)
+    start, body = serve(fakes)
+    assert start["headers"] == [(b"a", b"1"), (b"ratelimit", b"r=5"), (b"ratelimit-policy", b"q=9")]
+    assert body["body"] == b"ok"
+    assert fakes.calls == ["admit user:7 read"]  # neither check nor wait is asked
+
+
 def test_a_decision_made_at_once_adds_its_headers_after_the_apps() -> None:
     fakes = Fakes(at_once=True)
     start, body = serve(fakes)
     assert (start["status"], start["headers"]) == (200, [(b"a", b"1"), (b"ratelimit", b"r=4")])
     assert body["body"] == b"ok"
-    assert fakes.calls == ["check user:7 read"]  # wait is never asked
+    assert fakes.calls == ["admit user:7 read", "check user:7 read"]  # wait is never asked
 
 
 def test_a_decision_check_cannot_make_is_awaited_from_wait() -> None:
     fakes = Fakes(at_once=False)
     start, _ = serve(fakes)
     assert start["headers"] == [(b"a", b"1"), (b"ratelimit", b"r=3")]
-    assert fakes.calls == ["check user:7 read", "wait user:7 read"]
+    assert fakes.calls == ["admit user:7 read", "check user:7 read", "wait user:7 read"]
 
 
 @pytest.mark.parametrize("at_once", [True, False])
@@ -117,6 +131,7 @@ def test_collaborators_must_be_callable() -> None:
         RateLimitMiddleware(
             app,
             classify=fakes.classify,
+            admit=fakes.admit,
             check=fakes.check,
             wait=None,  # type: ignore[arg-type]
             headers=fakes.headers,
