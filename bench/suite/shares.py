@@ -76,7 +76,8 @@ _JOBS = {
     "product_list_deep": _LIST_JOBS,
     "order_place": "the body limit, the token check, the rate limiter, the Idempotency-Key "
     "check, the body's decoding and validation, and after ceiling_order's transaction the "
-    "product cache's invalidation, one Redis call per product",
+    "product cache's invalidation (one Redis call for all the order's products, and the "
+    "process receiving its own invalidation back on its subscription)",
 }
 
 
