@@ -102,6 +102,31 @@ class RateLimitMiddleware:
         await self.app(scope, receive, _adding(extra, send))
 
 
+def rate_limit_layer(
+    app: ASGIApp,
+    *,
+    classify: Classify,
+    admit: Admit,
+    check: Check,
+    wait: Wait,
+    headers: RenderHeaders,
+    on_error: OnError,
+) -> ASGIApp:
+    """The layer as the stack should hold it: a RateLimitMiddleware's bound ``__call__``. The
+    layer outside calls it on every request; a bound method's call the interpreter specializes
+    and inlines, an instance's goes through its type's call slot, unspecialized."""
+    layer = RateLimitMiddleware(
+        app,
+        classify=classify,
+        admit=admit,
+        check=check,
+        wait=wait,
+        headers=headers,
+        on_error=on_error,
+    )
+    return layer.__call__
+
+
 def _adding(extra: Sequence[Header], send: Send) -> Send:
     """``send``, with ``extra`` after the headers of the response's start."""
 

@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry
 from starlette.middleware import Middleware
 from structlog.typing import FilteringBoundLogger
 
-from middleware.rate_limit import RateLimitMiddleware
+from middleware.rate_limit import rate_limit_layer
 from server.db.devdb import database_name
 from server.ratelimit.classes import RouteClasses
 from server.ratelimit.headers import rate_limit_headers
@@ -44,7 +44,8 @@ def build_rate_limit(
         registry=registry,
     )
     middleware = Middleware(
-        RateLimitMiddleware,
+        # The layer's bound __call__, not the instance, for the same reason as classify's.
+        rate_limit_layer,
         # The bound method, not the instance: calling an object goes through its type's call
         # slot, unspecialized; a bound method's call the interpreter specializes and inlines.
         classify=RouteClasses(settings).__call__,

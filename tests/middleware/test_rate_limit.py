@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from middleware.rate_limit import RateLimited, RateLimitMiddleware
+from middleware.rate_limit import RateLimited, RateLimitMiddleware, rate_limit_layer
 
 
 class Decision(NamedTuple):
@@ -60,8 +60,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-def serve(fakes: Fakes, path: str = "/v1/products", kind: str = "http") -> list[Message]:
-    layer = RateLimitMiddleware(
+def serve(
+    fakes: Fakes, path: str = "/v1/products", kind: str = "http", factory: Any = RateLimitMiddleware
+) -> list[Message]:
+    layer = factory(
         app,
         classify=fakes.classify,
         admit=fakes.admit,
@@ -137,3 +139,21 @@ def test_collaborators_must_be_callable() -> None:
             headers=fakes.headers,
             on_error=fakes.on_error,
         )
+
+
+@pytest.mark.parametrize("admitted", [True, False])
+def test_the_layer_the_stack_holds_is_the_middlewares_bound_call(admitted: bool) -> None:
+    # A bound method, which the layer outside calls specialized; an instance's call is not.
+    layer = rate_limit_layer(
+        app,
+        classify=Fakes(at_once=True).classify,
+        admit=Fakes(at_once=True).admit,
+        check=Fakes(at_once=True).check,
+        wait=Fakes(at_once=True).wait,
+        headers=Fakes(at_once=True).headers,
+        on_error=Fakes(at_once=True).on_error,
+    )
+    assert isinstance(getattr(layer, "__self__", None), RateLimitMiddleware)
+    assert serve(Fakes(at_once=True, admitted=admitted), factory=rate_limit_layer) == serve(
+        Fakes(at_once=True, admitted=admitted)
+    )

@@ -4,11 +4,18 @@ rate_limit_headers, for every remaining count and reset, across digits and whole
 
 from __future__ import annotations
 
+import dataclasses
+
+import structlog
+from prometheus_client import CollectorRegistry
 from structlog.typing import FilteringBoundLogger
 
+from middleware.rate_limit import rate_limit_layer
 from server.ratelimit import Decision, Policy, RateLimiter, rate_limit_headers
 from server.ratelimit.leases import Lease
+from server.ratelimit.setup import build_rate_limit
 from server.runtime.redis_link import RedisLink
+from server.runtime.settings import Settings
 
 
 class Clock:
@@ -85,3 +92,11 @@ def test_admit_leaves_a_lapsed_lease_and_a_missing_key_to_try_acquire(
     clock.now += 100.0  # the lease's expiry: its tokens are void
     assert limiter.admit("k", policy) is None
     assert state(limiter, policy) == (10, 0, {"read": [0, 0]})
+
+
+def test_the_app_is_built_with_the_layers_bound_call(settings: Settings) -> None:
+    on = dataclasses.replace(settings, rate_limits=True)
+    built = build_rate_limit(on, structlog.get_logger(), CollectorRegistry())
+    assert built is not None
+    factory: object = built[1].cls
+    assert factory is rate_limit_layer
