@@ -14,6 +14,7 @@ import msgspec
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from server.web import errors
 from server.web.query_values import allowed_values, param_pointer
@@ -202,8 +203,13 @@ def _refuse_repeated_keys(body: bytes) -> None:
 def header(request: Request, name: bytes) -> str | None:
     """The first value of the header ``name`` (lower case), read from the scope: what
     ``request.headers.get`` answers, without building a Headers object on a hot read."""
+    return scope_header(request.scope, name)
+
+
+def scope_header(scope: Scope, name: bytes) -> str | None:
+    """``header`` from the scope, for an ASGI endpoint (server/web/asgi_endpoint.py)."""
     value: bytes
-    for key, value in request.scope["headers"]:
+    for key, value in scope["headers"]:
         if key == name:
             return value.decode("latin-1")
     return None
@@ -301,7 +307,12 @@ def path_id(request: Request, name: str, missing: str) -> int:
     """A bigint id from the path, in one spelling only: ASCII digits, no sign or leading zero
     (``int()`` also takes "+1", "1_0" and "0012"), within bigint (past it the driver would fail
     with a 500). Anything else names nothing: 404 with ``missing``."""
-    raw = request.path_params[name]
+    return scope_path_id(request.scope, name, missing)
+
+
+def scope_path_id(scope: Scope, name: str, missing: str) -> int:
+    """``path_id`` from the scope, for an ASGI endpoint (server/web/asgi_endpoint.py)."""
+    raw: str = scope["path_params"][name]
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or raw != str(int(raw)):
         raise errors.NotFound(missing)
     value = int(raw)

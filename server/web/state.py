@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.requests import Request
+from starlette.types import Scope
 
 if TYPE_CHECKING:
     # Type-only: server.container imports every domain's service, and their handlers import
@@ -29,6 +30,12 @@ def attach_container(app: Starlette, found: Container) -> None:
 def container(request: Request) -> Container:
     """The container of the app serving ``request`` (a plain attribute read)."""
     found: Container = getattr(request.scope["app"], _CONTAINER)
+    return found
+
+
+def scope_container(scope: Scope) -> Container:
+    """The same from the scope, for an ASGI endpoint (server/web/asgi_endpoint.py)."""
+    found: Container = getattr(scope["app"], _CONTAINER)
     return found
 
 
