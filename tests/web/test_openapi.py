@@ -536,7 +536,8 @@ def test_app_path_parameters_are_typed_as_their_handlers_parse_them(
         if not (isinstance(route, Route) and route.include_in_schema and route.param_convertors):
             continue
         source = inspect.getsource(inspect.unwrap(route.endpoint))
-        parsed_as_id = set(re.findall(r'path_id\(request, "(\w+)"', source))
+        # responses.path_id, or scope_path_id in an ASGI endpoint (server/web/asgi_endpoint.py).
+        parsed_as_id = set(re.findall(r'path_id\((?:request|scope), "(\w+)"', source))
         for method in route.methods or ():
             if method == "HEAD":
                 continue
