@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,8 +51,11 @@ def free_port() -> int:
         return port
 
 
-def _wait_until_answering(base: str, path: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
+def _wait_until_answering(
+    base: str, path: str, process: subprocess.Popen[bytes], *, deadline: float | None = None
+) -> None:
+    """Until ``base + path`` answers below 500: 60 s, or until ``deadline`` (monotonic)."""
+    deadline = time.monotonic() + 60 if deadline is None else deadline
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{base} exited with {process.returncode} while starting")
@@ -62,7 +65,7 @@ def _wait_until_answering(base: str, path: str, process: subprocess.Popen[bytes]
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"{base} did not answer within 60 s")
+    raise RuntimeError(f"{base} did not answer in time")
 
 
 _ACCESS_LINE = '"message":"http_request"'
@@ -90,7 +93,43 @@ def running(
 ) -> Iterator[Server]:
     """``command`` serving on a free port until the block ends; ``cwd`` is the source tree it
     imports from (``python -m`` puts it first on the path)."""
-    port = free_port()
+    with _started(command, env, free_port(), log=log, cwd=cwd) as (process, base):
+        _wait_until_answering(base, ready_path, process)
+        yield Server(name, base, process.pid)
+
+
+@contextmanager
+def running_all(
+    starts: Mapping[str, tuple[list[str], Mapping[str, str], str]],
+    *,
+    log: Path,
+    cwd: Path = ROOT,
+) -> Iterator[dict[str, Server]]:
+    """Like ``running`` for each of ``starts`` (name: command, environment, ready path), all
+    until the block ends; every one is started before any is waited for, so their start-ups
+    (a few seconds of imports each) overlap instead of adding up."""
+    ports: set[int] = set()
+    while len(ports) < len(starts):  # none bound yet: two free_port() calls could agree
+        ports.add(free_port())
+    with ExitStack() as stack:
+        started = {
+            name: stack.enter_context(_started(command, env, port, log=log, cwd=cwd))
+            for (name, (command, env, _)), port in zip(starts.items(), sorted(ports), strict=True)
+        }
+        # As long as one after the other would have had: 60 s each (they share the CPUs).
+        deadline = time.monotonic() + 60 * len(starts)
+        servers: dict[str, Server] = {}
+        for name, (process, base) in started.items():
+            _wait_until_answering(base, starts[name][2], process, deadline=deadline)
+            servers[name] = Server(name, base, process.pid)
+        yield servers
+
+
+@contextmanager
+def _started(
+    command: list[str], env: Mapping[str, str], port: int, *, log: Path, cwd: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``command`` started on ``port`` (not yet answering), stopped when the block ends."""
     command = [part.replace("{port}", str(port)) for part in command]
     reader = _stdout_reader(log)
     assert reader.stdin is not None
@@ -102,10 +141,8 @@ def running(
             stdout=reader.stdin,
             stderr=errors,
         )
-    base = f"http://{HOST}:{port}"
     try:
-        _wait_until_answering(base, ready_path, process)
-        yield Server(name, base, process.pid)
+        yield process, f"http://{HOST}:{port}"
     finally:
         process.send_signal(signal.SIGTERM)
         try:

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -35,7 +35,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from bench.suite import setup
 from bench.suite.rounds_cli import give_back, rounds_parser
-from bench.suite.servers import Server, hotpath_command, running
+from bench.suite.servers import Server, hotpath_command, running_all
 from bench.suite.state import Options, Run, hotpath_env
 from bench.suite.wrk import Load, run
 
@@ -75,16 +75,20 @@ class SpanSink:
         with self._lock:
             return self.spans
 
-    def settle(self, quiet: float = 6.0, limit: float = 30.0) -> int:
-        """The count once no span has arrived for ``quiet`` seconds (longer than the batch
-        processor's 5 s schedule), at most ``limit`` seconds from now."""
-        deadline = time.monotonic() + limit
-        last, since = self.count(), time.monotonic()
-        while time.monotonic() < deadline and time.monotonic() - since < quiet:
-            time.sleep(0.2)
-            if (now := self.count()) != last:
-                last, since = now, time.monotonic()
-        return last
+
+def settled(
+    sinks: Mapping[str, SpanSink], quiet: float = 6.0, limit: float = 30.0
+) -> dict[str, int]:
+    """Each sink's count once none of them has had a span for ``quiet`` seconds (longer than
+    the batch processor's 5 s schedule), at most ``limit`` seconds from now. The sinks wait
+    together: one after the other, each waited its own ``quiet`` seconds."""
+    deadline = time.monotonic() + limit
+    last, since = {name: sink.count() for name, sink in sinks.items()}, time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet:
+        time.sleep(0.2)
+        if (now := {name: sink.count() for name, sink in sinks.items()}) != last:
+            last, since = now, time.monotonic()
+    return last
 
 
 @contextmanager
@@ -131,12 +135,15 @@ def measure(options: TracingOptions) -> dict[str, object]:
             "off_nocache": {**env, **nocache},
             "on_nocache": {**env, **nocache, "HOTPATH_OTEL_ENDPOINT": cold_sink.endpoint},
         }
-        servers: dict[str, Server] = {
-            name: stack.enter_context(
-                running(name, hotpath_command(), environment, ready_path="/readyz", log=state.log)
+        servers: dict[str, Server] = stack.enter_context(
+            running_all(
+                {
+                    name: (hotpath_command(), environment, "/readyz")
+                    for name, environment in starts.items()
+                },
+                log=state.log,
             )
-            for name, environment in starts.items()
-        }
+        )
         loads: dict[str, tuple[Server, dict[str, str]]] = {}
         for name, server in servers.items():
             tokens = state.file(f"tokens-{name}.txt", setup.log_in(server.base, accounts))
@@ -153,7 +160,7 @@ def measure(options: TracingOptions) -> dict[str, object]:
                     server.pid,
                 )
         # The log-ins' and warm-up's spans are out of the count: the sinks have gone quiet.
-        before = {name: sink.settle() for name, sink in sinks.items()}
+        before = settled(sinks)
         rounds: list[dict[str, float]] = []
         for _ in range(options.rounds):
             round_: dict[str, float] = {}

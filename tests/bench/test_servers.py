@@ -8,7 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-from bench.suite.servers import running
+import httpx
+
+from bench.suite.servers import running, running_all
 
 SERVER = """
 import http.server, sys
@@ -57,3 +59,38 @@ def test_the_stdout_is_read_by_another_process_and_access_lines_are_dropped(
     lines = log.read_text().splitlines()
     assert '{"message":"started","log.level":"info"}' in lines
     assert not [line for line in lines if '"message":"http_request"' in line]
+
+
+# Serves only once every stub of the test has started (each leaves a file in argv[2]'s
+# directory and waits for all three): started and waited for one after another, the first
+# never answers and exits after 30 s.
+BARRIER = """
+import pathlib, sys, time
+here = pathlib.Path(sys.argv[2])
+(here / sys.argv[3]).touch()
+deadline = time.monotonic() + 30
+while len(list(here.iterdir())) < 3:
+    if time.monotonic() > deadline:
+        sys.exit("not every server was started")
+    time.sleep(0.05)
+"""
+
+
+def test_running_all_starts_every_server_before_waiting_and_stops_them_all(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "servers.log"
+    started = tmp_path / "started"
+    started.mkdir()
+    starts: dict[str, tuple[list[str], dict[str, str], str]] = {
+        name: ([sys.executable, "-c", BARRIER + SERVER, "{port}", str(started), name], {}, "/")
+        for name in "abc"
+    }
+    with running_all(starts, log=log) as servers:
+        assert set(servers) == {"a", "b", "c"}
+        assert len({server.base for server in servers.values()}) == 3
+        for name, server in servers.items():
+            assert server.name == name
+            assert httpx.get(server.base + "/").status_code == 200
+        pids = [server.pid for server in servers.values()]
+    assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()]  # stopped and reaped
