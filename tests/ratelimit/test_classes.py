@@ -57,6 +57,8 @@ def test_classify_exempts_exactly_what_exempt_says() -> None:
         "/v1/products/1",
     ]
     paths += ["/", "/v1/auth/login", "/openapi.json.gz", "/metrics2", "/.well-known/other"]
+    # Around the range RouteClasses tests for the /docs prefix: just below and above it.
+    paths += ["/docr", "/docs\x00", "/docs\U0010ffff", "/doct", "/docta", "/dod", "/docS", ""]
     for path in paths:
         assert (classes(scope(path, principal=user())) is None) == exempt(path), path
 
