@@ -6,6 +6,7 @@ from typing import Any, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from server.catalog import schemas
 from server.catalog.cache import CachedProduct
@@ -13,12 +14,20 @@ from server.catalog.listing import after, listing_of, position
 from server.catalog.repository import Product, ProductFields, SortKey
 from server.web.access import principal_of
 from server.web.apidoc import api
+from server.web.asgi_endpoint import asgi_endpoint, body_message, empty_start, json_start
 from server.web.conditional import etag, not_modified, required_versions
 from server.web.context import request_context
 from server.web.errors import NotFound
 from server.web.pagination import MAX_LIMIT, paged_response
-from server.web.responses import PreparedJSON, dumps, header, path_id, read_json, read_query
-from server.web.state import container
+from server.web.responses import (
+    dumps,
+    path_id,
+    read_json,
+    read_query,
+    scope_header,
+    scope_path_id,
+)
+from server.web.state import container, scope_container
 
 # A public resource: shared caches may keep it briefly; revalidation is cheap (ETag -> 304).
 _PUBLIC = "public, max-age=5, stale-while-revalidate=30"
@@ -52,14 +61,23 @@ def _product_response(product: Product, status: int = 200) -> Response:
     responses={200: schemas.ProductView, 304: None},
     errors=(404,),
 )
-async def get_product(request: Request) -> Response:
-    catalog = container(request).catalog
-    cached = await catalog.find_cached(path_id(request, "product_id", _NO_PRODUCT), render_view)
+@asgi_endpoint
+async def get_product(scope: Scope, receive: Receive, send: Send) -> None:
+    # Raw ASGI (server/web/asgi_endpoint.py): the busiest read, with no Request, Response or
+    # wrapper coroutine between the router and the cache's bytes. Errors still go up to the
+    # error boundary, so a 404 is the same problem+json.
+    catalog = scope_container(scope).catalog
+    cached = await catalog.find_cached(scope_path_id(scope, "product_id", _NO_PRODUCT), render_view)
     if cached is None:
         raise NotFound(_NO_PRODUCT)
-    if not_modified(header(request, b"if-none-match"), cached.etag):
-        return Response(status_code=304, headers={"etag": cached.etag, "cache-control": _PUBLIC})
-    return PreparedJSON(cached.body, [(b"etag", cached.etag.encode()), _PUBLIC_HEADER])
+    tag = cached.etag.encode()
+    if not_modified(scope_header(scope, b"if-none-match"), cached.etag):
+        # What Response(status_code=304, headers=...) sends: no content-type or -length.
+        await send(empty_start(304, ((b"etag", tag), _PUBLIC_HEADER)))
+        await send(body_message())
+        return
+    await send(json_start(cached.body, ((b"etag", tag), _PUBLIC_HEADER)))
+    await send(body_message(cached.body))
 
 
 @api(
