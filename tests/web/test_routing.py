@@ -11,7 +11,8 @@ import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
+from starlette.types import Scope
 
 from server.routes import build_routes
 from server.web.routing import IndexedRouter
@@ -146,3 +147,60 @@ async def test_a_405_allows_every_method_of_its_path_template() -> None:
                 assert allowed(response) == methods, (method, template)
                 probed += 1
     assert probed > len(table)
+
+
+class _Picked(Route):
+    """A route that matches its own way (only a request with X-Pick): the router must ask it,
+    in its place in the order."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if (b"x-pick", b"1") not in scope["headers"]:
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
+async def test_inline_matching_gives_the_scope_route_matches_gives() -> None:
+    async def show(request: Request) -> PlainTextResponse:
+        params = ",".join(f"{k}={v!r}" for k, v in sorted(request.path_params.items()))
+        return PlainTextResponse(f"{request.scope['endpoint'].__name__} {params}")
+
+    async def other(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("other")
+
+    routes: list[BaseRoute] = [
+        Route("/n/{n:int}", show),  # a convertor that changes the value
+        Route("/s/{name}", show, methods=["POST"]),
+        Route("/s/{name}", other),
+        _Picked("/pick", other),
+        Route("/pick", show),
+        Mount("/t/{tenant}", routes=[Route("/items/{item}", show)]),  # the mount's params too
+    ]
+    indexed = Starlette()
+    indexed.router = IndexedRouter(routes)
+    plain = Starlette(routes=routes)
+    cases = [
+        ("GET", "/n/12"),
+        ("GET", "/n/x"),
+        ("POST", "/s/a"),
+        ("GET", "/s/a"),
+        ("DELETE", "/s/a"),
+        ("GET", "/pick"),
+        ("GET", "/t/acme/items/9"),
+    ]
+    for method, path in cases:
+        got = await _answer(indexed, method, path)
+        assert got == await _answer(plain, method, path), (method, path)
+    picked = {"x-pick": "1"}
+    assert await _answer(indexed, "GET", "/pick", picked) == (200, "other")
+    assert await _answer(indexed, "GET", "/pick") == (200, "show ")
+    assert await _answer(indexed, "GET", "/n/12") == (200, "show n=12")
+    assert await _answer(indexed, "GET", "/t/acme/items/9") == (200, "show item='9',tenant='acme'")
+
+
+async def _answer(
+    app: Starlette, method: str, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, str]:
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.request(method, path, headers=headers)
+        return response.status_code, response.text
