@@ -3,14 +3,13 @@ servers all running, for a few rounds (the report takes the median of each ratio
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from dataclasses import dataclass
 
 from bench.suite import setup
 from bench.suite.ceilings import CEILINGS, buyer_tokens
 from bench.suite.procs import RssSampler
 from bench.suite.rss import BUDGET_ROUNDS
-from bench.suite.servers import Server, asgi_command, hotpath_command, running
+from bench.suite.servers import Server, asgi_command, hotpath_command, running_all
 from bench.suite.state import Run, hotpath_env
 from bench.suite.wrk import Load, run
 
@@ -92,13 +91,7 @@ def measure_budgets(state: Run, url: str, accounts: list[setup.Account]) -> None
     for name in ceilings:
         start = CEILINGS[name]
         starts[name] = (asgi_command(start.target), start.env(url, state), start.ready)
-    with ExitStack() as stack:
-        servers = {
-            name: stack.enter_context(
-                running(name, command, environment, ready_path=ready, log=state.log)
-            )
-            for name, (command, environment, ready) in starts.items()
-        }
+    with running_all(starts, log=state.log) as servers:
         measurements = budget_loads(state, servers, accounts)
         for server, script, load in measurements.values():
             if options.warmup > 0:
