@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -37,7 +37,9 @@ class ProxyHeadersMiddleware:
             return False
         return any(address in network for network in self.networks)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine: the inner app's awaitable is handed back, so this layer adds no
+        # frame that every await below would resume through.
         client = scope.get("client")
         if scope["type"] == "http" and client and self.trusted(client[0]):
             forwarded: list[bytes] = []
@@ -51,7 +53,7 @@ class ProxyHeadersMiddleware:
                 scope["client"] = (self._client(b",".join(forwarded), client[0]), 0)
             if proto in _SCHEMES:
                 scope["scheme"] = _SCHEMES[proto]
-        await self.app(scope, receive, send)
+        return self.app(scope, receive, send)
 
     def _client(self, header: bytes, peer: str) -> str:
         client = peer

@@ -6,6 +6,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
 
 from middleware import ProxyHeadersMiddleware
 
@@ -57,3 +58,28 @@ async def test_garbage_hops_stop_the_walk() -> None:
 def test_needs_at_least_one_network() -> None:
     with pytest.raises(ValueError, match="at least one"):
         ProxyHeadersMiddleware(Starlette(), trusted=())
+
+
+async def test_the_layer_hands_back_the_inner_apps_awaitable() -> None:
+    # No coroutine of its own: a frame every await below would otherwise resume through.
+    scopes: list[Scope] = []
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        scopes.append(scope)
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        return None
+
+    layer = ProxyHeadersMiddleware(inner, trusted=("10.0.0.0/8",))
+    scope = {
+        "type": "http",
+        "client": ("10.0.0.2", 1),
+        "headers": [(b"x-forwarded-for", b"203.0.113.7")],
+    }
+    awaitable = layer(scope, receive, send)
+    assert awaitable.cr_code is inner.__code__  # type: ignore[attr-defined]
+    await awaitable
+    assert scopes[0]["client"] == ("203.0.113.7", 0)
