@@ -12,6 +12,9 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _FORWARDED_FOR = b"x-forwarded-for"
 _FORWARDED_PROTO = b"x-forwarded-proto"
 _SCHEMES = {b"http": "http", b"https": "https"}
+_NOT_AN_ADDRESS, _UNTRUSTED, _TRUSTED = range(3)
+_MAX_KEPT = 1024
+_MAX_KEPT_LENGTH = 64  # an IPv6 address with a zone id fits
 
 
 class ProxyHeadersMiddleware:
@@ -29,13 +32,29 @@ class ProxyHeadersMiddleware:
         )
         if not self.networks:
             raise ValueError("trusted must name at least one network")
+        self._kinds: dict[str, int] = {}
 
     def trusted(self, host: str) -> bool:
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(address in network for network in self.networks)
+        return self._kind(host) == _TRUSTED
+
+    def _kind(self, host: str) -> int:
+        # Parsing an address and testing it against each network costs several times the rest
+        # of the layer; the peers (our proxies) are a handful of addresses, so it is remembered
+        # per address text, bounded in entries and in key length (the hops come from a header).
+        kind = self._kinds.get(host)
+        if kind is None:
+            try:
+                address = ipaddress.ip_address(host)
+            except ValueError:
+                kind = _NOT_AN_ADDRESS
+            else:
+                trusted = any(address in network for network in self.networks)
+                kind = _TRUSTED if trusted else _UNTRUSTED
+            if len(host) <= _MAX_KEPT_LENGTH:
+                if len(self._kinds) >= _MAX_KEPT:
+                    self._kinds.clear()
+                self._kinds[host] = kind
+        return kind
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # Not a coroutine: the inner app's awaitable is handed back, so this layer adds no
@@ -59,11 +78,10 @@ class ProxyHeadersMiddleware:
         client = peer
         for hop in reversed(header.decode("latin-1").split(",")):
             hop = hop.strip()
-            try:
-                ipaddress.ip_address(hop)
-            except ValueError:
+            kind = self._kind(hop)
+            if kind == _NOT_AN_ADDRESS:
                 break
             client = hop
-            if not self.trusted(hop):
+            if kind == _UNTRUSTED:
                 break
         return client

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import ipaddress
+
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -83,3 +85,24 @@ async def test_the_layer_hands_back_the_inner_apps_awaitable() -> None:
     assert awaitable.cr_code is inner.__code__  # type: ignore[attr-defined]
     await awaitable
     assert scopes[0]["client"] == ("203.0.113.7", 0)
+
+
+HOSTS = ["10.0.0.2", "10.255.255.255", "11.0.0.1", "127.0.0.1", "127.0.0.2", "::1", "fe80::1%eth0",
+         "::ffff:10.0.0.2", "not-an-ip", "", " 10.0.0.2", "10.0.0.256", "1" * 80]  # fmt: skip
+
+
+def test_what_is_remembered_agrees_with_the_networks_and_stays_bounded() -> None:
+    layer = ProxyHeadersMiddleware(Starlette(), trusted=("10.0.0.0/8", "127.0.0.1/32"))
+    for _ in range(2):  # the second pass answers from what the first kept
+        for host in HOSTS:
+            try:
+                address = ipaddress.ip_address(host)
+            except ValueError:
+                expected = False
+            else:
+                expected = any(address in network for network in layer.networks)
+            assert layer.trusted(host) is expected, host
+    assert "1" * 80 not in layer._kinds  # too long to be an address worth keeping
+    for index in range(3000):
+        layer.trusted(f"192.0.2.{index % 256}:{index}")
+    assert len(layer._kinds) <= 1024
