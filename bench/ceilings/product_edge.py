@@ -5,8 +5,9 @@ code where that is the cheapest form there is.
 
 - The token: hotpath's ``Authenticator`` as ``create_app`` builds it (signature check with its
   verified-token cache, the denylist, the principal kept per token).
-- The rate limit: hotpath's ``RouteClasses`` and ``RateLimiter.check`` (a local lease check;
-  leases from the same Redis as hotpath's) and its ``rate_limit_headers``.
+- The rate limit: hotpath's ``RouteClasses`` and ``RateLimiter.admit`` (a token from the
+  local lease with the header bytes it keeps; ``check`` and ``rate_limit_headers`` when there
+  is none; leases from the same Redis as hotpath's).
 - The product: hotpath's ``ProductCache`` with the settings hotpath reads
   (``HOTPATH_PRODUCT_CACHE_SECONDS``, 0 for the uncached read), following invalidations on the
   same Redis; a warm read answers the cache's prepared bytes. A miss is the primary-key lookup
@@ -22,6 +23,7 @@ hotpath answers, byte for byte.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextvars import ContextVar
 from time import monotonic, perf_counter, perf_counter_ns
 
@@ -103,16 +105,21 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     active[method] = active.get(method, 0) + 1
     # A principal at once: no API-key verifier is attached, so every token is a JWT.
     scope["principal"] = jobs.authenticate(authorization.decode("latin-1"), scope)
-    limits: list[tuple[bytes, bytes]] = []
+    limits: Sequence[tuple[bytes, bytes]] = ()
     if jobs.limiter is not None:
         found = jobs.classify(scope)
         assert found is not None
-        decision = jobs.limiter.check(*found)
-        if not isinstance(decision, Decision):
-            decision = await decision  # no lease yet: one Redis call, as hotpath makes it
-        if not decision.allowed:
-            raise NotImplementedError("the ceiling is never refused (make bench's limits)")
-        limits = rate_limit_headers(decision)
+        # As hotpath's layer: a token from the key's lease with the headers it keeps first.
+        admitted = jobs.limiter.admit(*found)
+        if admitted is not None:
+            limits = admitted
+        else:
+            decision = jobs.limiter.check(*found)
+            if not isinstance(decision, Decision):
+                decision = await decision  # no lease yet: one Redis call, as hotpath makes it
+            if not decision.allowed:
+                raise NotImplementedError("the ceiling is never refused (make bench's limits)")
+            limits = rate_limit_headers(decision)
     path: str = scope["path"]
     tail = path[len(_PREFIX) :]
     if not path.startswith(_PREFIX) or not tail.isdigit():
