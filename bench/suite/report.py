@@ -330,10 +330,10 @@ def _profile_lines(summary: dict[str, Any]) -> list[str]:
         + ", ".join(f"[{name}]({p['svg']})" for name, p in profiles.items())
         + "). The functions with the most samples of their own, as shares of the samples "
         "with a working Python frame on top. A frame's own samples include the native code it "
-        "calls: the outermost send wrapper's (`send_with_id`) include granian writing the "
-        "answer, the worker's entry frame (`_spawn_asgi_lifespan_worker`) the event loop's "
-        "native polling; samples with no Python frame at all (granian's Rust threads) and "
-        "idle thread-pool threads are counted in the total only.",
+        "calls: the outermost send wrapper's (`send_edge`, the edge layer's) include granian "
+        "writing the answer, the worker's entry frame (`_spawn_asgi_lifespan_worker`) the event "
+        "loop's native polling; samples with no Python frame at all (granian's Rust threads) "
+        "and idle thread-pool threads are counted in the total only.",
         "",
         "| scenario | samples | top functions (share of samples) |",
         "|---|---:|---|",
