@@ -152,7 +152,7 @@ def _per_request_us(run: Callable[[], None]) -> float:
 
 
 def access_line_runner(sink: BinaryIO) -> Callable[[], None]:
-    """The access log's line alone (AccessLines.info), with the fields a request's line carries."""
+    """The access log's line alone (RequestLines.info), with the fields a request's line carries."""
     configure_logging("info", stream=sink)
     logger = request_line_logger()
 

@@ -267,20 +267,32 @@ def _named_line(event: EventDict) -> dict[str, Any]:
     return line
 
 
-def request_line_logger() -> FilteringBoundLogger:
-    """The access log's structlog logger: the same JSON line into the same buffered stream as
-    ``configure_logging``'s, through a one-step processor chain (the line with its ECS names,
-    rendered by orjson) instead of the full one. No context variables are merged: the caller
-    passes every field, the request and trace ids included, by their short keywords
-    (ACCESS_FIELDS, cheaper to pass than ``**{"http.request.method": ...}``)."""
-    target = _STREAMS[0] if _STREAMS else _stdout()
-    logger: FilteringBoundLogger = structlog.wrap_logger(
-        BufferedBytesLogger(target),
-        processors=[_access_json],
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVEL[0]),
-        cache_logger_on_first_use=True,
-    ).bind()
-    return logger
+class RequestLines:
+    """The access log's writer: ``info(event, **fields)``, as a structlog bound logger answers
+    it, one JSON line (``_access_json``) into the same buffered stream. Not a structlog logger:
+    its bound-logger call (the context copied, the processor chain walked) cost more than the
+    line itself (in process, 4.4 against 1.3 µs a line)."""
+
+    def __init__(self, target: BinaryIO | LineBuffer, level: int) -> None:
+        self._write = target.write
+        # Fixed when made, as structlog's filtering logger fixes its level.
+        self.info = self._line if level <= logging.INFO else self._dropped
+
+    def _line(self, event: str, **fields: Any) -> None:
+        fields["event"] = event
+        self._write(_access_json(None, "info", fields) + b"\n")
+
+    def _dropped(self, event: str, **fields: Any) -> None:
+        return None
+
+
+def request_line_logger() -> RequestLines:
+    """The access log's logger: the same JSON line into the same buffered stream as
+    ``configure_logging``'s, at its level, the line with its ECS names rendered by orjson. No
+    context variables are merged: the caller passes every field, the request and trace ids
+    included, by their short keywords (ACCESS_FIELDS, cheaper to pass than
+    ``**{"http.request.method": ...}``)."""
+    return RequestLines(_STREAMS[0] if _STREAMS else _stdout(), _LEVEL[0])
 
 
 def configure_logging(level: str = "info", stream: BinaryIO | None = None) -> FilteringBoundLogger:
