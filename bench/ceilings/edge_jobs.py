@@ -2,11 +2,13 @@
 jobs around a handler, built from hotpath's settings as ``create_app`` and the container build
 them, and a lifespan that opens them (bench/ceilings/product_edge.py, order_edge.py).
 
-The jobs themselves stay fused in each ceiling's one function; only their collaborators live
-here: the token's ``Authenticator``, the limiter's ``RouteClasses`` and ``RateLimiter`` (when
-``HOTPATH_RATE_LIMITS`` is on), the ``ProductCache`` on the same Redis as hotpath's, the access
-log's line logger (flushed every 0.5 s, as hotpath's housekeeping flushes it), and a pool of
-hotpath's sizes that retires idle connections as hotpath's does.
+The jobs themselves stay fused in each ceiling's one function, but for the rate limit's, which
+the three share as two methods (``Jobs.admitted``, then ``Jobs.decided`` only when no lease
+answers); their collaborators live here: the token's ``Authenticator``, the limiter's
+``RouteClasses`` and ``RateLimiter`` (when ``HOTPATH_RATE_LIMITS`` is on), the ``ProductCache``
+on the same Redis as hotpath's, the access log's line writer (flushed every 0.5 s, as hotpath's
+housekeeping flushes it), and a pool of hotpath's sizes that retires idle connections as
+hotpath's does.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from starlette.types import Receive, Send
+from starlette.types import Receive, Scope, Send
 from structlog.typing import FilteringBoundLogger
 
 from bench.ceilings.database import Ceiling
@@ -25,7 +27,9 @@ from server.auth.setup import build_identity
 from server.catalog.cache import ProductCache
 from server.db.devdb import database_name
 from server.ratelimit.classes import RouteClasses
+from server.ratelimit.headers import rate_limit_headers
 from server.ratelimit.limiter import RateLimiter
+from server.ratelimit.policy import Decision
 from server.runtime.logs import configure_logging, flush_logs, request_line_logger
 from server.runtime.redis_link import RedisLink, open_redis
 from server.runtime.settings import Settings, load_settings
@@ -66,6 +70,29 @@ class Jobs:
             multiprocess=False,
         )
         self.timeout = settings.request_timeout
+
+    def admitted(self, scope: Scope) -> Sequence[tuple[bytes, bytes]] | None:
+        """The rate limit's headers as hotpath's layer gives them first: a token from the key's
+        lease with the header bytes it keeps (``RateLimiter.admit``); () with the limiter off;
+        None when only ``decided`` can answer. Not a coroutine: the common case awaits nothing."""
+        if self.limiter is None:
+            return ()
+        found = self.classify(scope)
+        assert found is not None
+        return self.limiter.admit(*found)
+
+    async def decided(self, scope: Scope) -> Sequence[tuple[bytes, bytes]]:
+        """The headers when ``admitted`` has none: ``check``, and the one Redis call hotpath
+        makes when the key has no lease yet."""
+        assert self.limiter is not None
+        found = self.classify(scope)
+        assert found is not None
+        decision = self.limiter.check(*found)
+        if not isinstance(decision, Decision):
+            decision = await decision
+        if not decision.allowed:
+            raise NotImplementedError("the ceiling is never refused (make bench's limits)")
+        return rate_limit_headers(decision)
 
 
 async def lifespan(

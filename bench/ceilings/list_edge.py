@@ -17,7 +17,6 @@ tests/bench checks it answers what hotpath answers, byte for byte.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from contextvars import ContextVar
 from time import monotonic, perf_counter, perf_counter_ns
 from typing import Any
@@ -34,8 +33,6 @@ from middleware.security_headers import _API_CSP, _BASE_HEADERS
 from middleware.trace_context import TRACEPARENT, parse_traceparent
 from server.catalog.listing import after, listing_of
 from server.catalog.schemas import ProductQuery
-from server.ratelimit.headers import rate_limit_headers
-from server.ratelimit.policy import Decision
 from server.web.responses import read_query
 
 _ROUTE = "/v1/products"
@@ -91,21 +88,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     active = _metrics.active
     active[method] = active.get(method, 0) + 1
     scope["principal"] = None  # anonymous, as hotpath's authentication layer leaves it
-    limits: Sequence[tuple[bytes, bytes]] = ()
-    if jobs.limiter is not None:
-        found = jobs.classify(scope)
-        assert found is not None
-        # As hotpath's layer: a token from the key's lease with the headers it keeps first.
-        admitted = jobs.limiter.admit(*found)
-        if admitted is not None:
-            limits = admitted
-        else:
-            decision = jobs.limiter.check(*found)
-            if not isinstance(decision, Decision):
-                decision = await decision  # no lease yet: one Redis call, as hotpath makes it
-            if not decision.allowed:
-                raise NotImplementedError("the ceiling is never refused (make bench's limits)")
-            limits = rate_limit_headers(decision)
+    limits = jobs.admitted(scope)
+    if limits is None:
+        limits = await jobs.decided(scope)  # no lease yet: one Redis call, as hotpath makes it
     query_string: bytes = scope["query_string"]
     query: Any = _Query(scope)
     listing = listing_of(read_query(query, ProductQuery))

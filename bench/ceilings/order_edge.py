@@ -21,7 +21,6 @@ tests/bench checks its answer and effects against hotpath's.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from contextvars import ContextVar
 from time import monotonic, perf_counter, perf_counter_ns
 from typing import Any
@@ -38,8 +37,6 @@ from middleware.security_headers import _API_CSP, _BASE_HEADERS, _NO_STORE
 from middleware.trace_context import TRACEPARENT, parse_traceparent
 from server.orders.handlers import _KEY
 from server.orders.schemas import NewOrderBody
-from server.ratelimit.headers import rate_limit_headers
-from server.ratelimit.policy import Decision
 
 _ROUTE = "/v1/orders"
 _MAX_USER_AGENT = 256
@@ -99,21 +96,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     # A principal at once: no API-key verifier is attached, so every token is a JWT.
     principal: Any = jobs.authenticate(authorization.decode("latin-1"), scope)
     scope["principal"] = principal
-    limits: Sequence[tuple[bytes, bytes]] = ()
-    if jobs.limiter is not None:
-        found = jobs.classify(scope)
-        assert found is not None
-        # As hotpath's layer: a token from the key's lease with the headers it keeps first.
-        admitted = jobs.limiter.admit(*found)
-        if admitted is not None:
-            limits = admitted
-        else:
-            decision = jobs.limiter.check(*found)
-            if not isinstance(decision, Decision):
-                decision = await decision  # no lease yet: one Redis call, as hotpath makes it
-            if not decision.allowed:
-                raise NotImplementedError("the ceiling is never refused (make bench's limits)")
-            limits = rate_limit_headers(decision)
+    limits = jobs.admitted(scope)
+    if limits is None:
+        limits = await jobs.decided(scope)  # no lease yet: one Redis call, as hotpath makes it
     idempotency_key = "" if key is None else key.decode("latin-1")
     if not _KEY.fullmatch(idempotency_key):
         raise NotImplementedError("the bench sends a valid Idempotency-Key")

@@ -23,7 +23,6 @@ hotpath answers, byte for byte.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from contextvars import ContextVar
 from time import monotonic, perf_counter, perf_counter_ns
 
@@ -38,8 +37,6 @@ from middleware.request_id import _SANE_ID, REQUEST_ID_FIELD, _new_id, structlog
 from middleware.security_headers import _API_CSP, _BASE_HEADERS, _NO_STORE
 from middleware.trace_context import TRACEPARENT, parse_traceparent
 from server.catalog.cache import CachedProduct
-from server.ratelimit.headers import rate_limit_headers
-from server.ratelimit.policy import Decision
 from server.web.conditional import etag
 
 _ROUTE = "/v1/products/{product_id}"
@@ -105,21 +102,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     active[method] = active.get(method, 0) + 1
     # A principal at once: no API-key verifier is attached, so every token is a JWT.
     scope["principal"] = jobs.authenticate(authorization.decode("latin-1"), scope)
-    limits: Sequence[tuple[bytes, bytes]] = ()
-    if jobs.limiter is not None:
-        found = jobs.classify(scope)
-        assert found is not None
-        # As hotpath's layer: a token from the key's lease with the headers it keeps first.
-        admitted = jobs.limiter.admit(*found)
-        if admitted is not None:
-            limits = admitted
-        else:
-            decision = jobs.limiter.check(*found)
-            if not isinstance(decision, Decision):
-                decision = await decision  # no lease yet: one Redis call, as hotpath makes it
-            if not decision.allowed:
-                raise NotImplementedError("the ceiling is never refused (make bench's limits)")
-            limits = rate_limit_headers(decision)
+    limits = jobs.admitted(scope)
+    if limits is None:
+        limits = await jobs.decided(scope)  # no lease yet: one Redis call, as hotpath makes it
     path: str = scope["path"]
     tail = path[len(_PREFIX) :]
     if not path.startswith(_PREFIX) or not tail.isdigit():
