@@ -24,7 +24,7 @@ install: $(STAMP)
 
 ## make lock: the lock files again from pyproject.toml. Versions already locked stay unless
 ## LOCK_FLAGS=--upgrade (everything) or LOCK_FLAGS='--upgrade-package NAME'; then `make install`.
-UV_COMPILE = $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+UV_COMPILE = $(BIN)/uv pip compile --quiet --generate-hashes --no-strip-extras --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28 $(LOCK_FLAGS)
 LOCK_NOTE = \# Regenerate with `make lock` (it runs the command below). Locked for CPython 3.11 on linux x86_64.
 lock: $(STAMP)

@@ -43,6 +43,10 @@ TAG_VERSION = re.compile(r"v?(\d+(?:\.\d+)*)(?:[-_+].*)?")
 RELEASE_PARTS = {"postgres": 2}
 SHA256_HASH = re.compile(r"--hash=sha256:[0-9a-f]{64}")
 PACKAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# make lock keeps the extras a pin was asked with (uv's --no-strip-extras): pip's hash-checking
+# mode refuses a dependency's "name[extra]>=x" it finds no "name[extra]==y" line for, once a
+# newer release of it is on the index (cachecontrol[filecache] for pip-audit, 2026-12-07).
+PIN_EXTRAS = re.compile(r"\[[A-Za-z0-9._-]+(?:,[A-Za-z0-9._-]+)*\]$")
 
 
 def tool(name: str) -> str:
@@ -492,6 +496,7 @@ def read_lock(path: Path) -> tuple[dict[str, Pin], list[str]]:
         if logical:
             first, *rest = logical.split()
             name, sep, version = first.partition("==")
+            name = PIN_EXTRAS.sub("", name)
             hashes = tuple(r for r in rest if SHA256_HASH.fullmatch(r))
             if sep and PACKAGE_NAME.fullmatch(name) and len(hashes) == len(rest):
                 pins[canonicalize_name(name)] = Pin(version, hashes)
