@@ -267,18 +267,114 @@ def _named_line(event: EventDict) -> dict[str, Any]:
     return line
 
 
+_UNSET: Any = object()  # a keyword the call did not pass
+
+
 class RequestLines:
     """The access log's writer: ``info(event, **fields)``, as a structlog bound logger answers
-    it, one JSON line (``_access_json``) into the same buffered stream. Not a structlog logger:
-    its bound-logger call (the context copied, the processor chain walked) cost more than the
-    line itself (in process, 4.4 against 1.3 µs a line)."""
+    it, one JSON line into the same buffered stream. Not a structlog logger: its bound-logger
+    call (the context copied, the processor chain walked) cost more than the line itself (in
+    process, 4.4 against 1.3 µs a line).
+
+    The access log's keywords (``ACCESS_FIELDS``) are parameters of ``info`` itself: the
+    interpreter binds them by name, and the line is one dict literal, where a ``**fields``
+    dictionary (built, then renamed into a second) cost twice the line's rendering. A call
+    with other keywords, or without all of them, writes ``_named_line``'s line, as before."""
 
     def __init__(self, target: BinaryIO | LineBuffer, level: int) -> None:
         self._write = target.write
         # Fixed when made, as structlog's filtering logger fixes its level.
         self.info = self._line if level <= logging.INFO else self._dropped
 
-    def _line(self, event: str, **fields: Any) -> None:
+    def _line(
+        self,
+        event: str,
+        *,
+        method: Any = _UNSET,
+        path: Any = _UNSET,
+        route: Any = _UNSET,
+        status: Any = _UNSET,
+        duration_ns: Any = _UNSET,
+        bytes: Any = _UNSET,
+        client_ip: Any = _UNSET,
+        user_agent: Any = _UNSET,
+        error: Any = _UNSET,
+        request_id: Any = _UNSET,
+        trace_id: Any = _UNSET,
+        span_id: Any = _UNSET,
+        **other: Any,
+    ) -> None:
+        if (
+            error is None
+            and trace_id is None
+            and span_id is None
+            and not other
+            # Every keyword the access log passes, else it is another call: the general line.
+            and method is not _UNSET
+            and path is not _UNSET
+            and route is not _UNSET
+            and status is not _UNSET
+            and duration_ns is not _UNSET
+            and bytes is not _UNSET
+            and client_ip is not _UNSET
+            and request_id is not _UNSET
+        ):
+            # The common line (no error, no trace; absent rather than null), its keys constant:
+            # one dict literal.
+            if user_agent is not None and user_agent is not _UNSET:
+                line = {
+                    "@timestamp": timestamp(),
+                    "log.level": "info",
+                    "message": event,
+                    "http.request.method": method,
+                    "url.path": path,
+                    "http.route": route,
+                    "http.response.status_code": status,
+                    "event.duration": duration_ns,
+                    "http.response.body.bytes": bytes,
+                    "client.ip": client_ip,
+                    "user_agent.original": user_agent,
+                    "http.request.id": request_id,
+                    "ecs.version": ECS_VERSION,
+                }
+                self._write(orjson.dumps(line, default=repr, option=orjson.OPT_APPEND_NEWLINE))
+                return
+            if user_agent is None:
+                line = {
+                    "@timestamp": timestamp(),
+                    "log.level": "info",
+                    "message": event,
+                    "http.request.method": method,
+                    "url.path": path,
+                    "http.route": route,
+                    "http.response.status_code": status,
+                    "event.duration": duration_ns,
+                    "http.response.body.bytes": bytes,
+                    "client.ip": client_ip,
+                    "http.request.id": request_id,
+                    "ecs.version": ECS_VERSION,
+                }
+                self._write(orjson.dumps(line, default=repr, option=orjson.OPT_APPEND_NEWLINE))
+                return
+        fields = {
+            key: value
+            for key, value in (
+                ("method", method),
+                ("path", path),
+                ("route", route),
+                ("status", status),
+                ("duration_ns", duration_ns),
+                ("bytes", bytes),
+                ("client_ip", client_ip),
+                ("user_agent", user_agent),
+                ("error", error),
+                ("request_id", request_id),
+                ("trace_id", trace_id),
+                ("span_id", span_id),
+            )
+            if value is not _UNSET
+        }
+        fields.update(other)
         fields["event"] = event
         self._write(_access_json(None, "info", fields) + b"\n")
 

@@ -138,6 +138,59 @@ def test_the_access_log_writes_the_same_line_shape_at_the_configured_level() -> 
     }
 
 
+_ACCESS_CALL: dict[str, object] = {
+    "method": "GET",
+    "path": '/v1/products/7"\\\u2028',
+    "route": "/v1/products/{product_id}",
+    "status": 200,
+    "duration_ns": 41_234,
+    "bytes": 312,
+    "client_ip": "10.0.0.7",
+    "user_agent": 'wrk \\ "quoted"',
+    "error": None,
+    "request_id": "rid-1",
+    "trace_id": None,
+    "span_id": None,
+}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        _ACCESS_CALL,
+        {**_ACCESS_CALL, "user_agent": None},
+        {**_ACCESS_CALL, "client_ip": None, "request_id": None},
+        {**_ACCESS_CALL, "error": "TimeoutError"},
+        {**_ACCESS_CALL, "trace_id": "ab" * 16, "span_id": "cd" * 8},
+        {**_ACCESS_CALL, "span_id": "cd" * 8},  # no trace: no span, as before
+        {**_ACCESS_CALL, "extra": 1},
+        {k: v for k, v in _ACCESS_CALL.items() if k != "route"},
+        {k: v for k, v in _ACCESS_CALL.items() if k != "user_agent"},
+        {"status": 200},
+        {"status": 200, "path": "/v1/products/1", "n": 3},
+        {},
+    ],
+)
+def test_the_access_lines_writer_renders_what_the_processor_renders(
+    fields: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # RequestLines binds the access log's keywords as parameters and builds the common line
+    # as one literal; the access log's call (all its keywords) must give the bytes
+    # _access_json gives it, key order included (the clock stands still for both); any other
+    # call the same fields (its keywords in ACCESS_FIELDS' order, then the others).
+    monkeypatch.setattr(logs, "timestamp", lambda now_ns=None: "2026-12-07T16:00:00.123Z")
+    sink = io.BytesIO()
+    logs.RequestLines(sink, logging.INFO).info("http_request", **fields)
+    expected = logs._access_json(None, "info", {**fields, "event": "http_request"}) + b"\n"
+    if set(fields) == set(logs.ACCESS_FIELDS):
+        assert sink.getvalue() == expected
+    else:
+        assert orjson.loads(sink.getvalue()) == orjson.loads(expected)
+        assert sink.getvalue().count(b"\n") == 1
+    line = orjson.loads(sink.getvalue())
+    assert (line["message"], line["ecs.version"]) == ("http_request", "8.11.0")
+
+
 def test_a_line_buffer_writes_whole_lines_in_chunks_no_longer_than_its_limit() -> None:
     read_end, write_end = os.pipe()
     try:
