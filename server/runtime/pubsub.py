@@ -1,6 +1,8 @@
 """Following a Redis pub/sub channel for as long as a task runs, through Redis outages, and
 publishing on one. On a Redis Cluster both use sharded pub/sub (server/runtime/redis_client.py
-says why)."""
+says why), through coredis; on one server the subscription is
+server/runtime/resp_subscriber.py's, a reader that costs a received message a tenth of coredis'
+PubSub (decision 0015)."""
 
 from __future__ import annotations
 
@@ -8,13 +10,15 @@ import asyncio
 from collections.abc import Callable
 
 import coredis
-from coredis.patterns.pubsub import PubSub, ShardedPubSub
+from coredis.patterns.pubsub import ShardedPubSub
 from structlog.typing import FilteringBoundLogger
 
 from server.runtime.redis_client import RedisClient
 from server.runtime.redis_link import RedisLink
+from server.runtime.resp_subscriber import ServerAddress, listen
 
-# A dead subscription that got no RST (a network partition) is found by coredis' PING this soon.
+# A dead subscription that got no RST (a network partition) is found by a PING this soon (plus
+# the client's timeout for its answer).
 KEEPALIVE_SECONDS = 5.0
 
 
@@ -41,12 +45,27 @@ async def follow_channel(
     while True:
         client = redis.client
         if client is not None:
+
+            def up() -> None:
+                nonlocal failures
+                failures = 0
+                on_subscribed(True)
+
             try:
-                async with _subscription(client, channel) as pubsub:
-                    on_subscribed(True)
-                    failures = 0
-                    async for message in pubsub:
-                        on_message(message["data"])
+                if isinstance(client, coredis.RedisCluster):
+                    async with _sharded_subscription(client, channel) as pubsub:
+                        up()
+                        async for message in pubsub:
+                            on_message(message["data"])
+                else:
+                    address = ServerAddress.of(client)
+                    await listen(
+                        address,
+                        channel,
+                        on_message=on_message,
+                        on_subscribed=up,
+                        keepalive=KEEPALIVE_SECONDS,
+                    )
             except Exception as exc:
                 log = logger.warning if failures == 0 else logger.debug
                 log(f"{event}_subscription_failed", error=error_name(exc))
@@ -56,23 +75,16 @@ async def follow_channel(
         await asyncio.sleep(min(2.0, 0.25 * 2.0 ** min(failures, 4)))
 
 
-def _subscription(client: RedisClient, channel: str) -> PubSub[str] | ShardedPubSub[str]:
+def _sharded_subscription(client: coredis.RedisCluster[str], channel: str) -> ShardedPubSub[str]:
     # retry_policy=None: coredis' default retries a lost connection forever, silently,
     # leaving the caller blind to an outage it should cover.
-    if isinstance(client, coredis.RedisCluster):
-        sharded: ShardedPubSub[str] = client.sharded_pubsub(
-            channels=[channel],
-            ignore_subscribe_messages=True,
-            retry_policy=None,
-            max_idle_seconds=KEEPALIVE_SECONDS,
-        )
-        return sharded
-    return client.pubsub(
+    sharded: ShardedPubSub[str] = client.sharded_pubsub(
         channels=[channel],
         ignore_subscribe_messages=True,
         retry_policy=None,
         max_idle_seconds=KEEPALIVE_SECONDS,
     )
+    return sharded
 
 
 async def publish(client: RedisClient, channel: str, message: str) -> int:
