@@ -12,6 +12,10 @@ from server.ratelimit.headers import Header, prepared, ratelimit_format_at
 from server.ratelimit.policy import Decision, Policy
 
 _MIN_SPAN = 0.001  # seconds: requests seen "at once" count as this far apart when sizing
+# Roomy leases of at least this many tokens are renewed ahead (Lease.refilled), at this share
+# of their time to live.
+_AHEAD_MIN = 16
+_AHEAD_SHARE = 0.75
 # Decision(...) runs the NamedTuple's generated __new__, a Python function (a frame and 13
 # bytecodes a request); a leased request builds its decision from a plain tuple in C instead.
 _spent: Callable[[tuple[bool, str, int, float, int, float, float]], Decision] = partial(
@@ -28,10 +32,12 @@ class Lease:
         "denied_until",
         "expires",
         "full_at",
+        "low",
         "policy",
         "policy_header",
         "prefix",
         "ratelimit_format",
+        "refresh_at",
         "remaining",
         "reset_above",
         "reset_upto",
@@ -50,6 +56,10 @@ class Lease:
         self.demand = 0  # requests since the last refill started
         self.since: float | None = None  # when it started
         self.roomy = False  # the last lease was sized for a key far from its limit
+        # RateLimiter.admit asks for the next lease ahead, with no request waiting on it, once
+        # a token spent leaves ``low`` or fewer, or at ``refresh_at`` (see ``refilled``).
+        self.low = -1
+        self.refresh_at = math.inf
         # What RateLimiter.admit answers with, kept for the policy it last answered: the
         # RateLimit-Policy header, and the RateLimit format with t filled in (r left as %d),
         # which holds while full_at - now is in (reset_above, reset_upto]: ceil() of it is t.
@@ -149,9 +159,26 @@ class Lease:
     ) -> None:
         """Store Redis' answer. Times count from our side of the call: a lease from when it was
         asked for (never longer than ``ttl``), a denial from when the answer was in (never
-        shorter than Redis' retry-after)."""
-        self.tokens = grant.granted
+        shorter than Redis' retry-after). Tokens of the last lease still unspent and unexpired
+        (a lease asked for ahead, while they were being spent) are kept with the new ones.
+
+        A roomy lease of ``_AHEAD_MIN`` tokens or more is renewed ahead: the request that
+        leaves a quarter of it, or comes ``_AHEAD_SHARE`` of ``ttl`` after it was asked for,
+        is admitted from it and starts the next refill, so a key in steady use never has a
+        request wait on Redis. Without that each such key's lease lapsed once a second and
+        the requests that came meanwhile waited for the refill; keys leased together lapsed
+        together, and in the open-model run of the warm read (50 keys, 4,500 requests a
+        second) those waits were 500 of the 510 requests that took over 10 ms in the app.
+        Near the limit leases are not renewed ahead: a lease asked for early can lapse unspent,
+        and there that would cost the key tokens it is owed."""
+        left = self.tokens if received < self.expires else 0
+        self.tokens = grant.granted + left
         self.expires = sent + ttl
+        if self.roomy and grant.granted >= _AHEAD_MIN:
+            self.low = grant.granted // 4
+            self.refresh_at = sent + ttl * _AHEAD_SHARE
+        else:
+            self.low, self.refresh_at = -1, math.inf
         self.remaining = grant.remaining
         self.full_at = received + grant.reset_us / 1_000_000
         if grant.retry_us:

@@ -14,6 +14,7 @@ request. One probe at a time finds Redis again, and the limiter switches back by
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from itertools import islice
@@ -101,7 +102,8 @@ class RateLimiter:
         # What take() does for a token, inline (a frame fewer), and no Decision: the headers
         # come from bytes the lease keeps (Lease.prepare), only r is formatted per request, t
         # once a second. Bytes as rate_limit_headers renders take()'s Decision (tests compare).
-        lease = self._leases.get((policy.name, key))
+        ident = (policy.name, key)
+        lease = self._leases.get(ident)
         if lease is None:
             return None
         now = self._clock()
@@ -113,6 +115,8 @@ class RateLimiter:
         lease.tokens = tokens = tokens - 1
         lease.demand += 1
         lease.counts[0] += 1
+        if tokens <= lease.low or now >= lease.refresh_at:
+            self._renew_ahead(ident, lease, policy, now)
         reset = lease.full_at - now
         if not lease.reset_above < reset <= lease.reset_upto:
             lease.reset_moved(reset)
@@ -168,6 +172,14 @@ class RateLimiter:
             # the flight's own end (even cancelled) never raises into a caller.
             await asyncio.wait((flight,))
         return self._decide_locally(lease, key, policy, self._clock())
+
+    def _renew_ahead(self, ident: Ident, lease: Lease, policy: Policy, now: float) -> None:
+        """The next lease for a key in steady use, asked for while this one still admits
+        (Lease.refilled says when): once per lease, and not while Redis is paused or a refill
+        of the key is in flight."""
+        lease.low, lease.refresh_at = -1, math.inf
+        if ident not in self._flights and not self._local_only(now):
+            self._start_flight(ident, lease, policy)
 
     def _add_lease(self, ident: Ident, policy: Policy) -> Lease:
         leases = self._leases
