@@ -21,6 +21,8 @@ invalidation published before them has been delivered before them.
 from __future__ import annotations
 
 import asyncio
+import math
+import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from itertools import islice
@@ -36,6 +38,11 @@ from server.runtime import background
 from server.runtime.redis_link import RedisLink
 
 __all__ = ["CachedProduct", "Loader", "ProductCache"]
+
+# A followed copy's next one is loaded from this share of followed_ttl on, spread over the next
+# _REFRESH_SPREAD of it (see _store).
+_REFRESH_FROM = 0.75
+_REFRESH_SPREAD = 0.15
 
 
 class ProductCache:
@@ -67,8 +74,9 @@ class ProductCache:
         self.channel = channel or f"{namespace}:product-invalidations"
         self.max_entries = max_entries
         self._clock = clock
-        # id -> (expiry while followed, expiry otherwise, the product or None for "not found")
-        self._local: dict[int, tuple[float, float, CachedProduct | None]] = {}
+        # id -> (expiry while followed, expiry otherwise, the product or None for "not found",
+        # when a hit starts loading its next copy: see _store)
+        self._local: dict[int, tuple[float, float, CachedProduct | None, float]] = {}
         self._flights: dict[int, asyncio.Task[CachedProduct | None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.follower = InvalidationFollower(
@@ -109,8 +117,13 @@ class ProductCache:
         entry = self._local.get(product_id)
         if entry is not None:
             now = self._clock()
-            if entry[1] > now or (entry[0] > now and self.follower.followed_until > now):
+            if entry[1] > now:
                 self.local_hits += 1
+                return entry[2]
+            if entry[0] > now and self.follower.followed_until > now:
+                self.local_hits += 1
+                if entry[3] <= now and product_id not in self._flights:
+                    self._refresh(product_id, load, replica_load)
                 return entry[2]
         flight = self._flights.get(product_id)
         if flight is None:
@@ -176,6 +189,13 @@ class ProductCache:
         """Multiprocess mode: push what was counted since the last flush into the shared files."""
         self.metrics.flush()
 
+    def _refresh(self, product_id: int, load: Loader, replica_load: Loader | None) -> None:
+        """The next copy of a followed one near its expiry, loaded while this one is served:
+        a product in steady demand never has a read wait for it (see _store)."""
+        flight = background.spawn_detached(self._fill(product_id, load, replica_load, False))
+        self._flights[product_id] = flight
+        flight.add_done_callback(lambda done: self._landed(product_id, done))
+
     def _landed(self, product_id: int, flight: asyncio.Task[CachedProduct | None]) -> None:
         if self._flights.get(product_id) is flight:
             del self._flights[product_id]
@@ -201,20 +221,30 @@ class ProductCache:
         # "Not found" stays brief: random-id scans must not fill the dict for long.
         now = self._clock()
         followed = product is not None and self.follower.followed_until > now
+        # A followed copy's next one is loaded by the first hit after a random 75-90% of
+        # followed_ttl (_refresh), and it is served meanwhile. Before, every copy lapsed and
+        # the read after it waited for Redis; copies stored together (a warm-up, a wave of
+        # misses) lapsed together, 30 s later, as a wave of such reads.
+        refresh = now + self.followed_ttl * (_REFRESH_FROM + _REFRESH_SPREAD * random.random())
         local[product_id] = (
             now + (self.followed_ttl if followed else self.local_ttl),
             now + self.local_ttl,
             product,
+            refresh if followed else math.inf,
         )
 
     async def _fill(
-        self, product_id: int, load: Loader, replica_load: Loader | None = None
+        self,
+        product_id: int,
+        load: Loader,
+        replica_load: Loader | None = None,
+        counted: bool = True,  # False: a refresh (_refresh), no read's hit or miss
     ) -> CachedProduct | None:
         product, newest = await self.shared.read(product_id)
         if product is not None:
-            self.redis_hits += 1
+            self.redis_hits += counted
         else:
-            self.misses += 1
+            self.misses += counted
             product = await self._load(load, replica_load, newest)
             if product is not None:
                 await self.shared.store(product_id, product)
