@@ -11,6 +11,10 @@ Every variant runs on ``make_client``'s client inside ``asyncio.timeout``, as th
 - ``asyncpg``: ``fetchval('select 1')`` on a bare asyncpg connection, the yardstick: a
   PostgreSQL round trip.
 
+And what receiving a pub/sub message costs, published and awaited in lock step: through
+``follow_channel`` (server/runtime/resp_subscriber.py on one server), through coredis' PubSub
+as hotpath subscribed before, and the publish alone (nobody subscribed in this process).
+
 A round makes a batch of calls inside one event-loop run. The ratio test interleaves the variants
 and compares this process's CPU time (what a call costs the server, not Redis' own work); the
 call-count test counts the Python calls a script call makes, which no machine noise moves.
@@ -19,6 +23,7 @@ call-count test counts the Python calls a script call makes, which no machine no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import sys
@@ -28,13 +33,15 @@ from dataclasses import dataclass
 from types import FrameType
 
 import asyncpg
+import coredis
 import pytest
 import structlog
 from coredis.commands.script import Script
 from pytest_benchmark.fixture import BenchmarkFixture
 
+from server.runtime.pubsub import KEEPALIVE_SECONDS, follow_channel
 from server.runtime.redis_client import RedisClient
-from server.runtime.redis_link import open_redis
+from server.runtime.redis_link import RedisLink, open_redis
 from server.runtime.redis_script import RedisScript
 
 BATCH = 500
@@ -56,6 +63,7 @@ VARIANTS = ("script", "coredis_script", "eval", "get", "asyncpg")
 @dataclass
 class Env:
     loop: asyncio.AbstractEventLoop
+    link: RedisLink
     client: RedisClient
     pg: asyncpg.Connection
     namespace: str
@@ -123,6 +131,74 @@ class Env:
         self.loop.run_until_complete(calls())
         return counted / n
 
+    def python_calls_received(self, subscriber: str, n: int = 200) -> float:
+        """Python and C function calls per message published and received back by
+        ``subscriber`` ("follow_channel", "coredis_pubsub", or "none": the publish alone)."""
+        channel, counted = f"{self.namespace}:channel:{subscriber}", 0
+        arrived, subscribed = asyncio.Event(), asyncio.Event()
+
+        def on_message(data: object) -> None:
+            arrived.set()
+
+        def count(frame: FrameType, event: str, arg: object) -> None:
+            nonlocal counted
+            if event in ("call", "c_call"):
+                counted += 1
+
+        async def follow_with_coredis() -> None:
+            assert isinstance(self.client, coredis.Redis)
+            async with self.client.pubsub(
+                channels=[channel],
+                ignore_subscribe_messages=True,
+                retry_policy=None,
+                max_idle_seconds=KEEPALIVE_SECONDS,
+            ) as pubsub:
+                subscribed.set()
+                async for message in pubsub:
+                    on_message(message["data"])
+
+        async def one() -> None:
+            arrived.clear()
+            async with asyncio.timeout(5):  # counted calls, not time: a loaded box may be slow
+                await self.client.publish(channel, "1234")
+                if subscriber != "none":
+                    await arrived.wait()
+
+        async def calls() -> None:
+            task = None
+            if subscriber == "follow_channel":
+                task = asyncio.create_task(
+                    follow_channel(
+                        self.link,
+                        channel,
+                        on_message=on_message,
+                        on_subscribed=lambda up: subscribed.set() if up else None,
+                        logger=LOGGER,
+                        event="bench",
+                    )
+                )
+            elif subscriber == "coredis_pubsub":
+                task = asyncio.create_task(follow_with_coredis())
+            try:
+                if task is not None:
+                    await subscribed.wait()
+                for _ in range(10):
+                    await one()
+                sys.setprofile(count)
+                try:
+                    for _ in range(n):
+                        await one()
+                finally:
+                    sys.setprofile(None)
+            finally:
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+        self.loop.run_until_complete(calls())
+        return counted / n
+
     async def clean(self) -> None:
         await self.client.delete([f"{self.namespace}:{variant}" for variant in VARIANTS])
 
@@ -136,7 +212,7 @@ def env() -> Iterator[Env]:
         if link.client is None:
             pytest.skip("Redis is not reachable")
         pg = loop.run_until_complete(asyncpg.connect(PG_URL))
-        env = Env(loop, link.client, pg, f"hotpath:bench:{secrets.token_hex(4)}")
+        env = Env(loop, link, link.client, pg, f"hotpath:bench:{secrets.token_hex(4)}")
         try:
             yield env
             loop.run_until_complete(env.clean())
@@ -191,6 +267,25 @@ def test_a_script_call_makes_fewer_python_calls_than_through_coredis_script(
             + ", ".join(f"{variant} {n:.0f}" for variant, n in counted.items())
         )
     assert counted["script"] < 0.95 * counted["coredis_script"]  # 0.91 at coredis 6.9
+
+
+def test_a_received_message_makes_a_fifth_of_the_python_calls_or_fewer_of_coredis_pubsub(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    counted = {
+        subscriber: env.python_calls_received(subscriber)
+        for subscriber in ("none", "follow_channel", "coredis_pubsub")
+    }
+    received = {
+        subscriber: counted[subscriber] - counted["none"]
+        for subscriber in ("follow_channel", "coredis_pubsub")
+    }
+    with capsys.disabled():
+        print(
+            f"\nPython calls per message received: {received} (the publish alone"
+            f" {counted['none']:.0f})"
+        )
+    assert received["follow_channel"] < 0.2 * received["coredis_pubsub"]  # 28 / 578 now
 
 
 def _cpu_per_call_us(run: Callable[[], None]) -> float:
