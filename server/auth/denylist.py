@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -72,6 +73,12 @@ class Denylist:
                 max(expires_at, rev.expires_at),
             )
         self.last_id = max(self.last_id, rev.id)
+
+    def tables(self) -> tuple[Mapping[str, float], Mapping[str, tuple[float, float]]]:
+        """The revoked sessions (sid -> expiry) and users' cut-offs (sub -> (not_before,
+        expiry)), live: the authenticator asks them inline, as ``is_revoked`` does. They are
+        changed in place, never replaced."""
+        return self._sessions, self._users
 
     def is_revoked(self, *, sid: str, sub: str, iat: int) -> bool:
         if sid in self._sessions:

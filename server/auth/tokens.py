@@ -89,7 +89,7 @@ class AccessTokenCodec:
         self.lifetime = lifetime
         self.leeway = leeway
         self._cache_size = cache_size
-        self._clock = clock
+        self._clock = self.clock = clock  # public: the authenticator reads the same clock
         self._cache: dict[str, AccessClaims] = {}
         # Tokens mostly carry one of a few role and permission sets: keeping one copy of each
         # instead of one per cached token saves about 600 bytes an entry.

@@ -14,7 +14,7 @@ from server.auth.authenticator import (
     KeyRejected,
     KeyVerifier,
 )
-from server.auth.denylist import Denylist
+from server.auth.denylist import Denylist, Revocation
 from server.auth.keys import KeyRing, SigningKey
 from server.auth.principal import Principal
 from server.auth.tokens import AccessTokenCodec
@@ -76,3 +76,85 @@ async def test_keys_are_refused_until_a_verifier_is_attached() -> None:
     for credentials in ("Bearer key-good", "ApiKey key-good"):
         with pytest.raises(InvalidAccessToken):
             await _resolve(authenticator(credentials, {}))
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+T0 = 1_800_000_000.0
+
+
+def _timed() -> tuple[Authenticator, AccessTokenCodec, Denylist, Clock]:
+    ring = KeyRing("EdDSA", [SigningKey("k1", "EdDSA", SIGNER, SIGNER.public_key())], None)
+    clock = Clock(T0)
+    codec = AccessTokenCodec(
+        ring, issuer="https://issuer.test", audience="hotpath", lifetime=600, leeway=10, clock=clock
+    )
+    denylist = Denylist()
+    return Authenticator(codec, denylist), codec, denylist, clock
+
+
+def test_a_kept_token_is_refused_from_exp_plus_leeway_as_the_codec_refuses_it() -> None:
+    authenticator, codec, _, clock = _timed()
+    token, _ = codec.issue(sub="3", sid="s1", roles=["customer"], permissions=[])
+    header = f"Bearer {token}"
+    assert authenticator(header, {}) == authenticator(header, {})  # the second one kept
+    clock.now = T0 + 609.999
+    assert isinstance(authenticator(header, {}), Principal)
+    clock.now = T0 + 610
+    with pytest.raises(InvalidAccessToken):
+        authenticator(header, {})
+    clock.now = T0 + 609  # not kept any more: the codec decides afresh, and its cache too
+    assert isinstance(authenticator(header, {}), Principal)
+
+
+def test_revocations_reach_a_kept_token_on_its_next_request() -> None:
+    authenticator, codec, denylist, clock = _timed()
+    first, _ = codec.issue(sub="3", sid="s1", roles=["customer"], permissions=[])
+    other, _ = codec.issue(sub="3", sid="s2", roles=["customer"], permissions=[])
+    stranger, _ = codec.issue(sub="4", sid="s3", roles=["customer"], permissions=[])
+    for token in (first, other, stranger):
+        assert isinstance(authenticator(f"Bearer {token}", {}), Principal)
+    denylist.apply(Revocation(1, "session", "s1", T0, T0 + 600))
+    with pytest.raises(InvalidAccessToken):
+        authenticator(f"Bearer {first}", {})
+    assert authenticator(f"Bearer {other}", {}).session_id == "s2"  # type: ignore[union-attr]
+    denylist.apply(Revocation(2, "user", "3", T0 + 1, T0 + 600))  # logout everywhere
+    with pytest.raises(InvalidAccessToken):
+        authenticator(f"Bearer {other}", {})
+    assert authenticator(f"Bearer {stranger}", {}).user_id == 4  # type: ignore[union-attr]
+    clock.now = T0 + 2
+    after, _ = codec.issue(sub="3", sid="s4", roles=["customer"], permissions=[])
+    assert authenticator(f"Bearer {after}", {}).user_id == 3  # type: ignore[union-attr]
+    denylist.prune(T0 + 601)  # the revocations expired: forgotten in place, still read live
+    assert authenticator(f"Bearer {first}", {}).session_id == "s1"  # type: ignore[union-attr]
+
+
+def test_a_kept_header_answers_only_itself() -> None:
+    authenticator, codec, _, _ = _timed()
+    token, _ = codec.issue(sub="3", sid="s1", roles=["customer"], permissions=[])
+    assert isinstance(authenticator(f"Bearer {token}", {}), Principal)
+    with pytest.raises(InvalidAccessToken):
+        authenticator(f"ApiKey {token}", {})
+    with pytest.raises(InvalidAccessToken):
+        authenticator(f"Basic {token}", {})
+    with pytest.raises(InvalidAccessToken):
+        authenticator(f"Bearer {token[:-2]}", {})
+    assert isinstance(authenticator(f"bearer  {token} ", {}), Principal)
+
+
+async def test_attaching_a_verifier_decides_kept_headers_afresh() -> None:
+    authenticator, codec, _, _ = _timed()
+    token, _ = codec.issue(sub="3", sid="s1", roles=["customer"], permissions=[])
+    assert isinstance(authenticator(f"Bearer {token}", {}), Principal)
+    everything = FakeKeys()
+    everything.recognises = lambda token: True  # type: ignore[method-assign]
+    authenticator.attach_keys(everything)
+    with pytest.raises(InvalidAccessToken):
+        await _resolve(authenticator(f"Bearer {token}", {}))
+    assert everything.seen == [token]
