@@ -225,7 +225,10 @@ def create_app(
         middleware=[
             Middleware(
                 AuthenticationMiddleware,
-                authenticate=identity.authenticator,
+                # The bound method, not the instance, as build_rate_limit passes classify: an
+                # object's call goes through its type's call slot, unspecialized (callgrind,
+                # bench/micro/job_costs.py token: 650 instructions a request).
+                authenticate=identity.authenticator.__call__,
                 on_error=middleware_error_renderer,
                 handled=(AppError,),
                 # Not read: routes open without credentials (a stale token sent by habit must
