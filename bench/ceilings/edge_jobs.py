@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from starlette.types import Receive, Scope, Send
 from structlog.typing import FilteringBoundLogger
 
 from bench.ceilings.database import Ceiling
-from server.auth.authenticator import Authenticator
+from server.auth.principal import Principal
 from server.auth.setup import build_identity
 from server.catalog.cache import ProductCache
 from server.db.devdb import database_name
@@ -37,6 +37,7 @@ from server.runtime.settings import Settings, load_settings
 # Connections idle this long go back (down to HOTPATH_DB_POOL_MIN): none while the edge is
 # measured, all but those soon after, while the other servers of the round are (Ceiling.start).
 _MAX_IDLE = 5.0
+Authenticate = Callable[[str, Scope], Principal | Awaitable[Principal]]
 # A test hands its own settings, and its own logger (whose stream it reads).
 settings_from_env = load_settings
 logger_for = configure_logging
@@ -49,8 +50,10 @@ class Jobs:
         namespace = f"hotpath:{database_name(settings.database_url)}"
         self.settings = settings
         self.lines = request_line_logger()
-        self.authenticate: Authenticator = build_identity(settings).authenticator
-        self.classify = RouteClasses(settings)
+        # Bound methods, as create_app and build_rate_limit pass them to their layers (an
+        # object's call goes through its type's call slot, unspecialized).
+        self.authenticate: Authenticate = build_identity(settings).authenticator.__call__
+        self.classify = RouteClasses(settings).__call__
         self.limiter: RateLimiter | None = None
         if settings.rate_limits:
             self.limiter = RateLimiter(

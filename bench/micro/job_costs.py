@@ -74,11 +74,12 @@ def _token() -> Callable[[], object]:
     authorization = "Bearer " + token
     scope = dict(SCOPE)
     authenticate(authorization, scope)  # verified once: the cache holds it
-    return lambda: authenticate(authorization, scope)
+    bound = authenticate.__call__  # as create_app passes it to the authentication layer
+    return lambda: bound(authorization, scope)
 
 
 def _limit() -> Callable[[], object]:
-    classify = RouteClasses(load_settings())
+    classify = RouteClasses(load_settings()).__call__  # as build_rate_limit passes it
     limiter = RateLimiter(
         RedisLink(None, timeout=0.1, logger=LOGGER),
         LOGGER,
