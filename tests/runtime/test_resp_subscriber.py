@@ -125,6 +125,26 @@ async def until_async(probe: object, expected: object, *, limit: float) -> None:
         await asyncio.sleep(0.02)
 
 
+async def test_an_idle_subscription_is_pinged_and_stays_up(
+    logger: FilteringBoundLogger,
+    throwaway_redis: ThrowawayRedis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pubsub, "KEEPALIVE_SECONDS", 0.1)
+    channel = channel_name()
+    async with (
+        open_redis(throwaway_redis.url, timeout=0.5, logger=logger) as link,
+        following(link, channel, logger) as followed,
+    ):
+        assert link.client is not None
+        await asyncio.sleep(1.0)  # about ten keepalive PINGs, each answered
+        assert followed.ups_and_downs() == [True]
+        [ours] = [line for line in await link.client.client_list() if str(line["sub"]) == "1"]
+        assert ours["cmd"] == "ping"  # the keepalive's, answered: the subscription is up
+        await publish(link.client, channel, "still")
+        await until(lambda: followed.messages == ["still"], limit=5)
+
+
 async def test_a_killed_connection_is_a_down_then_an_up(
     logger: FilteringBoundLogger, throwaway_redis: ThrowawayRedis
 ) -> None:
