@@ -39,6 +39,8 @@ from server.runtime.redis_link import RedisLink
 
 __all__ = ["CachedProduct", "Loader", "ProductCache"]
 
+_Entry = tuple[float, float, CachedProduct | None, float, "asyncio.Future[CachedProduct | None]"]
+
 # A followed copy's next one is loaded from this share of followed_ttl on, spread over the next
 # _REFRESH_SPREAD of it (see _store).
 _REFRESH_FROM = 0.75
@@ -75,8 +77,9 @@ class ProductCache:
         self.max_entries = max_entries
         self._clock = clock
         # id -> (expiry while followed, expiry otherwise, the product or None for "not found",
-        # when a hit starts loading its next copy: see _store)
-        self._local: dict[int, tuple[float, float, CachedProduct | None, float]] = {}
+        # when a hit starts loading its next copy: see _store, a done future holding the
+        # product: what a hit answers)
+        self._local: dict[int, _Entry] = {}
         self._flights: dict[int, asyncio.Task[CachedProduct | None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.follower = InvalidationFollower(
@@ -105,26 +108,31 @@ class ProductCache:
         self, product_id: int, load: Loader, replica_load: Loader | None = None
     ) -> Awaitable[CachedProduct | None]:
         """``load`` reads the primary; ``replica_load``, when given, a read replica, which a
-        miss uses only when Redis vouches for the newest version (see ``_load``)."""
+        miss uses only when Redis vouches for the newest version (see ``_load``).
+
+        A local hit is answered with its entry's done future: awaiting it suspends nothing,
+        and no coroutine is made for the hit (its object and frame were about a third of what
+        a hit cost)."""
         if not self.enabled:
             self.misses += 1
             return load()  # not wrapped in a coroutine of our own: a frame fewer per read
-        return self._get(product_id, load, replica_load)
-
-    async def _get(
-        self, product_id: int, load: Loader, replica_load: Loader | None = None
-    ) -> CachedProduct | None:
         entry = self._local.get(product_id)
         if entry is not None:
             now = self._clock()
             if entry[1] > now:
                 self.local_hits += 1
-                return entry[2]
+                return entry[4]
             if entry[0] > now and self.follower.followed_until > now:
                 self.local_hits += 1
                 if entry[3] <= now and product_id not in self._flights:
                     self._refresh(product_id, load, replica_load)
-                return entry[2]
+                return entry[4]
+        return self._get(product_id, load, replica_load)
+
+    async def _get(
+        self, product_id: int, load: Loader, replica_load: Loader | None = None
+    ) -> CachedProduct | None:
+        # Not held locally, or no longer served (get checked): one load, however many wait.
         flight = self._flights.get(product_id)
         if flight is None:
             # Detached: one caller's deadline must not fail the others waiting on this load.
@@ -226,11 +234,14 @@ class ProductCache:
         # the read after it waited for Redis; copies stored together (a warm-up, a wave of
         # misses) lapsed together, 30 s later, as a wave of such reads.
         refresh = now + self.followed_ttl * (_REFRESH_FROM + _REFRESH_SPREAD * random.random())
+        ready: asyncio.Future[CachedProduct | None] = asyncio.get_running_loop().create_future()
+        ready.set_result(product)
         local[product_id] = (
             now + (self.followed_ttl if followed else self.local_ttl),
             now + self.local_ttl,
             product,
             refresh if followed else math.inf,
+            ready,
         )
 
     async def _fill(
