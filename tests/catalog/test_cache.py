@@ -101,6 +101,30 @@ async def test_a_local_hit_does_no_io(
         assert cache.counts() == (1000, 0, 1, 0)
 
 
+async def test_a_local_hit_is_a_done_future_and_a_drop_ends_it(
+    link: RedisLink, logger: FilteringBoundLogger, namespace: str
+) -> None:
+    # A hit makes no coroutine: get answers the entry's done future, awaitable any number of
+    # times (a task's and a gather's too). Once invalidated, get is a load again.
+    source = Source()
+    async with replica(link, logger, namespace, local_ttl=60) as cache:
+        first = await cache.get(PRODUCT, source.load)
+        hit = cache.get(PRODUCT, source.load)
+        assert isinstance(hit, asyncio.Future)
+        assert hit.done()
+        assert await hit == first
+        assert await hit == first
+        assert await asyncio.ensure_future(cache.get(PRODUCT, source.load)) == first
+        assert list(await asyncio.gather(cache.get(PRODUCT, source.load), hit)) == [first, first]
+        source.version = 2
+        await cache.invalidate(PRODUCT, 2)
+        miss = cache.get(PRODUCT, source.load)
+        assert asyncio.iscoroutine(miss)
+        assert (await miss) == source.row()
+        assert source.loads == 2
+        assert cache.counts() == (3, 0, 2, 0)
+
+
 async def test_a_cold_burst_loads_once(
     link: RedisLink, logger: FilteringBoundLogger, namespace: str
 ) -> None:
