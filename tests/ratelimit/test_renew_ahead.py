@@ -80,7 +80,12 @@ def test_a_lease_keeps_the_unexpired_tokens_of_the_last_and_renews_only_when_roo
     assert (lease.tokens, lease.low, lease.refresh_at) == (15, -1, math.inf)
     lease.roomy = True
     lease.refilled(
-        Grant(15, 50_000, 0, 0), policy, wanted=15, sent=12.1, received=12.101, ttl=1.0,
+        Grant(3, 50_000, 0, 0), policy, wanted=3, sent=12.1, received=12.101, ttl=1.0,
         hold_seconds=0.05,
     )  # fmt: skip
-    assert (lease.tokens, lease.low, lease.refresh_at) == (30, -1, math.inf)
+    assert (lease.tokens, lease.low, lease.refresh_at) == (18, -1, math.inf)
+    lease.refilled(
+        Grant(4, 50_000, 0, 0), policy, wanted=4, sent=13.2, received=13.201, ttl=1.0,
+        hold_seconds=0.05,
+    )  # fmt: skip
+    assert (lease.tokens, lease.low, lease.refresh_at) == (4, 1, 13.95)
