@@ -3,14 +3,15 @@ message handed to a callback from the event loop's read of the socket, and nothi
 
 coredis' PubSub passes a received message through its connection's reader task, an anyio
 memory stream, the PubSub's consumer task, a second memory stream and ``get_message``'s cancel
-scope: about 545k instructions a message (callgrind, decision 0015). Every process receives
+scope: about 546k instructions a message (callgrind, decision 0015). Every process receives
 every write's invalidation, its own too, so that was paid once per write per process. Here a
 message costs the RESP3 parse and the callback, in the protocol's ``data_received``; no task
 wakes up. Used for one server only: a Redis Cluster keeps coredis' sharded pub/sub
 (server/runtime/pubsub.py), which follows slots moving between shards.
 
 The connection is made as coredis' client for the same ``REDIS_URL`` makes its own (its pool's
-address, TLS context, credentials, database, client name and timeouts), with HELLO 3. A
+address, TLS context, credentials, database, client name and timeouts): HELLO 3 with AUTH,
+SELECT and CLIENT SETNAME when the URL has them, then SUBSCRIBE. A
 subscription silent for ``keepalive`` seconds is sent a PING; no answer within the client's
 timeout fails it, so a stalled Redis or a partition that sends no RST is found as with
 coredis' ``max_idle_seconds``.
@@ -220,6 +221,8 @@ class _Subscriber(asyncio.Protocol):
                     reply.set_exception(value)
                 else:
                     reply.set_result(value)
+        elif isinstance(value, RespError):
+            raise value  # SUBSCRIBE refused (an ACL without the channel), or the PING
         # Else the keepalive's PONG: that it came is all (any read counts as life).
         return at
 

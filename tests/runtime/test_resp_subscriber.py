@@ -275,6 +275,7 @@ async def test_the_subscription_connects_as_the_client_does(
         *("--tls-key-file", str(root / "server.key"), "--tls-ca-cert-file", str(ca)),
         *("--tls-auth-clients", "no", "--user", "default", "off"),
         *("--user", "hot", "on", ">s3cret", "~*", "&*", "+@all"),
+        *("--user", "deaf", "on", ">s3cret", "~*", "resetchannels", "+@all"),
     ):
         urls = {
             "tcp": f"redis://hot:s3cret@127.0.0.1:{plain}/3?client_name=sub-tcp",
@@ -294,26 +295,33 @@ async def test_the_subscription_connects_as_the_client_does(
                 assert (line["user"], line["db"], line["sub"]) == ("hot", databases[kind], "1")
                 await publish(link.client, channel, kind)
                 await until(lambda: followed.messages == [kind], limit=5)  # noqa: B023
-        # A wrong password: no subscription, and a warning that says why in a word.
-        followed = Followed()
-        task = asyncio.create_task(
-            follow_channel(
-                cast(RedisLink, _Unentered(f"redis://hot:wrong@127.0.0.1:{plain}/0")),
-                channel_name(),
-                on_message=followed.told.append,
-                on_subscribed=followed.told.append,
-                logger=logger,
-                event="test",
+        # A wrong password, a user that may not subscribe: no subscription, and at once a
+        # warning that says why in a word.
+        for user in ("hot:wrong", "deaf:s3cret"):
+            followed = Followed()
+            task = asyncio.create_task(
+                follow_channel(
+                    cast(RedisLink, _Unentered(f"redis://{user}@127.0.0.1:{plain}/0")),
+                    channel_name(),
+                    on_message=followed.told.append,
+                    on_subscribed=followed.told.append,
+                    logger=logger,
+                    event="test",
+                )
             )
-        )
-        await until(lambda: bool(events(log_stream, "test_subscription_failed")), limit=5)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert followed.ups_and_downs() == [False]  # down, never up
-        failed = events(log_stream, "test_subscription_failed")
-        assert failed[0]["error.message"] == "RespError"
-        assert "s3cret" not in log_stream.getvalue().decode()
+            waited = await until(
+                lambda: bool(events(log_stream, "test_subscription_failed")), limit=5
+            )
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert waited < 0.4, user  # Redis' error, not the 0.5 s timeout
+            assert followed.ups_and_downs() == [False], user  # down, never up
+            failed = events(log_stream, "test_subscription_failed")
+            assert failed[0]["error.message"] == "RespError", user
+            assert "s3cret" not in log_stream.getvalue().decode()
+            log_stream.seek(0)
+            log_stream.truncate()
 
 
 class _Unentered:
