@@ -259,8 +259,14 @@ class ProductCache:
             product = await self._load(load, replica_load, newest)
             if product is not None:
                 await self.shared.store(product_id, product)
-        if self._flights.get(product_id) is asyncio.current_task():
-            self._store(product_id, product)  # not when invalidated meanwhile
+        # Not when invalidated meanwhile; and a refresh that lands while heartbeats are overdue
+        # leaves the copy it was to replace: stored now, the new one would live local_ttl
+        # only, where the old keeps its followed expiry (a busy worker then turned its
+        # refreshes into misses).
+        if self._flights.get(product_id) is asyncio.current_task() and (
+            counted or self.follower.followed_until > self._clock()
+        ):
+            self._store(product_id, product)
         return product
 
     async def _load(
