@@ -62,3 +62,28 @@ async def test_an_unfollowed_copy_is_not_renewed(
         await cache.get(PRODUCT, source.load)
         assert not cache._flights
         assert source.loads == 1
+
+
+async def test_a_refresh_landing_while_heartbeats_are_overdue_keeps_the_copy(
+    logger: FilteringBoundLogger, namespace: str, throwaway_redis: ThrowawayRedis
+) -> None:
+    clock, source = Clock(), Source()
+    async with (
+        open_redis(throwaway_redis.url, timeout=0.5, logger=logger) as link,
+        replica(link, logger, namespace, local_ttl=0.5, followed_ttl=30, clock=clock) as cache,
+    ):
+        assert link.client is not None
+        await until(lambda: cache.followed_until > clock.now, limit=5)
+        await cache.get(PRODUCT, source.load)
+        kept = cache._local[PRODUCT][0]
+        await link.client.delete([f"{namespace}:product:{PRODUCT}"])  # the refresh loads
+        source.gate = asyncio.Event()
+        clock.now += 27.5
+        await until(lambda: cache.followed_until > clock.now, limit=5)
+        await cache.get(PRODUCT, source.load)  # starts the refresh, held at the gate
+        flight = cache._flights[PRODUCT]
+        await source.started.wait()
+        clock.now += 1.0  # heartbeats overdue when it lands
+        source.gate.set()
+        await flight
+        assert cache._local[PRODUCT][0] == kept  # the followed copy, not a 0.5 s one
