@@ -73,11 +73,13 @@ def _token() -> Callable[[], object]:
     token, _ = codec.issue(
         sub="7", sid="6f1c7e0a-2b1f-4c55-9a0e-3d1f5b7c9e21", roles=["customer"], permissions=[]
     )
-    authorization = "Bearer " + token
+    header = b"Bearer " + token.encode()
     scope = dict(SCOPE)
-    authenticate(authorization, scope)  # verified once: the cache holds it
+    authenticate(header.decode("latin-1"), scope)  # verified once: the cache holds it
     bound = authenticate.__call__  # as create_app passes it to the authentication layer
-    return lambda: bound(authorization, scope)
+    # A new str a request, decoded as the authentication layer decodes the header: its hash is
+    # not cached yet, as a served request's is not.
+    return lambda: bound(header.decode("latin-1"), scope)
 
 
 def _limit() -> Callable[[], object]:
@@ -126,6 +128,7 @@ def _cache() -> Callable[[], object]:
     )
     product = CachedProduct(1, '"p-7-1"', b'{"id":7}')
     cache.follower.followed_until = MONOTONIC + 2.0  # a heartbeat came back
+
     async def store() -> None:
         cache._store(7, product)  # as a load stores it, on the event loop
 
