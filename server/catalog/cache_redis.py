@@ -2,8 +2,10 @@
 tombstones and their invalidations.
 
 Every write leaves its version in Redis (the tombstone) and publishes the product id: one
-script call for all the products of a write on one Redis server (on a cluster two per product:
-a script there touches one slot, and the fan-out is SPUBLISH).
+script call for all the products of a write on one Redis server, sent on the link's own
+command connection (server/runtime/resp_commands.py, an eighth of coredis' client cost a call:
+decision 0015); on a cluster two per product through coredis (a script there touches one slot,
+and the fan-out is SPUBLISH).
 Stores go through SET-IF-NEWER, so a reader that loaded a row before a write can never put it
 back over the newer state. A tombstone Redis has not taken yet stays pending and is resent every
 ``REDIS_PAUSE`` seconds; until then that product is not read from Redis. After a Redis failure
@@ -24,6 +26,7 @@ from server.runtime.pubsub import error_name, publish
 from server.runtime.redis_client import RedisClient
 from server.runtime.redis_link import RedisLink
 from server.runtime.redis_script import RedisScript
+from server.runtime.resp_commands import RespCommands
 
 # Stored versions only move forward; an equal version may replace (a row over its own tombstone).
 _SET_IF_NEWER = """
@@ -55,6 +58,7 @@ for i, key in ipairs(KEYS) do
 end
 return #KEYS
 """
+_EVAL = (b"EVAL", _TOMBSTONES.encode())
 REDIS_PAUSE = 1.0  # after a Redis failure, reads skip it this long instead of paying a timeout
 _MAX_PENDING = 10_000
 # A script blocks Redis while it runs: a backlog of pending tombstones goes in calls this big.
@@ -140,23 +144,28 @@ class SharedProducts:
                 for product_id in product_ids:
                     await self._send_on_cluster(client, product_id)
             else:
+                commands = self.redis.commands
+                if commands is None:
+                    raise ConnectionError("the command connection is closed")
                 for start in range(0, len(product_ids), _TOMBSTONES_PER_CALL):
-                    await self._send(client, product_ids[start : start + _TOMBSTONES_PER_CALL])
+                    await self._send(commands, product_ids[start : start + _TOMBSTONES_PER_CALL])
             self._ok()
         except Exception as exc:
             self._failed("invalidate", exc)
 
-    async def _send(self, client: RedisClient, product_ids: list[int]) -> None:
+    async def _send(self, commands: RespCommands, product_ids: list[int]) -> None:
         pending = self._pending
         # Those a concurrent send delivered meanwhile are no longer pending.
         sent = {pid: pending[pid] for pid in product_ids if pid in pending}
         if not sent:
             return
-        args: list[int | str] = [self.ttl_ms, self.channel]
+        arguments: list[str | bytes] = [*_EVAL, str(len(sent))]
+        arguments += [self._key(pid) for pid in sent]
+        arguments += [str(self.ttl_ms), self.channel]
         for product_id, version in sent.items():
-            args += (version, product_id)
+            arguments += (str(version), str(product_id))
         async with asyncio.timeout(self.redis.timeout):
-            await client.eval(_TOMBSTONES, keys=[self._key(pid) for pid in sent], args=args)
+            await commands.execute(*arguments)
         self._delivered(sent)
 
     async def _send_on_cluster(self, client: RedisClient, product_id: int) -> None:

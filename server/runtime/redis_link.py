@@ -11,9 +11,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import coredis
 from structlog.typing import FilteringBoundLogger
 
 from server.runtime.redis_client import RedisClient, is_cluster_url, make_client
+from server.runtime.resp import ServerAddress
+from server.runtime.resp_commands import RespCommands
 
 _RETRY_SECONDS = 2.0
 _REDISCOVER_AFTER = 2  # failed probes in a row
@@ -25,6 +28,9 @@ class RedisLink:
         self.timeout = timeout
         self.logger = logger
         self.client: RedisClient | None = None
+        # One server only: the catalog's tombstones go through a connection of hotpath's own,
+        # made as the client's (decision 0015); set and closed with the client.
+        self.commands: RespCommands | None = None
         self._connected = asyncio.Event()
         self._stop = asyncio.Event()
         # A cluster: set after failed probes, so that run() opens a client that discovers the
@@ -84,6 +90,11 @@ class RedisLink:
             try:
                 async with client:
                     await client.ping()
+                    if isinstance(client, coredis.Redis):
+                        self.commands = RespCommands(ServerAddress.of(client))
+                        with contextlib.suppress(Exception):  # else the first command connects
+                            async with asyncio.timeout(self.timeout):
+                                await self.commands.connect()
                     self.client = client
                     self._connected.set()
                     self.logger.info("redis_connected", mode="shared", cluster=self.cluster)
@@ -104,6 +115,9 @@ class RedisLink:
                     await asyncio.wait_for(self._stop.wait(), _RETRY_SECONDS)
             finally:
                 self.client = None
+                if self.commands is not None:
+                    self.commands.close()
+                    self.commands = None
 
     def stop(self) -> None:
         self._stop.set()

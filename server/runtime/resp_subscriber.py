@@ -9,9 +9,10 @@ message costs the RESP3 parse and the callback, in the protocol's ``data_receive
 wakes up. Used for one server only: a Redis Cluster keeps coredis' sharded pub/sub
 (server/runtime/pubsub.py), which follows slots moving between shards.
 
-The connection is made as coredis' client for the same ``REDIS_URL`` makes its own (its pool's
-address, TLS context, credentials, database, client name and timeouts): HELLO 3 with AUTH,
-SELECT and CLIENT SETNAME when the URL has them, then SUBSCRIBE. A
+The connection is made as coredis' client for the same ``REDIS_URL`` makes its own
+(server/runtime/resp.py: its pool's address, TLS context, credentials, database, client name
+and timeouts; HELLO 3 with AUTH, SELECT and CLIENT SETNAME when the URL has them), then
+SUBSCRIBE. A
 subscription silent for ``keepalive`` seconds is sent a PING; no answer within the client's
 timeout fails it, so a stalled Redis or a partition that sends no RST is found as with
 coredis' ``max_idle_seconds``.
@@ -20,126 +21,28 @@ coredis' ``max_idle_seconds``.
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, NoReturn, cast
 
-import coredis
-from coredis.connection import TCPLocation, UnixDomainSocketLocation
+from server.runtime.resp import (
+    Push,
+    RespError,
+    ServerAddress,
+    command,
+    hello,
+    open_transport,
+    parse,
+)
 
-
-class RespError(Exception):
-    """Redis answered a command with an error (its text: never a credential)."""
-
-
-@dataclass(frozen=True)
-class ServerAddress:
-    """Where and how coredis' client connects (one server); ``path`` for a Unix socket."""
-
-    host: str = ""
-    port: int = 0
-    path: str | None = None
-    tls: ssl.SSLContext | None = None
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    db: int = 0
-    client_name: str | None = None
-    connect_timeout: float | None = None
-    timeout: float | None = None
-
-    @classmethod
-    def of(cls, client: coredis.Redis[str]) -> ServerAddress:
-        pool = client.connection_pool
-        kwargs = pool.connection_kwargs
-        location = pool.location
-        if isinstance(location, UnixDomainSocketLocation):
-            host, port, path, tls = "", 0, location.path, None
-        elif isinstance(location, TCPLocation):
-            host, port, path, tls = location.host, location.port, None, kwargs.get("ssl_context")
-        else:
-            raise ValueError(f"no subscriber for a {type(location).__name__}")
-        return cls(
-            host=host,
-            port=port,
-            path=path,
-            tls=tls,
-            username=kwargs.get("username"),
-            password=kwargs.get("password"),
-            db=kwargs.get("db") or 0,
-            client_name=kwargs.get("client_name"),
-            connect_timeout=kwargs.get("connect_timeout"),
-            timeout=kwargs.get("stream_timeout"),
-        )
-
-
-class _Push(list[object]):
-    """A RESP3 push frame (``>``): what the server sends unasked, as opposed to a reply."""
+__all__ = ["RespError", "ServerAddress", "listen"]
 
 
 _MESSAGE = b">3\r\n$7\r\nmessage\r\n"
 _PING = b"*1\r\n$4\r\nPING\r\n"
-
-
-def _parse(buffer: bytes, at: int) -> tuple[object, int] | None:
-    """The RESP2/RESP3 value starting at ``at`` and where the next one starts; None while it is
-    incomplete. Bulk strings stay bytes."""
-    end = buffer.find(b"\r\n", at)
-    if end < 0:
-        return None
-    kind, line, at = buffer[at], buffer[at + 1 : end], end + 2
-    if kind in b"$=!":  # bulk string, verbatim string, bulk error
-        size = int(line)
-        if size < 0:
-            return None, at  # RESP2's null
-        if len(buffer) < at + size + 2:
-            return None
-        data = buffer[at : at + size]
-        if kind == ord("="):
-            data = data[4:]  # "txt:"
-        elif kind == ord("!"):
-            return RespError(data.decode(errors="replace")), at + size + 2
-        return data, at + size + 2
-    if kind in b"*>~%|":  # array, push, set, map, attribute
-        count = int(line)
-        if kind in b"%|":
-            count *= 2
-        items: list[object] = []
-        for _ in range(max(count, 0)):
-            parsed = _parse(buffer, at)
-            if parsed is None:
-                return None
-            item, at = parsed
-            items.append(item)
-        if kind == ord("|"):  # attributes precede the value they describe: skip them
-            return _parse(buffer, at)
-        if kind == ord(">"):
-            return _Push(items), at
-        if kind == ord("%"):
-            return dict(zip(items[::2], items[1::2], strict=True)), at
-        return (items if count >= 0 else None), at
-    if kind == ord("+"):
-        return line.decode(errors="replace"), at
-    if kind == ord("-"):
-        return RespError(line.decode(errors="replace")), at
-    if kind in b":(":
-        return int(line), at
-    if kind == ord("_"):
-        return None, at
-    if kind == ord(","):
-        return float(line), at
-    if kind == ord("#"):
-        return line == b"t", at
-    raise ConnectionError(f"not RESP: {bytes([kind])!r}")
-
-
-def _command(*args: str | bytes) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg.encode() if isinstance(arg, str) else arg
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
+# The parser's names as this module had them (its tests read them from here).
+_parse = parse
+_Push = Push
 
 
 class _Subscriber(asyncio.Protocol):
@@ -232,12 +135,12 @@ class _Subscriber(asyncio.Protocol):
         assert self._transport is not None
         reply: asyncio.Future[object] = self._loop.create_future()
         self._replies.append(reply)
-        self._transport.write(_command(*args))
+        self._transport.write(command(*args))
         return await reply
 
     async def subscribe(self) -> None:
         assert self._transport is not None
-        self._transport.write(_command(b"SUBSCRIBE", self._channel))
+        self._transport.write(command(b"SUBSCRIBE", self._channel))
         await self._subscribed
 
     # keepalive
@@ -293,29 +196,12 @@ async def listen(
     the subscription fails, which raises (ConnectionError, TimeoutError, RespError); its
     socket is closed when this returns, cancelled or not. ``on_subscribed`` is called once
     Redis confirmed the subscription, before the first message is delivered."""
-    loop = asyncio.get_running_loop()
     subscriber = _Subscriber(channel, on_message, on_subscribed)
     try:
-        async with asyncio.timeout(address.connect_timeout):
-            if address.path is not None:
-                await loop.create_unix_connection(lambda: subscriber, address.path)
-            else:
-                await loop.create_connection(
-                    lambda: subscriber,
-                    address.host,
-                    address.port,
-                    ssl=address.tls,
-                    server_hostname=address.host if address.tls else None,
-                )
+        await open_transport(address, subscriber)
         async with asyncio.timeout(address.timeout):
-            hello: list[str | bytes] = [b"HELLO", b"3"]
-            if address.username or address.password:
-                hello += [b"AUTH", address.username or "default", address.password or ""]
-            await subscriber.request(*hello)
-            if address.db:
-                await subscriber.request(b"SELECT", str(address.db))
-            if address.client_name is not None:
-                await subscriber.request(b"CLIENT", b"SETNAME", address.client_name)
+            for args in hello(address):
+                await subscriber.request(*args)
             await subscriber.subscribe()
         subscriber.keep_alive(keepalive, address.timeout or keepalive)
         await subscriber.closed
