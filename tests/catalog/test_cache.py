@@ -204,10 +204,24 @@ async def test_a_write_of_several_products_is_one_redis_call(
                 sent.append((name, *args))
             return original(name, *args, **kwargs)  # type: ignore[arg-type]
 
+        # On one server the tombstones go on the link's own command connection (decision
+        # 0015), not through coredis: one EVAL there, nothing through the client.
+        commands = link.commands
+        assert commands is not None
+        ours: list[tuple[str | bytes, ...]] = []
+        execute = commands.execute
+
+        async def spy_ours(*args: str | bytes) -> object:
+            ours.append(args)
+            return await execute(*args)
+
         monkeypatch.setattr(client, "create_request", spy)
+        monkeypatch.setattr(commands, "execute", spy_ours)
         await writer.invalidate_many([(product_id, 2) for product_id in ids])
         monkeypatch.undo()
-        assert [command[0] for command in sent] == [b"EVAL"], sent
+        assert sent == [], sent
+        assert [command[0] for command in ours] == [b"EVAL"], ours
+        assert ours[0][2:6] == ("3", *(f"{namespace}:product:{pid}" for pid in ids))
         assert [await client.get(f"{namespace}:product:{pid}") for pid in ids] == ["2", "2", "9"]
         for product_id in ids:
             load = sources[product_id].load
