@@ -109,6 +109,17 @@ def spy_redis(app: HotpathApp, sent: Sent, monkeypatch: pytest.MonkeyPatch) -> N
         return original(name, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(client, "create_request", spy)
+    # On one server the tombstones go on the link's own command connection (decision 0015).
+    commands = app_container(app).redis.commands
+    if commands is not None:
+        execute = commands.execute
+
+        async def spy_ours(*args: str | bytes) -> object:
+            if sent.ours():
+                sent.redis.append(tuple(a.decode() if isinstance(a, bytes) else a for a in args))
+            return await execute(*args)
+
+        monkeypatch.setattr(commands, "execute", spy_ours)
 
 
 async def test_an_order_is_one_transaction_and_one_redis_call(
