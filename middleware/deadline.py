@@ -15,13 +15,15 @@ from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-_DEADLINE: ContextVar[float | None] = ContextVar("hotpath_request_deadline", default=None)
+# Set by this layer, or by the in-flight cap's layer when the stack has one (it admits the
+# request and starts its deadline in one call: middleware/in_flight.py).
+DEADLINE: ContextVar[float | None] = ContextVar("hotpath_request_deadline", default=None)
 
 
 def time_left() -> float | None:
     """Seconds until the current request's deadline (0 or less once past it); None outside a
     request, or in work that ``detach()`` released from one."""
-    deadline = _DEADLINE.get()
+    deadline = DEADLINE.get()
     if deadline is None:
         return None
     return deadline - time.monotonic()
@@ -30,7 +32,7 @@ def time_left() -> float | None:
 def detach() -> None:
     """Free the current task from the request's deadline: for work a request starts but does
     not wait for (a task copies its creator's context, deadline included)."""
-    _DEADLINE.set(None)
+    DEADLINE.set(None)
 
 
 class DeadlineMiddleware:
@@ -46,5 +48,5 @@ class DeadlineMiddleware:
         # Set without a reset: granian runs each request in a task of its own, whose context
         # dies with it, and a reset would need a coroutine frame around every request.
         if scope["type"] == "http":
-            _DEADLINE.set(time.monotonic() + self.seconds)
+            DEADLINE.set(time.monotonic() + self.seconds)
         return self.app(scope, receive, send)

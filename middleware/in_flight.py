@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from middleware.deadline import DEADLINE
 from middleware.types import OnError
 
 
@@ -27,6 +29,10 @@ class InFlightLimitMiddleware:
     counted nor refused: an orchestrator must see an overloaded process as alive. ``in_flight``
     is the current count, for a gauge; ``on_shed`` is called for each request refused (only
     then: an admitted request pays nothing for it).
+
+    `deadline` (seconds, 0: none) is DeadlineMiddleware's job done here: each request admitted
+    (an exempt one too) gets its deadline as it passes, so its time starts once it is admitted,
+    as it did with the deadline as the layer inside this one, without that layer's call.
     """
 
     def __init__(
@@ -38,6 +44,7 @@ class InFlightLimitMiddleware:
         on_error: OnError,
         exempt_paths: frozenset[str] = frozenset({"/livez", "/readyz", "/metrics"}),
         on_shed: Callable[[], None] | None = None,
+        deadline: float = 0,
     ) -> None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a positive int, got {limit!r}")
@@ -49,7 +56,10 @@ class InFlightLimitMiddleware:
             isinstance(path, str) and path.startswith("/") for path in exempt_paths
         ):
             raise ValueError(f"exempt_paths must be paths starting with '/', got {exempt_paths!r}")
+        if isinstance(deadline, bool) or not isinstance(deadline, int | float) or deadline < 0:
+            raise ValueError(f"deadline must be a non-negative number, got {deadline!r}")
         self.app = app
+        self.deadline = float(deadline)
         self.limit = limit
         self.retry_after = retry_after
         self.on_error = on_error
@@ -59,7 +69,11 @@ class InFlightLimitMiddleware:
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # Exempt requests get the inner app's awaitable: see SecurityHeadersMiddleware.
-        if scope["type"] != "http" or scope["path"] in self.exempt_paths:
+        if scope["type"] != "http":
+            return self.app(scope, receive, send)
+        if scope["path"] in self.exempt_paths:
+            if self.deadline:
+                DEADLINE.set(time.monotonic() + self.deadline)
             return self.app(scope, receive, send)
         return self._counted(scope, receive, send)
 
@@ -72,6 +86,8 @@ class InFlightLimitMiddleware:
             await self.on_error(Overloaded(self.retry_after))(scope, receive, send)
             return
         self.in_flight += 1
+        if self.deadline:
+            DEADLINE.set(time.monotonic() + self.deadline)
         try:
             await self.app(scope, receive, send)
         finally:

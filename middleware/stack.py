@@ -43,7 +43,8 @@ def build_stack(
     layer running the request id, the access log (when on), tracing (when a tracer is given),
     the metrics and the security headers (middleware/edge.py); compression (when on); CORS
     (when origins are allowed); the body limit, the in-flight cap (when set), the request
-    deadline (when set).
+    deadline (when set: started by the in-flight cap's layer as it admits a request, or a
+    layer of its own when there is no cap).
     Compression sits inside the edge, so what the access log and the metrics record is what
     went on the wire, and the security headers are added to what it answers (it changes only
     the body, Content-Length, Content-Encoding, ETag and Vary); `resolve_route` names the route
@@ -60,12 +61,17 @@ def build_stack(
     """
     if not isinstance(metrics, HttpMetrics):
         raise TypeError("metrics must be an HttpMetrics")
-    if request_timeout:
-        app = DeadlineMiddleware(app, seconds=request_timeout)
     if max_in_flight:
+        # The deadline is started by the cap's layer as it admits: a call fewer a request.
         app = InFlightLimitMiddleware(
-            app, limit=max_in_flight, on_error=on_error, on_shed=metrics.count_shed
+            app,
+            limit=max_in_flight,
+            on_error=on_error,
+            on_shed=metrics.count_shed,
+            deadline=request_timeout,
         )
+    elif request_timeout:
+        app = DeadlineMiddleware(app, seconds=request_timeout)
     app = BodyLimitMiddleware(app, max_bytes=max_body_bytes, on_error=on_error, timing=body_timing)
     if cors_origins:
         # Left out rather than empty: an empty allowlist would still cost a call per request.

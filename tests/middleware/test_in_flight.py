@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from middleware.deadline import time_left
 from middleware.in_flight import InFlightLimitMiddleware, Overloaded
 
 WAIT = 5  # a guard against hanging, never a timing assertion
@@ -231,3 +232,51 @@ async def test_each_refused_request_is_reported_to_on_shed() -> None:
         async with asyncio.timeout(WAIT):
             assert (await first).status_code == 200
     assert len(shed) == 3
+
+
+async def test_an_admitted_request_gets_its_deadline_as_it_is_admitted() -> None:
+    seen: dict[str, float | None] = {}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen[scope["path"]] = time_left()
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    limited = InFlightLimitMiddleware(app, limit=1, on_error=on_error, deadline=30)
+    bare = InFlightLimitMiddleware(app, limit=1, on_error=on_error)
+    # Each request in a task (a context) of its own, as the server runs them.
+    async with client(limited) as http:
+        assert (await asyncio.create_task(http.get("/work"))).status_code == 200
+        # Exempt: not counted, yet timed.
+        assert (await asyncio.create_task(http.get("/livez"))).status_code == 200
+    async with client(bare) as http:
+        assert (await asyncio.create_task(http.get("/other"))).status_code == 200
+    assert 29 < cast(float, seen["/work"]) <= 30
+    assert 29 < cast(float, seen["/livez"]) <= 30
+    assert seen["/other"] is None  # no deadline here: none set
+
+
+async def test_a_refused_request_gets_no_deadline() -> None:
+    blocking = Blocking()
+    blocking.expected = 1
+    limited = InFlightLimitMiddleware(blocking.app, limit=1, on_error=on_error, deadline=30)
+    refused: dict[str, float | None] = {}
+
+    def render(exc: Exception) -> ASGIApp:
+        refused["left"] = time_left()
+        return on_error(exc)
+
+    limited.on_error = render
+    async with client(limited) as http:
+        first = asyncio.create_task(http.get("/work"))
+        await asyncio.wait_for(blocking.all_in.wait(), WAIT)
+        second = await asyncio.create_task(http.get("/work"))
+        blocking.release.set()
+        assert (await asyncio.wait_for(first, WAIT)).status_code == 200
+    assert second.status_code == 503
+    assert refused == {"left": None}
+
+
+@pytest.mark.parametrize("bad", [-1, True, "5"])
+def test_a_deadline_must_be_a_non_negative_number(bad: Any) -> None:
+    with pytest.raises(ValueError, match="deadline"):
+        InFlightLimitMiddleware(Starlette(), limit=1, on_error=on_error, deadline=bad)

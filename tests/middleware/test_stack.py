@@ -148,9 +148,19 @@ def test_every_layer_on_is_in_order() -> None:
         CorsMiddleware,
         BodyLimitMiddleware,
         InFlightLimitMiddleware,
-        DeadlineMiddleware,
     ]
     assert isinstance(cast(Any, stack).app.tracing, Tracing)
+    # The deadline is the cap's job then: started as the request is admitted.
+    assert cast(Any, stack).app.app.app.app.app.deadline == 5.0
+
+
+def test_without_an_in_flight_cap_the_deadline_is_a_layer_of_its_own() -> None:
+    stack: Any = build_stack(
+        Starlette(), logger=CaptureLogger(), access_log=False,
+        metrics=HttpMetrics(registry=CollectorRegistry()), hsts=False, max_body_bytes=100,
+        on_error=on_error, request_timeout=5,
+    )  # fmt: skip
+    assert layers_of(stack)[-2:] == [BodyLimitMiddleware, DeadlineMiddleware]
 
 
 def test_access_log_is_left_out_when_disabled() -> None:
@@ -360,7 +370,8 @@ def test_the_body_is_read_outside_the_in_flight_cap_and_the_deadline() -> None:
         on_error=on_error, max_in_flight=1, request_timeout=5,
     )  # fmt: skip
     layers = layers_of(stack)
-    assert layers[-3:] == [BodyLimitMiddleware, InFlightLimitMiddleware, DeadlineMiddleware]
+    assert layers[-2:] == [BodyLimitMiddleware, InFlightLimitMiddleware]
+    assert stack.app.app.deadline == 5.0  # the deadline starts inside the cap, once admitted
 
 
 async def test_a_body_that_never_comes_holds_no_in_flight_slot() -> None:
