@@ -99,7 +99,10 @@ def _timed() -> tuple[Authenticator, AccessTokenCodec, Denylist, Clock]:
     return Authenticator(codec, denylist), codec, denylist, clock
 
 
-def test_a_kept_token_is_refused_from_exp_plus_leeway_as_the_codec_refuses_it() -> None:
+# The authenticator notes the user a request acts for (acting_for, a context variable): these
+# tests are coroutines, so each runs in a task of its own, as a request does, and nothing it
+# sets leaks into the next test of the same worker (tests/db/test_write_marks.py checks that).
+async def test_a_kept_token_is_refused_from_exp_plus_leeway_as_the_codec_refuses_it() -> None:
     authenticator, codec, _, clock = _timed()
     token, _ = codec.issue(sub="3", sid="s1", roles=["customer"], permissions=[])
     header = f"Bearer {token}"
@@ -113,7 +116,7 @@ def test_a_kept_token_is_refused_from_exp_plus_leeway_as_the_codec_refuses_it() 
     assert isinstance(authenticator(header, {}), Principal)
 
 
-def test_revocations_reach_a_kept_token_on_its_next_request() -> None:
+async def test_revocations_reach_a_kept_token_on_its_next_request() -> None:
     authenticator, codec, denylist, clock = _timed()
     first, _ = codec.issue(sub="3", sid="s1", roles=["customer"], permissions=[])
     other, _ = codec.issue(sub="3", sid="s2", roles=["customer"], permissions=[])
@@ -135,7 +138,7 @@ def test_revocations_reach_a_kept_token_on_its_next_request() -> None:
     assert authenticator(f"Bearer {first}", {}).session_id == "s1"  # type: ignore[union-attr]
 
 
-def test_a_kept_header_answers_only_itself() -> None:
+async def test_a_kept_header_answers_only_itself() -> None:
     authenticator, codec, _, _ = _timed()
     token, _ = codec.issue(sub="3", sid="s1", roles=["customer"], permissions=[])
     assert isinstance(authenticator(f"Bearer {token}", {}), Principal)
