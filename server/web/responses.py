@@ -305,8 +305,10 @@ _MAX_BIGINT = 2**63 - 1
 
 def path_id(request: Request, name: str, missing: str) -> int:
     """A bigint id from the path, in one spelling only: ASCII digits, no sign or leading zero
-    (``int()`` also takes "+1", "1_0" and "0012"), within bigint (past it the driver would fail
-    with a 500). Anything else names nothing: 404 with ``missing``."""
+    (``int()`` also takes "+1", "1_0" and "0012"), from 1 (ids are serials, and the OpenAPI
+    document says ``minimum: 1``) within bigint (past it the driver would fail with a 500).
+    Anything else names nothing: 404 with ``missing``, before any other check of the request
+    (a 412 for an If-Match naming id 0 would answer for a resource that cannot exist)."""
     return scope_path_id(request.scope, name, missing)
 
 
@@ -316,7 +318,7 @@ def scope_path_id(scope: Scope, name: str, missing: str) -> int:
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or raw != str(int(raw)):
         raise errors.NotFound(missing)
     value = int(raw)
-    if value > _MAX_BIGINT:
+    if not 0 < value <= _MAX_BIGINT:
         raise errors.NotFound(missing)
     return value
 

@@ -328,6 +328,18 @@ async def test_patch_of_an_unknown_product_is_404(
     assert_problem(response, 404)
 
 
+@pytest.mark.parametrize("method", ["PATCH", "DELETE"])
+async def test_an_id_that_cannot_exist_is_404_before_the_etag_is_read(
+    http: httpx.AsyncClient, catalog: Catalog, method: str
+) -> None:
+    # Ids are serials from 1 (the OpenAPI document says minimum 1): /v1/products/0 names
+    # nothing, whatever If-Match says (schemathesis' ST201 found a 412 for it).
+    for etag in ("a:h`0qX`3", '"p0v1"'):
+        headers = {**catalog.headers, "if-match": etag}
+        response = await http.request(method, "/v1/products/0", json={"name": "x"}, headers=headers)
+        assert_problem(response, 404)
+
+
 async def test_delete_is_soft_and_needs_the_current_etag(
     http: httpx.AsyncClient, catalog: Catalog, db: asyncpg.Connection
 ) -> None:
