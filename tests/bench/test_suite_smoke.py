@@ -5,6 +5,7 @@ runs without an error, and the report is whole. It measures nothing: the budget 
 from __future__ import annotations
 
 import shutil
+import statistics
 from pathlib import Path
 
 import orjson
@@ -13,6 +14,24 @@ import pytest
 from bench.suite.budget import BUDGETS, EDGES, NOLIMIT
 from bench.suite.peers import PEERS
 from tests.fixtures.bench_runs import run_module
+
+
+def splits_of(rounds: list[dict[str, float]]) -> dict[str, tuple[float, float, float]]:
+    """Each edge split's (ratio, jobs, structure) from the budget rounds, recomputed here."""
+
+    def median(top: str, bottom: str, kept: list[dict[str, float]]) -> float:
+        return round(statistics.median(r[top] / r[bottom] for r in kept), 3)
+
+    splits = {}
+    for name, (ceiling, edge) in EDGES.items():
+        kept = [r for r in rounds if {name, ceiling, edge} <= r.keys()]
+        splits[name] = (
+            median(name, ceiling, kept),
+            median(edge, ceiling, kept),
+            median(name, edge, kept),
+        )
+    return splits
+
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 SCENARIOS = {
@@ -95,17 +114,20 @@ def test_the_suite_runs_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
     split = report["ping_split"]
     assert split["jobs"] > 0
     assert split["structure"] > 0
-    # The two shares multiply to ping's ratio (each a median of the same rounds: near, not equal).
-    assert split["jobs"] * split["structure"] == pytest.approx(
-        split["ping_over_ceiling_json"], rel=0.5
-    )
+    # Each share is the median of its ratio over the budget's own rounds (checked exactly
+    # below, for every split). Their product is only near the ratio, and far from it when one
+    # of two 1 s rounds is noisy, as under a loaded make test: it is not what is checked.
+    assert split["ping_over_ceiling_json"] == splits_of(report["budget_rounds"])["ping"][0]
     assert "the stack's jobs for `/livez`" in (tmp_path / "latest.md").read_text()
     splits = report["edge_splits"]
     assert set(splits) == set(EDGES)
+    recomputed = splits_of(report["budget_rounds"])
     for name, split in splits.items():
         assert split["jobs"] > 0, name
         assert split["structure"] > 0, name
-        assert split["jobs"] * split["structure"] == pytest.approx(split["ratio"], rel=0.5), name
+        # ratio = scenario / ceiling, jobs = edge / ceiling, structure = scenario / edge, each
+        # the median over the same rounds, as the report says.
+        assert (split["ratio"], split["jobs"], split["structure"]) == recomputed[name], name
         if name != "ping":
             assert f"Where {name}'s {split['ratio']}x" in (tmp_path / "latest.md").read_text()
     assert "closed-loop" in report["load_generator"]
