@@ -28,7 +28,9 @@ SMOKE = Options(
     budget_seconds=1,
     webhook_events=50,
     login_seconds=6,
+    openloop_rounds=2,
     openloop_seconds=1,
+    openloop_warmup=0.5,
     profile_scenarios=("product_get",),
     profile_seconds=1,
 )

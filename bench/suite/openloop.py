@@ -40,6 +40,7 @@ class OpenLoopResult:
     # How late the generator itself sent (the 99th percentile, ms): large, and the latencies
     # above measure the generator's backlog as much as the server's.
     send_lag_p99_ms: float
+    send_lags_ms: list[float]  # sorted, one per counted request sent
 
     def percentile(self, share: float) -> float:
         """The latency below which ``share`` (0.5, 0.99, 0.999) of the answers fall."""
@@ -204,8 +205,29 @@ async def _run(
             conn.transport.close()
     latencies.sort()
     lags.sort()
-    lag = lags[min(len(lags) - 1, round(0.99 * len(lags)))] if lags else 0.0
-    return OpenLoopResult(rate, seconds, total - skipped, errors, latencies, lag)
+    return OpenLoopResult(rate, seconds, total - skipped, errors, latencies, _p99(lags), lags)
+
+
+def _p99(lags: list[float]) -> float:
+    return lags[min(len(lags) - 1, round(0.99 * len(lags)))] if lags else 0.0
+
+
+def pooled(runs: Sequence[OpenLoopResult]) -> OpenLoopResult:
+    """Several runs at one rate taken as one: their requests, errors, latencies and send lags
+    together (the percentiles of the whole, not a mean of each run's)."""
+    if not runs or len({run.rate for run in runs}) != 1:
+        raise ValueError("pooled() takes one or more runs at the same rate")
+    latencies = sorted(itertools.chain.from_iterable(run.latencies_ms for run in runs))
+    lags = sorted(itertools.chain.from_iterable(run.send_lags_ms for run in runs))
+    return OpenLoopResult(
+        runs[0].rate,
+        sum(run.seconds for run in runs),
+        sum(run.sent for run in runs),
+        sum(run.errors for run in runs),
+        latencies,
+        _p99(lags),
+        lags,
+    )
 
 
 def run_open_loop(

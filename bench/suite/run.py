@@ -1,11 +1,11 @@
 """One benchmark run, phase by phase, each scenario measured after a warm-up on a freshly
 started server: the ceilings (bench/suite/ceilings.py); hotpath's scenarios, here, with its
-uncached and unlimited variants, the open-model run of the warm read, Artillery and the
-profiles; the peers (peers.py); the budget's interleaved rounds (budget.py); webhook delivery."""
+uncached and unlimited variants, the open-model run of the warm read beside the box's floors
+(open_model.py), Artillery and the profiles; the peers (peers.py); the budget's interleaved
+rounds (budget.py); webhook delivery."""
 
 from __future__ import annotations
 
-import random
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -13,9 +13,9 @@ from pathlib import Path
 from bench.suite import setup, webhooks
 from bench.suite.budget import measure_budgets
 from bench.suite.ceilings import measure_ceilings
-from bench.suite.openloop import run_open_loop
+from bench.suite.open_model import measure_open_model
 from bench.suite.peers import measure_peers
-from bench.suite.servers import HOST, Server, hotpath_command
+from bench.suite.servers import Server, hotpath_command
 from bench.suite.state import Options, Results, Run, hotpath_env
 
 
@@ -81,7 +81,7 @@ def _hotpath(state: Run, url: str, accounts: list[setup.Account]) -> None:
                 # mode) on a busy box can end before the first answer, and wrk counts none.
                 at_least=options.login_seconds if name == "login" else 0.0,
             )
-        _open_model(state, server, _read(tokens))
+        measure_open_model(state, server, url, tokens)
         if options.artillery:
             _artillery(state, server, accounts)
 
@@ -122,45 +122,6 @@ def _hotpath(state: Run, url: str, accounts: list[setup.Account]) -> None:
     state.serve("hotpath_nocache", hotpath_command(), nocache, "/readyz", uncached)
     nolimit = {**env, "HOTPATH_RATE_LIMITS": "false"}
     state.serve("hotpath_nolimit", hotpath_command(), nolimit, "/readyz", unlimited)
-
-
-# (scenario, target, description, cache seconds, tokens with an audience, hotpath's scenario
-# it is compared with)
-
-
-def _open_model(state: Run, server: Server, tokens: list[str]) -> None:
-    """The warm read offered at fixed rates, shares of the peak wrk just measured for it, with
-    latency counted from each request's due time (no coordinated omission)."""
-    options = state.options
-    peak = next(o.measured.rps for o in state.results.outcomes if o.name == "product_get")
-    rng = random.Random(7)
-    requests = [
-        f"GET /v1/products/{rng.randint(1, options.hot_products)} HTTP/1.1\r\n"
-        f"Host: {HOST}\r\nAuthorization: Bearer {rng.choice(tokens)}\r\n\r\n".encode()
-        for _ in range(5000)
-    ]
-    port = int(server.base.rsplit(":", 1)[1])
-    for share in options.openloop_shares:
-        found = run_open_loop(
-            HOST,
-            port,
-            requests,
-            rate=share * peak,
-            seconds=options.openloop_seconds,
-            warmup=options.openloop_warmup,
-        )
-        state.results.open_model.append(
-            {
-                "share_of_peak": share,
-                "rate": round(found.rate, 1),
-                "sent": found.sent,
-                "errors": found.errors,
-                "p50_ms": round(found.percentile(0.5), 3),
-                "p99_ms": round(found.percentile(0.99), 3),
-                "p999_ms": round(found.percentile(0.999), 3),
-                "send_lag_p99_ms": round(found.send_lag_p99_ms, 3),
-            }
-        )
 
 
 def _artillery(state: Run, server: Server, accounts: list[setup.Account]) -> None:

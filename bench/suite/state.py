@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.suite import setup
 from bench.suite.procs import RssSampler, rss_bytes, tree
@@ -40,10 +41,12 @@ class Options:
     budget_seconds: float = 6.0
     webhook_events: int = 5000  # 0: no webhook delivery run
     login_seconds: float = 0.0  # the login scenario is measured at least this long
-    # The open-model run of the warm read (bench/suite/openloop.py): these shares of the peak
-    # wrk measured, each offered for openloop_seconds; () for none.
+    # The open-model run of the warm read (bench/suite/open_model.py): these shares of the peak
+    # wrk measured, each offered for openloop_rounds rounds of openloop_seconds to hotpath and,
+    # at the same rate and in alternation, to the box's floors; () for none.
     openloop_shares: tuple[float, ...] = (0.5, 0.8)
-    openloop_seconds: float = 15.0
+    openloop_rounds: int = 3
+    openloop_seconds: float = 3.0
     # Offered at the same rate first, not counted: the connections are opened in it (the first
     # second at 9,400 req/s held most of the run's requests over 10 ms, 2026-12-07).
     openloop_warmup: float = 1.0
@@ -86,7 +89,9 @@ class Results:
     budget_rounds: list[dict[str, float]] = field(default_factory=list)
     webhooks: dict[str, object] | None = None
     profiles: dict[str, Profile] = field(default_factory=dict)
-    open_model: list[dict[str, float]] = field(default_factory=list)
+    # One row per share of the peak and target (hotpath's product_get and its floors), each
+    # pooled over the rounds (bench/suite/open_model.py).
+    open_model: list[dict[str, Any]] = field(default_factory=list)
     profiles_skipped: str | None = None
 
 

@@ -5,6 +5,7 @@ that stalls once is seen in every request that queued behind the stall, not in o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import threading
 from collections.abc import Callable, Iterator
@@ -12,7 +13,7 @@ from typing import cast
 
 import pytest
 
-from bench.suite.openloop import run_open_loop
+from bench.suite.openloop import pooled, run_open_loop
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
 
@@ -166,3 +167,21 @@ def test_a_failure_the_generator_does_not_expect_is_raised_not_lost(
             rate=20,
             seconds=0.2,
         )
+
+
+def test_pooled_runs_are_one_run_of_all_their_requests(stalling: StallingServer) -> None:
+    # The stall lands in the first run only: pooled, its slow requests are a share of both
+    # runs' requests, so the pool's percentiles are the whole's, not either run's.
+    first = run_open_loop("127.0.0.1", stalling.port, [REQUEST], rate=100, seconds=1)
+    second = run_open_loop("127.0.0.1", stalling.port, [REQUEST], rate=100, seconds=1)
+    both = pooled([first, second])
+    assert (both.rate, both.seconds, both.sent, both.errors) == (100, 2, 200, 0)
+    assert both.latencies_ms == sorted(first.latencies_ms + second.latencies_ms)
+    assert both.send_lags_ms == sorted(first.send_lags_ms + second.send_lags_ms)
+    assert len(both.send_lags_ms) == 200
+    assert both.percentile(0.99) == both.latencies_ms[197]
+    assert both.latencies_ms[-1] == first.latencies_ms[-1] >= 250
+    with pytest.raises(ValueError, match="at the same rate"):
+        pooled([first, dataclasses.replace(second, rate=50)])
+    with pytest.raises(ValueError, match="at the same rate"):
+        pooled([])

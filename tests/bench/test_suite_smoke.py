@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from bench.suite.budget import BUDGETS, EDGES, NOLIMIT
+from bench.suite.open_model import TARGETS as OPEN_MODEL_TARGETS
 from bench.suite.peers import PEERS
 from tests.fixtures.bench_runs import run_module
 
@@ -78,12 +79,32 @@ def test_the_suite_runs_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
     assert len(goals) == len(BUDGETS) + 3  # + the open-model p99, errors, RSS
     # The budgets of 2026-11-26 (issue 13 keeps them) are checked beside issue 19's.
     assert sum(goal.endswith("(set 2026-11-26)") for goal in goals) == 2
-    shares = [point["share_of_peak"] for point in report["open_model"]]
-    assert shares == [0.5, 0.8]
-    for point in report["open_model"]:
+    # Each share: hotpath's warm read and its floors, at one offered rate, in the same rounds.
+    rows = report["open_model"]
+    assert [(p["share_of_peak"], p["target"]) for p in rows] == [
+        (share, target) for share in (0.5, 0.8) for target in OPEN_MODEL_TARGETS
+    ]
+    for point in rows:
         assert point["sent"] > 0
         assert point["errors"] == 0, point
         assert 0 < point["p50_ms"] <= point["p99_ms"] <= point["p999_ms"]
+        assert len(point["rounds_p99_ms"]) == 2, point
+        assert all(p99 > 0 for p99 in point["rounds_p99_ms"]), point
+    assert len({(p["share_of_peak"], p["rate"]) for p in rows}) == 2  # one rate a share
+    [goal] = [g for g in report["budget"] if g["goal"].startswith("product_get p99 <")]
+    assert goal["value"] == rows[0]["p99_ms"]  # hotpath's, not a floor's
+    # The split of hotpath's p99, recomputed from the rows: the floor is the bare callable's.
+    p99 = {(p["share_of_peak"], p["target"]): p["p99_ms"] for p in rows}
+    splits = report["open_model_floor"]
+    assert [s["share_of_peak"] for s in splits] == [0.5, 0.8]
+    for split in splits:
+        share = split["share_of_peak"]
+        hot, edge, bare = (p99[share, t] for t in OPEN_MODEL_TARGETS)
+        assert (split["p99_ms"], split["box_ms"]) == (hot, bare), split
+        assert split["hotpath_ms"] == round(hot - bare, 3), split
+        assert split["jobs_ms"] == round(edge - bare, 3), split
+        assert split["structure_ms"] == round(hot - edge, 3), split
+        assert f"`ceiling_json`'s p99, is {bare} ms" in (tmp_path / "latest.md").read_text()
     assert len(report["budget_rounds"]) == 2
     hooks = report["webhooks"]
     assert hooks["delivered"] == hooks["events"] == 50
