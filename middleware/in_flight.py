@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from middleware.boundary import BoundaryMiddleware
 from middleware.deadline import DEADLINE
-from middleware.types import OnError
+from middleware.types import ANSWER_HEADERS, OnError, Rescue
+
+_START = "http.response.start"
 
 
 class Overloaded(Exception):
@@ -33,6 +36,11 @@ class InFlightLimitMiddleware:
     `deadline` (seconds, 0: none) is DeadlineMiddleware's job done here: each request admitted
     (an exempt one too) gets its deadline as it passes, so its time starts once it is admitted,
     as it did with the deadline as the layer inside this one, without that layer's call.
+
+    `rescue` (None: none) is BoundaryMiddleware's job done here, in the same coroutine that
+    holds the slot: an exception from the app is answered by it, as it was by the boundary as
+    the layer inside this one, with a coroutine frame fewer for every await below to resume
+    through. An exempt request goes through the boundary's own coroutine.
     """
 
     def __init__(
@@ -45,6 +53,7 @@ class InFlightLimitMiddleware:
         exempt_paths: frozenset[str] = frozenset({"/livez", "/readyz", "/metrics"}),
         on_shed: Callable[[], None] | None = None,
         deadline: float = 0,
+        rescue: Rescue | None = None,
     ) -> None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a positive int, got {limit!r}")
@@ -66,6 +75,9 @@ class InFlightLimitMiddleware:
         self.exempt_paths = frozenset(exempt_paths)
         self.on_shed = on_shed
         self.in_flight = 0
+        self.rescue = rescue
+        # Exempt requests' boundary: not counted, but a bug is still a 500.
+        self._exempt = app if rescue is None else BoundaryMiddleware(app, rescue=rescue).guarded
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # Exempt requests get the inner app's awaitable: see SecurityHeadersMiddleware.
@@ -74,7 +86,7 @@ class InFlightLimitMiddleware:
         if scope["path"] in self.exempt_paths:
             if self.deadline:
                 DEADLINE.set(time.monotonic() + self.deadline)
-            return self.app(scope, receive, send)
+            return self._exempt(scope, receive, send)
         return self._counted(scope, receive, send)
 
     async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -88,7 +100,27 @@ class InFlightLimitMiddleware:
         self.in_flight += 1
         if self.deadline:
             DEADLINE.set(time.monotonic() + self.deadline)
+        rescue = self.rescue
         try:
-            await self.app(scope, receive, send)
+            if rescue is None:
+                await self.app(scope, receive, send)
+                return
+            # BoundaryMiddleware.guarded, inline: a coroutine frame fewer.
+            started = False
+            scope[ANSWER_HEADERS] = None
+
+            def send_tracked(message: Message) -> Awaitable[None]:
+                nonlocal started
+                if message["type"] == _START:
+                    started = True
+                    extra = scope[ANSWER_HEADERS]
+                    if extra is not None:
+                        message["headers"] = [*message.get("headers", ()), *extra]
+                return send(message)
+
+            try:
+                await self.app(scope, receive, send_tracked)
+            except Exception as exc:
+                await rescue(exc, scope, receive, send, started)
         finally:
             self.in_flight -= 1

@@ -7,7 +7,8 @@ holds (a leased token), the common case, without a decision object, and None oth
 and returns None when only the shared store can answer, ``wait(key, policy)`` then gives that
 answer, and ``headers(decision)`` renders the RateLimit-Policy / RateLimit (and, on a denial,
 Retry-After) headers. A denied request is answered through ``on_error(RateLimited(headers))``;
-an allowed one carries the headers too.
+an allowed one carries the headers too: added by the error boundary's send wrapper when a
+boundary runs outside (``ANSWER_HEADERS`` in the scope), by a wrapper of this layer otherwise.
 It runs after authentication (the key is the API key, the user or the client address).
 """
 
@@ -18,7 +19,7 @@ from typing import Any, Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from middleware.types import OnError
+from middleware.types import ANSWER_HEADERS, OnError
 
 Header = tuple[bytes, bytes]
 
@@ -83,13 +84,12 @@ class RateLimitMiddleware:
             if not decision.allowed:
                 return self.on_error(RateLimited(extra))(scope, receive, send)
 
-        # _adding's wrapper, inline: a call fewer on every limited request.
-        def send_with_limits(message: Message) -> Awaitable[None]:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *extra]
-            return send(message)
-
-        return self.app(scope, receive, send_with_limits)
+        if ANSWER_HEADERS in scope:
+            # The error boundary's send wrapper adds them (middleware/boundary.py): no
+            # wrapper of our own, a call fewer for each message.
+            scope[ANSWER_HEADERS] = extra
+            return self.app(scope, receive, send)
+        return self.app(scope, receive, _adding(extra, send))
 
     async def _awaiting(
         self, pending: Awaitable[_Decision], scope: Scope, receive: Receive, send: Send
@@ -99,7 +99,11 @@ class RateLimitMiddleware:
         if not decision.allowed:
             await self.on_error(RateLimited(extra))(scope, receive, send)
             return
-        await self.app(scope, receive, _adding(extra, send))
+        if ANSWER_HEADERS in scope:
+            scope[ANSWER_HEADERS] = extra
+            await self.app(scope, receive, send)
+        else:
+            await self.app(scope, receive, _adding(extra, send))
 
 
 def rate_limit_layer(

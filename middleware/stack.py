@@ -7,6 +7,7 @@ from starlette.types import ASGIApp
 
 from middleware.access_log import AccessLog
 from middleware.body_limit import BodyLimitMiddleware, BodyTiming
+from middleware.boundary import BoundaryMiddleware
 from middleware.compression import CompressionMiddleware
 from middleware.cors import CorsMiddleware
 from middleware.deadline import DeadlineMiddleware
@@ -17,7 +18,7 @@ from middleware.proxy_headers import ProxyHeadersMiddleware
 from middleware.request_id import RequestIds
 from middleware.security_headers import SecurityHeaders
 from middleware.tracing import Tracing
-from middleware.types import InfoLogger, OnError, RouteResolver
+from middleware.types import InfoLogger, OnError, Rescue, RouteResolver
 
 
 def build_stack(
@@ -38,13 +39,16 @@ def build_stack(
     resolve_route: RouteResolver | None = None,
     body_timing: BodyTiming = BodyTiming(),  # noqa: B008 (frozen: one shared default is safe)
     tracer: Tracer | None = None,
+    rescue: Rescue | None = None,
 ) -> ASGIApp:
     """Wrap `app`, outermost first: proxy headers (when proxies are trusted); the edge, one
     layer running the request id, the access log (when on), tracing (when a tracer is given),
     the metrics and the security headers (middleware/edge.py); compression (when on); CORS
     (when origins are allowed); the body limit, the in-flight cap (when set), the request
     deadline (when set: started by the in-flight cap's layer as it admits a request, or a
-    layer of its own when there is no cap).
+    layer of its own when there is no cap), the error boundary (when `rescue` is given: run
+    by the in-flight cap's layer in the coroutine that holds the slot, or a layer of its own,
+    innermost, when there is no cap; middleware/boundary.py).
     Compression sits inside the edge, so what the access log and the metrics record is what
     went on the wire, and the security headers are added to what it answers (it changes only
     the body, Content-Length, Content-Encoding, ETag and Vary); `resolve_route` names the route
@@ -62,16 +66,21 @@ def build_stack(
     if not isinstance(metrics, HttpMetrics):
         raise TypeError("metrics must be an HttpMetrics")
     if max_in_flight:
-        # The deadline is started by the cap's layer as it admits: a call fewer a request.
+        # The deadline is started and the error boundary run by the cap's layer as it
+        # admits: a call and a coroutine frame fewer a request.
         app = InFlightLimitMiddleware(
             app,
             limit=max_in_flight,
             on_error=on_error,
             on_shed=metrics.count_shed,
             deadline=request_timeout,
+            rescue=rescue,
         )
-    elif request_timeout:
-        app = DeadlineMiddleware(app, seconds=request_timeout)
+    else:
+        if rescue is not None:
+            app = BoundaryMiddleware(app, rescue=rescue)
+        if request_timeout:
+            app = DeadlineMiddleware(app, seconds=request_timeout)
     app = BodyLimitMiddleware(app, max_bytes=max_body_bytes, on_error=on_error, timing=body_timing)
     if cors_origins:
         # Left out rather than empty: an empty allowlist would still cost a call per request.

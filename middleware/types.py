@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from starlette.routing import Mount
-from starlette.types import ASGIApp, Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 OnError = Callable[[Exception], ASGIApp]
 """Turns an exception into an ASGI app that answers it (the server's problem+json renderer)."""
+
+Rescue = Callable[[Exception, Scope, Receive, Send, bool], Awaitable[None]]
+"""Answers an exception the app raised, given whether the app's answer had started (then
+nothing more can be sent): returns when it is handled, raises what must propagate (a bug, once
+its 500 is sent). The server's is ErrorBoundary.rescue (server/web/error_boundary.py)."""
+
+ANSWER_HEADERS = "hotpath.answer_headers"
+"""Scope key set by the layer that runs the rescue (middleware/boundary.py): headers a layer
+inside puts there (the rate limit's) are added to the answer's start by that layer's send
+wrapper, so the inner layer needs no wrapper of its own. Absent: no such layer outside."""
 
 UNMATCHED_ROUTE = "unmatched"
 

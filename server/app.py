@@ -20,7 +20,7 @@ from middleware.body_limit import BodyTiming
 from middleware.csrf import CsrfMiddleware
 from middleware.metrics import HttpMetrics
 from middleware.stack import build_stack
-from middleware.types import RouteResolver
+from middleware.types import Rescue, RouteResolver
 from server import __version__
 from server.auth.cookies import CSRF_COOKIE, CSRF_HEADER, REFRESH_COOKIE, SessionCookies
 from server.auth.setup import build_identity
@@ -59,11 +59,12 @@ class HotpathApp(Starlette):
     """Starlette with our middleware *outside* its error handling, so even a 500 answer
     carries the request id, security headers and a metrics sample.
 
-    The stack is built by hand rather than by Starlette: one ErrorBoundary where Starlette puts
-    two error layers, the indexed router called directly, and no coroutine of its own in
-    ``__call__``. Every layer left out is a frame fewer that each await below has to resume
-    through (measured with the other frame cuts: an uncached product read about 155 -> 140 us of
-    server CPU, a cached one 74 -> 65).
+    The stack is built by hand rather than by Starlette: one ErrorBoundary's rescue where
+    Starlette puts two error layers (run by the in-flight cap's layer, middleware/stack.py),
+    the indexed router called directly, and no coroutine of its own in ``__call__``. Every
+    layer left out is a frame fewer that each await below has to resume through (measured
+    with the other frame cuts: an uncached product read about 155 -> 140 us of server CPU, a
+    cached one 74 -> 65).
     """
 
     def __init__(self, *, wrap: Any, routes: list[BaseRoute], **kwargs: Any) -> None:
@@ -75,8 +76,8 @@ class HotpathApp(Starlette):
         app: ASGIApp = self.router.app
         for cls, args, options in reversed(self.user_middleware):
             app = cls(app, *args, **options)
-        boundary = ErrorBoundary(app, self.exception_handlers)
-        return self._wrap(boundary, self.indexed_router.route_for)  # type: ignore[no-any-return]
+        rescue = ErrorBoundary(self.exception_handlers).rescue
+        return self._wrap(app, self.indexed_router.route_for, rescue)  # type: ignore[no-any-return]
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:  # type: ignore[override]
         scope["app"] = self
@@ -178,7 +179,7 @@ def create_app(
         flush_logs()
         flush_tracing()
 
-    def wrap(inner: ASGIApp, resolve_route: RouteResolver) -> ASGIApp:
+    def wrap(inner: ASGIApp, resolve_route: RouteResolver, rescue: Rescue) -> ASGIApp:
         return build_stack(
             inner,
             logger=request_lines,
@@ -194,6 +195,7 @@ def create_app(
             compress_from=settings.compress_from,
             request_timeout=settings.request_timeout,
             resolve_route=resolve_route,
+            rescue=rescue,
             tracer=tracing.tracer if tracing else None,
             body_timing=BodyTiming(
                 timeout=settings.body_timeout,
@@ -221,7 +223,7 @@ def create_app(
         routes=routes,
         exception_handlers=exception_handlers(log),
         lifespan=lifespan,
-        # Inside the error boundary: a bug while authenticating is a logged 500.
+        # Inside the error boundary (the rescue): a bug while authenticating is a logged 500.
         middleware=[
             Middleware(
                 AuthenticationMiddleware,

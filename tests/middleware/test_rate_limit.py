@@ -12,6 +12,7 @@ import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from middleware.rate_limit import RateLimited, RateLimitMiddleware, rate_limit_layer
+from middleware.types import ANSWER_HEADERS
 
 
 class Decision(NamedTuple):
@@ -157,3 +158,33 @@ def test_the_layer_the_stack_holds_is_the_middlewares_bound_call(admitted: bool)
     assert serve(Fakes(at_once=True, admitted=admitted), factory=rate_limit_layer) == serve(
         Fakes(at_once=True, admitted=admitted)
     )
+
+
+@pytest.mark.parametrize("at_once", [True, False])
+def test_with_a_boundary_outside_the_headers_go_to_its_wrapper_not_a_wrapper_of_our_own(
+    at_once: bool,
+) -> None:
+    fakes = Fakes(at_once=at_once, admitted=at_once)
+    layer = RateLimitMiddleware(
+        app,
+        classify=fakes.classify,
+        admit=fakes.admit,
+        check=fakes.check,
+        wait=fakes.wait,
+        headers=fakes.headers,
+        on_error=fakes.on_error,
+    )
+    sent: list[Message] = []
+    scope: dict[str, Any] = {"type": "http", "path": "/v1/products", ANSWER_HEADERS: None}
+
+    async def receive() -> Message:
+        return {"type": "http.request"}
+
+    async def keep(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(layer(scope, receive, keep))  # type: ignore[arg-type]
+    # The app's own headers only: the boundary's wrapper adds the scope's on the way out.
+    assert sent[0]["headers"] == [(b"a", b"1")]
+    expected = ((b"ratelimit", b"r=5"), (b"ratelimit-policy", b"q=9")) if at_once else None
+    assert scope[ANSWER_HEADERS] == (expected or [(b"ratelimit", b"r=3")])

@@ -28,6 +28,7 @@ from middleware import (
 )
 from middleware.access_log import AccessLog
 from middleware.body_limit import BodyTiming
+from middleware.boundary import BoundaryMiddleware
 from middleware.compression import CompressionMiddleware
 from middleware.cors import CorsMiddleware
 from middleware.deadline import DeadlineMiddleware
@@ -152,6 +153,32 @@ def test_every_layer_on_is_in_order() -> None:
     assert isinstance(cast(Any, stack).app.tracing, Tracing)
     # The deadline is the cap's job then: started as the request is admitted.
     assert cast(Any, stack).app.app.app.app.app.deadline == 5.0
+
+
+async def _rescue(
+    exc: Exception, scope: Scope, receive: Receive, send: Send, started: bool
+) -> None:
+    raise exc
+
+
+def test_the_in_flight_cap_runs_the_error_boundary() -> None:
+    stack: Any = build_stack(
+        Starlette(), logger=CaptureLogger(), access_log=False,
+        metrics=HttpMetrics(registry=CollectorRegistry()), hsts=False, max_body_bytes=100,
+        on_error=on_error, max_in_flight=4, request_timeout=5, rescue=_rescue,
+    )  # fmt: skip
+    assert layers_of(stack) == [EdgeMiddleware, BodyLimitMiddleware, InFlightLimitMiddleware]
+    assert stack.app.app.rescue is _rescue
+
+
+def test_without_an_in_flight_cap_the_error_boundary_is_the_innermost_layer() -> None:
+    stack: Any = build_stack(
+        Starlette(), logger=CaptureLogger(), access_log=False,
+        metrics=HttpMetrics(registry=CollectorRegistry()), hsts=False, max_body_bytes=100,
+        on_error=on_error, request_timeout=5, rescue=_rescue,
+    )  # fmt: skip
+    assert layers_of(stack)[-3:] == [BodyLimitMiddleware, DeadlineMiddleware, BoundaryMiddleware]
+    assert stack.app.app.app.rescue is _rescue
 
 
 def test_without_an_in_flight_cap_the_deadline_is_a_layer_of_its_own() -> None:
