@@ -36,7 +36,11 @@ def floor_splits(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return splits
 
 
-def open_model_lines(rows: list[dict[str, Any]], splits: list[dict[str, Any]]) -> list[str]:
+def open_model_lines(
+    rows: list[dict[str, Any]], splits: list[dict[str, Any]], goal: tuple[float, float]
+) -> list[str]:
+    """The table and each share's split; at ``goal`` (share of the peak, p99 ms) also whether
+    the floor alone left the goal out of reach in this run."""
     if not rows:
         return []
     rounds = max(len(r["rounds_p99_ms"]) for r in rows)
@@ -75,4 +79,21 @@ def open_model_lines(rows: list[dict[str, Any]], splits: list[dict[str, Any]]) -
             f"{s['structure_ms']:+} ms. Each is a difference between p99s of the same rounds, "
             "not a time that one request spent.",
         ]
+        if s["share_of_peak"] == goal[0]:
+            lines[-1] += verdict(s, goal[1])
     return lines
+
+
+def verdict(split: dict[str, Any], goal_ms: float) -> str:
+    """Whether the box let the goal be met in this run, when it was not."""
+    if split["box_ms"] >= goal_ms:
+        return (
+            f" The floor alone is at or over the goal's {goal_ms:g} ms: in this run the box "
+            "left it out of reach for any server, hotpath's part aside."
+        )
+    if split["p99_ms"] >= goal_ms:
+        return (
+            f" The floor is under the goal's {goal_ms:g} ms: in this run the goal was within "
+            "the box's reach, and hotpath's part kept the read from it."
+        )
+    return ""

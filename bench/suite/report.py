@@ -270,7 +270,9 @@ def markdown(summary: dict[str, Any]) -> str:
             ),
         ]
     lines += open_model_lines(
-        summary.get("open_model") or [], summary.get("open_model_floor") or []
+        summary.get("open_model") or [],
+        summary.get("open_model_floor") or [],
+        (OPEN_MODEL_SHARE, OPEN_MODEL_P99_MS),
     )
     art = summary["artillery"]
     if art:

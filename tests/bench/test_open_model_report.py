@@ -48,7 +48,7 @@ def test_a_row_pools_its_rounds_and_keeps_each_round_p99() -> None:
 
 def test_the_report_has_every_row_and_says_how_much_is_the_box() -> None:
     found = rows({"product_get": 12.0, "ceiling_get_edge": 8.0, "ceiling_json": 7.5})
-    text = "\n".join(open_model_lines(found, floor_splits(found)))
+    text = "\n".join(open_model_lines(found, floor_splits(found), (0.5, 10.0)))
     for target in TARGETS:
         assert f"| 50% | {target} | 1,000 |" in text
     assert "| 80% | product_get |" in text
@@ -58,4 +58,18 @@ def test_the_report_has_every_row_and_says_how_much_is_the_box() -> None:
     assert (
         "+0.5 ms, hotpath's structure around them (product_get over ceiling_get_edge) +4.0" in text
     )
-    assert open_model_lines([], []) == []
+    assert "The floor is under the goal's 10 ms" in text  # 7.5 ms, and 12 is not met
+    assert "out of reach" not in text
+    assert open_model_lines([], [], (0.5, 10.0)) == []
+
+
+def test_the_report_says_when_the_box_alone_left_the_goal_out_of_reach() -> None:
+    found = rows({"product_get": 30.0, "ceiling_get_edge": 20.0, "ceiling_json": 10.0})
+    text = "\n".join(open_model_lines(found, floor_splits(found), (0.5, 10.0)))
+    assert "The floor alone is at or over the goal's 10 ms" in text
+    assert "within the box's reach" not in text
+    # Met: nothing to explain. And only the goal's share is judged (80% has no split here).
+    met = rows({"product_get": 9.9, "ceiling_get_edge": 5.0, "ceiling_json": 1.0})
+    text = "\n".join(open_model_lines(met, floor_splits(met), (0.5, 10.0)))
+    assert "reach" not in text
+    assert "reach" not in "\n".join(open_model_lines(found, floor_splits(found), (0.8, 10.0)))

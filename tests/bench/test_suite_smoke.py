@@ -105,6 +105,14 @@ def test_the_suite_runs_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
         assert split["jobs_ms"] == round(edge - bare, 3), split
         assert split["structure_ms"] == round(hot - edge, 3), split
         assert f"`ceiling_json`'s p99, is {bare} ms" in (tmp_path / "latest.md").read_text()
+    # At the goal's share the report says whether the floor alone put 10 ms out of reach.
+    floor, p99_half = p99[0.5, "ceiling_json"], p99[0.5, "product_get"]
+    written = (tmp_path / "latest.md").read_text()
+    said = {
+        "out": "The floor alone is at or over the goal's 10 ms" in written,
+        "within": "The floor is under the goal's 10 ms" in written,
+    }
+    assert said == {"out": floor >= 10, "within": floor < 10 <= p99_half}, (floor, p99_half)
     assert len(report["budget_rounds"]) == 2
     hooks = report["webhooks"]
     assert hooks["delivered"] == hooks["events"] == 50
