@@ -18,7 +18,7 @@ from middleware.proxy_headers import ProxyHeadersMiddleware
 from middleware.request_id import RequestIds
 from middleware.security_headers import SecurityHeaders
 from middleware.tracing import Tracing
-from middleware.types import InfoLogger, OnError, Rescue, RouteResolver
+from middleware.types import InfoLogger, OnError, Rescue, RouteResolver, bound
 
 
 def build_stack(
@@ -65,11 +65,13 @@ def build_stack(
     """
     if not isinstance(metrics, HttpMetrics):
         raise TypeError("metrics must be an HttpMetrics")
+    # Each layer holds the one inside it as a bound method (`bound`): a call the interpreter
+    # specializes, where an object's call goes through its type's call slot.
     if max_in_flight:
         # The deadline is started and the error boundary run by the cap's layer as it
         # admits: a call and a coroutine frame fewer a request.
         app = InFlightLimitMiddleware(
-            app,
+            bound(app),
             limit=max_in_flight,
             on_error=on_error,
             on_shed=metrics.count_shed,
@@ -78,24 +80,26 @@ def build_stack(
         )
     else:
         if rescue is not None:
-            app = BoundaryMiddleware(app, rescue=rescue)
+            app = BoundaryMiddleware(bound(app), rescue=rescue)
         if request_timeout:
-            app = DeadlineMiddleware(app, seconds=request_timeout)
-    app = BodyLimitMiddleware(app, max_bytes=max_body_bytes, on_error=on_error, timing=body_timing)
+            app = DeadlineMiddleware(bound(app), seconds=request_timeout)
+    app = BodyLimitMiddleware(
+        bound(app), max_bytes=max_body_bytes, on_error=on_error, timing=body_timing
+    )
     if cors_origins:
         # Left out rather than empty: an empty allowlist would still cost a call per request.
         app = CorsMiddleware(
-            app,
+            bound(app),
             allow_origins=cors_origins,
             on_error=on_error,
             allow_credentials=cors_credentials,
         )
     if compress_from:
-        app = CompressionMiddleware(app, minimum_size=compress_from)
+        app = CompressionMiddleware(bound(app), minimum_size=compress_from)
     # A job turned off is given as None: no call on a request. Tracing off means no
     # OpenTelemetry call at all.
     app = EdgeMiddleware(
-        app,
+        bound(app),
         request_ids=RequestIds(),
         access_log=AccessLog(logger) if access_log else None,
         tracing=Tracing(tracer) if tracer is not None else None,
@@ -105,5 +109,5 @@ def build_stack(
     )
     if trusted_proxies:
         # Outermost, so the log line, the metrics endpoint and limits all see the real client.
-        app = ProxyHeadersMiddleware(app, trusted=trusted_proxies)
+        app = ProxyHeadersMiddleware(bound(app), trusted=trusted_proxies)
     return app

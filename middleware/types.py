@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from types import FunctionType, MethodType
 from typing import Any, Protocol
 
 from starlette.routing import Mount
@@ -93,3 +94,19 @@ def route_template(scope: Scope, resolve: RouteResolver | None = None) -> str:
         return UNMATCHED_ROUTE
     root_path: str = scope.get("root_path", "")
     return root_path + template if root_path else template
+
+
+_HELD_AS_THEY_ARE = (FunctionType, MethodType)
+
+
+def bound(app: ASGIApp) -> ASGIApp:
+    """What the layer outside `app` should hold and call: a layer object's bound ``__call__``;
+    a function or a bound method as it is. Calling an object goes through its type's call slot,
+    unspecialized, and its frame starts a new interpreter loop; a bound method's call the
+    interpreter specializes and inlines (callgrind, a scratch chain of five plain layers:
+    8,900 -> 5,500 instructions a call through them, about 670 a layer)."""
+    if type(app) in _HELD_AS_THEY_ARE:
+        return app
+    # getattr: mypy reads ``app.__call__`` on a Callable type as a call of it.
+    call: ASGIApp = getattr(app, "__call__")  # noqa: B004, B009
+    return call

@@ -20,7 +20,7 @@ from middleware.body_limit import BodyTiming
 from middleware.csrf import CsrfMiddleware
 from middleware.metrics import HttpMetrics
 from middleware.stack import build_stack
-from middleware.types import Rescue, RouteResolver
+from middleware.types import Rescue, RouteResolver, bound
 from server import __version__
 from server.auth.cookies import CSRF_COOKIE, CSRF_HEADER, REFRESH_COOKIE, SessionCookies
 from server.auth.setup import build_identity
@@ -75,15 +75,16 @@ class HotpathApp(Starlette):
     def build_middleware_stack(self) -> ASGIApp:
         app: ASGIApp = self.router.app
         for cls, args, options in reversed(self.user_middleware):
-            app = cls(app, *args, **options)
+            app = cls(bound(app), *args, **options)
         rescue = ErrorBoundary(self.exception_handlers).rescue
-        return self._wrap(app, self.indexed_router.route_for, rescue)  # type: ignore[no-any-return]
+        return self._wrap(bound(app), self.indexed_router.route_for, rescue)  # type: ignore[no-any-return]
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:  # type: ignore[override]
         scope["app"] = self
         stack = self.middleware_stack
         if stack is None:
-            stack = self.middleware_stack = self.build_middleware_stack()
+            # The outermost layer's bound __call__, as each layer holds the next (bound()).
+            stack = self.middleware_stack = bound(self.build_middleware_stack())
         return stack(scope, receive, send)
 
 

@@ -4,9 +4,11 @@ in-flight cap in the stack, and the 503 the cap's refusal becomes."""
 from __future__ import annotations
 
 import dataclasses
+from types import MethodType
 
 from structlog.typing import FilteringBoundLogger
 
+from middleware.boundary import BoundaryMiddleware
 from middleware.cors import CorsMiddleware
 from middleware.in_flight import InFlightLimitMiddleware, Overloaded
 from server.app import create_app
@@ -18,11 +20,17 @@ ORIGIN = "https://app.example.com"
 
 
 def layers(settings: Settings, logger: FilteringBoundLogger) -> list[type]:
+    """The stack's layers down to the error boundary's (the in-flight cap's, or its own), each
+    holding the next as its bound ``__call__`` (middleware.types.bound)."""
     found: list[type] = []
     app: object = create_app(settings, logger=logger).build_middleware_stack()
     while app is not None:
         found.append(type(app))
-        app = getattr(app, "app", None)
+        if isinstance(app, InFlightLimitMiddleware | BoundaryMiddleware):
+            break  # Starlette's part (authentication, the rate limit, the router) from here
+        inner = getattr(app, "app", None)
+        assert isinstance(inner, MethodType), f"{type(app).__name__} holds {inner!r}"
+        app = inner.__self__
     return found
 
 

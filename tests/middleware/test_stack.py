@@ -3,7 +3,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from types import MethodType
+from typing import Any
 
 import httpx
 import pytest
@@ -37,6 +38,7 @@ from middleware.in_flight import InFlightLimitMiddleware
 from middleware.request_id import RequestIds
 from middleware.security_headers import SecurityHeaders
 from middleware.tracing import Tracing
+from middleware.types import bound
 from tests.fixtures.support import task_per_request
 
 DURATION_COUNT = "http_server_request_duration_seconds_count"
@@ -113,12 +115,17 @@ class Harness:
         return self.registry.get_sample_value(DURATION_COUNT, labels)
 
 
-def layers_of(stack: Any) -> list[type]:
+def layer_objects(stack: Any) -> list[Any]:
+    """The layers, outermost first; each holds the next as its bound ``__call__``."""
     layers = []
     while not isinstance(stack, Starlette):
-        layers.append(type(stack))
-        stack = stack.app
+        layers.append(stack)
+        stack = stack.app.__self__
     return layers
+
+
+def layers_of(stack: Any) -> list[type]:
+    return [type(layer) for layer in layer_objects(stack)]
 
 
 def test_layers_are_in_order() -> None:
@@ -150,9 +157,11 @@ def test_every_layer_on_is_in_order() -> None:
         BodyLimitMiddleware,
         InFlightLimitMiddleware,
     ]
-    assert isinstance(cast(Any, stack).app.tracing, Tracing)
+    assert isinstance(layer_objects(stack)[1].tracing, Tracing)
     # The deadline is the cap's job then: started as the request is admitted.
-    assert cast(Any, stack).app.app.app.app.app.deadline == 5.0
+    assert layer_objects(stack)[-1].deadline == 5.0
+    # Each layer holds the next as a bound method: a call the interpreter specializes.
+    assert all(isinstance(layer.app, MethodType) for layer in layer_objects(stack))
 
 
 async def _rescue(
@@ -168,7 +177,7 @@ def test_the_in_flight_cap_runs_the_error_boundary() -> None:
         on_error=on_error, max_in_flight=4, request_timeout=5, rescue=_rescue,
     )  # fmt: skip
     assert layers_of(stack) == [EdgeMiddleware, BodyLimitMiddleware, InFlightLimitMiddleware]
-    assert stack.app.app.rescue is _rescue
+    assert layer_objects(stack)[-1].rescue is _rescue
 
 
 def test_without_an_in_flight_cap_the_error_boundary_is_the_innermost_layer() -> None:
@@ -178,7 +187,7 @@ def test_without_an_in_flight_cap_the_error_boundary_is_the_innermost_layer() ->
         on_error=on_error, request_timeout=5, rescue=_rescue,
     )  # fmt: skip
     assert layers_of(stack)[-3:] == [BodyLimitMiddleware, DeadlineMiddleware, BoundaryMiddleware]
-    assert stack.app.app.app.rescue is _rescue
+    assert layer_objects(stack)[-1].rescue is _rescue
 
 
 def test_without_an_in_flight_cap_the_deadline_is_a_layer_of_its_own() -> None:
@@ -398,7 +407,7 @@ def test_the_body_is_read_outside_the_in_flight_cap_and_the_deadline() -> None:
     )  # fmt: skip
     layers = layers_of(stack)
     assert layers[-2:] == [BodyLimitMiddleware, InFlightLimitMiddleware]
-    assert stack.app.app.deadline == 5.0  # the deadline starts inside the cap, once admitted
+    assert layer_objects(stack)[-1].deadline == 5.0  # it starts inside the cap, once admitted
 
 
 async def test_a_body_that_never_comes_holds_no_in_flight_slot() -> None:
@@ -438,3 +447,17 @@ async def test_a_body_that_never_comes_holds_no_in_flight_slot() -> None:
     # Refused before routing, and this stack has no resolve_route: the route is unmatched.
     assert harness.count("POST", "unmatched", 408) == 1
     assert [line["status"] for line in harness.logger.lines] == [200, 408]
+
+
+def test_bound_gives_an_objects_call_and_leaves_functions_and_methods() -> None:
+    layer = DeadlineMiddleware(Starlette(), seconds=1)
+    held = bound(layer)
+    assert isinstance(held, MethodType)
+    assert held.__self__ is layer
+    assert held.__func__ is DeadlineMiddleware.__call__
+    assert bound(held) is held
+
+    async def plain(scope: Scope, receive: Receive, send: Send) -> None:
+        pass
+
+    assert bound(plain) is plain
