@@ -21,7 +21,7 @@ from bench.suite.open_model import HOTPATH
 from bench.suite.open_model_report import floor_splits, open_model_lines
 from bench.suite.peers import PEERS
 from bench.suite.rss import rss_lines, rss_split
-from bench.suite.shares import edge_splits, limiter_us, ping_split, split_lines
+from bench.suite.shares import edge_splits, jobs_verdict, limiter_us, ping_split, split_lines
 from bench.suite.state import Outcome, Results
 
 MB = 1024 * 1024
@@ -226,7 +226,8 @@ def markdown(summary: dict[str, Any]) -> str:
             f"(`{EDGE}`: request id, access-log line, metrics, deadline, security headers), "
             f"cost {split['jobs']}x ceiling_json ({split['jobs_us']:+} µs); hotpath's "
             f"structure around the same jobs (layers, router, Starlette's request and "
-            f"response) {split['structure']}x more ({split['structure_us']:+} µs).",
+            f"response) {split['structure']}x more ({split['structure_us']:+} µs)."
+            + jobs_verdict("ping", split["jobs"]),
         ]
     lines += split_lines(summary.get("edge_splits") or {})
     if summary["peer_comparison"]:

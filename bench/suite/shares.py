@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import statistics
 
-from bench.suite.budget import EDGES, NOLIMIT
+from bench.suite.budget import BUDGETS, EDGES, NOLIMIT
 from bench.suite.state import Outcome, Results
 
 
@@ -95,6 +95,27 @@ def split_lines(splits: dict[str, dict[str, float]]) -> list[str]:
             f"their cheapest form, fused into one callable (`{edge}`: ping's jobs plus {jobs}, "
             f"each through hotpath's own code), cost {split['jobs']}x {ceiling} "
             f"({split['jobs_us']:+} µs); hotpath's structure around the same jobs "
-            f"{split['structure']}x more ({split['structure_us']:+} µs).",
+            f"{split['structure']}x more ({split['structure_us']:+} µs)."
+            + jobs_verdict(name, split["jobs"]),
         ]
     return lines
+
+
+def jobs_verdict(name: str, jobs: float) -> str:
+    """What the split says of ``name``'s budget against its own ceiling: whether its jobs
+    alone, done as cheaply as hotpath knows how with no structure at all, already cost more
+    than the budget allows (then no design of the structure meets it, only cheaper or fewer
+    jobs), or leave room that hotpath's structure takes."""
+    ceiling = EDGES[name][0]
+    limit = next((b.limit for b in BUDGETS if b.scenario == name and b.ceiling == ceiling), None)
+    if limit is None:
+        return ""
+    if jobs > limit:
+        return (
+            f" Its jobs alone are over its {limit:g}x budget: no structure around them meets "
+            "it, only cheaper or fewer jobs would."
+        )
+    return (
+        f" Its jobs alone are within its {limit:g}x budget: what is over it (if anything) is "
+        f"hotpath's structure, which may add at most {limit / jobs:.3f}x to them."
+    )

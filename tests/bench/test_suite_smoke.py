@@ -14,6 +14,7 @@ import pytest
 from bench.suite.budget import BUDGETS, EDGES, NOLIMIT
 from bench.suite.open_model import TARGETS as OPEN_MODEL_TARGETS
 from bench.suite.peers import PEERS
+from bench.suite.shares import jobs_verdict
 from tests.fixtures.bench_runs import run_module
 
 
@@ -159,6 +160,8 @@ def test_the_suite_runs_end_to_end_in_smoke_mode(tmp_path: Path) -> None:
         assert (split["ratio"], split["jobs"], split["structure"]) == recomputed[name], name
         if name != "ping":
             assert f"Where {name}'s {split['ratio']}x" in (tmp_path / "latest.md").read_text()
+        # Each split says whether its jobs alone leave the budget in reach of any structure.
+        assert jobs_verdict(name, split["jobs"]) in (tmp_path / "latest.md").read_text(), name
     assert "closed-loop" in report["load_generator"]
 
     if shutil.which("npm"):
