@@ -19,6 +19,7 @@ from server.web.responses import (
     JSONResponse,
     PreparedJSON,
     dumps,
+    header,
     path_id,
     read_json,
     read_query,
@@ -63,7 +64,7 @@ def _render(order: Order) -> bytes:
     problems={409: schemas.OrderConflict},
 )
 async def place_order(request: Request) -> Response:
-    key = request.headers.get("idempotency-key", "")
+    key = header(request, b"idempotency-key") or ""
     if not _KEY.fullmatch(key):
         raise IdempotencyKeyRequired(
             "Send an Idempotency-Key header of 1 to 255 visible characters."

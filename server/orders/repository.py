@@ -1,10 +1,14 @@
-"""Orders, their items and idempotency keys in PostgreSQL."""
+"""Orders, their items and idempotency keys in PostgreSQL.
+
+The values handed out are NamedTuples: immutable as frozen dataclasses are, and built by one
+``tuple.__new__``, where a frozen dataclass's ``__init__`` calls ``object.__setattr__`` once
+per field (placing an order builds an ``Order`` and an ``OrderItem`` per product: issue 19)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import asyncpg
 
@@ -12,15 +16,13 @@ from server.db.database import Connection
 from server.db.sqlfiles import Queries
 
 
-@dataclass(frozen=True, slots=True)
-class OrderItem:
+class OrderItem(NamedTuple):
     product_id: int
     quantity: int
     unit_price_minor: int
 
 
-@dataclass(frozen=True, slots=True)
-class Order:
+class Order(NamedTuple):
     id: int
     user_id: int
     status: str
@@ -31,8 +33,7 @@ class Order:
     items: tuple[OrderItem, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class StoredResponse:
+class StoredResponse(NamedTuple):
     request_hash: bytes
     status: int
     body: bytes

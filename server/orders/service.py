@@ -93,10 +93,8 @@ class OrdersService:
         request still running gets a 409; the stored answer commits with the order itself.
         """
         quantities: dict[int, int] = {}
-        positions: dict[int, list[int]] = {}  # the body's /items/N of each product
-        for index, (product_id, quantity) in enumerate(lines):
+        for product_id, quantity in lines:
             quantities[product_id] = quantities.get(product_id, 0) + quantity
-            positions.setdefault(product_id, []).append(index)
         async with self.db.transaction() as conn:
             if not await self.orders.try_lock_key(conn, buyer.user_id, key):
                 raise IdempotencyInFlight("The first request with this key is still running.")
@@ -114,7 +112,7 @@ class OrdersService:
                     "Placing an order needs a verified email address: follow the link mailed "
                     "at sign-up, or POST /v1/auth/email/verify/resend for a new one."
                 )
-            taken = await self._take_stock(conn, quantities, positions)
+            taken = await self._take_stock(conn, quantities, lines)
             currencies = {product.currency for product in taken}
             if len(currencies) > 1:
                 raise ValidationFailed(
@@ -160,7 +158,7 @@ class OrdersService:
             await self.orders.forget_expired_keys(conn)
 
     async def _take_stock(
-        self, conn: Connection, quantities: dict[int, int], positions: dict[int, list[int]]
+        self, conn: Connection, quantities: dict[int, int], lines: list[tuple[int, int]]
     ) -> list[Product]:
         taken, missing = [], []
         # Ascending ids: two orders for the same products lock rows in the same order.
@@ -173,7 +171,7 @@ class OrdersService:
         if missing:
             # Raising rolls back what was taken. The products in `missing` were not touched
             # by this transaction, so their stock read now is what a retry could have.
-            await self._refuse(conn, missing, quantities, positions)
+            await self._refuse(conn, missing, quantities, lines)
         return taken
 
     async def _refuse(
@@ -181,7 +179,7 @@ class OrdersService:
         conn: Connection,
         missing: list[int],
         quantities: dict[int, int],
-        positions: dict[int, list[int]],
+        lines: list[tuple[int, int]],
     ) -> None:
         """Why the products in ``missing`` could not be taken: a product that does not exist
         is the request's fault (422, pointing at its item); short stock is the catalog's state
@@ -194,7 +192,9 @@ class OrdersService:
                 errors=[
                     {"pointer": f"/items/{index}/product_id", "detail": f"no product {pid}"}
                     for pid in unknown
-                    for index in positions[pid]
+                    # Every item of the body that names it: found only when refusing.
+                    for index, (line_pid, _) in enumerate(lines)
+                    if line_pid == pid
                 ],
             )
         raise OutOfStock(
@@ -283,20 +283,14 @@ def _stock_changed(
 ) -> list[Event]:
     """One ``stock.changed`` event per product an order took stock from or gave it back to, as
     the catalog's own stock changes write them (plus the order's id)."""
-    return [
-        Event(
-            "stock.changed",
-            "product",
-            product.id,
-            {
-                **product_event(product),
-                "delta": sign * quantities[product.id],
-                "reason": reason,
-                "order_id": order_id,
-            },
-        )
-        for product in products
-    ]
+    events = []
+    for product in products:
+        payload = product_event(product)  # a fresh dict: completed in place, not copied
+        payload["delta"] = sign * quantities[product.id]
+        payload["reason"] = reason
+        payload["order_id"] = order_id
+        events.append(Event("stock.changed", "product", product.id, payload))
+    return events
 
 
 def _event(order: Order) -> dict[str, Any]:
