@@ -6,9 +6,12 @@ configuration, its lifespan running on a fresh bench database, PostgreSQL and Re
 the order ceiling's ASGI callable (``bench/ceilings/order_place.py``, on its own pool of the
 same database) are each called directly with a prebuilt scope: ``POST /v1/orders`` of one
 random product, quantity 1, a fresh Idempotency-Key per request, as ``bench/load/order_place.lua``
-sends it. Rounds interleave the two; each round's figure is this process's CPU time (user +
-system, ``time.process_time``) per order, so PostgreSQL's and Redis' own work is not counted,
-as the served bench counts only the server's process tree. Printed: the median and best of
+sends it. ``--against edge`` puts the order's edge ceiling (``bench/ceilings/order_edge.py``:
+hotpath's jobs for the order fused into one callable around the same transaction) in the
+ceiling's place, so that the difference is hotpath's structure alone. Rounds interleave the
+two; each round's figure is this process's CPU time (user + system, ``time.process_time``) per
+order, so PostgreSQL's and Redis' own work is not counted, as the served bench counts only the
+server's process tree. Printed: the median and best of
 the rounds for each, and the median of the per-round ratios.
 
 ``--concurrency N`` keeps N orders in flight at once, as make bench's wrk does with its 16
@@ -16,6 +19,7 @@ connections (each in a task with a fresh context, as a server's connection): wha
 between concurrent orders (a Redis call for several, say) shows only then.
 
 ``--profile hotpath`` prints a cProfile of hotpath's orders; ``--only hotpath --requests N``
+(or ``--only ceiling``, ``--only edge``)
 just places N orders, after the warm-up, inside one ``functools.reduce`` call, so that callgrind
 counts those orders' instructions only (repeatable on a busy box; a run of N less a run of M,
 over N - M, is an order's)::
@@ -42,11 +46,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 import httpx
 from starlette.types import ASGIApp, Message
+from structlog.typing import FilteringBoundLogger
 
+from bench.ceilings import edge_jobs, order_edge
 from bench.ceilings import order_place as ceiling
 from bench.micro.app_request import _scope
 from bench.suite import setup
@@ -134,10 +140,11 @@ async def _measure(batches: dict[str, Batch], rounds: int) -> dict[str, list[flo
 
 @asynccontextmanager
 async def _running(
-    url: str, account: setup.Account, lanes: int
+    url: str, account: setup.Account, lanes: int, other: Callable[..., Awaitable[None]]
 ) -> AsyncIterator[tuple[Callable[..., Awaitable[None]], bytes]]:
-    """hotpath's app and the ceiling's, their lifespans running; yields hotpath's app and the
-    account's bearer token."""
+    """hotpath's app and ``other`` (the ceiling's or the edge ceiling's: they share one pool,
+    so only one runs), their lifespans running; yields hotpath's app and the account's bearer
+    token."""
     workdir = Path(tempfile.mkdtemp(prefix="hotpath-order-request-"))
     os.environ.update(hotpath_env(Run(Options(), workdir), url))
     os.environ["CEILING_DATABASE_URL"] = url
@@ -145,7 +152,14 @@ async def _running(
     # no more for a longer one.
     os.environ["HOTPATH_REQUEST_TIMEOUT"] = "600"
     devnull = open(os.devnull, "wb")  # noqa: ASYNC230, SIM115 (open for the whole run)
-    app = create_app(load_settings(), logger=configure_logging("info", stream=devnull))
+    logger = configure_logging("info", stream=devnull)
+    app = create_app(load_settings(), logger=logger)
+
+    # The edge ceiling's jobs log where hotpath's do.
+    def logger_for(level: str = "info", stream: BinaryIO | None = None) -> FilteringBoundLogger:
+        return logger
+
+    edge_jobs.logger_for = logger_for
     async with lifespan(app):
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1))
         async with httpx.AsyncClient(transport=transport, base_url="http://hotpath") as http:
@@ -154,9 +168,9 @@ async def _running(
             )
             login.raise_for_status()
             bearer = f"Bearer {login.json()['access_token']}".encode()
-        # The ceiling's callable takes plain dicts, which ASGIApp's MutableMapping covers.
-        async with lifespan(cast(ASGIApp, ceiling.app)):
-            for side in (app, ceiling.app):
+        # The ceilings' callables take plain dicts, which ASGIApp's MutableMapping covers.
+        async with lifespan(cast(ASGIApp, other)):
+            for side in (app, other):
                 await _batch(side, bearer, BATCH, lanes)()  # warm: statements, first-call builds
             yield app, bearer
 
@@ -173,7 +187,7 @@ async def _profile(batch: Batch, args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--profile", choices=("hotpath", "ceiling"))
+    parser.add_argument("--profile", choices=("hotpath", "ceiling", "edge"))
     parser.add_argument("--sort", default="tottime", help="cProfile's order (tottime, cumtime)")
     parser.add_argument(
         "--lines",
@@ -181,7 +195,13 @@ def main() -> None:
         type=lambda text: int(text) if text.isdigit() else text,
         help="cProfile's rows, or a regex of files",
     )
-    parser.add_argument("--only", choices=("hotpath", "ceiling"))
+    parser.add_argument(
+        "--against",
+        choices=("ceiling", "edge"),
+        default="ceiling",
+        help="ceiling_order (the transaction alone) or its edge ceiling (hotpath's jobs too)",
+    )
+    parser.add_argument("--only", choices=("hotpath", "ceiling", "edge"))
     parser.add_argument("--requests", type=int, default=2_000)
     parser.add_argument(
         "--concurrency",
@@ -191,12 +211,14 @@ def main() -> None:
     )
     args = parser.parse_args()
     lanes = args.concurrency
+    against = "edge" if "edge" in (args.only, args.profile) else args.against
+    other = order_edge.app if against == "edge" else ceiling.app
     with setup.bench_database() as url, asyncio.Runner() as runner:
         account = setup.prepare_database(url, products=PRODUCTS, accounts=1)[0]
-        running = _running(url, account, lanes)
+        running = _running(url, account, lanes, other)
         app, bearer = runner.run(running.__aenter__())
         try:
-            sides = {"hotpath": app, "ceiling": ceiling.app}
+            sides = {"hotpath": app, against: other}
             if args.only:
                 only = _batch(sides[args.only], bearer, args.requests, lanes)
                 # The one call callgrind collects in (--toggle-collect=functools_reduce): the
@@ -210,13 +232,13 @@ def main() -> None:
             per_round = runner.run(_measure(batches, args.rounds))
         finally:
             runner.run(running.__aexit__(None, None, None))
-    ratios = [h / c for h, c in zip(per_round["hotpath"], per_round["ceiling"], strict=True)]
+    ratios = [h / c for h, c in zip(per_round["hotpath"], per_round[against], strict=True)]
     print(
         ", ".join(
             f"{name} median {statistics.median(us):.0f} us best {min(us):.0f} us"
             for name, us in per_round.items()
         )
-        + f"; hotpath / ceiling per round: median {statistics.median(ratios):.2f}"
+        + f"; hotpath / {against} per round: median {statistics.median(ratios):.2f}"
         + f" (load average {os.getloadavg()[0]:.1f})"
     )
 
