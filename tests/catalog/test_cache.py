@@ -563,3 +563,54 @@ async def test_a_busy_process_keeps_its_copies_and_a_broken_subscription_drops_t
         await until(lambda: cache.following, limit=10)
         await cache.get(PRODUCT, source.load)
         assert cache.counts() == (1, 1, 1, 0)  # no local hit: the copy came from Redis again
+
+
+async def test_a_read_while_this_process_is_behind_waits_for_its_heartbeat_and_loads_nothing(
+    link: RedisLink, logger: FilteringBoundLogger, namespace: str
+) -> None:
+    clock, source = Clock(), Source()
+    async with replica(link, logger, namespace, followed_ttl=30, clock=clock) as cache:
+        await cache.get(PRODUCT, source.load)
+        # The process falls behind: its heartbeats are overdue, and its loop runs timers late
+        # (what the next heartbeat's start would find; set here, so that no heartbeat heard
+        # back in between ends the overdue state before the read).
+        clock.now += 2.0
+        cache.follower.behind = True
+        assert cache.follower.worth_waiting()
+        start = time.monotonic()
+        found = await cache.get(PRODUCT, source.load)
+        waited = time.monotonic() - start
+        assert found is not None
+        assert found.version == 1
+        assert source.loads == 1  # served the copy, loaded nothing
+        assert cache.following  # after a heartbeat heard back, which ended the wait
+        assert waited < 0.45  # before the Redis timeout (0.5 s): the heartbeat, not the bound
+        assert cache.counts() == (1, 0, 1, 0)
+
+
+async def test_a_read_while_behind_and_redis_stalled_waits_once_then_loads(
+    logger: FilteringBoundLogger, namespace: str, throwaway_redis: ThrowawayRedis
+) -> None:
+    clock, source = Clock(), Source()
+    async with (
+        open_redis(throwaway_redis.url, timeout=0.5, logger=logger) as link,
+        replica(link, logger, namespace, followed_ttl=30, clock=clock) as cache,
+    ):
+        await cache.get(PRODUCT, source.load)
+        await cache.get(PRODUCT + 1, source.load)
+        signal_redis(throwaway_redis, signal.SIGSTOP)
+        try:
+            clock.now += 2.0
+            cache.follower.behind = True
+            start = time.monotonic()
+            await cache.get(PRODUCT, source.load)
+            first = time.monotonic() - start
+            assert source.loads == 3  # no heartbeat came back: loaded (from "PostgreSQL")
+            start = time.monotonic()
+            await cache.get(PRODUCT + 1, source.load)
+            second = time.monotonic() - start
+            assert source.loads == 4
+        finally:
+            signal_redis(throwaway_redis, signal.SIGCONT)
+        assert 0.45 <= first < 0.9  # the Redis timeout, then the load
+        assert second < 0.1  # a wait timed out: the next read loads at once
