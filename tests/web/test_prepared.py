@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message
 
-from server.health.handlers import livez
 from server.web.access import ANONYMOUS, AUTHENTICATED, PUBLIC, GuardedRoute, guarded_route
 from server.web.prepared import PreparedAnswer, prepared, prepared_answer
 
@@ -74,14 +72,3 @@ def test_an_unmarked_handler_has_no_prepared_answer() -> None:
 
     assert prepared_answer(plain) is None
     assert guarded_route("/q", plain, ["GET"], ANONYMOUS).app is not None
-
-
-async def test_livez_is_prepared_and_its_answer_is_the_documented_one() -> None:
-    answer = prepared_answer(livez)
-    assert answer is not None
-    start, body = await _served(answer)
-    assert (start["status"], body["body"]) == (200, b'{"status":"ok"}')
-    assert (b"cache-control", b"no-store") in start["headers"]
-    transport = httpx.ASGITransport(app=answer)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        assert (await client.get("/livez")).json() == {"status": "ok"}
