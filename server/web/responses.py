@@ -105,7 +105,8 @@ def json_pointer(message: str) -> tuple[str, str]:
 
 
 def decode_json(body: bytes, kind: type[T]) -> T:
-    if b"\\u0000" in body and _NUL_ESCAPE.search(body):
+    # find, not `in`: `in` first tries the bytes as an int (a TypeError raised and cleared).
+    if body.find(b"\\u0000") != -1 and _NUL_ESCAPE.search(body):
         # PostgreSQL text cannot hold NUL; refuse it here rather than fail in the driver.
         raise errors.ValidationFailed(
             "The request body contains a NUL character.",
