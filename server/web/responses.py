@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Scope
 
@@ -249,15 +249,51 @@ def scope_header(scope: Scope, name: bytes) -> str | None:
 
 
 async def read_json(request: Request, kind: type[T]) -> T:
-    content_type = request.headers.get("content-type", "")
-    media = content_type.split(";", 1)[0].strip().lower()
-    if media != "application/json" and not media.endswith("+json"):
+    # The first value of each header, as request.headers.get answers, in one pass over the
+    # scope's list, without building a Headers object.
+    content_type = encoding = None
+    value: bytes
+    for name, value in request.scope["headers"]:
+        if name == b"content-type":
+            if content_type is None:
+                content_type = value
+        elif name == b"content-encoding" and encoding is None:
+            encoding = value
+    media = b"" if content_type is None else content_type.split(b";", 1)[0]
+    media_type = media.decode("latin-1").strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
         raise errors.UnsupportedMediaType("Send the body as application/json.")
-    encoding = request.headers.get("content-encoding")
-    if encoding is not None and encoding.strip().lower() != "identity":
+    if encoding is not None and encoding.decode("latin-1").strip().lower() != "identity":
         # RFC 9110 15.5.16: a content coding the server does not decode is a 415 too.
         raise errors.UnsupportedMediaType("Send the body without a Content-Encoding.")
-    return decode_json(await request.body(), kind)
+    return decode_json(await request_body(request), kind)
+
+
+async def request_body(request: Request) -> bytes:
+    """What ``await request.body()`` answers, and leaves behind (the body kept on the request,
+    the stream consumed; ClientDisconnect if the client left), without the async generator
+    Starlette reads it through: BodyLimitMiddleware hands the app the whole body in one
+    message, so this is one ``receive()``."""
+    if hasattr(request, "_body"):
+        return request._body
+    if request._stream_consumed:
+        raise RuntimeError("Stream consumed")
+    receive = request.receive
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunk: bytes = message.get("body", b"")
+            if chunk:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        elif message["type"] == "http.disconnect":
+            request._is_disconnected = True
+            raise ClientDisconnect()
+    request._stream_consumed = True
+    request._body = body = b"".join(chunks)
+    return body
 
 
 def _query_items(raw: bytes) -> list[tuple[str, str]]:
