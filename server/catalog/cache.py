@@ -15,9 +15,7 @@ timeout), so a stalled Redis costs at most ``max(_HEARD_WITHIN, local_ttl)`` of 
 invalidations may have been lost (the subscription broke, a heartbeat of ours went missing or
 was not taken in time: ``cache_follower.py``) every local copy is dropped. Heartbeats that come
 back late but in order on the same subscription (this process busy) drop nothing: every
-invalidation published before them has been delivered before them. And while they are overdue
-because this process is behind (``InvalidationFollower.behind``), a read of a followed copy waits
-for the next heartbeat heard, up to the Redis timeout, instead of loading (``_after_heartbeat``).
+invalidation published before them has been delivered before them.
 """
 
 from __future__ import annotations
@@ -124,40 +122,12 @@ class ProductCache:
             if entry[1] > now:
                 self.local_hits += 1
                 return entry[4]
-            if entry[0] > now:
-                if self.follower.followed_until > now:
-                    self.local_hits += 1
-                    if entry[3] <= now and product_id not in self._flights:
-                        self._refresh(product_id, load, replica_load)
-                    return entry[4]
-                if self.follower.worth_waiting():
-                    return self._after_heartbeat(product_id, load, replica_load)
+            if entry[0] > now and self.follower.followed_until > now:
+                self.local_hits += 1
+                if entry[3] <= now and product_id not in self._flights:
+                    self._refresh(product_id, load, replica_load)
+                return entry[4]
         return self._get(product_id, load, replica_load)
-
-    async def _after_heartbeat(
-        self, product_id: int, load: Loader, replica_load: Loader | None
-    ) -> CachedProduct | None:
-        """A followed copy while heartbeats are overdue because this process is behind (its
-        loop late, Redis not known to be): the next heartbeat heard back comes after every
-        invalidation published before it, so the copy, if still held then, is served as a
-        followed one would be. Loading it instead (Redis is skipped while overdue: a load from
-        PostgreSQL) would add work to a process already short of CPU, and the next copy
-        stored would live local_ttl only: a busy worker turned its backlog into loads and fell
-        further behind (docs/decisions/0013-open-loop-generator.md). At most the Redis timeout:
-        past it, Redis is late too, and reads load as they did."""
-        try:
-            async with asyncio.timeout(self.redis.timeout):
-                await asyncio.shield(self.follower.next_heard())
-        except TimeoutError:
-            self.follower.waited_in_vain()
-        entry = self._local.get(product_id)
-        now = self._clock()
-        if entry is not None and (
-            entry[1] > now or (entry[0] > now and self.follower.followed_until > now)
-        ):
-            self.local_hits += 1
-            return entry[2]
-        return await self._get(product_id, load, replica_load)
 
     async def _get(
         self, product_id: int, load: Loader, replica_load: Loader | None = None

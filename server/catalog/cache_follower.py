@@ -16,13 +16,6 @@ subscription are not a gap: the channel is one ordered stream, so every invalida
 before them has been delivered before them. That is a process too busy to read its socket
 promptly (its CPU saturated), which used to drop every copy then, and so load more, and fall
 further behind.
-
-``behind`` tells the two kinds of overdue apart: it is set when this process's own loop started
-the last heartbeat late (a timer that fired ``_BEHIND`` or more after it was due), which a
-stalled Redis does not do. A cache read that finds heartbeats overdue while this process is
-behind waits for the next heartbeat heard (``next_heard``) instead of loading: the heartbeat
-comes back after every invalidation published before it, so a copy still held then is as good
-as one served while followed, and the wait adds no work to a process already short of CPU.
 """
 
 from __future__ import annotations
@@ -42,8 +35,6 @@ _BEAT = "~"  # heartbeats start with it; an invalidation is a bare product id
 # Heartbeats taken and not heard back kept at most (200 s of them): past that the subscription
 # hears none of ours while it looks up, and the next one heard is taken as a gap.
 _MAX_AWAITED = 1000
-# A heartbeat started this much after it was due: this process's loop is behind (see above).
-_BEHIND = 0.05
 
 
 class InvalidationFollower:
@@ -75,10 +66,6 @@ class InvalidationFollower:
         # Heartbeats Redis took (publish answered) on this subscription, not yet heard back.
         self._awaited: set[int] = set()
         self._doubt = False  # a gap the next heartbeat heard back reports
-        self._due = 0.0  # when the next heartbeat should start: the last one's end + HEARTBEAT
-        self.behind = False  # this process started the last heartbeat late: its loop is busy
-        self._waited_in_vain = False  # a wait for next_heard timed out: Redis is late too
-        self._next_heard: asyncio.Future[None] | None = None
 
     @property
     def following(self) -> bool:
@@ -100,38 +87,7 @@ class InvalidationFollower:
             event="product_cache",
         )
 
-    def worth_waiting(self) -> bool:
-        """Heartbeats are overdue because this process is behind, as far as it can tell: a read
-        may wait for ``next_heard`` rather than load. Not once such a wait has timed out, until
-        a heartbeat comes back (Redis is stalled as well, and every read would wait it out)."""
-        return self.behind and not self._waited_in_vain and self.overdue()
-
-    def waited_in_vain(self) -> None:
-        self._waited_in_vain = True
-
-    def next_heard(self) -> asyncio.Future[None]:
-        """Done when the next heartbeat of ours comes back (``followed_until`` moved on), or the
-        subscription comes up or goes down. Shared by every waiter: shield it before a wait
-        that may be cancelled."""
-        if self._next_heard is None or self._next_heard.done():
-            self._next_heard = asyncio.get_running_loop().create_future()
-        return self._next_heard
-
-    def _wake_waiters(self) -> None:
-        if self._next_heard is not None and not self._next_heard.done():
-            self._next_heard.set_result(None)
-        self._next_heard = None
-
     async def heartbeat(self) -> None:
-        """One heartbeat; called every ``HEARTBEAT`` seconds after the last one returned."""
-        start = self._clock()
-        self.behind = 0 < self._due <= start - _BEHIND
-        try:
-            await self._beat()
-        finally:
-            self._due = self._clock() + HEARTBEAT
-
-    async def _beat(self) -> None:
         client = self.redis.client
         if client is None or not self.subscribed:
             return
@@ -163,7 +119,6 @@ class InvalidationFollower:
         # Up: messages sent while we were away are lost. Down: copies kept for followed_ttl
         # would outlive the local_ttl bound that holds from now on.
         self._on_gap()
-        self._wake_waiters()  # nothing to wait for: every copy is gone
 
     def _heard(self, number: int, sent: float) -> None:
         """Heartbeat ``number``, sent at ``sent``, came back. Late is no gap (see above)."""
@@ -178,8 +133,6 @@ class InvalidationFollower:
         if gap:
             self._on_gap()  # what was published alongside may never arrive
         self.followed_until = max(self.followed_until, sent + _HEARD_WITHIN)
-        self._waited_in_vain = False
-        self._wake_waiters()
 
     def _on_message(self, data: object) -> None:
         if isinstance(data, str) and data.startswith(_BEAT):

@@ -45,7 +45,6 @@ class Channel:
 
     async def _publish(self, client: object, channel: str, message: str) -> int:
         if self.failing:
-            self.clock.now += _Link.timeout  # what the wait takes, on the follower's clock too
             await asyncio.sleep(1)  # Redis stalled: the heartbeat's timeout ends the wait
         self.sent.append(message)
         if self.echo:
@@ -146,67 +145,3 @@ async def test_other_processes_heartbeats_and_bad_messages_are_not_ours(
     assert not channel.follower.following
     assert channel.gaps == 0
     assert channel.invalidated == []
-
-
-async def test_a_heartbeat_started_late_says_this_process_is_behind(channel: Channel) -> None:
-    channel.deliver(await channel.beat())
-    assert not channel.follower.behind
-    channel.clock.now += cache_follower.HEARTBEAT + 0.3  # the loop ran the timer 0.3 s late
-    channel.deliver(await channel.beat())
-    assert channel.follower.behind
-    channel.clock.now += cache_follower.HEARTBEAT  # on time again
-    await channel.beat()
-    assert not channel.follower.behind
-
-
-async def test_a_stalled_redis_is_not_this_process_behind(channel: Channel) -> None:
-    # Each heartbeat waits out its timeout, and the next starts on time after it: late
-    # heartbeats with a prompt loop are Redis's, and reads must not wait for them.
-    channel.deliver(await channel.beat())
-    channel.failing = True
-    for _ in range(3):
-        channel.clock.now += cache_follower.HEARTBEAT
-        await channel.follower.heartbeat()
-        assert not channel.follower.behind
-    assert channel.follower.overdue()
-    assert not channel.follower.worth_waiting()
-
-
-async def test_next_heard_is_done_when_a_heartbeat_comes_back_or_the_subscription_changes(
-    channel: Channel,
-) -> None:
-    sent = await channel.beat()
-    waiting = channel.follower.next_heard()
-    assert channel.follower.next_heard() is waiting  # one future for every waiter
-    channel.deliver("7")  # an invalidation is not a heartbeat
-    assert not waiting.done()
-    channel.deliver(sent)
-    assert waiting.done()
-    again = channel.follower.next_heard()
-    assert again is not waiting
-    assert not again.done()
-    channel.follower._on_subscribed(False)
-    assert again.done()
-
-
-async def test_worth_waiting_only_while_behind_and_overdue_and_not_after_a_wait_in_vain(
-    channel: Channel,
-) -> None:
-    channel.deliver(await channel.beat())
-    channel.clock.now += 2.0
-    assert channel.follower.overdue()
-    late = await channel.beat()  # started 1.8 s late
-    assert channel.follower.behind
-    assert channel.follower.worth_waiting()
-    channel.follower.waited_in_vain()  # a read's wait timed out: Redis is late as well
-    assert not channel.follower.worth_waiting()
-    channel.deliver(late)  # heard: Redis answers, and this process is still behind
-    channel.clock.now += 1.0
-    assert channel.follower.overdue()
-    assert channel.follower.worth_waiting()
-    channel.deliver(await channel.beat())  # started late again, heard at once
-    assert channel.follower.behind
-    assert not channel.follower.worth_waiting()
-    channel.clock.now += cache_follower.HEARTBEAT
-    channel.deliver(await channel.beat())  # started on time
-    assert not channel.follower.behind
