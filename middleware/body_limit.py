@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
@@ -163,34 +162,44 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
     async def _read(self, receive: Receive) -> Message:
-        """The body as one message, or the disconnect that cut it short."""
-        started = time.monotonic()
+        """The body as one message, or the disconnect that cut it short.
+
+        One deadline for the whole body, moved later as bytes arrive (``reschedule``), not a
+        timeout entered and left around every ``receive()``: a server hands even a small body
+        over in two messages (granian: the bytes, then an empty last one), and each timeout is
+        a Timeout object, a timer handle pushed onto the loop's heap and cancelled. The deadline
+        is the same: ``timeout`` from the start, plus a second per ``min_rate`` bytes received,
+        at most ``max_timeout``; a chunk that adds no bytes, or ends the body, moves nothing."""
         limit = self.max_bytes
         chunks: list[bytes] = []
         received = 0
-        while True:
-            allowed = self.timeout
-            if self.min_rate:
-                allowed = min(allowed + received / self.min_rate, self.max_timeout)
-            left = started + allowed - time.monotonic()
-            try:
-                async with asyncio.timeout(max(left, 0.0)):
+        started = asyncio.get_running_loop().time()  # the loop's clock, which the deadline reads
+        try:
+            async with asyncio.timeout_at(started + self.timeout) as deadline:
+                while True:
                     message = await receive()
-            except TimeoutError:
-                raise BodyTimeout() from None
-            if message["type"] != "http.request":
-                # The client left: the app sees the disconnect, as it would have (a 499).
-                return message
-            chunk: bytes = message.get("body", b"")
-            received += len(chunk)
-            if received > limit:
-                raise PayloadTooLarge(limit)
-            if not message.get("more_body", False):
-                if not chunks:
-                    return message
-                chunks.append(chunk)
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            chunks.append(chunk)
+                    if message["type"] != "http.request":
+                        # The client left: the app sees the disconnect, as it would have (a 499).
+                        return message
+                    chunk: bytes = message.get("body", b"")
+                    received += len(chunk)
+                    if received > limit:
+                        raise PayloadTooLarge(limit)
+                    if not message.get("more_body", False):
+                        if not chunks:
+                            return message
+                        chunks.append(chunk)
+                        return {
+                            "type": "http.request",
+                            "body": b"".join(chunks),
+                            "more_body": False,
+                        }
+                    chunks.append(chunk)
+                    if chunk and self.min_rate:
+                        allowed = min(self.timeout + received / self.min_rate, self.max_timeout)
+                        deadline.reschedule(started + allowed)
+        except TimeoutError:
+            raise BodyTimeout() from None
 
 
 async def _ready(message: Message) -> Message:

@@ -253,6 +253,40 @@ async def test_the_allowance_stops_growing_at_max_timeout() -> None:
     assert time.monotonic() - started < 0.9
 
 
+async def test_empty_chunks_earn_no_time() -> None:
+    # A client that keeps sending empty chunks adds no bytes: the allowance stays 0.3 s.
+    recorder = Recorder()
+    app = timed(recorder.app, timeout=0.3, min_rate=1000)
+    started = time.monotonic()
+    sent = await call_slowly(
+        app, [(0.05, b"")] * 20 + [(0, b"x")], headers=[(b"transfer-encoding", b"chunked")]
+    )
+    assert sent[0]["status"] == 408
+    assert 0.3 <= time.monotonic() - started < 0.9
+    assert recorder.calls == 0
+
+
+async def test_the_deadline_counts_from_the_start_not_from_each_chunk() -> None:
+    # 2 bytes every 0.1 s at min_rate 1,000: each chunk adds 2 ms, each wait is 0.1 s, so the
+    # 0.25 s allowed from the start runs out during the third wait, though no wait is long.
+    recorder = Recorder()
+    app = timed(recorder.app, timeout=0.25, min_rate=1000)
+    started = time.monotonic()
+    sent = await call_slowly(app, [(0.1, b"xx")] * 5, headers=[(b"transfer-encoding", b"chunked")])
+    assert sent[0]["status"] == 408
+    assert 0.25 <= time.monotonic() - started < 0.45
+    assert recorder.calls == 0
+
+
+async def test_a_body_in_two_messages_as_granian_sends_it() -> None:
+    # The bytes with more_body, then an empty last message: one body for the app.
+    recorder = Recorder()
+    app = timed(recorder.app, timeout=0.3, min_rate=1000)
+    sent = await call_slowly(app, [(0, b"x" * 44), (0.01, b"")])
+    assert sent[0]["status"] == 200
+    assert orjson.loads(sent[1]["body"])["size"] == 44
+
+
 async def test_bodies_in_progress_have_a_budget_per_client_and_in_all() -> None:
     recorder = Recorder()
     app = timed(recorder.app, timeout=5, max_readers=3, max_readers_per_client=2)
