@@ -148,9 +148,13 @@ async def _running(
     workdir = Path(tempfile.mkdtemp(prefix="hotpath-order-request-"))
     os.environ.update(hotpath_env(Run(Options(), workdir), url))
     os.environ["CEILING_DATABASE_URL"] = url
-    # Under valgrind the login's argon2 hash outlasts the default 10 s deadline; an order costs
-    # no more for a longer one.
+    # Under valgrind the login's argon2 hash outlasts the default 10 s deadline, and 16 orders
+    # in flight the 1 s pool wait, the 5 s statement limit and the 0.5 s Redis limit (503s in
+    # the warm-up on a busy box); an order costs no more for longer ones.
     os.environ["HOTPATH_REQUEST_TIMEOUT"] = "600"
+    os.environ["HOTPATH_DB_ACQUIRE_TIMEOUT"] = "60"
+    os.environ["HOTPATH_DB_COMMAND_TIMEOUT"] = "600"
+    os.environ["HOTPATH_REDIS_TIMEOUT"] = "30"
     devnull = open(os.devnull, "wb")  # noqa: ASYNC230, SIM115 (open for the whole run)
     logger = configure_logging("info", stream=devnull)
     app = create_app(load_settings(), logger=logger)
