@@ -142,7 +142,7 @@ def ceiling_loads(state: Run, url: str, accounts: list[setup.Account]) -> dict[s
     everything = {"BENCH_PRODUCTS": str(options.products)}
     anyone = {**everything, "BENCH_TOKENS": state.file("no-tokens.txt", ["none"])}
     buyers = {
-        **everything,
+        **options.order_products(),
         "BENCH_TOKENS": state.file("ceiling-tokens.txt", buyer_tokens(accounts)),
     }
 

@@ -61,6 +61,17 @@ class Options:
     )
     profile_seconds: float = 5.0
 
+    def order_products(self) -> dict[str, str]:
+        """The product ids the order scenarios buy (bench/load/order_place.lua): those above
+        the warm read's ``hot_products``, so that no order invalidates a copy the warm read
+        keeps cached. With orders among all ids, the warm read measured right after 3 s of
+        orders on the same server cost a median 22.6 µs a request more than just before them
+        (six paired rounds, five of them +12 to +37 µs; 2026-12-07, a busy box), its invalidated
+        copies read again; with orders above the hot range, -8 µs (-30 to +41: noise). The
+        budget rounds measure product_get after the previous round's orders."""
+        first = self.hot_products + 1 if self.products > self.hot_products else 1
+        return {"BENCH_PRODUCTS": str(self.products), "BENCH_FIRST_PRODUCT": str(first)}
+
 
 @dataclass(frozen=True)
 class Outcome:
