@@ -25,7 +25,6 @@ from server.auth.principal import Principal
 from server.web.apidoc import API_ATTR, EndpointDoc
 from server.web.asgi_endpoint import AsgiEndpoint, is_asgi_endpoint
 from server.web.errors import Forbidden, Unauthorized
-from server.web.prepared import prepared_answer
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -168,13 +167,7 @@ class GuardedRoute(Route):
             include_in_schema=include_in_schema,
         )
         self.access = access
-        answer = prepared_answer(endpoint)
-        if answer is not None:
-            if not access.open:
-                raise TypeError(f"{path}: a prepared answer is served without the access guard")
-            # The same bytes every time: no Request, handler or Response per request.
-            self.app = answer
-        elif is_asgi_endpoint(endpoint):
+        if is_asgi_endpoint(endpoint):
             asgi = cast(AsgiEndpoint, endpoint)
             # An open route has nothing to check: the router calls the handler itself.
             self.app = asgi if access.open else _GuardedAsgi(asgi, access)

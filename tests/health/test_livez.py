@@ -1,6 +1,6 @@
-"""/livez is an ASGI endpoint (server/web/asgi_endpoint.py): the router calls it itself, and it
-sends, byte for byte, what it sent as a prepared answer (server/web/prepared.py), with the same
-OpenAPI operation."""
+"""/livez is an ASGI endpoint (server/web/asgi_endpoint.py): the router calls it itself, it
+sends these bytes in fresh messages (what it sent as a prepared answer before, decision 0016),
+and its OpenAPI operation is the one a Starlette endpoint with the same decorator has."""
 
 from __future__ import annotations
 
@@ -15,18 +15,12 @@ from server.web.access import ANONYMOUS, guarded_route
 from server.web.apidoc import api
 from server.web.asgi_endpoint import is_asgi_endpoint
 from server.web.openapi import build_openapi
-from server.web.prepared import PreparedAnswer, prepared
-from server.web.responses import dumps
-
-# What /livez was before it was an ASGI endpoint (its answer and its handler's decorators).
-BEFORE = PreparedAnswer(dumps({"status": "ok"}), headers={"cache-control": "no-store"})
 
 
-def _prepared_livez() -> object:
+def _starlette_livez() -> object:
     @api(summary="Liveness probe", tags=("health",), responses={200: Liveness})
-    @prepared(BEFORE)
     async def livez(request: Request) -> Response:
-        return BEFORE.response()
+        return Response(b'{"status":"ok"}', media_type="application/json")
 
     return livez
 
@@ -50,9 +44,8 @@ async def test_the_route_calls_livez_itself() -> None:
     assert guarded_route("/livez", handlers.livez, ["GET"], ANONYMOUS).app is handlers.livez
 
 
-async def test_it_sends_what_the_prepared_answer_sent_with_fresh_messages() -> None:
+async def test_it_sends_the_same_bytes_in_fresh_messages() -> None:
     first = await _served(handlers.livez)
-    assert first == await _served(BEFORE)
     start, body = first
     assert start == {
         "type": "http.response.start",
@@ -75,9 +68,9 @@ async def test_it_sends_what_the_prepared_answer_sent_with_fresh_messages() -> N
     assert answer.headers["cache-control"] == "no-store"
 
 
-def test_the_openapi_operation_is_the_one_the_prepared_handler_had() -> None:
+def test_the_openapi_operation_is_the_one_a_starlette_endpoint_has() -> None:
     def document(endpoint: object) -> object:
         routes = [guarded_route("/livez", endpoint, ["GET"], ANONYMOUS)]  # type: ignore[arg-type]
         return build_openapi(routes, title="t", version="1")
 
-    assert document(handlers.livez) == document(_prepared_livez())
+    assert document(handlers.livez) == document(_starlette_livez())
