@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from middleware.types import (
+    REQUEST_BODY,
     BadContentLength,
     BodyReadersBusy,
     BodyTimeout,
@@ -148,6 +149,8 @@ class BodyLimitMiddleware:
             else:
                 del self._per_client[address]
 
+        if message["type"] == "http.request":
+            scope[REQUEST_BODY] = message.get("body", b"")
         delivered = False
 
         def replay() -> Awaitable[Message]:

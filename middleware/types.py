@@ -22,6 +22,12 @@ ANSWER_HEADERS = "hotpath.answer_headers"
 inside puts there (the rate limit's) are added to the answer's start by that layer's send
 wrapper, so the inner layer needs no wrapper of its own. Absent: no such layer outside."""
 
+REQUEST_BODY = "hotpath.request_body"
+"""Scope key set by BodyLimitMiddleware (middleware/body_limit.py) to the whole request body it
+read before the app runs, the bytes the app's receive() also gives: a handler can take them
+without a receive() and Starlette's body() loop. Absent: no body was read (none was sent, or
+the client left, or no such layer runs outside)."""
+
 UNMATCHED_ROUTE = "unmatched"
 
 

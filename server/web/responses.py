@@ -12,10 +12,11 @@ from urllib.parse import parse_qsl
 
 import msgspec
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
+from middleware.types import REQUEST_BODY
 from server.web import errors
 from server.web.query_values import allowed_values, param_pointer
 from server.web.query_values import spellings as query_spellings
@@ -270,30 +271,13 @@ async def read_json(request: Request, kind: type[T]) -> T:
 
 
 async def request_body(request: Request) -> bytes:
-    """What ``await request.body()`` answers, and leaves behind (the body kept on the request,
-    the stream consumed; ClientDisconnect if the client left), without the async generator
-    Starlette reads it through: BodyLimitMiddleware hands the app the whole body in one
-    message, so this is one ``receive()``."""
-    if hasattr(request, "_body"):
-        return request._body
-    if request._stream_consumed:
-        raise RuntimeError("Stream consumed")
-    receive = request.receive
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.request":
-            chunk: bytes = message.get("body", b"")
-            if chunk:
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        elif message["type"] == "http.disconnect":
-            request._is_disconnected = True
-            raise ClientDisconnect()
-    request._stream_consumed = True
-    request._body = body = b"".join(chunks)
-    return body
+    """The request's body: the bytes BodyLimitMiddleware read whole before the app ran
+    (``REQUEST_BODY`` in the scope), without a ``receive()`` and Starlette's ``body()`` loop
+    through its stream's async generator; else, as without that layer, ``request.body()``."""
+    body: bytes | None = request.scope.get(REQUEST_BODY)
+    if body is not None:
+        return body
+    return await request.body()
 
 
 def _query_items(raw: bytes) -> list[tuple[str, str]]:

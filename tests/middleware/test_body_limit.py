@@ -24,6 +24,7 @@ from middleware import (
     PayloadTooLarge,
 )
 from middleware.body_limit import BodyTiming
+from middleware.types import REQUEST_BODY
 
 LIMIT = 1000
 
@@ -84,6 +85,21 @@ async def test_a_chunked_body_within_the_limit_passes_intact() -> None:
     async with client(recorder.app) as http:
         response = await http.post("/upload", content=chunks(10, LIMIT // 10))
     assert response.json()["size"] == LIMIT
+
+
+async def test_the_whole_body_is_left_in_the_scope_as_receive_gives_it() -> None:
+    seen: list[tuple[object, bytes]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        seen.append((scope.get(REQUEST_BODY), message.get("body", b"")))
+        await Response(b"")(scope, receive, send)
+
+    async with client(app) as http:
+        await http.post("/upload", content=chunks(10, LIMIT // 10))  # chunked: read whole
+        await http.post("/upload", content=b"")  # Content-Length 0: nothing read
+        await http.get("/upload")
+    assert seen == [(b"x" * LIMIT, b"x" * LIMIT), (None, b""), (None, b"")]
 
 
 async def test_too_large_content_length_is_refused_without_calling_the_app() -> None:
